@@ -1,0 +1,74 @@
+//! Writes a synthetic cluster as OpenMetrics (for `promtool tsdb create-blocks-from
+//! openmetrics`) plus its ground truth. Used by the demo, the tests and the benchmarks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use consumption_metrics::synth::{scenario::Options, write_dataset};
+
+/// Generate a synthetic cluster's metrics and ground truth.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Directory for metrics.om and truth.json.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// First sample (RFC 3339, hour-aligned). Default: 2026-11-01T00:00:00Z.
+    #[arg(long)]
+    start: Option<String>,
+    /// Hours of data.
+    #[arg(long, default_value_t = 6)]
+    hours: i64,
+    /// Scrape interval in seconds.
+    #[arg(long, default_value_t = 30)]
+    interval: i64,
+    /// Random tenant namespaces added to the hand-made ones.
+    #[arg(long, default_value_t = 20)]
+    namespaces: usize,
+    /// Seed of the random namespaces.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Only the random namespaces (benchmarks).
+    #[arg(long)]
+    only_random: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut opts = Options {
+        hours: args.hours,
+        interval: args.interval,
+        random_namespaces: args.namespaces,
+        seed: args.seed,
+        only_random: args.only_random,
+        ..Options::default()
+    };
+    if let Some(start) = &args.start {
+        match chrono::DateTime::parse_from_rfc3339(start) {
+            Ok(t) if t.timestamp() % 3600 == 0 => opts.start = t.timestamp(),
+            _ => {
+                eprintln!("error: --start {start:?} must be an hour-aligned RFC 3339 time");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if args.hours < 1 || !(1..=3600).contains(&args.interval) {
+        eprintln!("error: --hours must be >= 1 and --interval within 1..=3600 seconds");
+        return ExitCode::from(2);
+    }
+    match write_dataset(&opts, &args.out_dir) {
+        Ok(d) => {
+            eprintln!(
+                "wrote {} and {}",
+                d.openmetrics.display(),
+                d.truth.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing to {}: {e}", args.out_dir.display());
+            ExitCode::from(1)
+        }
+    }
+}

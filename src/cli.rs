@@ -1,0 +1,268 @@
+//! The command line as typed by a person or a CronJob: raw strings, no decisions.
+//!
+//! Every flag also reads an environment variable so that one image serves every cluster and
+//! environment. [`crate::config::Config::from_args`] turns these raw values into a validated plan.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// How CPU is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CpuBasis {
+    /// Core-hours requested by the containers of Running pods (kube-state-metrics).
+    Request,
+    /// Core-hours used (cAdvisor `container_cpu_usage_seconds_total`).
+    Usage,
+    /// Per container, the larger of request and usage (the allocation OpenCost bills).
+    Max,
+}
+
+/// Log format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal (in a cluster), text otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Bill every tenant namespace of a Kubernetes cluster for the CPU, GPU and storage it held
+/// each hour, and publish one MCMP message per cluster-hour.
+///
+/// Scheduled run (the hourly CronJob): publishes every complete hour after the checkpoint.
+/// Backfill: `--since/--until` publishes an explicit range of hours.
+/// `--dry-run` prints the messages as one JSON array on stdout and touches nothing.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "consumption-metrics",
+    version,
+    about,
+    long_about,
+    max_term_width = 100
+)]
+pub struct Args {
+    /// Base URL of the Prometheus HTTP API (without /api/v1).
+    /// Example: http://prometheus-k8s.openshift-monitoring.svc:9090
+    #[arg(long, env = "PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: String,
+
+    /// File holding a bearer token for Prometheus, re-read on every run.
+    /// Example: /var/run/secrets/kubernetes.io/serviceaccount/token
+    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE", value_name = "PATH")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+
+    /// PEM file of the CA that signed Prometheus's server certificate (added to the system roots).
+    #[arg(long, env = "PROMETHEUS_CA", value_name = "PATH")]
+    pub prometheus_ca: Option<PathBuf>,
+
+    /// PEM client certificate for Prometheus (needs --prometheus-key).
+    #[arg(
+        long,
+        env = "PROMETHEUS_CERT",
+        value_name = "PATH",
+        requires = "prometheus_key"
+    )]
+    pub prometheus_cert: Option<PathBuf>,
+
+    /// PEM (PKCS#8) private key of --prometheus-cert.
+    #[arg(
+        long,
+        env = "PROMETHEUS_KEY",
+        value_name = "PATH",
+        requires = "prometheus_cert"
+    )]
+    pub prometheus_key: Option<PathBuf>,
+
+    /// Extra HTTP header sent to Prometheus, repeatable; comma-separated in the environment.
+    /// Example: X-Scope-OrgID=tenant-a
+    #[arg(
+        long = "prometheus-header",
+        env = "PROMETHEUS_HEADERS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub prometheus_headers: Vec<String>,
+
+    /// Timeout of one Prometheus query. Example: 90s
+    #[arg(
+        long,
+        env = "PROMETHEUS_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub prometheus_timeout: String,
+
+    /// Retries of a query that failed with a timeout, 429 or 5xx (exponential backoff from 1s).
+    #[arg(
+        long,
+        env = "PROMETHEUS_RETRIES",
+        value_name = "N",
+        default_value_t = 3
+    )]
+    pub prometheus_retries: u32,
+
+    /// Accept answers that Prometheus marks with warnings (partial data). Off by default: a
+    /// partial answer fails the hour so that nothing is billed short.
+    #[arg(long, env = "ALLOW_PARTIAL_DATA")]
+    pub allow_partial_data: bool,
+
+    /// Hours fetched by one range query (1-24). Fewer hours mean smaller answers.
+    #[arg(long, env = "HOURS_PER_QUERY", value_name = "N", default_value_t = 24)]
+    pub hours_per_query: u32,
+
+    /// Scrape interval of kube-state-metrics, used to integrate gauges over time; `auto`
+    /// derives it from the sample count of kube_namespace_status_phase. Example: 30s
+    #[arg(
+        long,
+        env = "SCRAPE_INTERVAL",
+        value_name = "DURATION|auto",
+        default_value = "auto"
+    )]
+    pub scrape_interval: String,
+
+    /// Name of this cluster; external_id is <cluster>_<namespace>. Example: prod-alln-01
+    #[arg(long, env = "CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: String,
+
+    /// service_name of the message header.
+    #[arg(
+        long,
+        env = "SERVICE_NAME",
+        value_name = "NAME",
+        default_value = "OPENSHIFT"
+    )]
+    pub service_name: String,
+
+    /// service_version of the message header.
+    #[arg(
+        long,
+        env = "SERVICE_VERSION",
+        value_name = "VERSION",
+        default_value = "GA"
+    )]
+    pub service_version: String,
+
+    /// service_location of the message header. Example: ALLN
+    #[arg(
+        long,
+        env = "SERVICE_LOCATION",
+        value_name = "LOCATION",
+        default_value = "UNSPECIFIED"
+    )]
+    pub service_location: String,
+
+    /// First hour of a backfill (RFC 3339, hour-aligned, inclusive). Needs --until.
+    /// Example: 2026-11-21T00:00:00Z
+    #[arg(long, env = "SINCE", value_name = "TIME", requires = "until")]
+    pub since: Option<String>,
+
+    /// End of a backfill (RFC 3339, hour-aligned, exclusive). Needs --since.
+    /// Example: 2026-11-22T00:00:00Z
+    #[arg(long, env = "UNTIL", value_name = "TIME", requires = "since")]
+    pub until: Option<String>,
+
+    /// Print the messages as one JSON array on stdout; touch neither Kafka nor the checkpoint.
+    #[arg(long, env = "DRY_RUN")]
+    pub dry_run: bool,
+
+    /// The clock (RFC 3339), for replays and tests. Default: the system clock.
+    #[arg(long, env = "NOW", value_name = "TIME")]
+    pub now: Option<String>,
+
+    /// How long after an hour ends before it is billed, so that its data is complete.
+    #[arg(
+        long,
+        env = "SETTLE_DELAY",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub settle_delay: String,
+
+    /// Most hours published by one run, oldest first; a backfill over this is refused.
+    #[arg(
+        long,
+        env = "MAX_HOURS_PER_RUN",
+        value_name = "N",
+        default_value_t = 168
+    )]
+    pub max_hours_per_run: u32,
+
+    /// CPU billing basis.
+    #[arg(long, env = "CPU_BASIS", value_enum, default_value_t = CpuBasis::Request)]
+    pub cpu_basis: CpuBasis,
+
+    /// StorageClass to tier mapping for RWX volumes, repeatable; comma-separated in the
+    /// environment. Tiers: standard, basic, premium. Unmapped classes are standard.
+    /// Example: --storage-tier gold=premium --storage-tier nfs=basic
+    #[arg(
+        long = "storage-tier",
+        env = "STORAGE_TIERS",
+        value_name = "CLASS=TIER",
+        value_delimiter = ','
+    )]
+    pub storage_tiers: Vec<String>,
+
+    /// Namespaces never billed: glob patterns, comma-separated.
+    #[arg(
+        long,
+        env = "EXCLUDE_NAMESPACES",
+        value_name = "GLOBS",
+        value_delimiter = ',',
+        default_value = "kube-*,openshift-*"
+    )]
+    pub exclude_namespaces: Vec<String>,
+
+    /// Largest message in bytes; an hour with more namespaces is split into several parts.
+    #[arg(
+        long,
+        env = "MAX_MESSAGE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 900_000
+    )]
+    pub max_message_bytes: usize,
+
+    /// Kafka bootstrap brokers, comma-separated. Example: kafka-1:9093,kafka-2:9093
+    #[arg(long, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka topic of the MCMP messages.
+    #[arg(long, env = "KAFKA_TOPIC", value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
+
+    /// PEM file of the CA that signed the brokers' certificates.
+    #[arg(long, env = "KAFKA_CA", value_name = "PATH")]
+    pub kafka_ca: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS with Kafka.
+    #[arg(long, env = "KAFKA_CERT", value_name = "PATH")]
+    pub kafka_cert: Option<PathBuf>,
+
+    /// PEM private key of --kafka-cert.
+    #[arg(long, env = "KAFKA_KEY", value_name = "PATH")]
+    pub kafka_key: Option<PathBuf>,
+
+    /// ConfigMap holding the checkpoint key lastPublishedTime (in a cluster).
+    #[arg(long, env = "CHECKPOINT_CONFIGMAP", value_name = "NAME")]
+    pub checkpoint_configmap: Option<String>,
+
+    /// Namespace of --checkpoint-configmap. Default: the pod's own namespace.
+    #[arg(long, env = "CHECKPOINT_NAMESPACE", value_name = "NAMESPACE")]
+    pub checkpoint_namespace: Option<String>,
+
+    /// Local checkpoint file (outside a cluster): one RFC 3339 timestamp, the end of the last
+    /// hour fully published. A missing file means a first run: only the last complete hour.
+    #[arg(
+        long,
+        env = "CHECKPOINT_FILE",
+        value_name = "PATH",
+        default_value = "consumption-metrics.checkpoint"
+    )]
+    pub checkpoint_file: PathBuf,
+
+    /// Log format on stderr. Filter with RUST_LOG (default: info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,314 @@
+//! The collector: one range query per dimension for a span of consecutive hours, shaped into
+//! per-hour, per-namespace consumption.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tracing::{info, instrument, warn};
+
+use crate::cli::CpuBasis;
+use crate::config::{CollectConfig, Tier};
+use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
+use crate::queries;
+use crate::window::{HourWindow, rfc3339};
+
+/// What one namespace held in one hour, unrounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NamespaceUsage {
+    /// Core-hours.
+    pub cpu: f64,
+    /// GPU-hours.
+    pub gpu: f64,
+    /// GiB-hours of ReadWriteOnce volumes.
+    pub storage_rwo_standard: f64,
+    /// GiB-hours of ReadWriteMany volumes per tier.
+    pub storage_rwx_standard: f64,
+    pub storage_rwx_basic: f64,
+    pub storage_rwx_premium: f64,
+}
+
+/// Every billed namespace of one hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourUsage {
+    pub window: HourWindow,
+    pub namespaces: BTreeMap<String, NamespaceUsage>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
+    #[error(
+        "Prometheus holds no kube-state-metrics data (kube_namespace_status_phase) for the hour \
+         {hour}; nothing can be billed for it. Check --prometheus-url, that kube-state-metrics \
+         is scraped, and that the hour is within Prometheus's retention"
+    )]
+    NoData { hour: String },
+    #[error("the {what} query returned a series without a namespace label: {labels:?}")]
+    MissingLabel {
+        what: &'static str,
+        labels: BTreeMap<String, String>,
+    },
+    #[error(
+        "the {what} query returned {value} for namespace {namespace} in the hour {hour}, which \
+         cannot be billed (negative or not finite); check the metrics of that namespace"
+    )]
+    BadValue {
+        what: &'static str,
+        namespace: String,
+        hour: String,
+        value: f64,
+    },
+}
+
+impl CollectError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CollectError::Prometheus(e) => e.is_retryable(),
+            // Data may still arrive (a late scrape, a restarted kube-state-metrics).
+            CollectError::NoData { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = CollectError> = std::result::Result<T, E>;
+
+/// A negative value this small is float noise from subtraction and counts as zero.
+const NOISE: f64 = 1e-9;
+
+pub struct Collector<'a> {
+    prometheus: &'a Prometheus,
+    config: &'a CollectConfig,
+}
+
+/// Hours before a span that the scrape interval is also derived from, so that a scrape gap in
+/// a short span (a scheduled run bills one hour) does not pass for a longer interval.
+const INTERVAL_CONTEXT_HOURS: i64 = 23;
+
+/// The scrape interval that explains the largest hourly sample count: `3600 / count`, snapped
+/// to whole seconds when an interval that does not divide the hour explains it (such counts
+/// alternate by one, e.g. 514 and 515 for 7s).
+pub fn interval_from_count(count: f64) -> Option<Duration> {
+    if !(count.is_finite() && count >= 1.0) {
+        return None;
+    }
+    let raw = 3600.0 / count;
+    let whole = raw.round();
+    // With interval w, an hour holds floor or ceil of 3600/w samples: 3600/count is within
+    // w²/3600 of w.
+    let secs = if whole >= 1.0 && (raw - whole).abs() <= whole * whole / 3600.0 + 1e-9 {
+        whole
+    } else {
+        raw
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(prometheus: &'a Prometheus, config: &'a CollectConfig) -> Self {
+        Self { prometheus, config }
+    }
+
+    /// The spans one run's hours are queried in.
+    pub fn spans(&self, hours: &[HourWindow]) -> Vec<Vec<HourWindow>> {
+        crate::window::spans(hours, self.config.hours_per_query)
+    }
+
+    async fn query(&self, what: &str, expr: &str, span: &[HourWindow]) -> Result<Vec<Series>> {
+        self.query_from(what, expr, span, 0).await
+    }
+
+    /// Query the hours of `span`, and `context` hours before it.
+    async fn query_from(
+        &self,
+        what: &str,
+        expr: &str,
+        span: &[HourWindow],
+        context: i64,
+    ) -> Result<Vec<Series>> {
+        let (first, last) = match (span.first(), span.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Ok(Vec::new()),
+        };
+        Ok(self
+            .prometheus
+            .query_range(&RangeQuery {
+                what,
+                expr,
+                start: first.end() - chrono::TimeDelta::hours(context),
+                end: last.end(),
+                step: Duration::from_secs(3600),
+            })
+            .await?)
+    }
+
+    /// Collect every hour of `span` (consecutive hours), one query per dimension.
+    #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
+    pub async fn collect_span(&self, span: &[HourWindow]) -> Result<Vec<HourUsage>> {
+        let counts = self
+            .query_from(
+                "sample count",
+                &queries::sample_count(),
+                span,
+                INTERVAL_CONTEXT_HOURS,
+            )
+            .await?;
+        let counts: BTreeMap<i64, f64> = counts
+            .into_iter()
+            .flat_map(|s| s.points)
+            .filter(|(_, v)| v.is_finite() && *v >= 1.0)
+            .collect();
+        for w in span {
+            if !counts.contains_key(&w.end().timestamp()) {
+                return Err(CollectError::NoData {
+                    hour: w.to_string(),
+                });
+            }
+        }
+        let interval = match self.config.scrape_interval {
+            Some(d) => d,
+            None => {
+                let max = counts.values().copied().fold(0.0, f64::max);
+                interval_from_count(max).ok_or_else(|| CollectError::NoData {
+                    hour: span.first().map(|w| w.to_string()).unwrap_or_default(),
+                })?
+            }
+        };
+        info!(scrape_interval = ?interval, "integrating gauges");
+
+        let (ns_q, cpu_q, gpu_q, storage_q) = (
+            queries::namespaces(),
+            queries::cpu(self.config.cpu_basis, interval),
+            queries::gpu(interval),
+            queries::storage(interval),
+        );
+        let (ns, cpu, gpu, storage) = tokio::try_join!(
+            self.query("namespaces", &ns_q, span),
+            self.query("cpu", &cpu_q, span),
+            self.query("gpu", &gpu_q, span),
+            self.query("storage", &storage_q, span),
+        )?;
+
+        let mut hours: BTreeMap<i64, HourUsage> = span
+            .iter()
+            .map(|w| {
+                (
+                    w.end().timestamp(),
+                    HourUsage {
+                        window: *w,
+                        namespaces: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        let cpu_what = match self.config.cpu_basis {
+            CpuBasis::Request => "cpu (request)",
+            CpuBasis::Usage => "cpu (usage)",
+            CpuBasis::Max => "cpu (max)",
+        };
+        self.apply(&mut hours, "namespaces", ns, |_, _, _| {})?;
+        self.apply(&mut hours, cpu_what, cpu, |u, _, v| u.cpu += v)?;
+        self.apply(&mut hours, "gpu", gpu, |u, _, v| u.gpu += v)?;
+        let unmapped = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        self.apply(&mut hours, "storage", storage, |u, labels, v| {
+            let rwx = labels.get("rwx").map(String::as_str) == Some("true");
+            if !rwx {
+                u.storage_rwo_standard += v;
+                return;
+            }
+            let class = labels.get("storageclass").map(String::as_str).unwrap_or("");
+            match self.config.storage_tiers.get(class) {
+                Some(Tier::Premium) => u.storage_rwx_premium += v,
+                Some(Tier::Basic) => u.storage_rwx_basic += v,
+                Some(Tier::Standard) => u.storage_rwx_standard += v,
+                None => {
+                    unmapped.borrow_mut().insert(class.to_string());
+                    u.storage_rwx_standard += v
+                }
+            }
+        })?;
+        for class in unmapped.into_inner() {
+            warn!(
+                storageclass = class,
+                "RWX StorageClass has no tier (--storage-tier); billing it as standard"
+            );
+        }
+        Ok(hours.into_values().collect())
+    }
+
+    fn excluded(&self, namespace: &str) -> bool {
+        self.config
+            .exclude_namespaces
+            .iter()
+            .any(|p| p.matches(namespace))
+    }
+
+    /// Add each point of `series` to its namespace-hour with `add`.
+    fn apply(
+        &self,
+        hours: &mut BTreeMap<i64, HourUsage>,
+        what: &'static str,
+        series: Vec<Series>,
+        add: impl Fn(&mut NamespaceUsage, &BTreeMap<String, String>, f64),
+    ) -> Result<()> {
+        for s in series {
+            let namespace = match s.labels.get("namespace") {
+                Some(n) if !n.is_empty() => n.clone(),
+                _ => {
+                    return Err(CollectError::MissingLabel {
+                        what,
+                        labels: s.labels,
+                    });
+                }
+            };
+            if self.excluded(&namespace) {
+                continue;
+            }
+            for (ts, value) in &s.points {
+                let Some(hour) = hours.get_mut(ts) else {
+                    continue;
+                };
+                let value = if (-NOISE..0.0).contains(value) {
+                    0.0
+                } else {
+                    *value
+                };
+                if !value.is_finite() || value < 0.0 {
+                    return Err(CollectError::BadValue {
+                        what,
+                        namespace,
+                        hour: hour.window.to_string(),
+                        value,
+                    });
+                }
+                let usage = hour.namespaces.entry(namespace.clone()).or_default();
+                add(usage, &s.labels, value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The span end used by a dry-run log line.
+pub fn describe(span: &[HourWindow]) -> String {
+    match (span.first(), span.last()) {
+        (Some(f), Some(l)) => format!("[{}, {})", rfc3339(f.start()), rfc3339(l.end())),
+        _ => "[]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_snapped_to_whole_seconds() {
+        assert_eq!(interval_from_count(120.0), Some(Duration::from_secs(30)));
+        assert_eq!(interval_from_count(515.0), Some(Duration::from_secs(7)));
+        assert_eq!(interval_from_count(514.0), Some(Duration::from_secs(7)));
+        assert_eq!(interval_from_count(240.0), Some(Duration::from_secs(15)));
+        assert_eq!(interval_from_count(0.0), None);
+        assert_eq!(interval_from_count(f64::NAN), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! Parse, then validate: the raw [`Args`] become a typed [`Config`] or a usage error that says
+//! which flag was wrong and how to fix it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::{Args, CpuBasis, LogFormat};
+use crate::window::{self, HourWindow, WindowError};
+
+/// Storage tier of an RWX volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    Standard,
+    Basic,
+    Premium,
+}
+
+impl std::str::FromStr for Tier {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "standard" => Ok(Tier::Standard),
+            "basic" => Ok(Tier::Basic),
+            "premium" => Ok(Tier::Premium),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A usage error: the command line or environment asks for something impossible.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {flag} {value:?}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Which hours the run covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The CronJob: every settled hour after the checkpoint.
+    Scheduled,
+    /// An explicit, already validated range of hours.
+    Backfill(Vec<HourWindow>),
+}
+
+/// Where the messages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// One JSON array on stdout; neither Kafka nor the checkpoint is touched.
+    DryRun,
+    /// Kafka, then advance the checkpoint.
+    Publish,
+}
+
+/// How to reach Prometheus.
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    pub url: reqwest::Url,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub allow_partial_data: bool,
+}
+
+/// What is billed and how.
+#[derive(Debug, Clone)]
+pub struct CollectConfig {
+    pub cpu_basis: CpuBasis,
+    /// `None`: derive from the data.
+    pub scrape_interval: Option<Duration>,
+    pub hours_per_query: usize,
+    pub storage_tiers: BTreeMap<String, Tier>,
+    pub exclude_namespaces: Vec<glob::Pattern>,
+}
+
+/// The header fields and limits of the MCMP messages.
+#[derive(Debug, Clone)]
+pub struct MessageConfig {
+    pub cluster_name: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub service_location: String,
+    pub max_message_bytes: usize,
+}
+
+/// The whole validated configuration of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub plan: Plan,
+    pub output: Output,
+    pub now: DateTime<Utc>,
+    pub settle_delay: Duration,
+    pub max_hours_per_run: u32,
+    pub checkpoint_file: PathBuf,
+    pub prometheus: PrometheusConfig,
+    pub collect: CollectConfig,
+    pub message: MessageConfig,
+    pub log_format: LogFormat,
+}
+
+fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parse an RFC 3339 time given to `flag`.
+pub fn parse_time(flag: &'static str, value: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            invalid(
+                flag,
+                value,
+                format!("{e}; use RFC 3339, for example 2026-11-22T10:00:00Z"),
+            )
+        })
+}
+
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration> {
+    humantime::parse_duration(value.trim())
+        .map_err(|e| invalid(flag, value, format!("{e}; use for example 30s, 10m or 1h")))
+}
+
+fn parse_tiers(values: &[String]) -> Result<BTreeMap<String, Tier>> {
+    let mut map = BTreeMap::new();
+    for raw in values.iter().filter(|v| !v.trim().is_empty()) {
+        let (class, tier) = raw.split_once('=').ok_or_else(|| {
+            invalid(
+                "--storage-tier",
+                raw,
+                "expected CLASS=TIER, for example gold=premium",
+            )
+        })?;
+        let tier: Tier = tier.parse().map_err(|()| {
+            invalid(
+                "--storage-tier",
+                raw,
+                "unknown tier; use standard, basic or premium",
+            )
+        })?;
+        let class = class.trim();
+        if class.is_empty() {
+            return Err(invalid(
+                "--storage-tier",
+                raw,
+                "the StorageClass name is empty",
+            ));
+        }
+        if let Some(previous) = map.insert(class.to_string(), tier)
+            && previous != tier
+        {
+            return Err(invalid(
+                "--storage-tier",
+                raw,
+                format!("StorageClass {class} is mapped twice, to different tiers"),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .map(|raw| {
+            let (name, value) = raw.split_once('=').ok_or_else(|| {
+                invalid(
+                    "--prometheus-header",
+                    raw,
+                    "expected NAME=VALUE, for example X-Scope-OrgID=tenant-a",
+                )
+            })?;
+            let name = name.trim();
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid("--prometheus-header", raw, "not a valid header name"))?;
+            reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| invalid("--prometheus-header", raw, "not a valid header value"))?;
+            Ok((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+fn parse_url(value: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| {
+        invalid(
+            "--prometheus-url",
+            value,
+            format!("{e}; use for example http://prometheus:9090"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(
+            "--prometheus-url",
+            value,
+            "the scheme must be http or https",
+        ));
+    }
+    Ok(url)
+}
+
+impl Config {
+    /// Validate `args` against the clock `system_now` (ignored when `--now` is given).
+    pub fn from_args(args: &Args, system_now: DateTime<Utc>) -> Result<Self> {
+        let now = match &args.now {
+            Some(raw) => parse_time("--now", raw)?,
+            None => system_now,
+        };
+        let settle_delay = parse_duration("--settle-delay", &args.settle_delay)?;
+        if args.max_hours_per_run == 0 {
+            return Err(invalid("--max-hours-per-run", "0", "must be at least 1"));
+        }
+        let plan = match (&args.since, &args.until) {
+            (Some(since), Some(until)) => Plan::Backfill(window::plan_backfill(
+                parse_time("--since", since)?,
+                parse_time("--until", until)?,
+                now,
+                settle_delay,
+                args.max_hours_per_run,
+            )?),
+            (None, None) => Plan::Scheduled,
+            _ => {
+                return Err(ConfigError::Unsupported(
+                    "--since and --until go together; give both for a backfill, or neither for \
+                     a scheduled run"
+                        .into(),
+                ));
+            }
+        };
+        let output = if args.dry_run {
+            Output::DryRun
+        } else {
+            Output::Publish
+        };
+        if output == Output::Publish {
+            return Err(ConfigError::Unsupported(
+                "publishing to Kafka is not available in this version yet; run with --dry-run \
+                 to print the messages"
+                    .into(),
+            ));
+        }
+        if args.checkpoint_configmap.is_some() && plan == Plan::Scheduled {
+            return Err(ConfigError::Unsupported(
+                "the ConfigMap checkpoint (--checkpoint-configmap) is not available in this \
+                 version yet; use --checkpoint-file or --since/--until"
+                    .into(),
+            ));
+        }
+
+        let cluster_name = args.cluster_name.trim().to_string();
+        if cluster_name.is_empty() {
+            return Err(invalid(
+                "--cluster-name",
+                &args.cluster_name,
+                "must not be empty",
+            ));
+        }
+        for (flag, value) in [
+            ("--service-name", &args.service_name),
+            ("--service-version", &args.service_version),
+            ("--service-location", &args.service_location),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(flag, value, "must not be empty"));
+            }
+        }
+        if args.max_message_bytes < 1024 {
+            return Err(invalid(
+                "--max-message-bytes",
+                &args.max_message_bytes.to_string(),
+                "must be at least 1024",
+            ));
+        }
+        if !(1..=24).contains(&args.hours_per_query) {
+            return Err(invalid(
+                "--hours-per-query",
+                &args.hours_per_query.to_string(),
+                "must be between 1 and 24",
+            ));
+        }
+
+        let scrape_interval = match args.scrape_interval.trim() {
+            "auto" => None,
+            raw => {
+                let d = parse_duration("--scrape-interval", raw)?;
+                if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                    return Err(invalid(
+                        "--scrape-interval",
+                        raw,
+                        "must be between 1s and 1h, or auto",
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let exclude_namespaces = args
+            .exclude_namespaces
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                glob::Pattern::new(p.trim())
+                    .map_err(|e| invalid("--exclude-namespaces", p, e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let timeout = parse_duration("--prometheus-timeout", &args.prometheus_timeout)?;
+        if timeout.is_zero() {
+            return Err(invalid(
+                "--prometheus-timeout",
+                &args.prometheus_timeout,
+                "must be > 0",
+            ));
+        }
+
+        Ok(Config {
+            plan,
+            output,
+            now,
+            settle_delay,
+            max_hours_per_run: args.max_hours_per_run,
+            checkpoint_file: args.checkpoint_file.clone(),
+            prometheus: PrometheusConfig {
+                url: parse_url(&args.prometheus_url)?,
+                bearer_token_file: args.prometheus_bearer_token_file.clone(),
+                ca_file: args.prometheus_ca.clone(),
+                client_cert: args
+                    .prometheus_cert
+                    .clone()
+                    .zip(args.prometheus_key.clone()),
+                headers: parse_headers(&args.prometheus_headers)?,
+                timeout,
+                retries: args.prometheus_retries,
+                allow_partial_data: args.allow_partial_data,
+            },
+            collect: CollectConfig {
+                cpu_basis: args.cpu_basis,
+                scrape_interval,
+                hours_per_query: args.hours_per_query as usize,
+                storage_tiers: parse_tiers(&args.storage_tiers)?,
+                exclude_namespaces,
+            },
+            message: MessageConfig {
+                cluster_name,
+                service_name: args.service_name.trim().to_string(),
+                service_version: args.service_version.trim().to_string(),
+                service_location: args.service_location.trim().to_string(),
+                max_message_bytes: args.max_message_bytes,
+            },
+            log_format: args.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec![
+            "consumption-metrics",
+            "--prometheus-url",
+            "http://127.0.0.1:9090",
+            "--cluster-name",
+            "c1",
+            "--dry-run",
+        ];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+    fn now() -> DateTime<Utc> {
+        parse_time("x", "2026-11-22T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn storage_tiers_from_flags() {
+        let c = Config::from_args(
+            &args(&[
+                "--storage-tier",
+                "gold=premium",
+                "--storage-tier",
+                "nfs=Basic",
+            ]),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(c.collect.storage_tiers.get("gold"), Some(&Tier::Premium));
+        assert_eq!(c.collect.storage_tiers.get("nfs"), Some(&Tier::Basic));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let e = Config::from_args(&args(&["--storage-tier", "gold=platinum"]), now()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid --storage-tier \"gold=platinum\""),
+            "{e}"
+        );
+        let e =
+            Config::from_args(&args(&["--since", "yesterday", "--until", "x"]), now()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid --since \"yesterday\""),
+            "{e}"
+        );
+        let e = Config::from_args(&args(&["--settle-delay", "ten"]), now()).unwrap_err();
+        assert!(e.to_string().contains("--settle-delay"), "{e}");
+        let e = Config::from_args(&args(&["--prometheus-header", "novalue"]), now()).unwrap_err();
+        assert!(e.to_string().contains("NAME=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn backfill_plan_uses_now_flag() {
+        let c = Config::from_args(
+            &args(&[
+                "--since",
+                "2026-11-01T00:00:00Z",
+                "--until",
+                "2026-11-01T03:00:00Z",
+                "--now",
+                "2026-11-01T03:10:00Z",
+            ]),
+            now(),
+        )
+        .unwrap();
+        match c.plan {
+            Plan::Backfill(h) => assert_eq!(h.len(), 3),
+            other => panic!("unexpected plan {other:?}"),
+        }
+    }
+}

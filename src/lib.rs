@@ -1,0 +1,95 @@
+//! consumption-metrics: bills every tenant namespace of a Kubernetes cluster for the CPU, GPU
+//! and storage it held each hour, as MCMP messages.
+//!
+//! The pipeline, one module per step: [`config`] (validated settings) → [`window`] (which
+//! hours) → [`collector`] with [`queries`] over [`prometheus`] → [`message`] (MCMP) → output,
+//! sequenced by [`manager`]. [`synth`] generates synthetic clusters with known ground truth for
+//! tests, the demo and benchmarks.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod collector;
+pub mod config;
+pub mod manager;
+pub mod message;
+pub mod prometheus;
+pub mod queries;
+pub mod synth;
+pub mod telemetry;
+pub mod window;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Every planned hour done.
+    pub const OK: u8 = 0;
+    /// An unexpected internal failure.
+    pub const INTERNAL: u8 = 1;
+    /// Usage error: a flag or environment variable is wrong. Nothing was done.
+    pub const USAGE: u8 = 2;
+    /// The checkpoint could not be read or written.
+    pub const CHECKPOINT: u8 = 3;
+    /// Prometheus could not be queried or its data could not be billed.
+    pub const COLLECT: u8 = 4;
+    /// The messages could not be shaped or delivered.
+    pub const OUTPUT: u8 = 5;
+}
+
+/// Everything that stops a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::PrometheusError),
+    #[error(transparent)]
+    Collect(#[from] collector::CollectError),
+    #[error(transparent)]
+    Message(#[from] message::MessageError),
+    #[error("{0} is not available in this version")]
+    Unsupported(String),
+    #[error("could not write the messages to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Unsupported(_) => exit::USAGE,
+            Error::Checkpoint(_) => exit::CHECKPOINT,
+            Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
+            Error::Message(_) | Error::Stdout(_) => exit::OUTPUT,
+        }
+    }
+
+    /// Whether running again later may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Prometheus(e) => e.is_retryable(),
+            Error::Collect(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Run the job with a validated configuration; in a dry-run, print the messages as one JSON
+/// array on `out` once every hour has been collected (nothing is printed after an error).
+pub async fn run(
+    config: config::Config,
+    out: &mut dyn std::io::Write,
+) -> Result<manager::RunReport> {
+    let dry_run = config.output == config::Output::DryRun;
+    let report = manager::Manager::new(config)?.run().await?;
+    if dry_run {
+        let mut json = serde_json::to_vec_pretty(&report.messages)
+            .map_err(|e| Error::Stdout(std::io::Error::other(e)))?;
+        json.push(b'\n');
+        out.write_all(&json).map_err(Error::Stdout)?;
+        out.flush().map_err(Error::Stdout)?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,281 @@
+//! The MCMP KafkaMessage: header + payload, shaped from one hour of usage, rounded, with a
+//! deterministic message id, and split into parts that each fit the broker's size limit.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::collector::{HourUsage, NamespaceUsage};
+use crate::config::MessageConfig;
+use crate::window::HourWindow;
+
+/// Decimal places of every quantity in a message.
+pub const DECIMALS: i32 = 6;
+
+/// Namespace of the name-based (v5) message ids. Changing it changes every id: never do.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_1f4e_3c57_4b8e_9a0e_2d4b_c0a5_7e11);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KafkaMessage {
+    pub header: Header,
+    pub payload: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub consumption_period_type: PeriodType,
+    pub consumption_start_ts: String,
+    pub message_id: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub service_location: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PeriodType {
+    Hour,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub external_id: String,
+    pub consumption: Consumption,
+}
+
+/// Quantities of one namespace-hour: core-hours, GPU-hours and GiB-hours, rounded to
+/// [`DECIMALS`] places.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Consumption {
+    pub cpu: f64,
+    pub gpu: f64,
+    pub storage_rwo_standard: f64,
+    pub storage_rwx_standard: f64,
+    pub storage_rwx_basic: f64,
+    pub storage_rwx_premium: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error(
+        "the entry of {external_id} alone is {bytes} bytes with its header, over \
+         --max-message-bytes {limit}; raise the limit"
+    )]
+    EntryTooLarge {
+        external_id: String,
+        bytes: usize,
+        limit: usize,
+    },
+    #[error("could not serialize the message of {window}: {source}")]
+    Serialize {
+        window: String,
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = MessageError> = std::result::Result<T, E>;
+
+/// `x` rounded half away from zero to [`DECIMALS`] places, never `-0`.
+pub fn round(x: f64) -> f64 {
+    let scale = 10f64.powi(DECIMALS);
+    let r = (x * scale).round() / scale;
+    if r == 0.0 { 0.0 } else { r }
+}
+
+impl From<&NamespaceUsage> for Consumption {
+    fn from(u: &NamespaceUsage) -> Self {
+        Consumption {
+            cpu: round(u.cpu),
+            gpu: round(u.gpu),
+            storage_rwo_standard: round(u.storage_rwo_standard),
+            storage_rwx_standard: round(u.storage_rwx_standard),
+            storage_rwx_basic: round(u.storage_rwx_basic),
+            storage_rwx_premium: round(u.storage_rwx_premium),
+        }
+    }
+}
+
+/// `2026-11-22T10:00:00.000000+00:00`, the form MCMP expects.
+pub fn start_ts(window: &HourWindow) -> String {
+    window
+        .start()
+        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        .to_string()
+}
+
+/// The id of part `part` (0-based) of `cluster`'s message for `window`: a v5 UUID of the three,
+/// so a re-publish carries the same id and ids never collide across clusters or parts.
+pub fn message_id(cluster: &str, window: &HourWindow, part: usize) -> String {
+    let name = format!(
+        "consumption-metrics/v1/{cluster}/{}/{part}",
+        start_ts(window)
+    );
+    Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// The messages of one hour: entries sorted by namespace, split so that each serialized
+/// message fits `max_message_bytes`.
+pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessage>> {
+    let window = hour.window;
+    let entries: Vec<Entry> = hour
+        .namespaces
+        .iter()
+        .map(|(ns, usage)| Entry {
+            external_id: format!("{}_{ns}", config.cluster_name),
+            consumption: usage.into(),
+        })
+        .collect();
+    let header = |part: usize| Header {
+        consumption_period_type: PeriodType::Hour,
+        consumption_start_ts: start_ts(&window),
+        message_id: message_id(&config.cluster_name, &window, part),
+        service_name: config.service_name.clone(),
+        service_version: config.service_version.clone(),
+        service_location: config.service_location.clone(),
+    };
+    let serialize_err = |source| MessageError::Serialize {
+        window: window.to_string(),
+        source,
+    };
+    // Size of a message with an empty payload; every part has a header of the same length
+    // (ids are all 36 characters).
+    let empty = serde_json::to_vec(&KafkaMessage {
+        header: header(0),
+        payload: Vec::new(),
+    })
+    .map_err(serialize_err)?
+    .len();
+
+    let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
+    let mut size = empty;
+    for entry in entries {
+        let bytes = serde_json::to_vec(&entry).map_err(serialize_err)?.len();
+        if empty + bytes > config.max_message_bytes {
+            return Err(MessageError::EntryTooLarge {
+                external_id: entry.external_id,
+                bytes: empty + bytes,
+                limit: config.max_message_bytes,
+            });
+        }
+        let current = parts.last_mut().expect("parts is never empty");
+        // A comma separates entries after the first.
+        let added = bytes + usize::from(!current.is_empty());
+        if size + added > config.max_message_bytes {
+            parts.push(vec![entry]);
+            size = empty + bytes;
+        } else {
+            current.push(entry);
+            size += added;
+        }
+    }
+    Ok(parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| KafkaMessage {
+            header: header(i),
+            payload,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use std::collections::BTreeMap;
+
+    fn window() -> HourWindow {
+        let t: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().unwrap();
+        HourWindow::starting_at(t, "x").unwrap()
+    }
+    fn config(max: usize) -> MessageConfig {
+        MessageConfig {
+            cluster_name: "prod-alln-01".into(),
+            service_name: "OPENSHIFT".into(),
+            service_version: "GA".into(),
+            service_location: "ALLN".into(),
+            max_message_bytes: max,
+        }
+    }
+    fn hour(n: usize) -> HourUsage {
+        HourUsage {
+            window: window(),
+            namespaces: (0..n)
+                .map(|i| {
+                    (
+                        format!("team-{i:05}"),
+                        NamespaceUsage {
+                            cpu: 0.5 + i as f64,
+                            gpu: 0.0,
+                            storage_rwo_standard: 10.0 / 3.0,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn rounding_is_six_places_without_negative_zero() {
+        assert_eq!(round(1.4999999999999996), 1.5);
+        assert_eq!(round(10.0 / 3.0), 3.333333);
+        assert_eq!(round(0.0000004), 0.0);
+        assert_eq!(round(-0.0000004).to_string(), "0");
+        assert_eq!(round(2.0000005), 2.000001);
+    }
+
+    #[test]
+    fn start_ts_has_microseconds_and_offset() {
+        assert_eq!(start_ts(&window()), "2026-11-22T10:00:00.000000+00:00");
+    }
+
+    #[test]
+    fn message_ids_are_deterministic_and_distinct() {
+        let w = window();
+        assert_eq!(message_id("a", &w, 0), message_id("a", &w, 0));
+        assert_ne!(message_id("a", &w, 0), message_id("b", &w, 0));
+        assert_ne!(message_id("a", &w, 0), message_id("a", &w, 1));
+        assert_ne!(message_id("a", &w, 0), message_id("a", &w.next(), 0));
+        // Pinned: a change here would make the billing side count re-published hours twice.
+        assert_eq!(
+            message_id("a", &w, 0),
+            "86bc6988-2aa9-5958-8049-8cdc3d0c47e9"
+        );
+    }
+
+    #[test]
+    fn one_message_snapshot() {
+        let msgs = shape(&hour(2), &config(900_000)).unwrap();
+        assert_eq!(msgs.len(), 1);
+        insta::assert_json_snapshot!(msgs);
+    }
+
+    #[test]
+    fn large_hours_are_split_under_the_limit() {
+        let h = hour(20_000);
+        let msgs = shape(&h, &config(900_000)).unwrap();
+        assert!(msgs.len() > 1);
+        let mut seen = 0;
+        let mut ids = std::collections::HashSet::new();
+        for m in &msgs {
+            let bytes = serde_json::to_vec(m).unwrap().len();
+            assert!(bytes <= 900_000, "{bytes}");
+            assert_eq!(
+                m.header.consumption_start_ts,
+                msgs[0].header.consumption_start_ts
+            );
+            assert!(ids.insert(m.header.message_id.clone()));
+            seen += m.payload.len();
+        }
+        assert_eq!(seen, 20_000);
+        // Parts are filled: all but the last are close to the limit.
+        let first = serde_json::to_vec(&msgs[0]).unwrap().len();
+        assert!(first > 899_000, "{first}");
+    }
+
+    #[test]
+    fn an_entry_over_the_limit_is_an_error() {
+        let e = shape(&hour(1), &config(200)).unwrap_err();
+        assert!(e.to_string().contains("--max-message-bytes 200"), "{e}");
+    }
+}

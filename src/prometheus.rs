@@ -1,0 +1,450 @@
+//! The Prometheus HTTP API: range queries with authentication, timeouts and bounded retries.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use crate::config::PrometheusConfig;
+
+/// What went wrong talking to Prometheus. Each variant names the query (`what`) and the range.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    #[error("could not read {what} {path}: {source}; check the file is mounted and readable")]
+    File {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not use {what} {path}: {reason}; it must be a PEM file")]
+    Pem {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("could not build the HTTP client for Prometheus: {0}")]
+    Client(String),
+    #[error(
+        "could not reach Prometheus at {url} while querying {what} for {range}: {reason}; check \
+         --prometheus-url and that Prometheus is up and reachable"
+    )]
+    Unreachable {
+        url: String,
+        what: String,
+        range: String,
+        reason: String,
+    },
+    #[error(
+        "Prometheus at {url} did not answer the {what} query for {range} within {timeout:?}; \
+         raise --prometheus-timeout or query fewer hours (--hours-per-query)"
+    )]
+    Timeout {
+        url: String,
+        what: String,
+        range: String,
+        timeout: Duration,
+    },
+    #[error(
+        "Prometheus at {url} answered the {what} query for {range} with HTTP {status}: \
+         {detail}{hint}"
+    )]
+    Status {
+        url: String,
+        what: String,
+        range: String,
+        status: u16,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error(
+        "the answer of {url} to the {what} query for {range} is not Prometheus JSON \
+         ({content_type}, begins {snippet:?}); is --prometheus-url the root of the Prometheus \
+         API (without /api/v1)?"
+    )]
+    NotJson {
+        url: String,
+        what: String,
+        range: String,
+        content_type: String,
+        snippet: String,
+    },
+    #[error("Prometheus rejected the {what} query for {range}: {error_type}: {error}")]
+    Query {
+        what: String,
+        range: String,
+        error_type: String,
+        error: String,
+    },
+    #[error(
+        "Prometheus answered the {what} query for {range} with partial data ({warnings}); \
+         nothing was billed for these hours; retry later, or pass --allow-partial-data to accept"
+    )]
+    Partial {
+        what: String,
+        range: String,
+        warnings: String,
+    },
+    #[error("the {what} query for {range} returned {result_type} data, expected a matrix")]
+    ResultType {
+        what: String,
+        range: String,
+        result_type: String,
+    },
+    #[error("the {what} query for {range} returned an unreadable sample {value:?} at {ts}")]
+    Sample {
+        what: String,
+        range: String,
+        value: String,
+        ts: f64,
+    },
+}
+
+impl PrometheusError {
+    /// Whether trying again later may succeed (the run is stopped either way).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PrometheusError::Unreachable { .. } | PrometheusError::Timeout { .. } => true,
+            PrometheusError::Status { status, .. } => *status == 429 || *status >= 500,
+            PrometheusError::Partial { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = PrometheusError> = std::result::Result<T, E>;
+
+/// One series of a range query: its labels and `(unix seconds, value)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A range query: expression, evaluation times `start..=end` every `step`.
+#[derive(Debug, Clone)]
+pub struct RangeQuery<'a> {
+    /// Short name for errors and logs, e.g. "cpu".
+    pub what: &'a str,
+    pub expr: &'a str,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub step: Duration,
+}
+
+impl RangeQuery<'_> {
+    fn range(&self) -> String {
+        format!(
+            "evaluation times {}..={} step {}s",
+            crate::window::rfc3339(self.start),
+            crate::window::rfc3339(self.end),
+            self.step.as_secs()
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<ApiSeries>,
+}
+
+#[derive(Deserialize)]
+struct ApiSeries {
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// A Prometheus API client for one run.
+pub struct Prometheus {
+    http: reqwest::Client,
+    config: PrometheusConfig,
+    endpoint: reqwest::Url,
+}
+
+fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| PrometheusError::File {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl Prometheus {
+    /// Build the client: reads the CA, the client certificate and the bearer token now, so that
+    /// a missing file fails before any query.
+    pub fn new(config: &PrometheusConfig) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("consumption-metrics/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &config.ca_file {
+            let pem = read_file("--prometheus-ca", ca)?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| PrometheusError::Pem {
+                what: "--prometheus-ca",
+                path: ca.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if let Some((cert, key)) = &config.client_cert {
+            let cert_pem = read_file("--prometheus-cert", cert)?;
+            let key_pem = read_file("--prometheus-key", key)?;
+            let identity = reqwest::Identity::from_pkcs8_pem(&cert_pem, &key_pem).map_err(|e| {
+                PrometheusError::Pem {
+                    what: "--prometheus-cert/--prometheus-key",
+                    path: format!("{} + {}", cert.display(), key.display()),
+                    reason: format!("{e} (the key must be PKCS#8 PEM and match the certificate)"),
+                }
+            })?;
+            builder = builder.identity(identity);
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            // Validated in config; a failure here would be a bug, so report it rather than panic.
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| PrometheusError::Client(format!("header {name}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| PrometheusError::Client(format!("header value: {e}")))?;
+            headers.insert(name, value);
+        }
+        let http = builder
+            .default_headers(headers)
+            .build()
+            .map_err(|e| PrometheusError::Client(e.to_string()))?;
+        let mut endpoint = config.url.clone();
+        {
+            let path = endpoint.path().trim_end_matches('/').to_string();
+            endpoint.set_path(&format!("{path}/api/v1/query_range"));
+        }
+        let prometheus = Self {
+            http,
+            config: config.clone(),
+            endpoint,
+        };
+        prometheus.bearer_token()?;
+        Ok(prometheus)
+    }
+
+    /// The bearer token, re-read each time so a rotated token is picked up.
+    fn bearer_token(&self) -> Result<Option<String>> {
+        match &self.config.bearer_token_file {
+            None => Ok(None),
+            Some(path) => {
+                let raw = read_file("--prometheus-bearer-token-file", path)?;
+                Ok(Some(String::from_utf8_lossy(&raw).trim().to_string()))
+            }
+        }
+    }
+
+    /// Run a range query, retrying timeouts, 429 and 5xx up to the configured number of times.
+    pub async fn query_range(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+        let mut attempt = 0;
+        loop {
+            match self.query_once(q).await {
+                Ok(series) => return Ok(series),
+                Err(e) if e.is_retryable() && attempt < self.config.retries => {
+                    let backoff = Duration::from_secs(1u64 << attempt.min(5));
+                    warn!(query = q.what, attempt, error = %e, ?backoff, "query failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn query_once(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+        let url = self.config.url.to_string();
+        let range = q.range();
+        let form = [
+            ("query", q.expr.to_string()),
+            ("start", q.start.timestamp().to_string()),
+            ("end", q.end.timestamp().to_string()),
+            ("step", format!("{}s", q.step.as_secs())),
+            (
+                "timeout",
+                format!("{}s", self.config.timeout.as_secs().max(1)),
+            ),
+        ];
+        let mut request = self.http.post(self.endpoint.clone()).form(&form);
+        if let Some(token) = self.bearer_token()? {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        debug!(query = q.what, expr = q.expr, %range, "querying Prometheus");
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                PrometheusError::Timeout {
+                    url: url.clone(),
+                    what: q.what.into(),
+                    range: range.clone(),
+                    timeout: self.config.timeout,
+                }
+            } else {
+                PrometheusError::Unreachable {
+                    url: url.clone(),
+                    what: q.what.into(),
+                    range: range.clone(),
+                    reason: error_chain(&e),
+                }
+            }
+        })?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("no content type")
+            .to_string();
+        let body = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                PrometheusError::Timeout {
+                    url: url.clone(),
+                    what: q.what.into(),
+                    range: range.clone(),
+                    timeout: self.config.timeout,
+                }
+            } else {
+                PrometheusError::Unreachable {
+                    url: url.clone(),
+                    what: q.what.into(),
+                    range: range.clone(),
+                    reason: error_chain(&e),
+                }
+            }
+        })?;
+        let parsed: Option<ApiResponse> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            let detail = match &parsed {
+                Some(ApiResponse {
+                    error_type, error, ..
+                }) if error.is_some() => format!(
+                    "{}: {}",
+                    error_type.as_deref().unwrap_or("error"),
+                    error.as_deref().unwrap_or_default()
+                ),
+                _ => snippet(&body),
+            };
+            let hint = match status.as_u16() {
+                401 | 403 => {
+                    "; check --prometheus-bearer-token-file and that the service account may \
+                     read metrics"
+                }
+                404 => "; check --prometheus-url (it must be the API root, without /api/v1)",
+                400 | 422 => "; the query or its range was refused",
+                429 => "; Prometheus is overloaded, retry later",
+                _ => "; retry later, or check Prometheus's health",
+            };
+            return Err(PrometheusError::Status {
+                url,
+                what: q.what.into(),
+                range,
+                status: status.as_u16(),
+                detail,
+                hint,
+            });
+        }
+        let parsed = parsed.ok_or_else(|| PrometheusError::NotJson {
+            url: url.clone(),
+            what: q.what.into(),
+            range: range.clone(),
+            content_type,
+            snippet: snippet(&body),
+        })?;
+        if parsed.status != "success" {
+            return Err(PrometheusError::Query {
+                what: q.what.into(),
+                range,
+                error_type: parsed.error_type.unwrap_or_else(|| "error".into()),
+                error: parsed.error.unwrap_or_default(),
+            });
+        }
+        if !parsed.warnings.is_empty() {
+            if self.config.allow_partial_data {
+                warn!(query = q.what, warnings = ?parsed.warnings, "accepting partial data");
+            } else {
+                return Err(PrometheusError::Partial {
+                    what: q.what.into(),
+                    range,
+                    warnings: parsed.warnings.join("; "),
+                });
+            }
+        }
+        let data = parsed.data.ok_or_else(|| PrometheusError::ResultType {
+            what: q.what.into(),
+            range: range.clone(),
+            result_type: "no".into(),
+        })?;
+        if data.result_type != "matrix" {
+            return Err(PrometheusError::ResultType {
+                what: q.what.into(),
+                range,
+                result_type: data.result_type,
+            });
+        }
+        data.result
+            .into_iter()
+            .map(|s| {
+                let points = s
+                    .values
+                    .into_iter()
+                    .map(|(ts, raw)| match raw.parse::<f64>() {
+                        Ok(v) if ts.is_finite() => Ok((ts.round() as i64, v)),
+                        _ => Err(PrometheusError::Sample {
+                            what: q.what.into(),
+                            range: range.clone(),
+                            value: raw,
+                            ts,
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Series {
+                    labels: s.metric,
+                    points,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The first bytes of a body, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.trim().chars().take(120).collect();
+    if text.trim().chars().count() > 120 {
+        s.push('…');
+    }
+    s
+}
+
+/// An error and its sources on one line: reqwest hides the useful part ("Connection refused")
+/// in the source chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,167 @@
+//! The objects of a synthetic cluster and their timelines. Times are Unix seconds; every
+//! lifetime is half-open `[from, to)`.
+
+/// Pod phases as kube-state-metrics reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Pending,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Unknown,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Unknown => "Unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    /// Cores requested.
+    pub cpu_request: f64,
+    /// GPUs requested (`nvidia.com/gpu`), 0 for none.
+    pub gpu_request: f64,
+    /// Cores used while the pod runs (constant rate).
+    pub cpu_rate: f64,
+    /// Times at which the container restarts: its usage counter starts again from zero.
+    pub restarts: Vec<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub name: String,
+    pub uid: String,
+    pub node: String,
+    /// The pod object exists (and kube-state-metrics reports it) in `[created, deleted)`.
+    pub created: i64,
+    pub deleted: i64,
+    /// Phase changes: `(from, phase)`, sorted; the first is at `created`.
+    pub phases: Vec<(i64, Phase)>,
+    pub containers: Vec<Container>,
+}
+
+impl Pod {
+    pub fn phase_at(&self, t: i64) -> Phase {
+        self.phases
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .map(|(_, p)| *p)
+            .unwrap_or(Phase::Pending)
+    }
+
+    /// Intervals in which the pod is Running (and exists).
+    pub fn running(&self) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for (i, (from, phase)) in self.phases.iter().enumerate() {
+            if *phase == Phase::Running {
+                let to = self
+                    .phases
+                    .get(i + 1)
+                    .map(|(t, _)| *t)
+                    .unwrap_or(self.deleted)
+                    .min(self.deleted);
+                if to > *from {
+                    out.push((*from, to));
+                }
+            }
+        }
+        out
+    }
+
+    /// Times where billing changes: phase changes and deletion.
+    pub fn events(&self) -> Vec<i64> {
+        let mut e: Vec<i64> = self.phases.iter().map(|(t, _)| *t).collect();
+        e.push(self.deleted);
+        e
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Pvc {
+    pub name: String,
+    pub storage_class: String,
+    /// e.g. `["ReadWriteOnce"]`, `["ReadWriteOnce", "ReadWriteMany"]`.
+    pub access_modes: Vec<&'static str>,
+    pub created: i64,
+    pub deleted: i64,
+    /// Requested size changes: `(from, bytes)`, sorted; the first is at `created`.
+    pub sizes: Vec<(i64, f64)>,
+}
+
+impl Pvc {
+    pub fn rwx(&self) -> bool {
+        self.access_modes.contains(&"ReadWriteMany")
+    }
+    pub fn size_at(&self, t: i64) -> f64 {
+        self.sizes
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .map(|(_, b)| *b)
+            .unwrap_or(0.0)
+    }
+    pub fn events(&self) -> Vec<i64> {
+        let mut e: Vec<i64> = self.sizes.iter().map(|(t, _)| *t).collect();
+        e.push(self.deleted);
+        e
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub name: String,
+    pub created: i64,
+    pub deleted: i64,
+    pub pods: Vec<Pod>,
+    pub pvcs: Vec<Pvc>,
+}
+
+/// A synthetic cluster and how it is scraped.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Samples are generated in `[data_start, data_end)`.
+    pub data_start: i64,
+    pub data_end: i64,
+    /// Scrape interval of every job, seconds.
+    pub interval: i64,
+    /// Offsets (seconds after each interval tick) of the kube-state-metrics replicas; one
+    /// entry per replica.
+    pub ksm_offsets: Vec<i64>,
+    /// Offset of the kubelet's cAdvisor scrapes.
+    pub cadvisor_offset: i64,
+    /// Periods `[from, to)` in which no kube-state-metrics replica was scraped.
+    pub ksm_gaps: Vec<(i64, i64)>,
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Cluster {
+    /// Scrape times of a job with `offset` in the data range, minus `gaps`.
+    pub fn scrape_times(&self, offset: i64, gaps: &[(i64, i64)]) -> Vec<i64> {
+        let mut t = self.data_start + offset;
+        let mut out = Vec::new();
+        while t < self.data_end {
+            if !gaps.iter().any(|(a, b)| (*a..*b).contains(&t)) {
+                out.push(t);
+            }
+            t += self.interval;
+        }
+        out
+    }
+}

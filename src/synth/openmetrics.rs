@@ -1,0 +1,232 @@
+//! Writes a cluster's samples as OpenMetrics text for `promtool tsdb create-blocks-from
+//! openmetrics`, with the label conventions of kube-state-metrics v2 and the kubelet's cAdvisor.
+
+use std::io::{self, Write};
+
+use super::model::{Cluster, Phase};
+
+const KSM_JOB: &str = "kube-state-metrics";
+
+fn ksm_instance(replica: usize) -> String {
+    format!("10.128.0.{}:8080", 11 + replica)
+}
+
+/// Write every family. Samples of one series are in time order; timestamps are in seconds.
+pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
+    let ksm: Vec<(String, Vec<i64>)> = cluster
+        .ksm_offsets
+        .iter()
+        .enumerate()
+        .map(|(r, off)| {
+            (
+                ksm_instance(r),
+                cluster.scrape_times(*off, &cluster.ksm_gaps),
+            )
+        })
+        .collect();
+    let cadvisor = cluster.scrape_times(cluster.cadvisor_offset, &[]);
+
+    // kube_namespace_status_phase
+    writeln!(out, "# TYPE kube_namespace_status_phase gauge")?;
+    for ns in &cluster.namespaces {
+        for phase in ["Active", "Terminating"] {
+            for (instance, times) in &ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",phase=\"{phase}\"",
+                    ns.name
+                );
+                for &t in times
+                    .iter()
+                    .filter(|t| (ns.created..ns.deleted).contains(*t))
+                {
+                    let v = u8::from(phase == "Active");
+                    writeln!(out, "kube_namespace_status_phase{{{labels}}} {v} {t}")?;
+                }
+            }
+        }
+    }
+
+    // kube_pod_status_phase
+    writeln!(out, "# TYPE kube_pod_status_phase gauge")?;
+    for ns in &cluster.namespaces {
+        for pod in &ns.pods {
+            for phase in Phase::ALL {
+                for (instance, times) in &ksm {
+                    let labels = format!(
+                        "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",phase=\"{}\"",
+                        ns.name,
+                        pod.name,
+                        pod.uid,
+                        phase.as_str()
+                    );
+                    for &t in times
+                        .iter()
+                        .filter(|t| (pod.created..pod.deleted).contains(*t))
+                    {
+                        let v = u8::from(pod.phase_at(t) == phase);
+                        writeln!(out, "kube_pod_status_phase{{{labels}}} {v} {t}")?;
+                    }
+                }
+            }
+        }
+    }
+
+    // kube_pod_container_resource_requests
+    writeln!(out, "# TYPE kube_pod_container_resource_requests gauge")?;
+    for ns in &cluster.namespaces {
+        for pod in &ns.pods {
+            for c in &pod.containers {
+                let mut resources = vec![("cpu", "core", c.cpu_request)];
+                if c.gpu_request > 0.0 {
+                    resources.push(("nvidia_com_gpu", "integer", c.gpu_request));
+                }
+                for (resource, unit, value) in resources {
+                    for (instance, times) in &ksm {
+                        let labels = format!(
+                            "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\",node=\"{}\",resource=\"{resource}\",unit=\"{unit}\"",
+                            ns.name, pod.name, pod.uid, c.name, pod.node
+                        );
+                        for &t in times
+                            .iter()
+                            .filter(|t| (pod.created..pod.deleted).contains(*t))
+                        {
+                            writeln!(
+                                out,
+                                "kube_pod_container_resource_requests{{{labels}}} {value} {t}"
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // container_cpu_usage_seconds_total: containers, the pause container ("POD") and the
+    // pod-level cgroup (container=""), only while the pod runs.
+    writeln!(out, "# TYPE container_cpu_usage_seconds counter")?;
+    for ns in &cluster.namespaces {
+        for pod in &ns.pods {
+            let running = pod.running();
+            let is_running = |t: i64| running.iter().any(|(a, b)| (*a..*b).contains(&t));
+            let base = format!(
+                "job=\"kubelet\",metrics_path=\"/metrics/cadvisor\",instance=\"{}\",namespace=\"{}\",pod=\"{}\"",
+                pod.node, ns.name, pod.name
+            );
+            let counter = |rate: f64, restarts: &[i64], t: i64| -> f64 {
+                // Usage since the latest (re)start, counting only running time.
+                let since = restarts.iter().copied().filter(|r| *r <= t).max();
+                running
+                    .iter()
+                    .map(|(a, b)| {
+                        let from = since.map_or(*a, |s| s.max(*a));
+                        let to = (*b).min(t);
+                        (to - from).max(0) as f64
+                    })
+                    .sum::<f64>()
+                    * rate
+            };
+            for c in &pod.containers {
+                let labels = format!(
+                    "{base},container=\"{}\",id=\"/kubepods/pod{}/{}\",image=\"registry.example/{}:1\"",
+                    c.name, pod.uid, c.name, c.name
+                );
+                for &t in cadvisor.iter().filter(|t| is_running(**t)) {
+                    let v = counter(c.cpu_rate, &c.restarts, t);
+                    writeln!(out, "container_cpu_usage_seconds_total{{{labels}}} {v} {t}")?;
+                }
+            }
+            let pause = format!(
+                "{base},container=\"POD\",id=\"/kubepods/pod{}/pause\",image=\"registry.example/pause:3.9\"",
+                pod.uid
+            );
+            let pod_level = format!(
+                "{base},container=\"\",id=\"/kubepods/pod{}\",image=\"\"",
+                pod.uid
+            );
+            for &t in cadvisor.iter().filter(|t| is_running(**t)) {
+                let pause_v = counter(0.001, &[], t);
+                let total: f64 = pod
+                    .containers
+                    .iter()
+                    .map(|c| counter(c.cpu_rate, &[], t))
+                    .sum::<f64>()
+                    + pause_v;
+                writeln!(
+                    out,
+                    "container_cpu_usage_seconds_total{{{pause}}} {pause_v} {t}"
+                )?;
+                writeln!(
+                    out,
+                    "container_cpu_usage_seconds_total{{{pod_level}}} {total} {t}"
+                )?;
+            }
+        }
+    }
+
+    // PVCs
+    writeln!(out, "# TYPE kube_persistentvolumeclaim_info gauge")?;
+    for ns in &cluster.namespaces {
+        for pvc in &ns.pvcs {
+            for (instance, times) in &ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",persistentvolumeclaim=\"{}\",storageclass=\"{}\",volumename=\"pvc-{}-{}\"",
+                    ns.name, pvc.name, pvc.storage_class, ns.name, pvc.name
+                );
+                for &t in times
+                    .iter()
+                    .filter(|t| (pvc.created..pvc.deleted).contains(*t))
+                {
+                    writeln!(out, "kube_persistentvolumeclaim_info{{{labels}}} 1 {t}")?;
+                }
+            }
+        }
+    }
+    writeln!(
+        out,
+        "# TYPE kube_persistentvolumeclaim_resource_requests_storage_bytes gauge"
+    )?;
+    for ns in &cluster.namespaces {
+        for pvc in &ns.pvcs {
+            for (instance, times) in &ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",persistentvolumeclaim=\"{}\"",
+                    ns.name, pvc.name
+                );
+                for &t in times
+                    .iter()
+                    .filter(|t| (pvc.created..pvc.deleted).contains(*t))
+                {
+                    let v = pvc.size_at(t);
+                    writeln!(
+                        out,
+                        "kube_persistentvolumeclaim_resource_requests_storage_bytes{{{labels}}} {v} {t}"
+                    )?;
+                }
+            }
+        }
+    }
+    writeln!(out, "# TYPE kube_persistentvolumeclaim_access_mode gauge")?;
+    for ns in &cluster.namespaces {
+        for pvc in &ns.pvcs {
+            for mode in &pvc.access_modes {
+                for (instance, times) in &ksm {
+                    let labels = format!(
+                        "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",persistentvolumeclaim=\"{}\",access_mode=\"{mode}\"",
+                        ns.name, pvc.name
+                    );
+                    for &t in times
+                        .iter()
+                        .filter(|t| (pvc.created..pvc.deleted).contains(*t))
+                    {
+                        writeln!(
+                            out,
+                            "kube_persistentvolumeclaim_access_mode{{{labels}}} 1 {t}"
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    writeln!(out, "# EOF")?;
+    out.flush()
+}

@@ -1,0 +1,487 @@
+//! The standard synthetic cluster: hand-made namespaces that each exercise one hard case,
+//! plus any number of seeded random tenant namespaces.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::model::{Cluster, Container, Namespace, Phase, Pod, Pvc};
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+const H: i64 = 3600;
+const M: i64 = 60;
+/// "Forever", as far as the data range is concerned.
+const LONG_AGO: i64 = -30 * 24 * H;
+const NEVER: i64 = i64::MAX / 4;
+
+/// Settings of [`build`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// First sample, Unix seconds; must be hour-aligned.
+    pub start: i64,
+    /// Hours of data.
+    pub hours: i64,
+    /// Scrape interval, seconds.
+    pub interval: i64,
+    /// Extra random tenant namespaces.
+    pub random_namespaces: usize,
+    pub seed: u64,
+    /// Leave out the hand-made namespaces (benchmarks want only the random bulk).
+    pub only_random: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            start: 1_793_491_200, // 2026-11-01T00:00:00Z
+            hours: 6,
+            interval: 30,
+            random_namespaces: 20,
+            seed: 42,
+            only_random: false,
+        }
+    }
+}
+
+fn uid(ns: &str, pod: &str) -> String {
+    // Stable, unique, uuid-shaped.
+    let h = |salt: u64| {
+        let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
+        for b in ns.bytes().chain([b'/']).chain(pod.bytes()) {
+            x ^= u64::from(b);
+            x = x.wrapping_mul(0x0100_0000_01b3);
+        }
+        x
+    };
+    let (a, b) = (h(1), h(2));
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn container(name: &str, cpu: f64, rate: f64) -> Container {
+    Container {
+        name: name.into(),
+        cpu_request: cpu,
+        gpu_request: 0.0,
+        cpu_rate: rate,
+        restarts: Vec::new(),
+    }
+}
+
+fn pod(
+    ns: &str,
+    name: &str,
+    created: i64,
+    deleted: i64,
+    phases: Vec<(i64, Phase)>,
+    containers: Vec<Container>,
+) -> Pod {
+    Pod {
+        name: name.into(),
+        uid: uid(ns, name),
+        node: format!("node-{}", name.len() % 3 + 1),
+        created,
+        deleted,
+        phases,
+        containers,
+    }
+}
+
+/// A pod that runs from `from` (Pending before, from `created`) until `to`, then ends in
+/// `end` and exists until `deleted`.
+#[allow(clippy::too_many_arguments)]
+fn job(
+    ns: &str,
+    name: &str,
+    created: i64,
+    from: i64,
+    to: i64,
+    end: Phase,
+    deleted: i64,
+    containers: Vec<Container>,
+) -> Pod {
+    let mut phases = vec![(created, Phase::Pending)];
+    if from > created {
+        phases.push((from, Phase::Running));
+    } else {
+        phases[0].1 = Phase::Running;
+    }
+    if to < deleted {
+        phases.push((to, end));
+    }
+    pod(ns, name, created, deleted, phases, containers)
+}
+
+fn steady(ns: &str, name: &str, containers: Vec<Container>) -> Pod {
+    job(
+        ns,
+        name,
+        LONG_AGO,
+        LONG_AGO,
+        NEVER,
+        Phase::Succeeded,
+        NEVER,
+        containers,
+    )
+}
+
+fn pvc(
+    name: &str,
+    class: &str,
+    modes: &[&'static str],
+    created: i64,
+    deleted: i64,
+    sizes: Vec<(i64, f64)>,
+) -> Pvc {
+    Pvc {
+        name: name.into(),
+        storage_class: class.into(),
+        access_modes: modes.to_vec(),
+        created,
+        deleted,
+        sizes,
+    }
+}
+
+fn namespace(name: &str, created: i64, deleted: i64, pods: Vec<Pod>, pvcs: Vec<Pvc>) -> Namespace {
+    Namespace {
+        name: name.into(),
+        created,
+        deleted,
+        pods,
+        pvcs,
+    }
+}
+
+const RWO: &[&str] = &["ReadWriteOnce"];
+const RWX: &[&str] = &["ReadWriteMany"];
+const RWO_RWX: &[&str] = &["ReadWriteOnce", "ReadWriteMany"];
+
+/// The hand-made namespaces; times are offsets from the data start `t0`.
+fn hand_made(t0: i64) -> Vec<Namespace> {
+    let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
+    let mut crashy = container("app", 1.0, 0.8);
+    crashy.restarts = vec![at(2, 20, 10), at(4, 5, 0)];
+    let mut trainer = container("trainer", 8.0, 6.5);
+    trainer.gpu_request = 2.0;
+    let mut infer = container("infer", 1.0, 0.4);
+    infer.gpu_request = 1.0;
+    vec![
+        namespace(
+            "team-steady",
+            LONG_AGO,
+            NEVER,
+            vec![steady(
+                "team-steady",
+                "web-0",
+                vec![container("web", 0.5, 0.3), container("sidecar", 0.25, 0.05)],
+            )],
+            vec![pvc(
+                "data",
+                "standard-rwo",
+                RWO,
+                LONG_AGO,
+                NEVER,
+                vec![(LONG_AGO, 10.0 * GIB)],
+            )],
+        ),
+        namespace(
+            "team-churn",
+            LONG_AGO,
+            NEVER,
+            vec![
+                // Starts mid-hour, succeeds mid-hour, lingers as Succeeded (still has requests).
+                job(
+                    "team-churn",
+                    "batch-1",
+                    at(1, 15, 0),
+                    at(1, 15, 30),
+                    at(2, 45, 0),
+                    Phase::Succeeded,
+                    at(3, 0, 0),
+                    vec![container("batch", 2.0, 1.7)],
+                ),
+                // Restarts twice: its usage counter resets.
+                steady("team-churn", "crashy-0", vec![crashy]),
+                // Pending for its whole life: requests exist, nothing is billed.
+                job(
+                    "team-churn",
+                    "pending-0",
+                    LONG_AGO,
+                    NEVER,
+                    NEVER,
+                    Phase::Pending,
+                    NEVER,
+                    vec![container("big", 4.0, 0.0)],
+                ),
+                // Fails mid-hour and stays Failed.
+                job(
+                    "team-churn",
+                    "failing-0",
+                    at(3, 8, 0),
+                    at(3, 10, 0),
+                    at(3, 40, 0),
+                    Phase::Failed,
+                    NEVER,
+                    vec![container("job", 1.5, 1.5)],
+                ),
+            ],
+            vec![],
+        ),
+        namespace(
+            "team-gpu",
+            LONG_AGO,
+            NEVER,
+            vec![
+                job(
+                    "team-gpu",
+                    "trainer-0",
+                    at(1, 29, 0),
+                    at(1, 30, 0),
+                    at(4, 20, 0),
+                    Phase::Succeeded,
+                    at(4, 30, 0),
+                    vec![trainer],
+                ),
+                steady("team-gpu", "infer-0", vec![infer]),
+            ],
+            vec![],
+        ),
+        namespace(
+            "team-storage",
+            LONG_AGO,
+            NEVER,
+            vec![],
+            vec![
+                // Resized from 5 to 20 GiB mid-hour; no pod mounts any of these.
+                pvc(
+                    "resized",
+                    "gp3",
+                    RWO,
+                    LONG_AGO,
+                    NEVER,
+                    vec![(LONG_AGO, 5.0 * GIB), (at(2, 30, 0), 20.0 * GIB)],
+                ),
+                // Two access modes: RWX wins.
+                pvc(
+                    "shared",
+                    "gold",
+                    RWO_RWX,
+                    LONG_AGO,
+                    NEVER,
+                    vec![(LONG_AGO, 100.0 * GIB)],
+                ),
+                // Deleted mid-hour.
+                pvc(
+                    "nfs-share",
+                    "nfs",
+                    RWX,
+                    LONG_AGO,
+                    at(3, 20, 0),
+                    vec![(LONG_AGO, 50.0 * GIB)],
+                ),
+                // A StorageClass no --storage-tier maps: standard.
+                pvc(
+                    "mystery",
+                    "mystery-class",
+                    RWX,
+                    LONG_AGO,
+                    NEVER,
+                    vec![(LONG_AGO, 1.0 * GIB)],
+                ),
+                pvc(
+                    "basic-share",
+                    "cephfs",
+                    RWX,
+                    at(1, 40, 0),
+                    NEVER,
+                    vec![(at(1, 40, 0), 3.0 * GIB)],
+                ),
+            ],
+        ),
+        // Created mid-hour, with a pod and a PVC shortly after.
+        namespace(
+            "team-new",
+            at(2, 40, 0),
+            NEVER,
+            vec![job(
+                "team-new",
+                "api-0",
+                at(2, 41, 0),
+                at(2, 42, 0),
+                NEVER,
+                Phase::Succeeded,
+                NEVER,
+                vec![container("api", 0.75, 0.5)],
+            )],
+            vec![pvc(
+                "db",
+                "standard-rwo",
+                RWO,
+                at(2, 45, 0),
+                NEVER,
+                vec![(at(2, 45, 0), 8.0 * GIB)],
+            )],
+        ),
+        // Deleted mid-hour: pod stops, PVC goes, namespace goes.
+        namespace(
+            "team-gone",
+            LONG_AGO,
+            at(3, 25, 0),
+            vec![job(
+                "team-gone",
+                "old-0",
+                LONG_AGO,
+                LONG_AGO,
+                at(3, 20, 0),
+                Phase::Succeeded,
+                at(3, 21, 0),
+                vec![container("old", 3.0, 2.0)],
+            )],
+            vec![pvc(
+                "old-data",
+                "gold",
+                RWX,
+                LONG_AGO,
+                at(3, 22, 0),
+                vec![(LONG_AGO, 30.0 * GIB)],
+            )],
+        ),
+        // Exists, holds nothing: billed with zeros.
+        namespace("team-idle", LONG_AGO, NEVER, vec![], vec![]),
+        // System namespaces: excluded by the default pattern.
+        namespace(
+            "kube-system",
+            LONG_AGO,
+            NEVER,
+            vec![steady(
+                "kube-system",
+                "coredns-0",
+                vec![container("coredns", 0.1, 0.02)],
+            )],
+            vec![],
+        ),
+        namespace(
+            "openshift-monitoring",
+            LONG_AGO,
+            NEVER,
+            vec![steady(
+                "openshift-monitoring",
+                "prometheus-0",
+                vec![container("prometheus", 2.0, 1.2)],
+            )],
+            vec![pvc(
+                "tsdb",
+                "gp3",
+                RWO,
+                LONG_AGO,
+                NEVER,
+                vec![(LONG_AGO, 200.0 * GIB)],
+            )],
+        ),
+    ]
+}
+
+/// Seeded random tenants: 1-4 pods each, some short-lived, some with GPUs and PVCs.
+fn random(opts: &Options) -> Vec<Namespace> {
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let t0 = opts.start;
+    let span = opts.hours * H;
+    let classes = ["gp3", "gold", "nfs", "cephfs", "standard-rwo"];
+    (0..opts.random_namespaces)
+        .map(|i| {
+            let name = format!("tenant-{i:05}");
+            let pods = (0..rng.random_range(1..=4))
+                .map(|p| {
+                    let pname = format!("pod-{p}");
+                    let containers = (0..rng.random_range(1..=2))
+                        .map(|c| {
+                            let mut ct = container(
+                                &format!("c{c}"),
+                                f64::from(rng.random_range(1..=16u32)) * 0.125,
+                                f64::from(rng.random_range(0..=100u32)) * 0.01,
+                            );
+                            if rng.random_bool(0.05) {
+                                ct.gpu_request = f64::from(rng.random_range(1..=4u32));
+                            }
+                            if rng.random_bool(0.05) {
+                                ct.restarts = vec![t0 + rng.random_range(0..span)];
+                            }
+                            ct
+                        })
+                        .collect();
+                    if rng.random_bool(0.7) {
+                        steady(&name, &pname, containers)
+                    } else {
+                        // Starts and stops at random seconds inside the data range.
+                        let from = t0 + rng.random_range(0..span);
+                        let to = (from + rng.random_range(10 * M..3 * H)).min(t0 + span + H);
+                        let end = if rng.random_bool(0.5) {
+                            Phase::Succeeded
+                        } else {
+                            Phase::Failed
+                        };
+                        job(
+                            &name,
+                            &pname,
+                            from - rng.random_range(0..120),
+                            from,
+                            to,
+                            end,
+                            to + rng.random_range(0..30 * M),
+                            containers,
+                        )
+                    }
+                })
+                .collect();
+            let pvcs = (0..rng.random_range(0..=2))
+                .map(|v| {
+                    let class = classes[rng.random_range(0..classes.len())];
+                    let modes = if rng.random_bool(0.3) { RWX } else { RWO };
+                    let size = f64::from(rng.random_range(1..=500u32)) * GIB;
+                    pvc(
+                        &format!("vol-{v}"),
+                        class,
+                        modes,
+                        LONG_AGO,
+                        NEVER,
+                        vec![(LONG_AGO, size)],
+                    )
+                })
+                .collect();
+            namespace(&name, LONG_AGO, NEVER, pods, pvcs)
+        })
+        .collect()
+}
+
+/// Build the cluster: two kube-state-metrics replicas scraped 7 s and 13 s after each tick,
+/// cAdvisor 11 s after, and one 2-minute kube-state-metrics outage in the fourth hour.
+pub fn build(opts: &Options) -> Cluster {
+    let t0 = opts.start;
+    let mut namespaces = if opts.only_random {
+        Vec::new()
+    } else {
+        hand_made(t0)
+    };
+    namespaces.extend(random(opts));
+    let ksm_gaps = if opts.only_random || opts.hours < 5 {
+        Vec::new()
+    } else {
+        vec![(t0 + 3 * H + 50 * M, t0 + 3 * H + 52 * M)]
+    };
+    let offset = |s: i64| s % opts.interval.max(1);
+    Cluster {
+        data_start: t0,
+        data_end: t0 + opts.hours * H,
+        interval: opts.interval,
+        ksm_offsets: vec![offset(7), offset(13)],
+        cadvisor_offset: offset(11),
+        ksm_gaps,
+        namespaces,
+    }
+}

@@ -1,0 +1,112 @@
+//! Ground truth: the exact integral of what each namespace reserved and used in each hour,
+//! computed from the object timelines (not from samples), and how far a sampled measurement
+//! may honestly be from it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::Cluster;
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// One namespace-hour. Quantities in core-hours, GPU-hours and GiB-hours.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TruthRow {
+    /// Hour start, Unix seconds.
+    pub hour: i64,
+    pub namespace: String,
+    pub cpu_request: f64,
+    pub cpu_usage: f64,
+    pub cpu_max: f64,
+    pub gpu: f64,
+    /// GiB-hours by `(storage class, rwx)`, keyed `"class|rwx"` / `"class|rwo"`.
+    pub storage: BTreeMap<String, f64>,
+    /// Allowed error per dimension: one scrape interval's worth (plus any scrape gap of the
+    /// hour) of every object that changed in or next to the hour.
+    pub tol_cpu_request: f64,
+    pub tol_cpu_usage: f64,
+    pub tol_cpu_max: f64,
+    pub tol_gpu: f64,
+    pub tol_storage: f64,
+}
+
+fn overlap(a: (i64, i64), b: (i64, i64)) -> f64 {
+    (a.1.min(b.1) - a.0.max(b.0)).max(0) as f64
+}
+
+/// Truth for every hour starting at `first_hour` (inclusive) up to `end` (exclusive) and
+/// every namespace that existed in it, system namespaces included.
+pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
+    let mut rows = Vec::new();
+    let mut s = first_hour;
+    while s + 3600 <= end {
+        let e = s + 3600;
+        let hour = (s, e);
+        let gap: i64 = cluster
+            .ksm_gaps
+            .iter()
+            .map(|g| overlap(*g, hour) as i64)
+            .sum();
+        let slack = (cluster.interval + gap) as f64 / 3600.0;
+        let changed = |events: &[i64]| {
+            events
+                .iter()
+                .any(|t| (s - cluster.interval..e + cluster.interval).contains(t))
+        };
+        for ns in &cluster.namespaces {
+            if overlap((ns.created, ns.deleted), hour) <= 0.0 {
+                continue;
+            }
+            let mut row = TruthRow {
+                hour: s,
+                namespace: ns.name.clone(),
+                ..Default::default()
+            };
+            for pod in &ns.pods {
+                let running = pod.running();
+                let run_secs: f64 = running.iter().map(|r| overlap(*r, hour)).sum();
+                let pod_changed = changed(&pod.events());
+                for c in &pod.containers {
+                    let req = c.cpu_request * run_secs / 3600.0;
+                    let used = c.cpu_rate * run_secs / 3600.0;
+                    row.cpu_request += req;
+                    row.cpu_usage += used;
+                    row.cpu_max += req.max(used);
+                    row.gpu += c.gpu_request * run_secs / 3600.0;
+                    let restarted = changed(&c.restarts);
+                    if pod_changed {
+                        row.tol_cpu_request += c.cpu_request * slack;
+                        row.tol_gpu += c.gpu_request * slack;
+                    }
+                    if pod_changed || restarted {
+                        row.tol_cpu_usage += c.cpu_rate * slack;
+                        row.tol_cpu_max += c.cpu_request.max(c.cpu_rate) * slack;
+                    }
+                }
+            }
+            for pvc in &ns.pvcs {
+                let mut bounds: Vec<i64> = pvc.sizes.iter().map(|(t, _)| *t).collect();
+                bounds.push(pvc.deleted);
+                let mut gib_hours = 0.0;
+                for w in pvc.sizes.iter().zip(bounds.iter().skip(1)) {
+                    let ((from, bytes), to) = w;
+                    gib_hours += bytes / GIB * overlap((*from, *to), hour) / 3600.0;
+                }
+                let key = format!(
+                    "{}|{}",
+                    pvc.storage_class,
+                    if pvc.rwx() { "rwx" } else { "rwo" }
+                );
+                *row.storage.entry(key).or_default() += gib_hours;
+                if changed(&pvc.events()) {
+                    let max = pvc.sizes.iter().map(|(_, b)| *b).fold(0.0, f64::max);
+                    row.tol_storage += max / GIB * slack;
+                }
+            }
+            rows.push(row);
+        }
+        s = e;
+    }
+    rows
+}

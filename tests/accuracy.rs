@@ -1,0 +1,222 @@
+//! The dry-run against a real Prometheus loaded with a synthetic cluster equals the ground
+//! truth: exact (1e-6) for every namespace-hour where nothing changed, within one scrape
+//! interval's worth of each changed object otherwise.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{bin, rfc3339, run, standard, truth};
+use consumption_metrics::synth::truth::TruthRow;
+use serde_json::Value;
+
+const CLUSTER: &str = "synth-01";
+const EXACT: f64 = 1e-6;
+
+fn dry_run(basis: &str, extra: &[&str]) -> Vec<Value> {
+    let p = standard();
+    let since = rfc3339(p.dataset.first_truth_hour);
+    let until = rfc3339(p.dataset.data_end);
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            &p.url,
+            "--cluster-name",
+            CLUSTER,
+            "--dry-run",
+        ])
+        .args([
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--now",
+            "2026-11-02T00:00:00Z",
+        ])
+        .args([
+            "--storage-tier",
+            "gold=premium",
+            "--storage-tier",
+            "cephfs=basic",
+        ])
+        .args(["--cpu-basis", basis])
+        .args(extra));
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let messages: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    messages.as_array().expect("a JSON array").clone()
+}
+
+/// (hour start, namespace) → consumption object.
+fn by_namespace_hour(messages: &[Value]) -> BTreeMap<(i64, String), Value> {
+    let mut out = BTreeMap::new();
+    for m in messages {
+        let ts = m["header"]["consumption_start_ts"].as_str().unwrap();
+        let hour = chrono::DateTime::parse_from_rfc3339(ts)
+            .unwrap()
+            .timestamp();
+        for e in m["payload"].as_array().unwrap() {
+            let id = e["external_id"].as_str().unwrap();
+            let ns = id.strip_prefix(&format!("{CLUSTER}_")).unwrap().to_string();
+            let prev = out.insert((hour, ns.clone()), e["consumption"].clone());
+            assert!(prev.is_none(), "{ns} appears twice in hour {ts}");
+        }
+    }
+    out
+}
+
+fn tiered(row: &TruthRow) -> [f64; 4] {
+    let mut s = [0.0; 4]; // rwo_standard, rwx_standard, rwx_basic, rwx_premium
+    for (key, v) in &row.storage {
+        let (class, mode) = key.split_once('|').unwrap();
+        let i = match (mode, class) {
+            ("rwo", _) => 0,
+            (_, "gold") => 3,
+            (_, "cephfs") => 2,
+            _ => 1,
+        };
+        s[i] += v;
+    }
+    s
+}
+
+fn excluded(ns: &str) -> bool {
+    ns.starts_with("kube-") || ns.starts_with("openshift-")
+}
+
+/// Compare every namespace-hour; returns the largest error seen where exactness was required.
+fn check(basis: &str, messages: &[Value]) -> f64 {
+    let got = by_namespace_hour(messages);
+    let rows: Vec<TruthRow> = truth(standard())
+        .into_iter()
+        .filter(|r| !excluded(&r.namespace))
+        .collect();
+    let expected: BTreeSet<_> = rows.iter().map(|r| (r.hour, r.namespace.clone())).collect();
+    let seen: BTreeSet<_> = got.keys().cloned().collect();
+    assert_eq!(
+        seen, expected,
+        "billed namespace-hours differ from the truth"
+    );
+
+    let mut failures = Vec::new();
+    let mut worst_exact: f64 = 0.0;
+    for r in &rows {
+        let c = &got[&(r.hour, r.namespace.clone())];
+        let (cpu, cpu_tol) = match basis {
+            "request" => (r.cpu_request, r.tol_cpu_request),
+            "usage" => (r.cpu_usage, r.tol_cpu_usage),
+            _ => (r.cpu_max, r.tol_cpu_max),
+        };
+        let st = tiered(r);
+        let checks = [
+            ("cpu", cpu, cpu_tol),
+            ("gpu", r.gpu, r.tol_gpu),
+            ("storage_rwo_standard", st[0], r.tol_storage),
+            ("storage_rwx_standard", st[1], r.tol_storage),
+            ("storage_rwx_basic", st[2], r.tol_storage),
+            ("storage_rwx_premium", st[3], r.tol_storage),
+        ];
+        for (key, want, tol) in checks {
+            let have = c[key].as_f64().unwrap();
+            let err = (have - want).abs();
+            if tol == 0.0 {
+                worst_exact = worst_exact.max(err);
+            }
+            if err > tol + EXACT {
+                failures.push(format!(
+                    "{} {} {key}: got {have}, truth {want:.6}, error {err:.6} > tolerance {tol:.6}",
+                    rfc3339(r.hour),
+                    r.namespace
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{basis}: {} errors:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    worst_exact
+}
+
+fn validate(messages: &[Value]) {
+    let validator = common::schema_validator();
+    for m in messages {
+        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "message fails the schema: {errors:?}\n{m}"
+        );
+    }
+}
+
+#[test]
+fn request_basis_matches_the_truth() {
+    let messages = dry_run("request", &[]);
+    validate(&messages);
+    let worst = check("request", &messages);
+    eprintln!("request basis: largest error where exact was required: {worst:e}");
+}
+
+#[test]
+fn usage_basis_matches_the_truth() {
+    let messages = dry_run("usage", &[]);
+    validate(&messages);
+    let worst = check("usage", &messages);
+    eprintln!("usage basis: largest error where exact was required: {worst:e}");
+}
+
+#[test]
+fn max_basis_matches_the_truth() {
+    let messages = dry_run("max", &[]);
+    validate(&messages);
+    let worst = check("max", &messages);
+    eprintln!("max basis: largest error where exact was required: {worst:e}");
+}
+
+/// One query per hour or one per span: the same numbers, byte for byte.
+#[test]
+fn span_size_does_not_change_the_result() {
+    for basis in ["request", "usage"] {
+        let whole = by_namespace_hour(&dry_run(basis, &["--hours-per-query", "24"]));
+        let hourly = by_namespace_hour(&dry_run(basis, &["--hours-per-query", "1"]));
+        assert_eq!(whole.len(), hourly.len());
+        let diffs: Vec<String> = whole
+            .iter()
+            .filter(|(k, v)| hourly.get(*k) != Some(*v))
+            .map(|((h, ns), v)| {
+                format!(
+                    "{} {ns}: {v} vs {:?}",
+                    rfc3339(*h),
+                    hourly.get(&(*h, ns.clone()))
+                )
+            })
+            .collect();
+        assert!(diffs.is_empty(), "{basis}: {}", diffs.join("\n"));
+    }
+}
+
+/// Usage counters are telescoped: over the span, every namespace's hours add up to its total
+/// within one scrape interval of each object that started, stopped or restarted in the span,
+/// not one per hour.
+#[test]
+fn usage_hours_add_up_to_the_span_total() {
+    let got = by_namespace_hour(&dry_run("usage", &[]));
+    let mut totals: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    for r in truth(standard())
+        .into_iter()
+        .filter(|r| !excluded(&r.namespace))
+    {
+        let t = totals.entry(r.namespace.clone()).or_default();
+        t.0 += got[&(r.hour, r.namespace.clone())]["cpu"].as_f64().unwrap();
+        t.1 += r.cpu_usage;
+        t.2 = t.2.max(r.tol_cpu_usage);
+    }
+    for (ns, (have, want, tol)) in totals {
+        // Rounding: up to 5e-7 per hour.
+        assert!(
+            (have - want).abs() <= 2.0 * tol + 5e-6,
+            "{ns}: hours sum to {have}, truth over the span {want}, allowed {tol}"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Shared setup of the integration tests: a real Prometheus (Debian's package) on 127.0.0.1,
+//! loaded with a generated synthetic cluster.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use consumption_metrics::synth::{Dataset, scenario::Options, truth::TruthRow, write_dataset};
+
+/// Seconds after which a test Prometheus stops by itself, whatever happens to the test.
+const PROMETHEUS_LIFETIME_SECS: u64 = 900;
+
+pub struct TestPrometheus {
+    pub url: String,
+    pub dataset: Dataset,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Drop for TestPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed; run `bash scripts/install-deps.sh` (or `bash scripts/test.sh`, \
+         which does it) first"
+    );
+}
+
+/// Generate the data set for `opts` under target/, load it with promtool and start Prometheus.
+pub fn start_prometheus(name: &str, opts: &Options) -> TestPrometheus {
+    require("prometheus");
+    require("promtool");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
+    let tsdb = dir.join("tsdb");
+    let out = Command::new("promtool")
+        .args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            "--max-block-duration=48h",
+        ])
+        .arg(&dataset.openmetrics)
+        .arg(&tsdb)
+        .output()
+        .expect("running promtool");
+    assert!(
+        out.status.success(),
+        "promtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The OpenMetrics text is large and no longer needed.
+    let _ = std::fs::remove_file(&dataset.openmetrics);
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, "global: {scrape_interval: 30s}\n").unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new("timeout")
+        .arg(PROMETHEUS_LIFETIME_SECS.to_string())
+        .arg("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting prometheus");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = Command::new("curl")
+            .args(["-sf", &format!("{url}/-/ready")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not become ready; see {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    TestPrometheus {
+        url,
+        dataset,
+        dir,
+        child,
+    }
+}
+
+/// The standard cluster, shared by all tests of one test binary.
+pub fn standard() -> &'static TestPrometheus {
+    static P: OnceLock<TestPrometheus> = OnceLock::new();
+    P.get_or_init(|| start_prometheus("standard", &Options::default()))
+}
+
+pub fn truth(p: &TestPrometheus) -> Vec<TruthRow> {
+    serde_json::from_slice(&std::fs::read(&p.dataset.truth).unwrap()).unwrap()
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The binary under test.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_consumption-metrics"));
+    // Nothing from the developer's environment leaks into a test.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_") || k.starts_with("PROMETHEUS_") || k == "CLUSTER_NAME" {
+            c.env_remove(k);
+        }
+    }
+    c.env("LOG_FORMAT", "text").env("NO_COLOR", "1");
+    c
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Outcome {
+    let out = cmd.output().expect("running consumption-metrics");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The JSON Schema shipped in schema/.
+pub fn schema_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schema/mcmp-message.schema.json")).unwrap();
+    jsonschema::validator_for(&schema).expect("the shipped schema is valid")
+}
