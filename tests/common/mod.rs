@@ -136,13 +136,11 @@ pub fn rfc3339(unix: i64) -> String {
 /// The binary under test.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_consumption-metrics"));
-    // Nothing from the developer's environment leaks into a test.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KAFKA_") || k.starts_with("PROMETHEUS_") || k == "CLUSTER_NAME" {
-            c.env_remove(k);
-        }
-    }
-    c.env("LOG_FORMAT", "text").env("NO_COLOR", "1");
+    // Nothing from the developer's environment leaks into a test: every flag reads one.
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "text")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -166,4 +164,49 @@ pub fn schema_validator() -> jsonschema::Validator {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../../schema/mcmp-message.schema.json")).unwrap();
     jsonschema::validator_for(&schema).expect("the shipped schema is valid")
+}
+
+/// A scripted HTTP server on 127.0.0.1 for fault injection: answers each request with the next
+/// canned response (the last one repeats), and records the request lines it saw. Stops with the
+/// test process; every connection is bounded by a read timeout.
+pub struct ScriptedHttp {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn scripted_http(responses: Vec<(u16, &'static str, String)>) -> ScriptedHttp {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            seen.lock().unwrap().push(line.trim().to_string());
+            let (status, content_type, text) = &responses[i.min(responses.len() - 1)];
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    ScriptedHttp { url, requests }
 }

@@ -1,0 +1,202 @@
+//! What a person sees: `--help`, a dry-run message, and one clear error line with a documented
+//! exit code for each kind of bad input, with nothing on stdout.
+
+mod common;
+
+use common::{Outcome, bin, rfc3339, run, scripted_http, standard};
+
+const NOW: &str = "2026-11-02T00:00:00Z";
+
+fn base(url: &str) -> std::process::Command {
+    let mut c = bin();
+    c.args(["--prometheus-url", url, "--cluster-name", "synth-01", "--dry-run"])
+        .env("NOW", NOW)
+        .env("PROMETHEUS_RETRIES", "0");
+    c
+}
+
+fn backfill(url: &str) -> std::process::Command {
+    let mut c = base(url);
+    c.args(["--since", "2026-11-01T02:00:00Z", "--until", "2026-11-01T04:00:00Z"]);
+    c
+}
+
+/// A failed run: the expected exit code, one line naming the problem, an empty stdout.
+fn assert_fails(out: &Outcome, code: i32, needles: &[&str]) -> String {
+    assert_eq!(out.code, code, "stderr: {}", out.stderr);
+    assert!(out.stdout.is_empty(), "stdout after an error: {}", out.stdout);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {}", out.stderr))
+        .to_string();
+    for n in needles {
+        assert!(line.contains(n), "{n:?} not in {line:?}");
+    }
+    line
+}
+
+#[test]
+fn help_snapshot() {
+    let out = run(bin().arg("--help").env("COLUMNS", "100"));
+    assert_eq!(out.code, 0);
+    insta::assert_snapshot!(out.stdout);
+}
+
+#[test]
+fn dry_run_message_snapshot() {
+    let p = standard();
+    let out = run(base(&p.url)
+        .args(["--since", "2026-11-01T03:00:00Z", "--until", "2026-11-01T04:00:00Z"])
+        .args(["--storage-tier", "gold=premium,cephfs=basic"])
+        .args(["--service-location", "ALLN"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    // The hand-made namespaces only: the random tenants are covered by the accuracy tests.
+    let mut m = v[0].clone();
+    m["payload"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["external_id"].as_str().unwrap().starts_with("synth-01_team-"));
+    insta::assert_json_snapshot!(m);
+}
+
+#[test]
+fn storage_tiers_come_from_the_environment_too() {
+    let p = standard();
+    let flags = run(backfill(&p.url).args(["--storage-tier", "gold=premium", "--storage-tier", "cephfs=basic"]));
+    let env = run(backfill(&p.url).env("STORAGE_TIERS", "gold=premium,cephfs=basic"));
+    assert_eq!(flags.code, 0, "{}", flags.stderr);
+    assert_eq!(flags.stdout, env.stdout);
+}
+
+#[test]
+fn scheduled_dry_run_reads_the_checkpoint_file_and_leaves_it() {
+    let p = standard();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp");
+    std::fs::write(&cp, "2026-11-01T03:00:00Z\n").unwrap();
+    let out = run(base(&p.url)
+        .args(["--now", "2026-11-01T05:10:00Z"])
+        .arg("--checkpoint-file")
+        .arg(&cp));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let starts: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["header"]["consumption_start_ts"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["2026-11-01T03:00:00.000000+00:00", "2026-11-01T04:00:00.000000+00:00"]
+    );
+    assert_eq!(std::fs::read_to_string(&cp).unwrap(), "2026-11-01T03:00:00Z\n");
+}
+
+#[test]
+fn bad_ranges_are_usage_errors() {
+    let url = "http://127.0.0.1:9";
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["--since", "2026-11-01T04:00:00Z", "--until", "2026-11-01T02:00:00Z"], &["--since", "not before --until"]),
+        (&["--since", "2026-11-01T02:30:00Z", "--until", "2026-11-01T04:00:00Z"], &["--since 2026-11-01T02:30:00Z", "start of an hour"]),
+        (&["--since", "2026-11-01T22:00:00Z", "--until", "2026-11-02T01:00:00Z"], &["--until 2026-11-02T01:00:00Z", "not yet billable", "2026-11-01T23:00:00Z"]),
+        (&["--since", "2026-10-01T00:00:00Z", "--until", "2026-11-01T00:00:00Z"], &["744 hours", "cap of 168", "--max-hours-per-run"]),
+        (&["--since", "yesterday", "--until", "2026-11-01T00:00:00Z"], &["--since \"yesterday\"", "RFC 3339"]),
+        (&["--since", "2026-11-01T00:00:00Z", "--until", "2026-11-01T01:00:00Z", "--storage-tier", "gold"], &["--storage-tier", "CLASS=TIER"]),
+    ];
+    for (args, needles) in cases {
+        assert_fails(&run(base(url).args(args)), 2, needles);
+    }
+}
+
+#[test]
+fn since_without_until_is_refused_by_the_parser() {
+    let out = run(base("http://127.0.0.1:9").args(["--since", "2026-11-01T00:00:00Z"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--until"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_malformed_checkpoint_file_is_a_checkpoint_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp");
+    std::fs::write(&cp, "not a time\n").unwrap();
+    let out = run(base("http://127.0.0.1:9").arg("--checkpoint-file").arg(&cp));
+    assert_fails(&out, 3, &["checkpoint file", "not a time", "RFC 3339"]);
+    std::fs::write(&cp, "2026-12-01T00:00:00Z\n").unwrap();
+    let out = run(base("http://127.0.0.1:9").arg("--checkpoint-file").arg(&cp));
+    assert_fails(&out, 3, &["after now"]);
+}
+
+#[test]
+fn an_unreachable_prometheus_is_named() {
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = run(&mut backfill(&url));
+    assert_fails(&out, 4, &["could not reach Prometheus", &url, "--prometheus-url"]);
+}
+
+#[test]
+fn an_html_answer_is_not_taken_for_data() {
+    let http = scripted_http(vec![(200, "text/html", "<html><body>Sign in</body></html>".into())]);
+    let out = run(&mut backfill(&http.url));
+    assert_fails(&out, 4, &["not Prometheus JSON", "text/html", "<html>", "without /api/v1"]);
+}
+
+#[test]
+fn a_4xx_shows_prometheus_error_body() {
+    let body = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:1: parse error"}"#;
+    let http = scripted_http(vec![(400, "application/json", body.into())]);
+    let out = run(&mut backfill(&http.url));
+    assert_fails(&out, 4, &["HTTP 400", "bad_data", "parse error"]);
+}
+
+#[test]
+fn a_query_execution_error_is_reported() {
+    let body = r#"{"status":"error","errorType":"execution","error":"found duplicate series for the match group"}"#;
+    let http = scripted_http(vec![(422, "application/json", body.into())]);
+    let out = run(&mut backfill(&http.url));
+    assert_fails(&out, 4, &["HTTP 422", "execution", "duplicate series"]);
+}
+
+#[test]
+fn partial_data_fails_the_hour_by_default() {
+    let body = r#"{"status":"success","warnings":["remote read: store unavailable"],"data":{"resultType":"matrix","result":[]}}"#;
+    let http = scripted_http(vec![(200, "application/json", body.into())]);
+    let out = run(&mut backfill(&http.url));
+    assert_fails(&out, 4, &["partial data", "store unavailable", "--allow-partial-data"]);
+}
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let http = scripted_http(vec![(503, "text/plain", "overloaded".into())]);
+    let out = run(backfill(&http.url).args(["--prometheus-retries", "2"]));
+    assert_fails(&out, 4, &["HTTP 503", "overloaded"]);
+    // One query (the sample count) tried three times before the run stopped.
+    assert_eq!(http.requests.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn hours_without_data_are_an_empty_result_error() {
+    let p = standard();
+    let out = run(base(&p.url).args(["--since", "2026-10-20T00:00:00Z", "--until", "2026-10-20T02:00:00Z"]));
+    assert_fails(&out, 4, &["no kube-state-metrics data", "2026-10-20T00:00:00Z", "retention"]);
+}
+
+#[test]
+fn publishing_is_refused_until_it_exists() {
+    let out = run(bin().args(["--prometheus-url", "http://127.0.0.1:9", "--cluster-name", "c"]));
+    assert_fails(&out, 2, &["publishing to Kafka is not available", "--dry-run"]);
+}
+
+#[test]
+fn the_data_range_matches_the_fixture() {
+    // Guards the hard-coded ranges above against a change of the standard cluster.
+    let p = standard();
+    assert_eq!(rfc3339(p.dataset.first_truth_hour), "2026-11-01T01:00:00Z");
+    assert_eq!(rfc3339(p.dataset.data_end), "2026-11-01T06:00:00Z");
+}
