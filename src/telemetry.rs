@@ -22,7 +22,10 @@ pub fn init(format: LogFormat) -> bool {
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     json
 }

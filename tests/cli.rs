@@ -9,22 +9,37 @@ const NOW: &str = "2026-11-02T00:00:00Z";
 
 fn base(url: &str) -> std::process::Command {
     let mut c = bin();
-    c.args(["--prometheus-url", url, "--cluster-name", "synth-01", "--dry-run"])
-        .env("NOW", NOW)
-        .env("PROMETHEUS_RETRIES", "0");
+    c.args([
+        "--prometheus-url",
+        url,
+        "--cluster-name",
+        "synth-01",
+        "--dry-run",
+    ])
+    .env("NOW", NOW)
+    .env("PROMETHEUS_RETRIES", "0");
     c
 }
 
 fn backfill(url: &str) -> std::process::Command {
     let mut c = base(url);
-    c.args(["--since", "2026-11-01T02:00:00Z", "--until", "2026-11-01T04:00:00Z"]);
+    c.args([
+        "--since",
+        "2026-11-01T02:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]);
     c
 }
 
 /// A failed run: the expected exit code, one line naming the problem, an empty stdout.
 fn assert_fails(out: &Outcome, code: i32, needles: &[&str]) -> String {
     assert_eq!(out.code, code, "stderr: {}", out.stderr);
-    assert!(out.stdout.is_empty(), "stdout after an error: {}", out.stdout);
+    assert!(
+        out.stdout.is_empty(),
+        "stdout after an error: {}",
+        out.stdout
+    );
     let line = out
         .stderr
         .lines()
@@ -48,24 +63,36 @@ fn help_snapshot() {
 fn dry_run_message_snapshot() {
     let p = standard();
     let out = run(base(&p.url)
-        .args(["--since", "2026-11-01T03:00:00Z", "--until", "2026-11-01T04:00:00Z"])
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ])
         .args(["--storage-tier", "gold=premium,cephfs=basic"])
         .args(["--service-location", "ALLN"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     // The hand-made namespaces only: the random tenants are covered by the accuracy tests.
     let mut m = v[0].clone();
-    m["payload"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|e| e["external_id"].as_str().unwrap().starts_with("synth-01_team-"));
+    m["payload"].as_array_mut().unwrap().retain(|e| {
+        e["external_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("synth-01_team-")
+    });
     insta::assert_json_snapshot!(m);
 }
 
 #[test]
 fn storage_tiers_come_from_the_environment_too() {
     let p = standard();
-    let flags = run(backfill(&p.url).args(["--storage-tier", "gold=premium", "--storage-tier", "cephfs=basic"]));
+    let flags = run(backfill(&p.url).args([
+        "--storage-tier",
+        "gold=premium",
+        "--storage-tier",
+        "cephfs=basic",
+    ]));
     let env = run(backfill(&p.url).env("STORAGE_TIERS", "gold=premium,cephfs=basic"));
     assert_eq!(flags.code, 0, "{}", flags.stderr);
     assert_eq!(flags.stdout, env.stdout);
@@ -91,21 +118,76 @@ fn scheduled_dry_run_reads_the_checkpoint_file_and_leaves_it() {
         .collect();
     assert_eq!(
         starts,
-        ["2026-11-01T03:00:00.000000+00:00", "2026-11-01T04:00:00.000000+00:00"]
+        [
+            "2026-11-01T03:00:00.000000+00:00",
+            "2026-11-01T04:00:00.000000+00:00"
+        ]
     );
-    assert_eq!(std::fs::read_to_string(&cp).unwrap(), "2026-11-01T03:00:00Z\n");
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "2026-11-01T03:00:00Z\n"
+    );
 }
 
 #[test]
 fn bad_ranges_are_usage_errors() {
     let url = "http://127.0.0.1:9";
     let cases: [(&[&str], &[&str]); 6] = [
-        (&["--since", "2026-11-01T04:00:00Z", "--until", "2026-11-01T02:00:00Z"], &["--since", "not before --until"]),
-        (&["--since", "2026-11-01T02:30:00Z", "--until", "2026-11-01T04:00:00Z"], &["--since 2026-11-01T02:30:00Z", "start of an hour"]),
-        (&["--since", "2026-11-01T22:00:00Z", "--until", "2026-11-02T01:00:00Z"], &["--until 2026-11-02T01:00:00Z", "not yet billable", "2026-11-01T23:00:00Z"]),
-        (&["--since", "2026-10-01T00:00:00Z", "--until", "2026-11-01T00:00:00Z"], &["744 hours", "cap of 168", "--max-hours-per-run"]),
-        (&["--since", "yesterday", "--until", "2026-11-01T00:00:00Z"], &["--since \"yesterday\"", "RFC 3339"]),
-        (&["--since", "2026-11-01T00:00:00Z", "--until", "2026-11-01T01:00:00Z", "--storage-tier", "gold"], &["--storage-tier", "CLASS=TIER"]),
+        (
+            &[
+                "--since",
+                "2026-11-01T04:00:00Z",
+                "--until",
+                "2026-11-01T02:00:00Z",
+            ],
+            &["--since", "not before --until"],
+        ),
+        (
+            &[
+                "--since",
+                "2026-11-01T02:30:00Z",
+                "--until",
+                "2026-11-01T04:00:00Z",
+            ],
+            &["--since 2026-11-01T02:30:00Z", "start of an hour"],
+        ),
+        (
+            &[
+                "--since",
+                "2026-11-01T22:00:00Z",
+                "--until",
+                "2026-11-02T01:00:00Z",
+            ],
+            &[
+                "--until 2026-11-02T01:00:00Z",
+                "not yet billable",
+                "2026-11-01T23:00:00Z",
+            ],
+        ),
+        (
+            &[
+                "--since",
+                "2026-10-01T00:00:00Z",
+                "--until",
+                "2026-11-01T00:00:00Z",
+            ],
+            &["744 hours", "cap of 168", "--max-hours-per-run"],
+        ),
+        (
+            &["--since", "yesterday", "--until", "2026-11-01T00:00:00Z"],
+            &["--since \"yesterday\"", "RFC 3339"],
+        ),
+        (
+            &[
+                "--since",
+                "2026-11-01T00:00:00Z",
+                "--until",
+                "2026-11-01T01:00:00Z",
+                "--storage-tier",
+                "gold",
+            ],
+            &["--storage-tier", "CLASS=TIER"],
+        ),
     ];
     for (args, needles) in cases {
         assert_fails(&run(base(url).args(args)), 2, needles);
@@ -137,14 +219,31 @@ fn an_unreachable_prometheus_is_named() {
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let out = run(&mut backfill(&url));
-    assert_fails(&out, 4, &["could not reach Prometheus", &url, "--prometheus-url"]);
+    assert_fails(
+        &out,
+        4,
+        &["could not reach Prometheus", &url, "--prometheus-url"],
+    );
 }
 
 #[test]
 fn an_html_answer_is_not_taken_for_data() {
-    let http = scripted_http(vec![(200, "text/html", "<html><body>Sign in</body></html>".into())]);
+    let http = scripted_http(vec![(
+        200,
+        "text/html",
+        "<html><body>Sign in</body></html>".into(),
+    )]);
     let out = run(&mut backfill(&http.url));
-    assert_fails(&out, 4, &["not Prometheus JSON", "text/html", "<html>", "without /api/v1"]);
+    assert_fails(
+        &out,
+        4,
+        &[
+            "not Prometheus JSON",
+            "text/html",
+            "<html>",
+            "without /api/v1",
+        ],
+    );
 }
 
 #[test]
@@ -168,7 +267,11 @@ fn partial_data_fails_the_hour_by_default() {
     let body = r#"{"status":"success","warnings":["remote read: store unavailable"],"data":{"resultType":"matrix","result":[]}}"#;
     let http = scripted_http(vec![(200, "application/json", body.into())]);
     let out = run(&mut backfill(&http.url));
-    assert_fails(&out, 4, &["partial data", "store unavailable", "--allow-partial-data"]);
+    assert_fails(
+        &out,
+        4,
+        &["partial data", "store unavailable", "--allow-partial-data"],
+    );
 }
 
 #[test]
@@ -183,14 +286,36 @@ fn server_errors_are_retried_then_reported() {
 #[test]
 fn hours_without_data_are_an_empty_result_error() {
     let p = standard();
-    let out = run(base(&p.url).args(["--since", "2026-10-20T00:00:00Z", "--until", "2026-10-20T02:00:00Z"]));
-    assert_fails(&out, 4, &["no kube-state-metrics data", "2026-10-20T00:00:00Z", "retention"]);
+    let out = run(base(&p.url).args([
+        "--since",
+        "2026-10-20T00:00:00Z",
+        "--until",
+        "2026-10-20T02:00:00Z",
+    ]));
+    assert_fails(
+        &out,
+        4,
+        &[
+            "no kube-state-metrics data",
+            "2026-10-20T00:00:00Z",
+            "retention",
+        ],
+    );
 }
 
 #[test]
 fn publishing_is_refused_until_it_exists() {
-    let out = run(bin().args(["--prometheus-url", "http://127.0.0.1:9", "--cluster-name", "c"]));
-    assert_fails(&out, 2, &["publishing to Kafka is not available", "--dry-run"]);
+    let out = run(bin().args([
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--cluster-name",
+        "c",
+    ]));
+    assert_fails(
+        &out,
+        2,
+        &["publishing to Kafka is not available", "--dry-run"],
+    );
 }
 
 #[test]
