@@ -27,6 +27,10 @@ pub struct Options {
     pub seed: u64,
     /// Leave out the hand-made namespaces (benchmarks want only the random bulk).
     pub only_random: bool,
+    /// Seconds after each interval tick at which each kube-state-metrics replica is scraped.
+    pub ksm_offsets: Vec<i64>,
+    /// Seconds after each tick at which cAdvisor is scraped.
+    pub cadvisor_offset: i64,
 }
 
 impl Default for Options {
@@ -38,6 +42,8 @@ impl Default for Options {
             random_namespaces: 20,
             seed: 42,
             only_random: false,
+            ksm_offsets: vec![7, 13],
+            cadvisor_offset: 11,
         }
     }
 }
@@ -459,8 +465,8 @@ fn random(opts: &Options) -> Vec<Namespace> {
         .collect()
 }
 
-/// Build the cluster: two kube-state-metrics replicas scraped 7 s and 13 s after each tick,
-/// cAdvisor 11 s after, and one 2-minute kube-state-metrics outage in the fourth hour.
+/// Build the cluster: by default two kube-state-metrics replicas scraped 7 s and 13 s after each
+/// tick, cAdvisor 11 s after, and one 2-minute kube-state-metrics outage in the fourth hour.
 pub fn build(opts: &Options) -> Cluster {
     let t0 = opts.start;
     let mut namespaces = if opts.only_random {
@@ -479,8 +485,8 @@ pub fn build(opts: &Options) -> Cluster {
         data_start: t0,
         data_end: t0 + opts.hours * H,
         interval: opts.interval,
-        ksm_offsets: vec![offset(7), offset(13)],
-        cadvisor_offset: offset(11),
+        ksm_offsets: opts.ksm_offsets.iter().map(|o| offset(*o)).collect(),
+        cadvisor_offset: offset(opts.cadvisor_offset),
         ksm_gaps,
         namespaces,
     }

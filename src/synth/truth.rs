@@ -79,9 +79,13 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                         row.tol_cpu_request += c.cpu_request * slack;
                         row.tol_gpu += c.gpu_request * slack;
                     }
+                    // A counter reset loses the unobservable usage between the last sample
+                    // before it and the restart (up to one interval), and the hour falls back to
+                    // `increase`, whose extrapolation may be off by up to one more.
+                    let intervals = if restarted { 2.0 } else { 1.0 };
                     if pod_changed || restarted {
-                        row.tol_cpu_usage += c.cpu_rate * slack;
-                        row.tol_cpu_max += c.cpu_request.max(c.cpu_rate) * slack;
+                        row.tol_cpu_usage += c.cpu_rate * slack * intervals;
+                        row.tol_cpu_max += c.cpu_request.max(c.cpu_rate) * slack * intervals;
                     }
                 }
             }
