@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need on a Debian machine, skipping what is present.
-# Idempotent; safe to run on every CI run.
+# Installs what the build, the tests and the demo need on a Debian machine, skipping what is
+# present. Idempotent; safe to run on every CI run.
+#   - apt: Prometheus (+promtool), stunnel4 (the mTLS terminator in front of the test broker),
+#     and what rdkafka's cmake build links (cmake, g++, libssl-dev, libcurl4-openssl-dev,
+#     zlib1g-dev, pkg-config);
+#   - tansu, an Apache-Kafka-compatible broker, built once with cargo into $TANSU_ROOT.
 set -euo pipefail
 
+TANSU_ROOT=${TANSU_ROOT:-/opt/tansu}
+TANSU_VERSION=0.6.0
+
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+
 need_apt=()
-command -v prometheus >/dev/null || need_apt+=(prometheus)
-command -v promtool >/dev/null || need_apt+=(prometheus)
-command -v curl >/dev/null || need_apt+=(curl)
-command -v kubectl >/dev/null || echo "note: kubectl not found; manifest tests will fail" >&2
+for pkg in prometheus stunnel4 curl cmake g++ libssl-dev libcurl4-openssl-dev zlib1g-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+command -v kubectl >/dev/null || echo "note: kubectl not found; the manifest tests need it" >&2
 
 if ((${#need_apt[@]})); then
     echo "installing: ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    sudo_cmd=()
-    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     # --no-install-recommends: the prometheus package would otherwise pull node-exporter.
     "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [[ ! -x $TANSU_ROOT/bin/tansu ]]; then
+    echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 6-15 minutes, once)" >&2
+    # Built outside the project's target dir; the debug build is enough for tests and is
+    # twice as fast to build. `dynostore` provides the memory:// storage engine.
+    "${sudo_cmd[@]}" mkdir -p "$TANSU_ROOT"
+    "${sudo_cmd[@]}" env "PATH=$PATH" cargo install tansu --version "$TANSU_VERSION" --locked \
+        --features dynostore --debug --root "$TANSU_ROOT" --quiet
 fi

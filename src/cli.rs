@@ -244,6 +244,26 @@ pub struct Args {
     #[arg(long, env = "KAFKA_KEY", value_name = "PATH")]
     pub kafka_key: Option<PathBuf>,
 
+    /// Extra librdkafka producer setting, repeatable; comma-separated in the environment.
+    /// Settings that would weaken delivery (acks other than all, idempotence off, ...) and
+    /// those owned by other flags are refused. Example: linger.ms=50
+    #[arg(
+        long = "kafka-property",
+        env = "KAFKA_PROPERTIES",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub kafka_properties: Vec<String>,
+
+    /// How long one message may wait for the brokers' acknowledgement before the run stops.
+    #[arg(
+        long,
+        env = "KAFKA_DELIVERY_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub kafka_delivery_timeout: String,
+
     /// ConfigMap holding the checkpoint key lastPublishedTime (in a cluster).
     #[arg(long, env = "CHECKPOINT_CONFIGMAP", value_name = "NAME")]
     pub checkpoint_configmap: Option<String>,
@@ -261,6 +281,16 @@ pub struct Args {
         default_value = "consumption-metrics.checkpoint"
     )]
     pub checkpoint_file: PathBuf,
+
+    /// First run only (no checkpoint yet): the first hour to publish, instead of only the last
+    /// complete hour. Example: 2026-11-01T00:00:00Z
+    #[arg(long, env = "START_FROM", value_name = "TIME")]
+    pub start_from: Option<String>,
+
+    /// With --since/--until: also advance the checkpoint over the backfilled hours, where they
+    /// continue it without a gap. Without it, a backfill never moves the checkpoint.
+    #[arg(long, env = "ADVANCE_CHECKPOINT", requires = "since")]
+    pub advance_checkpoint: bool,
 
     /// Log format on stderr. Filter with RUST_LOG (default: info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Args, CpuBasis, LogFormat};
+use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
 use crate::window::{self, HourWindow, WindowError};
 
 /// Storage tier of an RWX volume.
@@ -42,7 +43,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Window(#[from] WindowError),
     #[error("{0}")]
-    Unsupported(String),
+    Usage(String),
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -57,12 +58,23 @@ pub enum Plan {
 }
 
 /// Where the messages go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Output {
     /// One JSON array on stdout; neither Kafka nor the checkpoint is touched.
     DryRun,
     /// Kafka, then advance the checkpoint.
-    Publish,
+    Publish(KafkaSettings),
+}
+
+/// Where the checkpoint lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointConfig {
+    File(PathBuf),
+    ConfigMap {
+        name: String,
+        /// `None`: the pod's own namespace.
+        namespace: Option<String>,
+    },
 }
 
 /// How to reach Prometheus.
@@ -107,7 +119,11 @@ pub struct Config {
     pub now: DateTime<Utc>,
     pub settle_delay: Duration,
     pub max_hours_per_run: u32,
-    pub checkpoint_file: PathBuf,
+    pub checkpoint: CheckpointConfig,
+    /// First run without a checkpoint: start here instead of at the last complete hour.
+    pub start_from: Option<HourWindow>,
+    /// A backfill also advances the checkpoint where it continues it.
+    pub advance_checkpoint: bool,
     pub prometheus: PrometheusConfig,
     pub collect: CollectConfig,
     pub message: MessageConfig,
@@ -218,6 +234,57 @@ fn parse_url(value: &str) -> Result<reqwest::Url> {
     Ok(url)
 }
 
+/// Publishing needs every Kafka flag: mutual TLS is not optional.
+fn kafka_settings(args: &Args) -> Result<KafkaSettings> {
+    let missing = |flag: &'static str| {
+        ConfigError::Usage(format!(
+            "publishing needs {flag} (or its environment variable); give it, or use --dry-run \
+             to print the messages instead"
+        ))
+    };
+    let brokers = args
+        .kafka_brokers
+        .clone()
+        .filter(|b| !b.trim().is_empty())
+        .ok_or_else(|| missing("--kafka-brokers"))?;
+    let topic = args
+        .kafka_topic
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| missing("--kafka-topic"))?;
+    let tls = TlsFiles {
+        ca: args.kafka_ca.clone().ok_or_else(|| missing("--kafka-ca"))?,
+        cert: args
+            .kafka_cert
+            .clone()
+            .ok_or_else(|| missing("--kafka-cert"))?,
+        key: args
+            .kafka_key
+            .clone()
+            .ok_or_else(|| missing("--kafka-key"))?,
+    };
+    let properties = parse_properties(&args.kafka_properties)
+        .map_err(|reason| invalid("--kafka-property", &args.kafka_properties.join(","), reason))?;
+    let delivery_timeout =
+        parse_duration("--kafka-delivery-timeout", &args.kafka_delivery_timeout)?;
+    if delivery_timeout < Duration::from_secs(1) {
+        return Err(invalid(
+            "--kafka-delivery-timeout",
+            &args.kafka_delivery_timeout,
+            "must be at least 1s",
+        ));
+    }
+    Ok(KafkaSettings {
+        brokers: brokers.trim().to_string(),
+        topic: topic.trim().to_string(),
+        tls: Some(tls),
+        properties,
+        max_message_bytes: args.max_message_bytes,
+        delivery_timeout,
+        preflight_timeout: Duration::from_secs(10),
+    })
+}
+
 impl Config {
     /// Validate `args` against the clock `system_now` (ignored when `--now` is given).
     pub fn from_args(args: &Args, system_now: DateTime<Utc>) -> Result<Self> {
@@ -239,7 +306,7 @@ impl Config {
             )?),
             (None, None) => Plan::Scheduled,
             _ => {
-                return Err(ConfigError::Unsupported(
+                return Err(ConfigError::Usage(
                     "--since and --until go together; give both for a backfill, or neither for \
                      a scheduled run"
                         .into(),
@@ -249,22 +316,26 @@ impl Config {
         let output = if args.dry_run {
             Output::DryRun
         } else {
-            Output::Publish
+            Output::Publish(kafka_settings(args)?)
         };
-        if output == Output::Publish {
-            return Err(ConfigError::Unsupported(
-                "publishing to Kafka is not available in this version yet; run with --dry-run \
-                 to print the messages"
-                    .into(),
-            ));
-        }
-        if args.checkpoint_configmap.is_some() && plan == Plan::Scheduled {
-            return Err(ConfigError::Unsupported(
-                "the ConfigMap checkpoint (--checkpoint-configmap) is not available in this \
-                 version yet; use --checkpoint-file or --since/--until"
-                    .into(),
-            ));
-        }
+        let checkpoint = match &args.checkpoint_configmap {
+            Some(name) if !name.trim().is_empty() => CheckpointConfig::ConfigMap {
+                name: name.trim().to_string(),
+                namespace: args
+                    .checkpoint_namespace
+                    .as_ref()
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty()),
+            },
+            _ => CheckpointConfig::File(args.checkpoint_file.clone()),
+        };
+        let start_from = match &args.start_from {
+            None => None,
+            Some(raw) => {
+                let t = parse_time("--start-from", raw)?;
+                Some(HourWindow::starting_at(t, "--start-from")?)
+            }
+        };
 
         let cluster_name = args.cluster_name.trim().to_string();
         if cluster_name.is_empty() {
@@ -337,7 +408,9 @@ impl Config {
             now,
             settle_delay,
             max_hours_per_run: args.max_hours_per_run,
-            checkpoint_file: args.checkpoint_file.clone(),
+            checkpoint,
+            start_from,
+            advance_checkpoint: args.advance_checkpoint,
             prometheus: PrometheusConfig {
                 url: parse_url(&args.prometheus_url)?,
                 bearer_token_file: args.prometheus_bearer_token_file.clone(),

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod kafka;
 pub mod manager;
 pub mod message;
 pub mod prometheus;
@@ -47,8 +48,10 @@ pub enum Error {
     Collect(#[from] collector::CollectError),
     #[error(transparent)]
     Message(#[from] message::MessageError),
-    #[error("{0} is not available in this version")]
-    Unsupported(String),
+    #[error(transparent)]
+    Publish(#[from] kafka::PublishError),
+    #[error("{0}")]
+    Kubernetes(String),
     #[error("could not write the messages to stdout: {0}")]
     Stdout(std::io::Error),
 }
@@ -57,10 +60,10 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Unsupported(_) => exit::USAGE,
-            Error::Checkpoint(_) => exit::CHECKPOINT,
+            Error::Config(_) => exit::USAGE,
+            Error::Checkpoint(_) | Error::Kubernetes(_) => exit::CHECKPOINT,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
-            Error::Message(_) | Error::Stdout(_) => exit::OUTPUT,
+            Error::Message(_) | Error::Stdout(_) | Error::Publish(_) => exit::OUTPUT,
         }
     }
 
@@ -69,6 +72,7 @@ impl Error {
         match self {
             Error::Prometheus(e) => e.is_retryable(),
             Error::Collect(e) => e.is_retryable(),
+            Error::Publish(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -76,14 +80,15 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Run the job with a validated configuration; in a dry-run, print the messages as one JSON
-/// array on `out` once every hour has been collected (nothing is printed after an error).
+/// Run the job with a validated configuration. A dry-run prints the messages as one JSON array
+/// on `out` once every hour has been collected (nothing is printed after an error); a real run
+/// publishes and checkpoints hour by hour.
 pub async fn run(
     config: config::Config,
     out: &mut dyn std::io::Write,
 ) -> Result<manager::RunReport> {
-    let dry_run = config.output == config::Output::DryRun;
-    let report = manager::Manager::new(config)?.run().await?;
+    let dry_run = matches!(config.output, config::Output::DryRun);
+    let report = manager::Manager::new(config).await?.run().await?;
     if dry_run {
         let mut json = serde_json::to_vec_pretty(&report.messages)
             .map_err(|e| Error::Stdout(std::io::Error::other(e)))?;

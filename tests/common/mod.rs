@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use consumption_metrics::synth::{Dataset, scenario::Options, truth::TruthRow, write_dataset};
 
+pub mod kafka;
+
 /// Seconds after which a test Prometheus stops by itself, whatever happens to the test.
 const PROMETHEUS_LIFETIME_SECS: u64 = 900;
 

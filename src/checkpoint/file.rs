@@ -1,7 +1,5 @@
-//! The checkpoint: the end of the last hour fully published (`lastPublishedTime`).
-//!
-//! Outside a cluster it lives in a local text file holding one RFC 3339 timestamp. Writes are
-//! atomic (temporary file, fsync, rename) and never move the checkpoint backwards.
+//! The checkpoint in a local text file holding one RFC 3339 timestamp (outside a cluster).
+//! Writes are atomic (temporary file, fsync, rename) and never move the checkpoint backwards.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,57 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::window::{HourWindow, rfc3339};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("could not read the checkpoint file {path}: {source}; check its permissions")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "the checkpoint file {path} holds {content:?}, which is not an RFC 3339 time ({reason}); \
-         it must hold the end of the last published hour, e.g. 2026-11-22T10:00:00Z. Fix or \
-         remove it (removing it bills only the last complete hour)"
-    )]
-    Malformed {
-        path: PathBuf,
-        content: String,
-        reason: String,
-    },
-    #[error(
-        "the checkpoint file {path} holds {value}, which is not at the start of an hour; \
-         it must be the end of the last published hour, e.g. {floor}"
-    )]
-    NotAligned {
-        path: PathBuf,
-        value: String,
-        floor: String,
-    },
-    #[error(
-        "the checkpoint file {path} holds {value}, which is after now ({now}); nothing was sent. \
-         Check the clock (--now) or correct the file"
-    )]
-    Future {
-        path: PathBuf,
-        value: String,
-        now: String,
-    },
-    #[error("refusing to move the checkpoint {path} backwards from {current} to {requested}")]
-    Backwards {
-        path: PathBuf,
-        current: String,
-        requested: String,
-    },
-    #[error(
-        "could not write the checkpoint file {path}: {source}; check the directory is writable"
-    )]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+use super::{CheckpointError, Result, parse_value};
 
 /// A checkpoint kept in a local file.
 #[derive(Debug, Clone)]
@@ -85,33 +33,16 @@ impl FileCheckpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(CheckpointError::Read {
-                    path: self.path.clone(),
-                    source,
+                    location: self.location(),
+                    reason: source.to_string(),
                 });
             }
         };
-        let value = content.trim();
-        let t = DateTime::parse_from_rfc3339(value)
-            .map_err(|e| CheckpointError::Malformed {
-                path: self.path.clone(),
-                content: value.chars().take(80).collect(),
-                reason: e.to_string(),
-            })?
-            .with_timezone(&Utc);
-        if t > now {
-            return Err(CheckpointError::Future {
-                path: self.path.clone(),
-                value: rfc3339(t),
-                now: rfc3339(now),
-            });
-        }
-        HourWindow::starting_at(t, "checkpoint")
-            .map(Some)
-            .map_err(|_| CheckpointError::NotAligned {
-                path: self.path.clone(),
-                value: rfc3339(t),
-                floor: rfc3339(crate::window::floor_hour(t)),
-            })
+        parse_value(&self.location(), &content, now).map(Some)
+    }
+
+    fn location(&self) -> String {
+        format!("checkpoint file {}", self.path.display())
     }
 
     /// Record that every hour before `end` is published. Atomic; never backwards.
@@ -120,14 +51,14 @@ impl FileCheckpoint {
             && current.start() > end
         {
             return Err(CheckpointError::Backwards {
-                path: self.path.clone(),
+                location: self.location(),
                 current: rfc3339(current.start()),
                 requested: rfc3339(end),
             });
         }
-        let write_err = |source| CheckpointError::Write {
-            path: self.path.clone(),
-            source,
+        let write_err = |source: std::io::Error| CheckpointError::Write {
+            location: self.location(),
+            reason: source.to_string(),
         };
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

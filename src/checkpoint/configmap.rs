@@ -1,0 +1,113 @@
+//! The checkpoint in a ConfigMap, key `lastPublishedTime`. Every update carries the
+//! resourceVersion that was read, so two runs can never both advance it: the second gets
+//! 409 Conflict and stops.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use tracing::info;
+
+use super::{CheckpointError, KEY, Result, parse_value};
+use crate::window::{HourWindow, rfc3339};
+
+pub struct ConfigMapCheckpoint {
+    api: Api<ConfigMap>,
+    name: String,
+    namespace: String,
+    /// The object as last read or written; its resourceVersion is the precondition of the
+    /// next update.
+    current: Option<ConfigMap>,
+}
+
+/// The namespace a pod runs in, from its service account mount.
+pub fn pod_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl ConfigMapCheckpoint {
+    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            current: None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("ConfigMap {}/{} key {KEY}", self.namespace, self.name)
+    }
+
+    fn api_error(&self, verb: &'static str, e: kube::Error) -> CheckpointError {
+        let location = self.describe();
+        match &e {
+            kube::Error::Api(s) if s.code == 403 => CheckpointError::Forbidden {
+                location,
+                verb,
+                reason: s.message.clone(),
+            },
+            kube::Error::Api(s) if s.code == 409 => CheckpointError::Conflict { location },
+            kube::Error::Api(s) if s.code == 404 => CheckpointError::MissingConfigMap {
+                location,
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+            },
+            _ => CheckpointError::Api {
+                location,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Read the ConfigMap. A missing key is a first run (`None`); a missing ConfigMap is an
+    /// error, because it is shipped with the deployment and its absence means a wrong name or
+    /// namespace.
+    pub async fn load(&mut self, now: DateTime<Utc>) -> Result<Option<HourWindow>> {
+        let cm = self
+            .api
+            .get(&self.name)
+            .await
+            .map_err(|e| self.api_error("get", e))?;
+        let value = cm.data.as_ref().and_then(|d| d.get(KEY)).cloned();
+        self.current = Some(cm);
+        match value {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(v) => parse_value(&self.describe(), &v, now).map(Some),
+        }
+    }
+
+    /// Set the key to `end`, with the resourceVersion read last as precondition.
+    pub async fn advance(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        if self.current.is_none() {
+            self.load(now).await?;
+        }
+        let mut cm = self.current.clone().unwrap_or_default();
+        if let Some(current) = cm.data.as_ref().and_then(|d| d.get(KEY))
+            && let Ok(current) = parse_value(&self.describe(), current, now)
+            && current.start() > end
+        {
+            return Err(CheckpointError::Backwards {
+                location: self.describe(),
+                current: rfc3339(current.start()),
+                requested: rfc3339(end),
+            });
+        }
+        cm.data
+            .get_or_insert_with(BTreeMap::new)
+            .insert(KEY.to_string(), rfc3339(end));
+        let updated = self
+            .api
+            .replace(&self.name, &PostParams::default(), &cm)
+            .await
+            .map_err(|e| self.api_error("update", e))?;
+        info!(checkpoint = %rfc3339(end), configmap = %self.describe(), "checkpoint advanced");
+        self.current = Some(updated);
+        Ok(())
+    }
+}

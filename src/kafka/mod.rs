@@ -1,0 +1,67 @@
+//! Publishing to Kafka over mutual TLS: [`settings`] writes every librdkafka key in one place,
+//! [`tls`] checks the PEM files before connecting, [`publisher`] sends one hour's messages and
+//! waits for every acknowledgement.
+
+pub mod publisher;
+pub mod settings;
+pub mod tls;
+
+use std::time::Duration;
+
+pub use publisher::Publisher;
+pub use settings::{KafkaSettings, TlsFiles};
+
+/// Why an hour could not be published. The checkpoint never moves past such an hour.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("could not create the Kafka producer: {0}")]
+    Create(String),
+    #[error(
+        "could not reach Kafka at {brokers} within {timeout:?}: {error}{reason}; check \
+         --kafka-brokers, the network policy, and the TLS files (--kafka-ca must be the CA of \
+         the brokers' certificates; the brokers must trust --kafka-cert)"
+    )]
+    Preflight {
+        brokers: String,
+        timeout: Duration,
+        error: String,
+        /// librdkafka's own explanation (e.g. a TLS alert), when it gave one.
+        reason: String,
+    },
+    #[error(
+        "Kafka topic {topic} is not available at {brokers}: {error}; create it or check \
+         --kafka-topic and the ACLs"
+    )]
+    Topic {
+        topic: String,
+        brokers: String,
+        error: String,
+    },
+    #[error(
+        "Kafka did not acknowledge part {part} of {parts} of the hour {hour} (message id \
+         {message_id}): {error}{reason}; {advice}"
+    )]
+    Delivery {
+        hour: String,
+        part: usize,
+        parts: usize,
+        message_id: String,
+        error: String,
+        reason: String,
+        advice: &'static str,
+        retryable: bool,
+    },
+}
+
+impl PublishError {
+    /// Whether the next run may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PublishError::Preflight { .. } => true,
+            PublishError::Delivery { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}

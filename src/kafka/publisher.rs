@@ -1,0 +1,226 @@
+//! The producer: a metadata preflight at connect, then one hour at a time, every part sent and
+//! every acknowledgement awaited.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tracing::{debug, info, instrument, warn};
+
+use super::settings::{KafkaSettings, to_rdkafka};
+use super::{PublishError, tls};
+use crate::message::KafkaMessage;
+use crate::window::{HourWindow, rfc3339};
+
+/// Keeps librdkafka's last error report. TLS and connection failures reach only this callback;
+/// deliveries just time out, so errors quote it.
+#[derive(Clone, Default)]
+pub struct Context {
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(%error, reason, "librdkafka reported an error");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason.to_string());
+        }
+    }
+}
+
+impl Context {
+    fn reason(&self) -> String {
+        self.last_error
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .map(|r| format!(" (librdkafka: {r})"))
+            .unwrap_or_default()
+    }
+}
+
+pub struct Publisher {
+    producer: FutureProducer<Context>,
+    context: Context,
+    settings: KafkaSettings,
+}
+
+/// What the operator should do about a failed delivery, and whether a rerun may succeed.
+fn classify(error: &KafkaError) -> (&'static str, bool) {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => (
+            "the broker refused the size; lower --max-message-bytes below the topic's \
+             max.message.bytes",
+            false,
+        ),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ) => (
+            "the client certificate may not write to this topic; ask for a producer ACL",
+            false,
+        ),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            ("check --kafka-topic", false)
+        }
+        Some(RDKafkaErrorCode::Fatal) => (
+            "the producer hit a fatal error (e.g. idempotence denied); check the broker's \
+             version and the IDEMPOTENT_WRITE ACL",
+            false,
+        ),
+        _ => (
+            "the broker was unreachable or busy; the next run re-sends this hour with the same \
+             message ids",
+            true,
+        ),
+    }
+}
+
+impl Publisher {
+    /// Check the TLS files, create the producer and make sure the brokers answer with the
+    /// topic's metadata, so that TLS and address problems fail in seconds.
+    #[instrument(skip_all, fields(brokers = %settings.brokers, topic = %settings.topic))]
+    pub async fn connect(settings: &KafkaSettings) -> Result<Self, PublishError> {
+        if let Some(files) = &settings.tls {
+            tls::check(files)?;
+        }
+        let context = Context::default();
+        let producer: FutureProducer<Context> = to_rdkafka(settings)
+            .create_with_context(context.clone())
+            .map_err(|e| PublishError::Create(e.to_string()))?;
+        let publisher = Self {
+            producer,
+            context,
+            settings: settings.clone(),
+        };
+        publisher.preflight().await?;
+        info!("connected to Kafka");
+        Ok(publisher)
+    }
+
+    async fn preflight(&self) -> Result<(), PublishError> {
+        let producer = self.producer.clone();
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.preflight_timeout;
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(Some(&topic), timeout)
+        })
+        .await
+        .map_err(|e| PublishError::Create(e.to_string()))?;
+        let metadata = metadata.map_err(|e| PublishError::Preflight {
+            brokers: self.settings.brokers.clone(),
+            timeout,
+            error: e.to_string(),
+            reason: self.context.reason(),
+        })?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.settings.topic);
+        match topic {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            Some(t) => Err(PublishError::Topic {
+                topic: self.settings.topic.clone(),
+                brokers: self.settings.brokers.clone(),
+                error: t
+                    .error()
+                    .map(|e| RDKafkaErrorCode::from(e).to_string())
+                    .unwrap_or_else(|| "no partitions".into()),
+            }),
+            None => Err(PublishError::Topic {
+                topic: self.settings.topic.clone(),
+                brokers: self.settings.brokers.clone(),
+                error: "not in the brokers' metadata".into(),
+            }),
+        }
+    }
+
+    /// Send every part of one hour and wait for every acknowledgement. Returns only when the
+    /// brokers hold all parts; the message key is `<cluster>/<hour start>`.
+    #[instrument(skip_all, fields(hour = %window, parts = messages.len()))]
+    pub async fn publish_hour(
+        &self,
+        cluster: &str,
+        window: &HourWindow,
+        messages: &[KafkaMessage],
+    ) -> Result<(), PublishError> {
+        let key = format!("{cluster}/{}", rfc3339(window.start()));
+        let parts = messages.len();
+        let mut pending = Vec::with_capacity(parts);
+        for (i, message) in messages.iter().enumerate() {
+            let id = message.header.message_id.as_str();
+            let owned_id = id.to_string();
+            let delivery_error = move |error: &KafkaError| {
+                let (advice, retryable) = classify(error);
+                PublishError::Delivery {
+                    hour: window.to_string(),
+                    part: i + 1,
+                    parts,
+                    message_id: owned_id.clone(),
+                    error: error.to_string(),
+                    reason: self.context.reason(),
+                    advice,
+                    retryable,
+                }
+            };
+            let payload =
+                serde_json::to_vec(message).map_err(|e| PublishError::Create(e.to_string()))?;
+            let part = format!("{}/{parts}", i + 1);
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "message_id",
+                    value: Some(id),
+                })
+                .insert(Header {
+                    key: "part",
+                    value: Some(part.as_str()),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                });
+            let record = FutureRecord::to(&self.settings.topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers);
+            let future = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| delivery_error(&e))?;
+            pending.push((future, delivery_error));
+        }
+        for (future, delivery_error) in pending {
+            match future.await {
+                Ok(Ok(delivery)) => {
+                    debug!(
+                        partition = delivery.partition,
+                        offset = delivery.offset,
+                        "acknowledged"
+                    )
+                }
+                Ok(Err((e, _))) => return Err(delivery_error(&e)),
+                Err(_) => return Err(delivery_error(&KafkaError::Canceled)),
+            }
+        }
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return Err(PublishError::Delivery {
+                hour: window.to_string(),
+                part: parts,
+                parts,
+                message_id: String::new(),
+                error: format!("{code}: {reason}"),
+                reason: String::new(),
+                advice: classify(&KafkaError::Canceled).0,
+                retryable: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Wait for anything still queued (nothing is, after `publish_hour`).
+    pub fn flush(&self) {
+        let _ = self.producer.flush(self.settings.delivery_timeout);
+    }
+}

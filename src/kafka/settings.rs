@@ -1,0 +1,191 @@
+//! Every librdkafka setting of the producer, written by one function, [`to_rdkafka`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+/// The PEM files of mutual TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How to reach the brokers.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic: String,
+    /// Always set by the command line; `None` only for librdkafka's plaintext mock cluster in
+    /// tests.
+    pub tls: Option<TlsFiles>,
+    /// Validated extra properties (`--kafka-property`).
+    pub properties: Vec<(String, String)>,
+    /// Largest message we produce; librdkafka's own limit is set just above it.
+    pub max_message_bytes: usize,
+    /// How long a message may wait for its acknowledgement.
+    pub delivery_timeout: Duration,
+    /// How long the metadata preflight may take.
+    pub preflight_timeout: Duration,
+}
+
+/// Keys the job sets from its own flags; overriding them would bypass a check.
+const OWNED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "--kafka-brokers"),
+    (
+        "security.protocol",
+        "--kafka-ca/--kafka-cert/--kafka-key (always ssl)",
+    ),
+    ("ssl.ca.location", "--kafka-ca"),
+    ("ssl.certificate.location", "--kafka-cert"),
+    ("ssl.key.location", "--kafka-key"),
+    ("message.max.bytes", "--max-message-bytes"),
+    ("message.timeout.ms", "--kafka-delivery-timeout"),
+];
+
+/// Parse `--kafka-property KEY=VALUE` items, refusing those that would break the promise that
+/// an acknowledged hour is durably stored exactly once.
+pub fn parse_properties(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for item in raw.iter().filter(|s| !s.trim().is_empty()) {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?}: expected KEY=VALUE, e.g. linger.ms=50"))?;
+        let (key, value) = (key.trim(), value.trim());
+        if let Some((_, flag)) = OWNED.iter().find(|(k, _)| *k == key) {
+            return Err(format!("{key} is set by {flag}; use that instead"));
+        }
+        let refused = match key {
+            "acks" | "request.required.acks" => (!matches!(value, "all" | "-1"))
+                .then_some("only acks=all keeps an hour safe when a broker fails"),
+            "enable.idempotence" => {
+                (value != "true").then_some("idempotence keeps retries from duplicating a message")
+            }
+            "enable.ssl.certificate.verification" => {
+                (value != "true").then_some("the brokers' certificates must be verified")
+            }
+            "retries" | "message.send.max.retries" => {
+                (value == "0").then_some("without retries a transient error loses the hour")
+            }
+            "transactional.id" => Some("the job does not use transactions"),
+            _ => None,
+        };
+        if let Some(reason) = refused {
+            return Err(format!("{key}={value} is refused: {reason}"));
+        }
+        out.push((key.to_string(), value.to_string()));
+    }
+    Ok(out)
+}
+
+/// The producer configuration: every key the job sets, each with why.
+pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.brokers)
+        .set(
+            "client.id",
+            concat!("consumption-metrics/", env!("CARGO_PKG_VERSION")),
+        )
+        // An hour counts as published only when every in-sync replica has it.
+        .set("acks", "all")
+        // Retries after a lost acknowledgement never duplicate or reorder a message.
+        .set("enable.idempotence", "true")
+        // Billing JSON compresses several-fold; lz4 is built into librdkafka (no extra C
+        // library) and every broker supports it.
+        .set("compression.type", "lz4")
+        // Bounds how long one run waits for an acknowledgement before it stops.
+        .set(
+            "message.timeout.ms",
+            s.delivery_timeout.as_millis().to_string(),
+        )
+        // Our parts are at most max_message_bytes of JSON; leave room for key, headers and
+        // batch overhead so librdkafka never refuses a part we sized.
+        .set(
+            "message.max.bytes",
+            (s.max_message_bytes + 64 * 1024).to_string(),
+        )
+        // Fail a dead address quickly instead of after the 30 s default.
+        .set("socket.connection.setup.timeout.ms", "10000")
+        // Reconnect promptly after a broker comes back.
+        .set("reconnect.backoff.max.ms", "2000");
+    match &s.tls {
+        Some(tls) => {
+            c.set("security.protocol", "ssl")
+                .set("ssl.ca.location", tls.ca.display().to_string())
+                .set("ssl.certificate.location", tls.cert.display().to_string())
+                .set("ssl.key.location", tls.key.display().to_string())
+                // Check the broker's name against its certificate.
+                .set("ssl.endpoint.identification.algorithm", "https");
+        }
+        None => {
+            c.set("security.protocol", "plaintext");
+        }
+    }
+    for (k, v) in &s.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(items: &[&str]) -> Result<Vec<(String, String)>, String> {
+        parse_properties(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn harmless_properties_pass() {
+        assert_eq!(
+            props(&["linger.ms=50", "acks=all"]).unwrap(),
+            vec![
+                ("linger.ms".into(), "50".into()),
+                ("acks".into(), "all".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn properties_that_break_delivery_are_refused() {
+        for bad in [
+            "acks=0",
+            "acks=1",
+            "enable.idempotence=false",
+            "enable.ssl.certificate.verification=false",
+            "retries=0",
+            "bootstrap.servers=x:1",
+            "security.protocol=plaintext",
+            "noequals",
+        ] {
+            assert!(props(&[bad]).is_err(), "{bad} was accepted");
+        }
+        let e = props(&["acks=0"]).unwrap_err();
+        assert!(e.contains("acks=all"), "{e}");
+    }
+
+    #[test]
+    fn overrides_come_last() {
+        let s = KafkaSettings {
+            brokers: "b:9093".into(),
+            topic: "t".into(),
+            tls: Some(TlsFiles {
+                ca: "/ca".into(),
+                cert: "/c".into(),
+                key: "/k".into(),
+            }),
+            properties: vec![("linger.ms".into(), "5".into())],
+            max_message_bytes: 900_000,
+            delivery_timeout: Duration::from_secs(60),
+            preflight_timeout: Duration::from_secs(10),
+        };
+        let c = to_rdkafka(&s);
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("message.max.bytes"), Some("965536"));
+        assert_eq!(c.get("linger.ms"), Some("5"));
+    }
+}
