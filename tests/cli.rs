@@ -304,17 +304,60 @@ fn hours_without_data_are_an_empty_result_error() {
 }
 
 #[test]
-fn publishing_is_refused_until_it_exists() {
+fn publishing_needs_every_kafka_flag() {
     let out = run(bin().args([
         "--prometheus-url",
         "http://127.0.0.1:9",
         "--cluster-name",
         "c",
     ]));
+    assert_fails(&out, 2, &["publishing needs --kafka-brokers", "--dry-run"]);
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--cluster-name",
+            "c",
+        ])
+        .args([
+            "--kafka-brokers",
+            "b:9093",
+            "--kafka-topic",
+            "t",
+            "--kafka-ca",
+            "/ca",
+        ]));
+    assert_fails(&out, 2, &["publishing needs --kafka-cert"]);
+}
+
+#[test]
+fn kafka_properties_that_weaken_delivery_are_refused() {
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--cluster-name",
+            "c",
+        ])
+        .args(["--kafka-brokers", "b:9093", "--kafka-topic", "t"])
+        .args([
+            "--kafka-ca",
+            "/ca",
+            "--kafka-cert",
+            "/c",
+            "--kafka-key",
+            "/k",
+        ])
+        .args([
+            "--kafka-property",
+            "linger.ms=5",
+            "--kafka-property",
+            "acks=1",
+        ]));
     assert_fails(
         &out,
         2,
-        &["publishing to Kafka is not available", "--dry-run"],
+        &["--kafka-property", "acks=1 is refused", "acks=all"],
     );
 }
 

@@ -192,31 +192,41 @@ impl Publisher {
             pending.push((future, delivery_error));
         }
         for (future, delivery_error) in pending {
-            match future.await {
+            let failed = match future.await {
                 Ok(Ok(delivery)) => {
                     debug!(
                         partition = delivery.partition,
                         offset = delivery.offset,
                         "acknowledged"
-                    )
+                    );
+                    continue;
                 }
-                Ok(Err((e, _))) => return Err(delivery_error(&e)),
-                Err(_) => return Err(delivery_error(&KafkaError::Canceled)),
-            }
+                Ok(Err((e, _))) => delivery_error(&e),
+                Err(_) => delivery_error(&KafkaError::Canceled),
+            };
+            // A fatal producer error (e.g. idempotence denied) purges the queue; report the
+            // cause, not the purge.
+            return Err(self.fatal(window, parts).unwrap_or(failed));
         }
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
-            return Err(PublishError::Delivery {
-                hour: window.to_string(),
-                part: parts,
-                parts,
-                message_id: String::new(),
-                error: format!("{code}: {reason}"),
-                reason: String::new(),
-                advice: classify(&KafkaError::Canceled).0,
-                retryable: false,
-            });
+        match self.fatal(window, parts) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn fatal(&self, window: &HourWindow, parts: usize) -> Option<PublishError> {
+        let (code, reason) = self.producer.client().fatal_error()?;
+        Some(PublishError::Delivery {
+            hour: window.to_string(),
+            part: 1,
+            parts,
+            message_id: "(all parts)".into(),
+            error: format!("fatal producer error {code}: {reason}"),
+            reason: self.context.reason(),
+            advice: "the producer cannot continue (e.g. idempotence denied); check the broker's \
+                     version and the IDEMPOTENT_WRITE ACL of the client certificate",
+            retryable: false,
+        })
     }
 
     /// Wait for anything still queued (nothing is, after `publish_hour`).

@@ -1,0 +1,268 @@
+//! The ConfigMap checkpoint through a real `kube::Client` over an in-memory Kubernetes API
+//! (no API server can run here): first run, stale resourceVersion, malformed value, RBAC 403,
+//! a missing ConfigMap, never backwards, and a whole publishing run advancing it hour by hour.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use consumption_metrics::checkpoint::{Checkpoint, CheckpointError, ConfigMapCheckpoint};
+use consumption_metrics::cli::Args;
+use consumption_metrics::config::{Config, Output};
+use consumption_metrics::kafka::KafkaSettings;
+use consumption_metrics::manager::Manager;
+use consumption_metrics::prometheus::Prometheus;
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+const NS: &str = "billing";
+const NAME: &str = "consumption-metrics-checkpoint";
+
+/// A tiny stateful API server for one ConfigMap: GET and PUT with resourceVersion checks.
+#[derive(Default)]
+struct FakeApi {
+    object: Option<Value>,
+    version: u64,
+    forbidden: bool,
+    requests: Vec<String>,
+}
+
+impl FakeApi {
+    fn with_data(data: Value) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(FakeApi {
+            object: Some(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": NAME, "namespace": NS, "resourceVersion": "1"},
+                "data": data,
+            })),
+            version: 1,
+            ..Default::default()
+        }))
+    }
+
+    /// Another writer changes the ConfigMap.
+    fn bump(&mut self) {
+        self.version += 1;
+        if let Some(o) = &mut self.object {
+            o["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        }
+    }
+
+    fn value(&self) -> Option<String> {
+        self.object.as_ref()?["data"]["lastPublishedTime"]
+            .as_str()
+            .map(String::from)
+    }
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": message, "reason": reason, "code": code.as_u16()});
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let state = state.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect_bytes().await.unwrap_or_default();
+            let mut s = state.lock().unwrap();
+            let path = parts.uri.path().to_string();
+            s.requests.push(format!("{} {path}", parts.method));
+            let own = format!("/api/v1/namespaces/{NS}/configmaps/{NAME}");
+            let resp = if s.forbidden {
+                status(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "configmaps is forbidden: User \"system:serviceaccount:billing:cm\" cannot get resource",
+                )
+            } else if path != own || s.object.is_none() {
+                status(StatusCode::NOT_FOUND, "NotFound", "configmaps not found")
+            } else if parts.method == http::Method::GET {
+                Response::new(Body::from(
+                    serde_json::to_vec(s.object.as_ref().unwrap()).unwrap(),
+                ))
+            } else if parts.method == http::Method::PUT {
+                let mut sent: Value = serde_json::from_slice(&body).unwrap();
+                let precondition = sent["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(String::from);
+                if precondition != Some(s.version.to_string()) {
+                    status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        "the object has been modified",
+                    )
+                } else {
+                    s.version += 1;
+                    sent["metadata"]["resourceVersion"] = json!(s.version.to_string());
+                    s.object = Some(sent.clone());
+                    Response::new(Body::from(serde_json::to_vec(&sent).unwrap()))
+                }
+            } else {
+                status(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "unexpected",
+                )
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    kube::Client::new(service, NS)
+}
+
+fn store(state: &Arc<Mutex<FakeApi>>) -> ConfigMapCheckpoint {
+    ConfigMapCheckpoint::new(client(state.clone()), NS, NAME)
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+const NOW: &str = "2026-11-22T12:00:00Z";
+
+#[tokio::test]
+async fn a_missing_key_is_a_first_run_and_advancing_writes_it_with_a_precondition() {
+    let api = FakeApi::with_data(json!({}));
+    let mut cp = store(&api);
+    assert_eq!(cp.load(t(NOW)).await.unwrap(), None);
+    cp.advance(t("2026-11-22T10:00:00Z"), t(NOW)).await.unwrap();
+    cp.advance(t("2026-11-22T11:00:00Z"), t(NOW)).await.unwrap();
+    let s = api.lock().unwrap();
+    assert_eq!(s.value().as_deref(), Some("2026-11-22T11:00:00Z"));
+    assert_eq!(
+        s.version, 3,
+        "two updates, each accepted against the version read"
+    );
+    assert_eq!(
+        s.requests,
+        vec![
+            format!("GET /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+            format!("PUT /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+            format!("PUT /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stale_resource_version_stops_the_run() {
+    let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-22T09:00:00Z"}));
+    let mut cp = store(&api);
+    assert_eq!(
+        cp.load(t(NOW)).await.unwrap().unwrap().start(),
+        t("2026-11-22T09:00:00Z")
+    );
+    api.lock().unwrap().bump();
+    let e = cp
+        .advance(t("2026-11-22T10:00:00Z"), t(NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CheckpointError::Conflict { .. }), "{e}");
+    assert!(
+        e.to_string().contains("another run is probably active"),
+        "{e}"
+    );
+    assert_eq!(
+        api.lock().unwrap().value().as_deref(),
+        Some("2026-11-22T09:00:00Z")
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_or_future_value_is_refused() {
+    let api = FakeApi::with_data(json!({"lastPublishedTime": "yesterday"}));
+    let e = store(&api).load(t(NOW)).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::Malformed { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("ConfigMap {NS}/{NAME} key lastPublishedTime")),
+        "{e}"
+    );
+    let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-12-01T00:00:00Z"}));
+    let e = store(&api).load(t(NOW)).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::Future { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn rbac_403_names_the_permission_to_grant() {
+    let api = FakeApi::with_data(json!({}));
+    api.lock().unwrap().forbidden = true;
+    let e = store(&api).load(t(NOW)).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::Forbidden { .. }), "{e}");
+    assert!(e.to_string().contains("grant get and update"), "{e}");
+}
+
+#[tokio::test]
+async fn a_missing_configmap_is_an_error_not_a_first_run() {
+    let api = Arc::new(Mutex::new(FakeApi::default()));
+    let e = store(&api).load(t(NOW)).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::MissingConfigMap { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn the_checkpoint_never_moves_backwards() {
+    let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-22T10:00:00Z"}));
+    let mut cp = store(&api);
+    cp.load(t(NOW)).await.unwrap();
+    let e = cp
+        .advance(t("2026-11-22T08:00:00Z"), t(NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CheckpointError::Backwards { .. }), "{e}");
+    assert_eq!(
+        api.lock().unwrap().value().as_deref(),
+        Some("2026-11-22T10:00:00Z")
+    );
+}
+
+/// A scheduled run publishing to librdkafka's mock cluster advances the ConfigMap after each
+/// acknowledged hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publishing_run_advances_the_configmap_hour_by_hour() {
+    let p = common::standard();
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("mcmp", 1, 1).unwrap();
+    let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T01:00:00Z"}));
+    let args = Args::try_parse_from([
+        "consumption-metrics",
+        "--prometheus-url",
+        &p.url,
+        "--cluster-name",
+        "synth-01",
+        "--dry-run",
+        "--now",
+        "2026-11-01T04:10:00Z",
+    ])
+    .unwrap();
+    let mut config = Config::from_args(&args, Utc::now()).unwrap();
+    config.output = Output::Publish(KafkaSettings {
+        brokers: mock.bootstrap_servers(),
+        topic: "mcmp".into(),
+        tls: None,
+        properties: vec![],
+        max_message_bytes: 900_000,
+        delivery_timeout: Duration::from_secs(5),
+        preflight_timeout: Duration::from_secs(5),
+    });
+    let prometheus = Prometheus::new(&config.prometheus).unwrap();
+    let checkpoint = Checkpoint::ConfigMap(Box::new(store(&api)));
+    let report = Manager::with_checkpoint(config, prometheus, checkpoint)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.published, 3);
+    let s = api.lock().unwrap();
+    assert_eq!(s.value().as_deref(), Some("2026-11-01T04:00:00Z"));
+    let puts = s.requests.iter().filter(|r| r.starts_with("PUT")).count();
+    assert_eq!(puts, 3, "one precondition-guarded update per hour");
+}
