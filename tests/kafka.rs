@@ -287,3 +287,70 @@ fn no_client_certificate_is_refused_by_job_and_broker() {
         "the terminator accepted a client without a certificate"
     );
 }
+
+/// An hour of 20,000 namespaces is split into parts under the broker's 1 MB default, all
+/// acknowledged through mTLS, each part with its own id and the same header fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
+    use consumption_metrics::collector::{HourUsage, NamespaceUsage};
+    use consumption_metrics::config::MessageConfig;
+    use consumption_metrics::kafka::{KafkaSettings, Publisher, TlsFiles};
+    use consumption_metrics::message::shape;
+    use consumption_metrics::window::HourWindow;
+
+    let k = kafka();
+    k.create_topic("mcmp-big");
+    let window = HourWindow::starting_at("2026-11-01T03:00:00Z".parse().unwrap(), "t").unwrap();
+    let usage = HourUsage {
+        window,
+        namespaces: (0..20_000)
+            .map(|i| {
+                let u = NamespaceUsage {
+                    cpu: 0.25 * f64::from(i % 17),
+                    storage_rwo_standard: 10.0,
+                    ..Default::default()
+                };
+                (format!("tenant-{i:05}"), u)
+            })
+            .collect(),
+    };
+    let config = MessageConfig {
+        cluster_name: "big".into(),
+        service_name: "OPENSHIFT".into(),
+        service_version: "GA".into(),
+        service_location: "TEST".into(),
+        max_message_bytes: 900_000,
+    };
+    let messages = shape(&usage, &config).unwrap();
+    assert!(messages.len() >= 4, "{} parts", messages.len());
+    let settings = KafkaSettings {
+        brokers: k.brokers.clone(),
+        topic: "mcmp-big".into(),
+        tls: Some(TlsFiles {
+            ca: k.pki.ca.clone(),
+            cert: k.pki.client.cert.clone(),
+            key: k.pki.client.key.clone(),
+        }),
+        properties: vec![("broker.address.family".into(), "v4".into())],
+        max_message_bytes: 900_000,
+        delivery_timeout: Duration::from_secs(20),
+        preflight_timeout: Duration::from_secs(10),
+    };
+    let p = Publisher::connect(&settings).await.unwrap();
+    p.publish_hour("big", &window, &messages).await.unwrap();
+    let got = k.consume("mcmp-big", messages.len(), Duration::from_secs(30));
+    assert_eq!(got.len(), messages.len());
+    let mut entries = 0;
+    for m in &got {
+        assert!(m.payload.len() <= 900_000);
+        let parsed: KafkaMessage = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(parsed.header.consumption_start_ts, "2026-11-01T03:00:00.000000+00:00");
+        entries += parsed.payload.len();
+    }
+    assert_eq!(entries, 20_000);
+    let ids: std::collections::BTreeSet<_> = got
+        .iter()
+        .filter_map(|m| m.headers.iter().find(|(k, _)| k == "message_id").map(|(_, v)| v.clone()))
+        .collect();
+    assert_eq!(ids.len(), messages.len());
+}
