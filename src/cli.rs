@@ -292,6 +292,11 @@ pub struct Args {
     #[arg(long, env = "ADVANCE_CHECKPOINT", requires = "since")]
     pub advance_checkpoint: bool,
 
+    /// Validate the configuration (flags and environment), print what the run would do, and
+    /// exit without contacting anything. Exit 0 when valid, 2 otherwise.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Log format on stderr. Filter with RUST_LOG (default: info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,

@@ -520,3 +520,83 @@ mod tests {
         }
     }
 }
+
+impl Config {
+    /// A human-readable account of what this configuration makes a run do (`--check-config`).
+    pub fn summary(&self) -> String {
+        let plan = match &self.plan {
+            Plan::Scheduled => format!(
+                "scheduled: every hour after the checkpoint, settled {:?} after its end, at most \
+                 {} per run",
+                self.settle_delay, self.max_hours_per_run
+            ),
+            Plan::Backfill(hours) => format!(
+                "backfill of {} hours from {}{}",
+                hours.len(),
+                hours.first().map(|h| h.to_string()).unwrap_or_default(),
+                if self.advance_checkpoint {
+                    ", advancing the checkpoint"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let output = match &self.output {
+            Output::DryRun => "dry-run: messages printed on stdout".to_string(),
+            Output::Publish(k) => format!(
+                "publish to Kafka topic {} at {} over mutual TLS (CA {}, cert {})",
+                k.topic,
+                k.brokers,
+                k.tls
+                    .as_ref()
+                    .map(|t| t.ca.display().to_string())
+                    .unwrap_or_default(),
+                k.tls
+                    .as_ref()
+                    .map(|t| t.cert.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        };
+        let checkpoint = match &self.checkpoint {
+            CheckpointConfig::File(p) => format!("file {}", p.display()),
+            CheckpointConfig::ConfigMap { name, namespace } => format!(
+                "ConfigMap {}/{name}",
+                namespace.as_deref().unwrap_or("(pod namespace)")
+            ),
+        };
+        let tiers: Vec<String> = self
+            .collect
+            .storage_tiers
+            .iter()
+            .map(|(c, t)| format!("{c}={t:?}"))
+            .collect();
+        format!(
+            "configuration is valid\n\
+             plan:        {plan}\n\
+             output:      {output}\n\
+             checkpoint:  {checkpoint}\n\
+             prometheus:  {}\n\
+             cluster:     {} (service {} {} at {})\n\
+             cpu basis:   {:?}\n\
+             tiers:       {}\n\
+             excluded:    {}\n",
+            self.prometheus.url,
+            self.message.cluster_name,
+            self.message.service_name,
+            self.message.service_version,
+            self.message.service_location,
+            self.collect.cpu_basis,
+            if tiers.is_empty() {
+                "(none)".into()
+            } else {
+                tiers.join(", ")
+            },
+            self.collect
+                .exclude_namespaces
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+}

@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    if args.check_config {
+        print!("{}", config.summary());
+        return ExitCode::from(exit::OK);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -344,13 +344,21 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
     for m in &got {
         assert!(m.payload.len() <= 900_000);
         let parsed: KafkaMessage = serde_json::from_slice(&m.payload).unwrap();
-        assert_eq!(parsed.header.consumption_start_ts, "2026-11-01T03:00:00.000000+00:00");
+        assert_eq!(
+            parsed.header.consumption_start_ts,
+            "2026-11-01T03:00:00.000000+00:00"
+        );
         entries += parsed.payload.len();
     }
     assert_eq!(entries, 20_000);
     let ids: std::collections::BTreeSet<_> = got
         .iter()
-        .filter_map(|m| m.headers.iter().find(|(k, _)| k == "message_id").map(|(_, v)| v.clone()))
+        .filter_map(|m| {
+            m.headers
+                .iter()
+                .find(|(k, _)| k == "message_id")
+                .map(|(_, v)| v.clone())
+        })
         .collect();
     assert_eq!(ids.len(), messages.len());
 }
