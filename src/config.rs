@@ -443,84 +443,6 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn args(extra: &[&str]) -> Args {
-        let mut v = vec![
-            "consumption-metrics",
-            "--prometheus-url",
-            "http://127.0.0.1:9090",
-            "--cluster-name",
-            "c1",
-            "--dry-run",
-        ];
-        v.extend_from_slice(extra);
-        Args::try_parse_from(v).unwrap()
-    }
-    fn now() -> DateTime<Utc> {
-        parse_time("x", "2026-11-22T12:00:00Z").unwrap()
-    }
-
-    #[test]
-    fn storage_tiers_from_flags() {
-        let c = Config::from_args(
-            &args(&[
-                "--storage-tier",
-                "gold=premium",
-                "--storage-tier",
-                "nfs=Basic",
-            ]),
-            now(),
-        )
-        .unwrap();
-        assert_eq!(c.collect.storage_tiers.get("gold"), Some(&Tier::Premium));
-        assert_eq!(c.collect.storage_tiers.get("nfs"), Some(&Tier::Basic));
-    }
-
-    #[test]
-    fn bad_values_name_the_flag() {
-        let e = Config::from_args(&args(&["--storage-tier", "gold=platinum"]), now()).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("invalid --storage-tier \"gold=platinum\""),
-            "{e}"
-        );
-        let e =
-            Config::from_args(&args(&["--since", "yesterday", "--until", "x"]), now()).unwrap_err();
-        assert!(
-            e.to_string().starts_with("invalid --since \"yesterday\""),
-            "{e}"
-        );
-        let e = Config::from_args(&args(&["--settle-delay", "ten"]), now()).unwrap_err();
-        assert!(e.to_string().contains("--settle-delay"), "{e}");
-        let e = Config::from_args(&args(&["--prometheus-header", "novalue"]), now()).unwrap_err();
-        assert!(e.to_string().contains("NAME=VALUE"), "{e}");
-    }
-
-    #[test]
-    fn backfill_plan_uses_now_flag() {
-        let c = Config::from_args(
-            &args(&[
-                "--since",
-                "2026-11-01T00:00:00Z",
-                "--until",
-                "2026-11-01T03:00:00Z",
-                "--now",
-                "2026-11-01T03:10:00Z",
-            ]),
-            now(),
-        )
-        .unwrap();
-        match c.plan {
-            Plan::Backfill(h) => assert_eq!(h.len(), 3),
-            other => panic!("unexpected plan {other:?}"),
-        }
-    }
-}
-
 impl Config {
     /// A human-readable account of what this configuration makes a run do (`--check-config`).
     pub fn summary(&self) -> String {
@@ -598,5 +520,83 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(", "),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec![
+            "consumption-metrics",
+            "--prometheus-url",
+            "http://127.0.0.1:9090",
+            "--cluster-name",
+            "c1",
+            "--dry-run",
+        ];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+    fn now() -> DateTime<Utc> {
+        parse_time("x", "2026-11-22T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn storage_tiers_from_flags() {
+        let c = Config::from_args(
+            &args(&[
+                "--storage-tier",
+                "gold=premium",
+                "--storage-tier",
+                "nfs=Basic",
+            ]),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(c.collect.storage_tiers.get("gold"), Some(&Tier::Premium));
+        assert_eq!(c.collect.storage_tiers.get("nfs"), Some(&Tier::Basic));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let e = Config::from_args(&args(&["--storage-tier", "gold=platinum"]), now()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid --storage-tier \"gold=platinum\""),
+            "{e}"
+        );
+        let e =
+            Config::from_args(&args(&["--since", "yesterday", "--until", "x"]), now()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid --since \"yesterday\""),
+            "{e}"
+        );
+        let e = Config::from_args(&args(&["--settle-delay", "ten"]), now()).unwrap_err();
+        assert!(e.to_string().contains("--settle-delay"), "{e}");
+        let e = Config::from_args(&args(&["--prometheus-header", "novalue"]), now()).unwrap_err();
+        assert!(e.to_string().contains("NAME=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn backfill_plan_uses_now_flag() {
+        let c = Config::from_args(
+            &args(&[
+                "--since",
+                "2026-11-01T00:00:00Z",
+                "--until",
+                "2026-11-01T03:00:00Z",
+                "--now",
+                "2026-11-01T03:10:00Z",
+            ]),
+            now(),
+        )
+        .unwrap();
+        match c.plan {
+            Plan::Backfill(h) => assert_eq!(h.len(), 3),
+            other => panic!("unexpected plan {other:?}"),
+        }
     }
 }
