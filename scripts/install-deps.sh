@@ -7,7 +7,13 @@
 #   - tansu, an Apache-Kafka-compatible broker, built once with cargo into $TANSU_ROOT.
 set -euo pipefail
 
-TANSU_ROOT=${TANSU_ROOT:-/opt/tansu}
+# /opt/tansu as root (CI machines), a per-user cache otherwise; tests/common/kafka.rs looks in
+# both (or at $TANSU_BIN).
+if [[ $(id -u) -eq 0 ]]; then
+    TANSU_ROOT=${TANSU_ROOT:-/opt/tansu}
+else
+    TANSU_ROOT=${TANSU_ROOT:-$HOME/.cache/consumption-metrics/tansu}
+fi
 TANSU_VERSION=0.6.0
 
 sudo_cmd=()
@@ -31,7 +37,7 @@ if [[ ! -x $TANSU_ROOT/bin/tansu ]]; then
     echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 6-15 minutes, once)" >&2
     # Built outside the project's target dir; the debug build is enough for tests and is
     # twice as fast to build. `dynostore` provides the memory:// storage engine.
-    "${sudo_cmd[@]}" mkdir -p "$TANSU_ROOT"
-    "${sudo_cmd[@]}" env "PATH=$PATH" cargo install tansu --version "$TANSU_VERSION" --locked \
+    mkdir -p "$TANSU_ROOT"
+    cargo install tansu --version "$TANSU_VERSION" --locked \
         --features dynostore --debug --root "$TANSU_ROOT" --quiet
 fi

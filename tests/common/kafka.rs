@@ -173,20 +173,28 @@ pub fn pki(dir: &Path) -> Pki {
     }
 }
 
+/// The tansu binary: $TANSU_BIN, or where scripts/install-deps.sh puts it.
 pub fn tansu_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TANSU_BIN") {
         return p.into();
     }
-    let root = std::env::var_os("TANSU_ROOT")
+    let mut roots: Vec<PathBuf> = std::env::var_os("TANSU_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/opt/tansu".into());
-    let bin = root.join("bin/tansu");
-    assert!(
-        bin.exists(),
-        "tansu is not installed at {}; run `bash scripts/install-deps.sh`",
-        bin.display()
-    );
-    bin
+        .into_iter()
+        .collect();
+    roots.push("/opt/tansu".into());
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(home).join(".cache/consumption-metrics/tansu"));
+    }
+    roots
+        .iter()
+        .map(|r| r.join("bin/tansu"))
+        .find(|b| b.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "tansu is not installed (looked in {roots:?}); run `bash scripts/install-deps.sh`"
+            )
+        })
 }
 
 pub struct TestKafka {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Benchmark: a dry-run over a synthetic cluster of $BENCH_NAMESPACES tenant namespaces (default
+# 10,000) loaded into a real Prometheus. Prints wall time and peak RSS of consumption-metrics
+# for one hour (the CronJob's usual run) and for the whole data range, per CPU basis, plus the
+# size of the output. The TSDB is generated once and kept in target/bench-<N>/ (several GB of
+# OpenMetrics text pass through promtool the first time: minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+N=${BENCH_NAMESPACES:-10000}
+HOURS=${BENCH_HOURS:-3}
+INTERVAL=${BENCH_INTERVAL:-60}
+dir=target/bench-$N-${HOURS}h-${INTERVAL}s
+start=2026-11-01T00:00:00Z
+
+cargo build --locked --release --quiet --bins
+bin=target/release/consumption-metrics
+
+if [[ ! -d $dir/tsdb ]]; then
+    echo "generating $N namespaces x $HOURS h at ${INTERVAL}s into $dir" >&2
+    rm -rf "$dir"
+    /usr/bin/time -f "synth-cluster: %e s, %M KiB peak" target/release/synth-cluster \
+        --out-dir "$dir/data" --start "$start" --hours "$HOURS" --interval "$INTERVAL" \
+        --namespaces "$N" --only-random
+    ls -l "$dir/data/metrics.om" >&2
+    /usr/bin/time -f "promtool: %e s, %M KiB peak" promtool tsdb create-blocks-from openmetrics -q \
+        --max-block-duration=48h "$dir/data/metrics.om" "$dir/tsdb.tmp" >/dev/null
+    rm -f "$dir/data/metrics.om"
+    mv "$dir/tsdb.tmp" "$dir/tsdb"
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo 'global: {scrape_interval: 30s}' >"$dir/prometheus.yml"
+timeout 3600 prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+    --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
+    >"$dir/prometheus.log" 2>&1 &
+prom=$!
+trap 'kill $prom 2>/dev/null || true' EXIT
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
+
+last=$(date -u -d "$start + $HOURS hours" +%Y-%m-%dT%H:%M:%SZ)
+one=$(date -u -d "$start + $((HOURS - 1)) hours" +%Y-%m-%dT%H:%M:%SZ)
+second=$(date -u -d "$start + 1 hour" +%Y-%m-%dT%H:%M:%SZ)
+
+printf '%-8s %-6s %8s %10s %8s %10s\n' basis hours wall_s peak_MiB messages json_MiB
+for basis in request usage max; do
+    for since in "$one" "$second"; do
+        hours=$(( ($(date -u -d "$last" +%s) - $(date -u -d "$since" +%s)) / 3600 ))
+        /usr/bin/time -o "$dir/time.txt" -f "%e %M" "$bin" --prometheus-url "http://127.0.0.1:$port" \
+            --cluster-name bench --dry-run --since "$since" --until "$last" \
+            --now 2026-11-02T00:00:00Z --cpu-basis "$basis" --log-format text \
+            --prometheus-timeout 300s >"$dir/out.json" 2>"$dir/run.log"
+        read -r wall kib <"$dir/time.txt"
+        msgs=$(grep -c '"message_id"' "$dir/out.json")
+        size=$(stat -c %s "$dir/out.json")
+        printf '%-8s %-6s %8s %10.1f %8s %10.1f\n' "$basis" "$hours" "$wall" "$(echo "$kib/1024" | bc -l)" \
+            "$msgs" "$(echo "$size/1048576" | bc -l)"
+    done
+done
+ns=$(grep -c '"external_id"' "$dir/out.json")
+echo "namespace-hours in the last output: $ns" >&2
