@@ -283,6 +283,39 @@ fn server_errors_are_retried_then_reported() {
     assert_eq!(http.requests.lock().unwrap().len(), 3);
 }
 
+/// The token file, extra headers and the form-encoded range query reach Prometheus.
+#[test]
+fn token_and_headers_are_sent() {
+    let body = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+    let http = scripted_http(vec![(200, "application/json", body.into())]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cr3t\n").unwrap();
+    let out = run(backfill(&http.url)
+        .arg("--prometheus-bearer-token-file")
+        .arg(&token)
+        .args(["--prometheus-header", "X-Scope-OrgID=tenant-a"]));
+    // The empty answer means no data: the run fails, but only after the request was seen.
+    assert_fails(&out, 4, &["no kube-state-metrics data"]);
+    let requests = http.requests.lock().unwrap();
+    let first = requests[0].to_ascii_lowercase();
+    assert!(first.starts_with("post /api/v1/query_range "), "{first}");
+    assert!(first.contains("authorization: bearer s3cr3t"), "{first}");
+    assert!(first.contains("x-scope-orgid: tenant-a"), "{first}");
+    assert!(first.contains("step=3600s"), "{first}");
+}
+
+#[test]
+fn a_missing_token_file_is_named() {
+    let out = run(backfill("http://127.0.0.1:9")
+        .args(["--prometheus-bearer-token-file", "/nonexistent/token"]));
+    assert_fails(
+        &out,
+        4,
+        &["--prometheus-bearer-token-file /nonexistent/token"],
+    );
+}
+
 #[test]
 fn hours_without_data_are_an_empty_result_error() {
     let p = standard();

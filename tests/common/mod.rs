@@ -169,7 +169,7 @@ pub fn schema_validator() -> jsonschema::Validator {
 }
 
 /// A scripted HTTP server on 127.0.0.1 for fault injection: answers each request with the next
-/// canned response (the last one repeats), and records the request lines it saw. Stops with the
+/// canned response (the last one repeats), and records each request (line, headers, body). Stops with the
 /// test process; every connection is bounded by a read timeout.
 pub struct ScriptedHttp {
     pub url: String,
@@ -190,18 +190,23 @@ pub fn scripted_http(responses: Vec<(u16, &'static str, String)>) -> ScriptedHtt
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
             let mut length = 0usize;
+            let mut head = line.trim().to_string();
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                     break;
                 }
+                head.push('\n');
+                head.push_str(h.trim());
                 if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
                 }
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            seen.lock().unwrap().push(line.trim().to_string());
+            head.push('\n');
+            head.push_str(&String::from_utf8_lossy(&body));
+            seen.lock().unwrap().push(head);
             let (status, content_type, text) = &responses[i.min(responses.len() - 1)];
             let reply = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
