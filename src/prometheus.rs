@@ -289,7 +289,7 @@ impl Prometheus {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         debug!(query = q.what, expr = q.expr, %range, "querying Prometheus");
-        let response = request.send().await.map_err(|e| {
+        let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 PrometheusError::Timeout {
                     url: url.clone(),
@@ -305,7 +305,8 @@ impl Prometheus {
                     reason: error_chain(&e),
                 }
             }
-        })?;
+        };
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -313,23 +314,7 @@ impl Prometheus {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("no content type")
             .to_string();
-        let body = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                PrometheusError::Timeout {
-                    url: url.clone(),
-                    what: q.what.into(),
-                    range: range.clone(),
-                    timeout: self.config.timeout,
-                }
-            } else {
-                PrometheusError::Unreachable {
-                    url: url.clone(),
-                    what: q.what.into(),
-                    range: range.clone(),
-                    reason: error_chain(&e),
-                }
-            }
-        })?;
+        let body = response.bytes().await.map_err(transport)?;
         let parsed: Option<ApiResponse> = serde_json::from_slice(&body).ok();
         if !status.is_success() {
             let detail = match &parsed {

@@ -5,14 +5,9 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clap::Parser;
 use consumption_metrics::checkpoint::{Checkpoint, CheckpointError, ConfigMapCheckpoint};
-use consumption_metrics::cli::Args;
-use consumption_metrics::config::{Config, Output};
-use consumption_metrics::kafka::KafkaSettings;
 use consumption_metrics::manager::Manager;
 use consumption_metrics::prometheus::Prometheus;
 use http::{Request, Response, StatusCode};
@@ -233,27 +228,11 @@ async fn a_publishing_run_advances_the_configmap_hour_by_hour() {
     let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
     mock.create_topic("mcmp", 1, 1).unwrap();
     let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T01:00:00Z"}));
-    let args = Args::try_parse_from([
-        "consumption-metrics",
-        "--prometheus-url",
+    let config = common::publishing_config(
         &p.url,
-        "--cluster-name",
-        "synth-01",
-        "--dry-run",
-        "--now",
         "2026-11-01T04:10:00Z",
-    ])
-    .unwrap();
-    let mut config = Config::from_args(&args, Utc::now()).unwrap();
-    config.output = Output::Publish(KafkaSettings {
-        brokers: mock.bootstrap_servers(),
-        topic: "mcmp".into(),
-        tls: None,
-        properties: vec![],
-        max_message_bytes: 900_000,
-        delivery_timeout: Duration::from_secs(5),
-        preflight_timeout: Duration::from_secs(5),
-    });
+        common::mock_kafka_settings(mock.bootstrap_servers(), "mcmp"),
+    );
     let prometheus = Prometheus::new(&config.prometheus).unwrap();
     let checkpoint = Checkpoint::ConfigMap(Box::new(store(&api)));
     let report = Manager::with_checkpoint(config, prometheus, checkpoint)

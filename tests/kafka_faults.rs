@@ -7,11 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use consumption_metrics::checkpoint::{Checkpoint, FileCheckpoint};
-use consumption_metrics::cli::Args;
 use consumption_metrics::collector::{HourUsage, NamespaceUsage};
-use consumption_metrics::config::{Config, MessageConfig, Output};
+use consumption_metrics::config::MessageConfig;
 use consumption_metrics::kafka::{KafkaSettings, PublishError, Publisher};
 use consumption_metrics::manager::Manager;
 use consumption_metrics::message::{KafkaMessage, shape};
@@ -30,20 +28,7 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
 }
 
 fn settings(c: &MockCluster<'static, DefaultProducerContext>) -> KafkaSettings {
-    KafkaSettings {
-        brokers: c.bootstrap_servers(),
-        topic: TOPIC.into(),
-        // The mock cluster speaks plaintext only; the real-broker tests cover mutual TLS.
-        tls: None,
-        properties: vec![
-            // Recover quickly after broker_up in tests.
-            ("reconnect.backoff.ms".into(), "50".into()),
-            ("retry.backoff.ms".into(), "50".into()),
-        ],
-        max_message_bytes: 900_000,
-        delivery_timeout: Duration::from_secs(4),
-        preflight_timeout: Duration::from_secs(5),
-    }
+    common::mock_kafka_settings(c.bootstrap_servers(), TOPIC)
 }
 
 fn hour(h: u32) -> (HourWindow, Vec<KafkaMessage>) {
@@ -172,19 +157,7 @@ async fn the_checkpoint_never_passes_an_unacknowledged_hour() {
     let dir = tempfile::tempdir().unwrap();
     let cp_path = dir.path().join("checkpoint");
     std::fs::write(&cp_path, "2026-11-01T01:00:00Z\n").unwrap();
-    let args = Args::try_parse_from([
-        "consumption-metrics",
-        "--prometheus-url",
-        &p.url,
-        "--cluster-name",
-        "synth-01",
-        "--dry-run",
-        "--now",
-        "2026-11-01T04:10:00Z",
-    ])
-    .unwrap();
-    let mut config = Config::from_args(&args, chrono::Utc::now()).unwrap();
-    config.output = Output::Publish(settings(&c));
+    let config = common::publishing_config(&p.url, "2026-11-01T04:10:00Z", settings(&c));
     let prometheus = Prometheus::new(&config.prometheus).unwrap();
     let mut manager = Manager::with_checkpoint(
         config,

@@ -217,3 +217,49 @@ pub fn scripted_http(responses: Vec<(u16, &'static str, String)>) -> ScriptedHtt
     });
     ScriptedHttp { url, requests }
 }
+
+/// Settings for librdkafka's mock cluster (plaintext only; the real-broker tests cover TLS).
+pub fn mock_kafka_settings(
+    bootstrap: String,
+    topic: &str,
+) -> consumption_metrics::kafka::KafkaSettings {
+    consumption_metrics::kafka::KafkaSettings {
+        brokers: bootstrap,
+        topic: topic.into(),
+        tls: None,
+        properties: vec![
+            // Recover quickly after broker_up in tests.
+            ("reconnect.backoff.ms".into(), "50".into()),
+            ("retry.backoff.ms".into(), "50".into()),
+        ],
+        max_message_bytes: 900_000,
+        delivery_timeout: Duration::from_secs(4),
+        preflight_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A scheduled publishing run's configuration against `prometheus_url` at `now`, sending
+/// with `kafka`.
+pub fn publishing_config(
+    prometheus_url: &str,
+    now: &str,
+    kafka: consumption_metrics::kafka::KafkaSettings,
+) -> consumption_metrics::config::Config {
+    use clap::Parser;
+    let args = consumption_metrics::cli::Args::try_parse_from([
+        "consumption-metrics",
+        "--prometheus-url",
+        prometheus_url,
+        "--cluster-name",
+        "synth-01",
+        // Parsed as a dry-run so that no TLS files are required; the output is replaced below.
+        "--dry-run",
+        "--now",
+        now,
+    ])
+    .unwrap();
+    let mut config =
+        consumption_metrics::config::Config::from_args(&args, chrono::Utc::now()).unwrap();
+    config.output = consumption_metrics::config::Output::Publish(kafka);
+    config
+}
