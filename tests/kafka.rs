@@ -362,3 +362,99 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
         .collect();
     assert_eq!(ids.len(), messages.len());
 }
+
+/// The scheduled job stepped through the data's six hours, one run per hour, with failures
+/// between runs: the broker unreachable, a certificate from another CA, the process killed
+/// between publish and checkpoint. Afterwards every hour is on the topic, the distinct ids and
+/// payloads are exactly one clean run's (the dry-run's), and the checkpoint is the last hour.
+#[test]
+fn a_day_of_scheduled_runs_with_failures_loses_and_doubles_nothing() {
+    // Its own broker, so that stopping the terminator disturbs no other test.
+    let mut k = start_kafka("kafka-day");
+    k.create_topic("mcmp-day");
+    let flags = k.flags("mcmp-day");
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_with(dir.path(), "2026-11-01T00:00:00Z");
+    let checkpoint = || std::fs::read_to_string(&cp).unwrap().trim().to_owned();
+
+    // 01:10, healthy: hour 00.
+    let out = publish("mcmp-day", &cp, "2026-11-01T01:10:00Z", &flags);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(checkpoint(), "2026-11-01T01:00:00Z");
+
+    // 02:10, the broker is unreachable: fails fast, nothing moves.
+    k.stop_terminator();
+    let started = Instant::now();
+    let out = publish("mcmp-day", &cp, "2026-11-01T02:10:00Z", &flags);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not reach Kafka"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(checkpoint(), "2026-11-01T01:00:00Z");
+    k.start_terminator();
+
+    // 03:10, someone mounted a certificate from another CA.
+    let mut wrong = flags.clone();
+    for (flag, path) in [
+        ("--kafka-cert", &k.pki.other_ca_client.cert),
+        ("--kafka-key", &k.pki.other_ca_client.key),
+    ] {
+        let i = wrong.iter().position(|x| x == flag).unwrap();
+        wrong[i + 1] = path.display().to_string();
+    }
+    let out = publish("mcmp-day", &cp, "2026-11-01T03:10:00Z", &wrong);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert_eq!(checkpoint(), "2026-11-01T01:00:00Z");
+
+    // 04:10, killed after the second hour was acknowledged and before it was checkpointed:
+    // hour 01 is done, hour 02 is on the topic but not recorded.
+    let p = standard();
+    let crashed = run(bin()
+        .args(["--prometheus-url", &p.url, "--cluster-name", "synth-01"])
+        .args(["--now", "2026-11-01T04:10:00Z"])
+        .args(["--storage-tier", "gold=premium,cephfs=basic"])
+        .arg("--checkpoint-file")
+        .arg(&cp)
+        .args(&flags)
+        .env("CONSUMPTION_METRICS_CRASH_AFTER_PUBLISH", "2"));
+    assert_ne!(crashed.code, 0, "the hook must abort the process");
+    assert_eq!(checkpoint(), "2026-11-01T02:00:00Z");
+
+    // 05:10 catches up from 02 (re-sending it) through 04; 06:10 sends 05.
+    for (now, after) in [
+        ("2026-11-01T05:10:00Z", "2026-11-01T05:00:00Z"),
+        ("2026-11-01T06:10:00Z", "2026-11-01T06:00:00Z"),
+    ] {
+        let out = publish("mcmp-day", &cp, now, &flags);
+        assert_eq!(out.code, 0, "{now}: {}", out.stderr);
+        assert_eq!(checkpoint(), after, "{now}");
+    }
+
+    // Six hours plus the one re-sent.
+    let got = k.consume("mcmp-day", 7, Duration::from_secs(30));
+    assert_eq!(got.len(), 7, "messages on the topic");
+    let expected = dry_run("2026-11-01T00:00:00Z", "2026-11-01T06:00:00Z");
+    assert_eq!(expected.len(), 6);
+    let want: std::collections::BTreeSet<Vec<u8>> = expected
+        .iter()
+        .map(|m| serde_json::to_vec(m).unwrap())
+        .collect();
+    let seen: std::collections::BTreeSet<Vec<u8>> = got.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(seen, want, "distinct payloads equal one clean run");
+    let ids = |ms: &[KafkaMessage]| -> std::collections::BTreeSet<String> {
+        ms.iter().map(|m| m.header.message_id.clone()).collect()
+    };
+    let got_messages: Vec<KafkaMessage> = got
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(ids(&got_messages), ids(&expected));
+    let resent: Vec<_> = got_messages
+        .iter()
+        .filter(|m| m.header.consumption_start_ts.starts_with("2026-11-01T02:"))
+        .collect();
+    assert_eq!(resent.len(), 2, "only the crashed hour is doubled");
+}

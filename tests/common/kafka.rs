@@ -18,10 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::free_port;
-
-/// Seconds after which the broker and the terminator stop by themselves.
-const LIFETIME_SECS: &str = "900";
+use super::{free_port, server, stop};
 
 pub struct Pair {
     pub cert: PathBuf,
@@ -204,15 +201,16 @@ pub struct TestKafka {
     pub plain: String,
     pub pki: Pki,
     pub dir: PathBuf,
-    children: Vec<Child>,
+    tls_port: u16,
+    plain_port: u16,
+    broker: Child,
+    terminator: Option<Child>,
 }
 
 impl Drop for TestKafka {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_terminator();
+        stop(&mut self.broker);
     }
 }
 
@@ -232,9 +230,7 @@ pub fn start_kafka(name: &str) -> TestKafka {
     let pki = pki(&dir.join("pki"));
     let (plain, tls) = (free_port(), free_port());
     let log = |n: &str| std::fs::File::create(dir.join(n)).unwrap();
-    let tansu = Command::new("timeout")
-        .arg(LIFETIME_SECS)
-        .arg(tansu_bin())
+    let tansu = server(tansu_bin())
         .args(["broker", "--cluster-id", "test"])
         .arg(format!("--listener-url=tcp://127.0.0.1:{plain}"))
         // Metadata sends clients back to the TLS port, so reconnects stay on mTLS.
@@ -244,41 +240,72 @@ pub fn start_kafka(name: &str) -> TestKafka {
         .stderr(log("tansu.err"))
         .spawn()
         .expect("starting tansu");
-    let conf = dir.join("stunnel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "foreground = yes\npid =\noutput = {out}\n[kafka]\naccept = 127.0.0.1:{tls}\n\
-             connect = 127.0.0.1:{plain}\ncert = {cert}\nkey = {key}\nCAfile = {ca}\n\
-             requireCert = yes\nverifyChain = yes\nsslVersionMin = TLSv1.2\n",
-            out = dir.join("stunnel.log").display(),
-            cert = pki.server.cert.display(),
-            key = pki.server.key.display(),
-            ca = pki.ca.display(),
-        ),
-    )
-    .unwrap();
-    let stunnel = Command::new("timeout")
-        .arg(LIFETIME_SECS)
-        .arg("stunnel4")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log("stunnel.err"))
-        .spawn()
-        .expect("starting stunnel4");
-    let kafka = TestKafka {
+    let mut kafka = TestKafka {
         brokers: format!("localhost:{tls}"),
         plain: format!("127.0.0.1:{plain}"),
         pki,
         dir,
-        children: vec![tansu, stunnel],
+        tls_port: tls,
+        plain_port: plain,
+        broker: tansu,
+        terminator: None,
     };
     wait_for_port(plain, "tansu");
-    wait_for_port(tls, "stunnel");
+    kafka.start_terminator();
     kafka
 }
 
 impl TestKafka {
+    /// Start stunnel in front of the broker on the TLS port, requiring client certificates
+    /// signed by the test CA.
+    pub fn start_terminator(&mut self) {
+        assert!(
+            self.terminator.is_none(),
+            "the terminator is already running"
+        );
+        let conf = self.dir.join("stunnel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\noutput = {out}\n[kafka]\naccept = 127.0.0.1:{tls}\n\
+                 connect = 127.0.0.1:{plain}\ncert = {cert}\nkey = {key}\nCAfile = {ca}\n\
+                 requireCert = yes\nverifyChain = yes\nsslVersionMin = TLSv1.2\n",
+                out = self.dir.join("stunnel.log").display(),
+                tls = self.tls_port,
+                plain = self.plain_port,
+                cert = self.pki.server.cert.display(),
+                key = self.pki.server.key.display(),
+                ca = self.pki.ca.display(),
+            ),
+        )
+        .unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stunnel.err"))
+            .unwrap();
+        let stunnel = server("stunnel4")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting stunnel4");
+        self.terminator = Some(stunnel);
+        wait_for_port(self.tls_port, "stunnel");
+    }
+
+    /// Stop the mTLS terminator: to clients the broker is gone, while its data stays.
+    pub fn stop_terminator(&mut self) {
+        if let Some(mut c) = self.terminator.take() {
+            stop(&mut c);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok() {
+            assert!(Instant::now() < deadline, "stunnel kept listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn create_topic(&self, topic: &str) {
         let out = Command::new(tansu_bin())
             .args(["topic", "create", topic, "--partitions", "3"])

@@ -12,8 +12,31 @@ use consumption_metrics::synth::{Dataset, scenario::Options, truth::TruthRow, wr
 
 pub mod kafka;
 
-/// Seconds after which a test Prometheus stops by itself, whatever happens to the test.
-const PROMETHEUS_LIFETIME_SECS: u64 = 900;
+/// Seconds after which a test server stops by itself, whatever happens to the test.
+const SERVER_LIFETIME_SECS: &str = "900";
+
+/// A command that runs `program` as a test server which stops when the test process ends
+/// (even if it is killed) or after `SERVER_LIFETIME_SECS`, whichever comes first.
+///
+/// The server runs under a small shell that holds a pipe from the test process on its stdin:
+/// when the test process exits, the pipe closes and the shell stops the server. Statics are
+/// never dropped, so without this the servers shared by a test binary would outlive it.
+/// Stop it early with [`stop`], which sends SIGTERM to `timeout`; `timeout` passes it on to its
+/// whole process group.
+pub fn server(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg(SERVER_LIFETIME_SECS)
+        .args(["sh", "-c", r#""$@" & cat >/dev/null; kill $!; wait"#, "sh"])
+        .arg(program)
+        .stdin(Stdio::piped());
+    c
+}
+
+/// Stop a child started with [`server`] and wait for it.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
 
 pub struct TestPrometheus {
     pub url: String,
@@ -24,8 +47,7 @@ pub struct TestPrometheus {
 
 impl Drop for TestPrometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
 
@@ -81,9 +103,7 @@ pub fn start_prometheus(name: &str, opts: &Options) -> TestPrometheus {
     std::fs::write(&config, "global: {scrape_interval: 30s}\n").unwrap();
     let port = free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new("timeout")
-        .arg(PROMETHEUS_LIFETIME_SECS.to_string())
-        .arg("prometheus")
+    let child = server("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))
         .arg("--storage.tsdb.retention.time=100y")
