@@ -176,3 +176,47 @@ async fn the_checkpoint_never_passes_an_unacknowledged_hour() {
         "2026-11-01T02:00:00Z"
     );
 }
+
+/// A broker that creates the topic on first use answers "leader not available" for a moment:
+/// the preflight asks again instead of failing the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_still_being_created_is_waited_for() {
+    let c = cluster();
+    c.topic_error(
+        TOPIC,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+    )
+    .unwrap();
+    let s = settings(&c);
+    let connecting = tokio::spawn(async move { Publisher::connect(&s).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!connecting.is_finished(), "gave up on a settling topic");
+    c.topic_error(TOPIC, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    connecting
+        .await
+        .unwrap()
+        .expect("connects once the topic has a leader");
+    drop(c);
+}
+
+/// A topic that never settles fails the preflight at its timeout, naming the error.
+#[tokio::test]
+async fn a_topic_without_a_leader_fails_the_preflight_in_time() {
+    let c = cluster();
+    c.topic_error(
+        TOPIC,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+    )
+    .unwrap();
+    let mut s = settings(&c);
+    s.preflight_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let e = Publisher::connect(&s)
+        .await
+        .err()
+        .expect("connect must fail");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(e.to_string().contains(TOPIC), "{e}");
+    assert!(e.to_string().to_lowercase().contains("leader"), "{e}");
+}

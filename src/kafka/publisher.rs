@@ -101,39 +101,60 @@ impl Publisher {
     }
 
     async fn preflight(&self) -> Result<(), PublishError> {
-        let producer = self.producer.clone();
-        let topic = self.settings.topic.clone();
-        let timeout = self.settings.preflight_timeout;
-        let metadata = tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(Some(&topic), timeout)
-        })
-        .await
-        .map_err(|e| PublishError::Create(e.to_string()))?;
-        let metadata = metadata.map_err(|e| PublishError::Preflight {
+        let deadline = std::time::Instant::now() + self.settings.preflight_timeout;
+        let topic_error = |problem: String| PublishError::Topic {
+            topic: self.settings.topic.clone(),
             brokers: self.settings.brokers.clone(),
-            timeout,
-            error: e.to_string(),
-            reason: self.context.reason(),
-        })?;
-        let topic = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == self.settings.topic);
-        match topic {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
-            Some(t) => Err(PublishError::Topic {
-                topic: self.settings.topic.clone(),
-                brokers: self.settings.brokers.clone(),
-                error: t
-                    .error()
-                    .map(|e| RDKafkaErrorCode::from(e).to_string())
-                    .unwrap_or_else(|| "no partitions".into()),
-            }),
-            None => Err(PublishError::Topic {
-                topic: self.settings.topic.clone(),
-                brokers: self.settings.brokers.clone(),
-                error: "not in the brokers' metadata".into(),
-            }),
+            error: problem,
+        };
+        // The topic's last problem, once the brokers have answered.
+        let mut last_problem: Option<String> = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let producer = self.producer.clone();
+            let topic = self.settings.topic.clone();
+            let metadata = tokio::task::spawn_blocking(move || {
+                producer.client().fetch_metadata(Some(&topic), remaining)
+            })
+            .await
+            .map_err(|e| PublishError::Create(e.to_string()))?;
+            let metadata = match (metadata, last_problem) {
+                (Ok(m), _) => m,
+                // Reachable before: the topic's state is the news, not the timeout.
+                (Err(_), Some(problem)) => return Err(topic_error(problem)),
+                (Err(e), None) => {
+                    return Err(PublishError::Preflight {
+                        brokers: self.settings.brokers.clone(),
+                        timeout: self.settings.preflight_timeout,
+                        error: e.to_string(),
+                        reason: self.context.reason(),
+                    });
+                }
+            };
+            let topic = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == self.settings.topic);
+            // A broker that creates topics on first use answers "leader not available" while
+            // it does; that settles within the preflight's time.
+            let (problem, settling) = match topic.map(|t| (t.error(), t.partitions().is_empty())) {
+                Some((None, false)) => return Ok(()),
+                Some((None, true)) => ("no partitions".to_string(), true),
+                Some((Some(e), _)) => {
+                    let code = RDKafkaErrorCode::from(e);
+                    (
+                        code.to_string(),
+                        code == RDKafkaErrorCode::LeaderNotAvailable,
+                    )
+                }
+                None => ("not in the brokers' metadata".to_string(), false),
+            };
+            if !settling || std::time::Instant::now() >= deadline {
+                return Err(topic_error(problem));
+            }
+            last_problem = Some(problem);
+            debug!(topic = %self.settings.topic, "topic has no leader yet; asking again");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
 
