@@ -59,6 +59,33 @@ fn help_snapshot() {
     insta::assert_snapshot!(out.stdout);
 }
 
+/// The README's configuration reference names every flag and environment variable of `--help`.
+#[test]
+fn every_flag_and_variable_is_in_the_readme() {
+    let help = run(bin().arg("--help")).stdout;
+    let readme = include_str!("../README.md");
+    let mut names = Vec::new();
+    for line in help.lines() {
+        let line = line.trim_start();
+        if let Some(flag) = line
+            .split([' ', ','])
+            .find(|w| w.starts_with("--") && *w != "--help" && *w != "--version")
+            .filter(|_| line.starts_with('-'))
+        {
+            names.push(flag.to_string());
+        }
+        if let Some(rest) = line.split("[env: ").nth(1) {
+            names.push(rest.split(['=', ']']).next().unwrap().to_string());
+        }
+    }
+    assert!(names.len() > 50, "parsed only {names:?} from --help");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !readme.contains(n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}
+
 #[test]
 fn dry_run_message_snapshot() {
     let p = standard();
