@@ -6,7 +6,7 @@
 FROM rust:1.95.0-slim-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      cmake g++ make pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev \
+      cmake g++ make pkg-config libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild librdkafka.

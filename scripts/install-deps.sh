@@ -2,8 +2,8 @@
 # Installs what the build, the tests and the demo need on a Debian machine, skipping what is
 # present. Idempotent; safe to run on every CI run.
 #   - apt: Prometheus (+promtool), stunnel4 (the mTLS terminator in front of the test broker),
-#     and what rdkafka's cmake build links (cmake, g++, libssl-dev, libcurl4-openssl-dev,
-#     zlib1g-dev, pkg-config);
+#     and what rdkafka's cmake build links (cmake, g++, libssl-dev,
+#     zlib1g-dev, pkg-config; rdkafka is built without curl);
 #   - tansu, an Apache-Kafka-compatible broker, built once with cargo into $TANSU_ROOT.
 set -euo pipefail
 
@@ -20,7 +20,7 @@ sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 
 need_apt=()
-for pkg in prometheus stunnel4 curl cmake g++ libssl-dev libcurl4-openssl-dev zlib1g-dev pkg-config; do
+for pkg in prometheus stunnel4 curl cmake g++ libssl-dev zlib1g-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v kubectl >/dev/null || echo "note: kubectl not found; the manifest tests need it" >&2
