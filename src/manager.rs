@@ -123,6 +123,12 @@ impl Manager {
             Output::DryRun => None,
             Output::Publish(settings) => Some(Publisher::connect(settings).await?),
         };
+        // Whatever would keep the checkpoint from being written fails now, before any send.
+        if publisher.is_some()
+            && (self.config.plan == Plan::Scheduled || self.config.advance_checkpoint)
+        {
+            self.checkpoint.prepare().await?;
+        }
         let crash_after = std::env::var(CRASH_HOOK_ENV)
             .ok()
             .and_then(|v| v.parse::<usize>().ok());

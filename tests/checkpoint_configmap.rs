@@ -1,6 +1,6 @@
 //! The ConfigMap checkpoint through a real `kube::Client` over an in-memory Kubernetes API
 //! (no API server can run here): first run, stale resourceVersion, malformed value, RBAC 403,
-//! a missing ConfigMap, never backwards, and a whole publishing run advancing it hour by hour.
+//! a missing ConfigMap (created, or refused before anything is sent), never backwards, and a whole publishing run advancing it hour by hour.
 
 mod common;
 
@@ -23,6 +23,8 @@ struct FakeApi {
     object: Option<Value>,
     version: u64,
     forbidden: bool,
+    /// Whether POST (create) is allowed; the shipped Role does not grant it.
+    may_create: bool,
     requests: Vec<String>,
 }
 
@@ -80,6 +82,26 @@ fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
                     "Forbidden",
                     "configmaps is forbidden: User \"system:serviceaccount:billing:cm\" cannot get resource",
                 )
+            } else if parts.method == http::Method::POST
+                && path == format!("/api/v1/namespaces/{NS}/configmaps")
+            {
+                if !s.may_create {
+                    status(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        "configmaps is forbidden: User \"system:serviceaccount:billing:cm\" cannot create resource",
+                    )
+                } else if s.object.is_some() {
+                    status(StatusCode::CONFLICT, "AlreadyExists", "already exists")
+                } else {
+                    let mut sent: Value = serde_json::from_slice(&body).unwrap();
+                    s.version += 1;
+                    sent["metadata"]["resourceVersion"] = json!(s.version.to_string());
+                    s.object = Some(sent.clone());
+                    let mut r = Response::new(Body::from(serde_json::to_vec(&sent).unwrap()));
+                    *r.status_mut() = StatusCode::CREATED;
+                    r
+                }
             } else if path != own || s.object.is_none() {
                 status(StatusCode::NOT_FOUND, "NotFound", "configmaps not found")
             } else if parts.method == http::Method::GET {
@@ -197,11 +219,65 @@ async fn rbac_403_names_the_permission_to_grant() {
     assert!(e.to_string().contains("grant get and update"), "{e}");
 }
 
+/// No ConfigMap at all: a first run, and the ConfigMap is created before anything is sent.
 #[tokio::test]
-async fn a_missing_configmap_is_an_error_not_a_first_run() {
+async fn a_missing_configmap_is_a_first_run_and_created_before_publishing() {
+    let api = Arc::new(Mutex::new(FakeApi {
+        may_create: true,
+        ..Default::default()
+    }));
+    let mut cp = store(&api);
+    assert_eq!(cp.load(t(NOW)).await.unwrap(), None);
+    cp.prepare().await.unwrap();
+    cp.advance(t("2026-11-22T11:00:00Z"), t(NOW)).await.unwrap();
+    let s = api.lock().unwrap();
+    assert_eq!(s.value().as_deref(), Some("2026-11-22T11:00:00Z"));
+    assert_eq!(
+        s.requests,
+        vec![
+            format!("GET /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+            format!("POST /api/v1/namespaces/{NS}/configmaps"),
+            format!("PUT /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+        ]
+    );
+}
+
+/// The shipped Role cannot create ConfigMaps: a missing one stops a publishing run before it
+/// sends anything, saying how to restore it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_configmap_that_may_not_be_created_stops_before_publishing() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let p = common::standard();
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("mcmp", 1, 1).unwrap();
     let api = Arc::new(Mutex::new(FakeApi::default()));
-    let e = store(&api).load(t(NOW)).await.unwrap_err();
-    assert!(matches!(e, CheckpointError::MissingConfigMap { .. }), "{e}");
+    let config = common::publishing_config(
+        &p.url,
+        "2026-11-01T04:10:00Z",
+        common::mock_kafka_settings(mock.bootstrap_servers(), "mcmp"),
+    );
+    let prometheus = Prometheus::new(&config.prometheus).unwrap();
+    let checkpoint = Checkpoint::ConfigMap(Box::new(store(&api)));
+    let e = Manager::with_checkpoint(config, prometheus, checkpoint)
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), consumption_metrics::exit::CHECKPOINT, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("may not create it"), "{text}");
+    assert!(text.contains("nothing was sent"), "{text}");
+    assert!(text.contains("kubectl create configmap"), "{text}");
+    assert!(api.lock().unwrap().object.is_none());
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "check")
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks("mcmp", 0, std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(high - low, 0, "nothing may be published");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use tracing::info;
 
@@ -19,6 +20,8 @@ pub struct ConfigMapCheckpoint {
     /// The object as last read or written; its resourceVersion is the precondition of the
     /// next update.
     current: Option<ConfigMap>,
+    /// The last read found no ConfigMap: [`Self::prepare`] creates it.
+    missing: bool,
 }
 
 /// The namespace a pod runs in, from its service account mount.
@@ -36,6 +39,7 @@ impl ConfigMapCheckpoint {
             name: name.to_string(),
             namespace: namespace.to_string(),
             current: None,
+            missing: false,
         }
     }
 
@@ -64,17 +68,22 @@ impl ConfigMapCheckpoint {
         }
     }
 
-    /// Read the ConfigMap. A missing key is a first run (`None`); a missing ConfigMap is an
-    /// error, because it is shipped with the deployment and its absence means a wrong name or
-    /// namespace.
+    /// Read the ConfigMap. A missing key or a missing ConfigMap is a first run (`None`); a
+    /// publishing run creates a missing ConfigMap in [`Self::prepare`] before it sends anything.
     pub async fn load(&mut self, now: DateTime<Utc>) -> Result<Option<HourWindow>> {
-        let cm = self
-            .api
-            .get(&self.name)
-            .await
-            .map_err(|e| self.api_error("get", e))?;
+        let cm = match self.api.get_opt(&self.name).await {
+            Ok(Some(cm)) => cm,
+            Ok(None) => {
+                info!(configmap = %self.describe(), "the checkpoint ConfigMap does not exist yet: first run");
+                self.current = None;
+                self.missing = true;
+                return Ok(None);
+            }
+            Err(e) => return Err(self.api_error("get", e)),
+        };
         let value = cm.data.as_ref().and_then(|d| d.get(KEY)).cloned();
         self.current = Some(cm);
+        self.missing = false;
         match value {
             None => Ok(None),
             Some(v) if v.trim().is_empty() => Ok(None),
@@ -82,10 +91,50 @@ impl ConfigMapCheckpoint {
         }
     }
 
+    /// Make sure the checkpoint can be written before anything is published: create the
+    /// ConfigMap (without the key) if the last read found none. The shipped Role does not grant
+    /// `create` (it cannot be limited to one name), so there a missing ConfigMap stops the run
+    /// here, with nothing sent.
+    pub async fn prepare(&mut self) -> Result<()> {
+        if !self.missing {
+            return Ok(());
+        }
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/name".to_string(),
+                    "consumption-metrics".to_string(),
+                )])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let created = self
+            .api
+            .create(&PostParams::default(), &cm)
+            .await
+            .map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 403 => CheckpointError::CannotCreate {
+                    location: self.describe(),
+                    name: self.name.clone(),
+                    namespace: self.namespace.clone(),
+                    reason: s.message.clone(),
+                },
+                _ => self.api_error("create", e),
+            })?;
+        info!(configmap = %self.describe(), "created the checkpoint ConfigMap");
+        self.current = Some(created);
+        self.missing = false;
+        Ok(())
+    }
+
     /// Set the key to `end`, with the resourceVersion read last as precondition.
     pub async fn advance(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
         if self.current.is_none() {
             self.load(now).await?;
+            self.prepare().await?;
         }
         let mut cm = self.current.clone().unwrap_or_default();
         if let Some(current) = cm.data.as_ref().and_then(|d| d.get(KEY))

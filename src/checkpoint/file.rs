@@ -45,6 +45,28 @@ impl FileCheckpoint {
         format!("checkpoint file {}", self.path.display())
     }
 
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Make sure the checkpoint can be written before anything is published: a temporary file
+    /// is created and removed in its directory.
+    pub fn prepare(&self) -> Result<()> {
+        tempfile::NamedTempFile::new_in(self.dir())
+            .map(drop)
+            .map_err(|source| CheckpointError::Write {
+                location: self.location(),
+                reason: format!(
+                    "{source} (in {}); nothing was sent. Create the directory or choose another \
+                     --checkpoint-file",
+                    self.dir().display()
+                ),
+            })
+    }
+
     /// Record that every hour before `end` is published. Atomic; never backwards.
     pub fn advance(&self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
         if let Some(current) = self.load(now)?
@@ -60,10 +82,7 @@ impl FileCheckpoint {
             location: self.location(),
             reason: source.to_string(),
         };
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = self.dir();
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write_err)?;
         writeln!(tmp, "{}", rfc3339(end)).map_err(write_err)?;
         tmp.as_file().sync_all().map_err(write_err)?;
@@ -89,6 +108,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cp = FileCheckpoint::new(dir.path().join("cp"));
         assert_eq!(cp.load(t("2026-11-22T10:00:00Z")).unwrap(), None);
+    }
+
+    #[test]
+    fn prepare_finds_an_unwritable_place_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        FileCheckpoint::new(dir.path().join("cp")).prepare().unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let missing = dir.path().join("no-such-dir").join("cp");
+        let e = FileCheckpoint::new(&missing).prepare().unwrap_err();
+        assert!(matches!(e, CheckpointError::Write { .. }), "{e}");
+        assert!(e.to_string().contains("no-such-dir"), "{e}");
+        assert!(e.to_string().contains("nothing was sent"), "{e}");
     }
 
     #[test]

@@ -56,13 +56,25 @@ pub enum CheckpointError {
     #[error("could not write the {location}: {reason}")]
     Write { location: String, reason: String },
     #[error(
-        "the {location} does not exist; create it (kustomize/base ships it; kubectl create \
-         configmap {name} -n {namespace}) before the first run"
+        "the {location} no longer exists (deleted while this run used it); restore it with the \
+         last value in the logs (kubectl create configmap {name} -n {namespace} \
+         --from-literal=lastPublishedTime=...) before the next run"
     )]
     MissingConfigMap {
         location: String,
         name: String,
         namespace: String,
+    },
+    #[error(
+        "the {location} does not exist and the service account may not create it (HTTP 403: \
+         {reason}); nothing was sent. Apply kustomize/base, which ships it, or run kubectl \
+         create configmap {name} -n {namespace}"
+    )]
+    CannotCreate {
+        location: String,
+        name: String,
+        namespace: String,
+        reason: String,
     },
     #[error(
         "the service account may not {verb} the {location} (HTTP 403: {reason}); grant get and \
@@ -121,6 +133,14 @@ impl Checkpoint {
         match self {
             Checkpoint::File(f) => f.load(now),
             Checkpoint::ConfigMap(c) => c.load(now).await,
+        }
+    }
+
+    /// Make sure the checkpoint can be written before anything is published.
+    pub async fn prepare(&mut self) -> Result<()> {
+        match self {
+            Checkpoint::File(f) => f.prepare(),
+            Checkpoint::ConfigMap(c) => c.prepare().await,
         }
     }
 
