@@ -113,7 +113,9 @@ mod tests {
     #[test]
     fn prepare_finds_an_unwritable_place_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        FileCheckpoint::new(dir.path().join("cp")).prepare().unwrap();
+        FileCheckpoint::new(dir.path().join("cp"))
+            .prepare()
+            .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let missing = dir.path().join("no-such-dir").join("cp");
         let e = FileCheckpoint::new(&missing).prepare().unwrap_err();
