@@ -21,7 +21,9 @@ sudo_cmd=()
 
 need_apt=()
 for pkg in prometheus stunnel4 curl cmake g++ libssl-dev zlib1g-dev pkg-config; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+    # Not `dpkg -s`: it succeeds for a removed package whose configuration files remain.
+    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] ||
+        need_apt+=("$pkg")
 done
 command -v kubectl >/dev/null || echo "note: kubectl not found; the manifest tests need it" >&2
 
