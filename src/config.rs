@@ -444,6 +444,13 @@ impl Config {
 }
 
 impl Config {
+    /// Whether this run writes the checkpoint: a publishing run that is scheduled, or a
+    /// backfill asked to with --advance-checkpoint. A dry-run never does.
+    pub fn moves_checkpoint(&self) -> bool {
+        matches!(self.output, Output::Publish(_))
+            && (self.plan == Plan::Scheduled || self.advance_checkpoint)
+    }
+
     /// A human-readable account of what this configuration makes a run do (`--check-config`).
     pub fn summary(&self) -> String {
         let plan = match &self.plan {

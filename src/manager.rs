@@ -71,17 +71,13 @@ impl Manager {
         }
     }
 
-    fn dry_run(&self) -> bool {
-        matches!(self.config.output, Output::DryRun)
-    }
-
     /// The hours to bill, and the checkpoint's next hour when this run may advance it.
     async fn plan(&mut self) -> Result<(Vec<HourWindow>, Option<HourWindow>)> {
         let c = &self.config;
         let (now, settle, cap) = (c.now, c.settle_delay, c.max_hours_per_run);
         match &c.plan {
             Plan::Backfill(hours) => {
-                let next = if c.advance_checkpoint && !self.dry_run() {
+                let next = if c.moves_checkpoint() {
                     self.checkpoint.load(now).await?
                 } else {
                     None
@@ -124,9 +120,7 @@ impl Manager {
             Output::Publish(settings) => Some(Publisher::connect(settings).await?),
         };
         // Whatever would keep the checkpoint from being written fails now, before any send.
-        if publisher.is_some()
-            && (self.config.plan == Plan::Scheduled || self.config.advance_checkpoint)
-        {
+        if self.config.moves_checkpoint() {
             self.checkpoint.prepare().await?;
         }
         let crash_after = std::env::var(CRASH_HOOK_ENV)
@@ -170,10 +164,10 @@ async fn advance(
     next: Option<HourWindow>,
     hour: HourWindow,
 ) -> Result<Option<HourWindow>> {
-    let scheduled = config.plan == Plan::Scheduled;
-    if !scheduled && !config.advance_checkpoint {
+    if !config.moves_checkpoint() {
         return Ok(next);
     }
+    let scheduled = config.plan == Plan::Scheduled;
     match next {
         // A backfill over a fresh checkpoint (no value yet) starts it.
         None if !scheduled => {}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use consumption_metrics::checkpoint::{Checkpoint, CheckpointError, ConfigMapCheckpoint};
-use consumption_metrics::manager::Manager;
+use consumption_metrics::manager::{Manager, RunReport};
 use consumption_metrics::prometheus::Prometheus;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -142,6 +142,33 @@ fn store(state: &Arc<Mutex<FakeApi>>) -> ConfigMapCheckpoint {
     ConfigMapCheckpoint::new(client(state.clone()), NS, NAME)
 }
 
+type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// librdkafka's mock cluster with the topic `mcmp`.
+fn mock_kafka() -> Mock {
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("mcmp", 1, 1).unwrap();
+    mock
+}
+
+/// A scheduled run at 04:10 over the standard Prometheus, publishing to `mock`, with the
+/// checkpoint in the fake API's ConfigMap.
+async fn scheduled_run(
+    api: &Arc<Mutex<FakeApi>>,
+    mock: &Mock,
+) -> consumption_metrics::Result<RunReport> {
+    let config = common::publishing_config(
+        &common::standard().url,
+        "2026-11-01T04:10:00Z",
+        common::mock_kafka_settings(mock.bootstrap_servers(), "mcmp"),
+    );
+    let prometheus = Prometheus::new(&config.prometheus).unwrap();
+    let checkpoint = Checkpoint::ConfigMap(Box::new(store(api)));
+    Manager::with_checkpoint(config, prometheus, checkpoint)
+        .run()
+        .await
+}
+
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -247,21 +274,9 @@ async fn a_missing_configmap_is_a_first_run_and_created_before_publishing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_configmap_that_may_not_be_created_stops_before_publishing() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let p = common::standard();
-    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
-    mock.create_topic("mcmp", 1, 1).unwrap();
+    let mock = mock_kafka();
     let api = Arc::new(Mutex::new(FakeApi::default()));
-    let config = common::publishing_config(
-        &p.url,
-        "2026-11-01T04:10:00Z",
-        common::mock_kafka_settings(mock.bootstrap_servers(), "mcmp"),
-    );
-    let prometheus = Prometheus::new(&config.prometheus).unwrap();
-    let checkpoint = Checkpoint::ConfigMap(Box::new(store(&api)));
-    let e = Manager::with_checkpoint(config, prometheus, checkpoint)
-        .run()
-        .await
-        .unwrap_err();
+    let e = scheduled_run(&api, &mock).await.unwrap_err();
     assert_eq!(e.exit_code(), consumption_metrics::exit::CHECKPOINT, "{e}");
     let text = e.to_string();
     assert!(text.contains("may not create it"), "{text}");
@@ -300,21 +315,9 @@ async fn the_checkpoint_never_moves_backwards() {
 /// acknowledged hour.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publishing_run_advances_the_configmap_hour_by_hour() {
-    let p = common::standard();
-    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
-    mock.create_topic("mcmp", 1, 1).unwrap();
+    let mock = mock_kafka();
     let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T01:00:00Z"}));
-    let config = common::publishing_config(
-        &p.url,
-        "2026-11-01T04:10:00Z",
-        common::mock_kafka_settings(mock.bootstrap_servers(), "mcmp"),
-    );
-    let prometheus = Prometheus::new(&config.prometheus).unwrap();
-    let checkpoint = Checkpoint::ConfigMap(Box::new(store(&api)));
-    let report = Manager::with_checkpoint(config, prometheus, checkpoint)
-        .run()
-        .await
-        .unwrap();
+    let report = scheduled_run(&api, &mock).await.unwrap();
     assert_eq!(report.published, 3);
     let s = api.lock().unwrap();
     assert_eq!(s.value().as_deref(), Some("2026-11-01T04:00:00Z"));

@@ -176,14 +176,7 @@ fn a_crash_between_publish_and_checkpoint_resends_the_same_hour() {
 fn certificate_problems_fail_fast_and_leave_the_checkpoint() {
     let k = kafka();
     k.create_topic("mcmp-tls");
-    let flags_with = |replace: &[(&str, &Path)]| -> Vec<String> {
-        let mut f = k.flags("mcmp-tls");
-        for (flag, path) in replace {
-            let i = f.iter().position(|x| x == flag).unwrap();
-            f[i + 1] = path.display().to_string();
-        }
-        f
-    };
+    let flags_with = |replace: &[(&str, &Path)]| k.flags_with("mcmp-tls", replace);
     let pki = &k.pki;
     let cases: Vec<(&str, Vec<String>, i32, &[&str])> = vec![
         (
@@ -397,14 +390,13 @@ fn a_day_of_scheduled_runs_with_failures_loses_and_doubles_nothing() {
     k.start_terminator();
 
     // 03:10, someone mounted a certificate from another CA.
-    let mut wrong = flags.clone();
-    for (flag, path) in [
-        ("--kafka-cert", &k.pki.other_ca_client.cert),
-        ("--kafka-key", &k.pki.other_ca_client.key),
-    ] {
-        let i = wrong.iter().position(|x| x == flag).unwrap();
-        wrong[i + 1] = path.display().to_string();
-    }
+    let wrong = k.flags_with(
+        "mcmp-day",
+        &[
+            ("--kafka-cert", &k.pki.other_ca_client.cert),
+            ("--kafka-key", &k.pki.other_ca_client.key),
+        ],
+    );
     let out = publish("mcmp-day", &cp, "2026-11-01T03:10:00Z", &wrong);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert_eq!(checkpoint(), "2026-11-01T01:00:00Z");

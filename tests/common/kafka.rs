@@ -338,6 +338,16 @@ impl TestKafka {
         ]
     }
 
+    /// [`Self::flags`] with the files of some flags replaced, e.g. another CA's certificate.
+    pub fn flags_with(&self, topic: &str, replace: &[(&str, &Path)]) -> Vec<String> {
+        let mut f = self.flags(topic);
+        for (flag, path) in replace {
+            let i = f.iter().position(|x| x == flag).expect("a flag of flags()");
+            f[i + 1] = path.display().to_string();
+        }
+        f
+    }
+
     /// Every message on `topic` from the beginning, read over mTLS until `expected` arrived or
     /// `timeout` passed.
     pub fn consume(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed> {
