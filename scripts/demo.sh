@@ -4,7 +4,7 @@
 # hours. The messages go to stdout (pipe into jq), progress to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --demo
 
 HOURS=${DEMO_HOURS:-6}
 NAMESPACES=${DEMO_NAMESPACES:-20}

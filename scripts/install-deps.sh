@@ -1,11 +1,47 @@
 #!/usr/bin/env bash
-# Installs what the build, the tests and the demo need on a Debian machine, skipping what is
-# present. Idempotent; safe to run on every CI run.
-#   - apt: Prometheus (+promtool), stunnel4 (the mTLS terminator in front of the test broker),
-#     and what rdkafka's cmake build links (cmake, g++, libssl-dev,
-#     zlib1g-dev, pkg-config; rdkafka is built without curl);
-#   - tansu, an Apache-Kafka-compatible broker, built once with cargo into $TANSU_ROOT.
+# Installs what the project needs on a Debian/Ubuntu machine, skipping what is present.
+# Idempotent; safe to run on every CI run. This is the one list of packages: the Dockerfile's
+# build stage, the GitHub workflow, the demo and the tests all call it.
+#
+#   install-deps.sh --build-only    what `cargo build` needs (Dockerfile, lint and manifest jobs)
+#   install-deps.sh --demo          + Prometheus (README's first command, a dry-run)
+#   install-deps.sh --publish-demo  + stunnel4 and the tansu broker (scripts/demo.sh --publish)
+#   install-deps.sh                 everything the tests need (default)
+#
+# Build packages, and why each is there:
+#   cmake, g++, make      rdkafka's `cmake-build` compiles librdkafka from source;
+#   pkg-config            finds OpenSSL and zlib for librdkafka and openssl-sys;
+#   libssl-dev            librdkafka's TLS, and the `openssl` crate (PEM checks, reqwest/kube TLS);
+#   zlib1g-dev            librdkafka links zlib;
+#   libcurl4-openssl-dev  librdkafka's src/rdkafka_conf.c includes <curl/curl.h> even when it is
+#                         built without curl (WITH_CURL=0): without the headers the build fails
+#                         on a fresh machine. Only the headers are used; the binary does not
+#                         link libcurl (check: `ldd target/debug/consumption-metrics`).
+# Test and demo packages:
+#   prometheus            Prometheus 2.42 and promtool (TSDB blocks from synthetic data);
+#   curl                  readiness probes of the demo's and tests' servers;
+#   stunnel4              the mutual-TLS listener in front of the test broker (tansu's own TLS
+#                         does not verify client certificates);
+#   tansu                 an Apache-Kafka-compatible broker, built once with cargo into
+#                         $TANSU_ROOT (not a Debian package).
 set -euo pipefail
+
+mode=${1:---all}
+build_pkgs=(cmake g++ make pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
+case $mode in
+    --build-only) pkgs=("${build_pkgs[@]}"); want_tansu=0 ;;
+    --demo) pkgs=("${build_pkgs[@]}" prometheus curl); want_tansu=0 ;;
+    --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
+    --all) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
+    -h | --help)
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo or no argument (everything the tests need)" >&2
+        exit 2
+        ;;
+esac
 
 # /opt/tansu as root (CI machines), a per-user cache otherwise; tests/common/kafka.rs looks in
 # both (or at $TANSU_BIN).
@@ -20,12 +56,14 @@ sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 
 need_apt=()
-for pkg in prometheus stunnel4 curl cmake g++ libssl-dev zlib1g-dev pkg-config; do
+for pkg in "${pkgs[@]}"; do
     # Not `dpkg -s`: it succeeds for a removed package whose configuration files remain.
     [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] ||
         need_apt+=("$pkg")
 done
-command -v kubectl >/dev/null || echo "note: kubectl not found; the manifest tests need it" >&2
+if [[ $mode == --all ]] && ! command -v kubectl >/dev/null; then
+    echo "note: kubectl not found; the manifest tests need it" >&2
+fi
 
 if ((${#need_apt[@]})); then
     echo "installing: ${need_apt[*]}" >&2
@@ -35,7 +73,7 @@ if ((${#need_apt[@]})); then
     "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [[ ! -x $TANSU_ROOT/bin/tansu ]]; then
+if ((want_tansu)) && [[ ! -x $TANSU_ROOT/bin/tansu ]]; then
     echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 6-15 minutes, once)" >&2
     # Built outside the project's target dir; the debug build is enough for tests and is
     # twice as fast to build. `dynostore` provides the memory:// storage engine.
