@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build of consumption-metrics: a Rust build stage with what rdkafka's cmake build
 # needs, and a distroless runtime with only the libraries the binary links, running as a
-# numeric non-root user. Build: docker build -t consumption-metrics:$(git describe) .
+# numeric non-root user. Build: docker build -t consumption-metrics:<version>-<commit> . (the Jenkinsfile's tag).
 
 FROM rust:1.95.0-slim-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      cmake g++ make pkg-config libssl-dev zlib1g-dev \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The build packages come from the project's one list (scripts/install-deps.sh --build-only),
+# the same one CI and the tests use, so the image cannot lack a header the tests had.
+COPY scripts/install-deps.sh scripts/
+RUN bash scripts/install-deps.sh --build-only \
+ && rm -rf /var/lib/apt/lists/*
 # Dependencies first, so that a source change does not rebuild librdkafka.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
