@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::audit::AuditFormat;
 
 /// How CPU is billed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,10 +46,10 @@ pub enum LogFormat {
     max_term_width = 100
 )]
 pub struct Args {
-    /// Base URL of the Prometheus HTTP API (without /api/v1).
-    /// Example: http://prometheus-k8s.openshift-monitoring.svc:9090
+    /// Base URL of the Prometheus HTTP API (without /api/v1); needed by every mode but a plain
+    /// audit. Example: http://prometheus-k8s.openshift-monitoring.svc:9090
     #[arg(long, env = "PROMETHEUS_URL", value_name = "URL")]
-    pub prometheus_url: String,
+    pub prometheus_url: Option<String>,
 
     /// File holding a bearer token for Prometheus, re-read on every run.
     /// Example: /var/run/secrets/kubernetes.io/serviceaccount/token
@@ -123,9 +125,10 @@ pub struct Args {
     )]
     pub scrape_interval: String,
 
-    /// Name of this cluster; external_id is <cluster>_<namespace>. Example: prod-alln-01
+    /// Name of this cluster (required); external_id is <cluster>_<namespace>.
+    /// Example: prod-alln-01
     #[arg(long, env = "CLUSTER_NAME", value_name = "NAME")]
-    pub cluster_name: String,
+    pub cluster_name: Option<String>,
 
     /// service_name of the message header.
     #[arg(
@@ -300,4 +303,55 @@ pub struct Args {
     /// Log format on stderr. Filter with RUST_LOG (default: info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+}
+
+/// Bill every tenant namespace of a Kubernetes cluster for the CPU, GPU and storage it held
+/// each hour, and publish one MCMP message per cluster-hour.
+///
+/// Scheduled run (the hourly CronJob): publishes every complete hour after the checkpoint.
+/// Backfill: `--since/--until` publishes an explicit range of hours.
+/// `--dry-run` prints the messages as one JSON array on stdout and touches nothing.
+/// `audit --since/--until` reads the topic back and checks every hour was sent once and right.
+//
+// (The whole command line: a run, or a subcommand.)
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "consumption-metrics",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Args,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Read the topic back and show, hour by hour, that every hour of [--since, --until) was
+    /// published exactly once and right. Uses the same Kafka, TLS and cluster settings as
+    /// publishing; joins no consumer group and commits nothing.
+    Audit(AuditArgs),
+}
+
+/// `consumption-metrics audit`: the run's flags (Kafka, TLS, cluster, and for --recompute
+/// Prometheus and what is billed) plus the audit's own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// Also collect the hours from Prometheus again and compare every namespace and dimension
+    /// with what the topic holds (late data, a changed tier map, a different basis).
+    #[arg(long, env = "AUDIT_RECOMPUTE")]
+    pub recompute: bool,
+
+    /// Report format on stdout: a table for people, or one JSON document.
+    #[arg(long, env = "AUDIT_OUTPUT", value_enum, default_value_t = AuditFormat::Text)]
+    pub output: AuditFormat,
+
+    #[command(flatten)]
+    pub run: Args,
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::cli::{Args, CpuBasis, LogFormat};
+use crate::audit::{AuditFormat, AuditSettings};
+use crate::cli::{Args, AuditArgs, CpuBasis, LogFormat};
 use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
 use crate::window::{self, HourWindow, WindowError};
 
@@ -234,13 +235,37 @@ fn parse_url(value: &str) -> Result<reqwest::Url> {
     Ok(url)
 }
 
+/// `--cluster-name`: required by every mode, checked here (not by clap) so that `audit` can
+/// take it after the subcommand.
+fn cluster_name(args: &Args) -> Result<String> {
+    let raw = args.cluster_name.as_deref().ok_or_else(|| {
+        ConfigError::Usage(
+            "--cluster-name (or CLUSTER_NAME) is required: the name of this cluster, for \
+             example prod-alln-01"
+                .into(),
+        )
+    })?;
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(invalid("--cluster-name", raw, "must not be empty"));
+    }
+    Ok(name.to_string())
+}
+
 /// Publishing needs every Kafka flag: mutual TLS is not optional.
-fn kafka_settings(args: &Args) -> Result<KafkaSettings> {
+fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> {
     let missing = |flag: &'static str| {
-        ConfigError::Usage(format!(
-            "publishing needs {flag} (or its environment variable); give it, or use --dry-run \
-             to print the messages instead"
-        ))
+        ConfigError::Usage(if audit {
+            format!(
+                "audit reads the topic with the publishing settings and needs {flag} (or its \
+                 environment variable)"
+            )
+        } else {
+            format!(
+                "publishing needs {flag} (or its environment variable); give it, or use \
+                 --dry-run to print the messages instead"
+            )
+        })
     };
     let brokers = args
         .kafka_brokers
@@ -316,7 +341,7 @@ impl Config {
         let output = if args.dry_run {
             Output::DryRun
         } else {
-            Output::Publish(kafka_settings(args)?)
+            Output::Publish(kafka_settings(args, false)?)
         };
         let checkpoint = match &args.checkpoint_configmap {
             Some(name) if !name.trim().is_empty() => CheckpointConfig::ConfigMap {
@@ -337,14 +362,7 @@ impl Config {
             }
         };
 
-        let cluster_name = args.cluster_name.trim().to_string();
-        if cluster_name.is_empty() {
-            return Err(invalid(
-                "--cluster-name",
-                &args.cluster_name,
-                "must not be empty",
-            ));
-        }
+        let cluster_name = cluster_name(args)?;
         for (flag, value) in [
             ("--service-name", &args.service_name),
             ("--service-version", &args.service_version),
@@ -412,7 +430,13 @@ impl Config {
             start_from,
             advance_checkpoint: args.advance_checkpoint,
             prometheus: PrometheusConfig {
-                url: parse_url(&args.prometheus_url)?,
+                url: parse_url(args.prometheus_url.as_deref().ok_or_else(|| {
+                    ConfigError::Usage(
+                        "--prometheus-url (or PROMETHEUS_URL) is required: the base URL of the \
+                         Prometheus HTTP API, for example http://prometheus:9090"
+                            .into(),
+                    )
+                })?)?,
                 bearer_token_file: args.prometheus_bearer_token_file.clone(),
                 ca_file: args.prometheus_ca.clone(),
                 client_cert: args
@@ -439,6 +463,72 @@ impl Config {
                 max_message_bytes: args.max_message_bytes,
             },
             log_format: args.log_format,
+        })
+    }
+}
+
+/// Hours an audit may cover: a year. Only ids, part numbers and digests are kept per hour.
+const AUDIT_MAX_HOURS: u32 = 366 * 24;
+
+/// The validated configuration of `consumption-metrics audit`.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub audit: AuditSettings,
+    pub format: AuditFormat,
+    /// `--recompute`: the configuration of a dry-run over the audited hours, whose messages
+    /// are compared with the topic's.
+    pub recompute: Option<Box<Config>>,
+}
+
+impl AuditConfig {
+    /// Validate `audit` arguments against the clock `system_now` (ignored with `--now`).
+    pub fn from_args(args: &AuditArgs, system_now: DateTime<Utc>) -> Result<Self> {
+        let run = &args.run;
+        let (Some(since), Some(until)) = (&run.since, &run.until) else {
+            return Err(ConfigError::Usage(
+                "audit needs --since and --until: the hours [since, until) to check".into(),
+            ));
+        };
+        if run.dry_run {
+            return Err(ConfigError::Usage(
+                "audit reads the topic; --dry-run does not apply to it".into(),
+            ));
+        }
+        let now = match &run.now {
+            Some(raw) => parse_time("--now", raw)?,
+            None => system_now,
+        };
+        let settle = parse_duration("--settle-delay", &run.settle_delay)?;
+        let hours = window::plan_backfill(
+            parse_time("--since", since)?,
+            parse_time("--until", until)?,
+            now,
+            settle,
+            AUDIT_MAX_HOURS,
+        )?;
+        let cluster = cluster_name(run)?;
+        let kafka = kafka_settings(run, true)?;
+        let recompute = if args.recompute {
+            // The same settings as a dry-run over those hours: only its hours differ, and
+            // --max-hours-per-run does not limit an audit.
+            let mut dry = run.clone();
+            dry.dry_run = true;
+            dry.since = None;
+            dry.until = None;
+            let mut config = Config::from_args(&dry, system_now)?;
+            config.plan = Plan::Backfill(hours.clone());
+            Some(Box::new(config))
+        } else {
+            None
+        };
+        Ok(AuditConfig {
+            audit: AuditSettings {
+                cluster,
+                hours,
+                kafka,
+            },
+            format: args.output,
+            recompute,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! sequenced by [`manager`]. [`synth`] generates synthetic clusters with known ground truth for
 //! tests, the demo and benchmarks.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod cli;
 pub mod collector;
@@ -31,8 +32,12 @@ pub mod exit {
     pub const CHECKPOINT: u8 = 3;
     /// Prometheus could not be queried or its data could not be billed.
     pub const COLLECT: u8 = 4;
-    /// The messages could not be shaped or delivered.
+    /// The messages could not be shaped or delivered (or, for `audit`, the topic could not be
+    /// read).
     pub const OUTPUT: u8 = 5;
+    /// `audit` read everything and found an hour that is not published exactly once and
+    /// right (missing, conflicting, foreign or, with --recompute, different).
+    pub const AUDIT_FINDINGS: u8 = 6;
 }
 
 /// Everything that stops a run.
@@ -50,6 +55,8 @@ pub enum Error {
     Message(#[from] message::MessageError),
     #[error(transparent)]
     Publish(#[from] kafka::PublishError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     #[error("{0}")]
     Kubernetes(String),
     #[error("could not write the messages to stdout: {0}")]
@@ -63,7 +70,9 @@ impl Error {
             Error::Config(_) => exit::USAGE,
             Error::Checkpoint(_) | Error::Kubernetes(_) => exit::CHECKPOINT,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
-            Error::Message(_) | Error::Stdout(_) | Error::Publish(_) => exit::OUTPUT,
+            Error::Message(_) | Error::Stdout(_) | Error::Publish(_) | Error::Audit(_) => {
+                exit::OUTPUT
+            }
         }
     }
 

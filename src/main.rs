@@ -1,12 +1,33 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use consumption_metrics::{cli::Args, config::Config, exit, telemetry};
+use consumption_metrics::audit::AuditFormat;
+use consumption_metrics::cli::{AuditArgs, Cli, Command};
+use consumption_metrics::config::{AuditConfig, Config};
+use consumption_metrics::{exit, telemetry};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Audit(args)) => audit(args),
+        None => run(&cli.run),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: could not start the async runtime: {e}");
+            ExitCode::from(exit::INTERNAL)
+        })
+}
+
+fn run(args: &consumption_metrics::cli::Args) -> ExitCode {
     let json = telemetry::init(args.log_format);
-    let config = match Config::from_args(&args, chrono::Utc::now()) {
+    let config = match Config::from_args(args, chrono::Utc::now()) {
         Ok(c) => c,
         Err(e) => {
             report(&e, json);
@@ -17,15 +38,9 @@ fn main() -> ExitCode {
         print!("{}", config.summary());
         return ExitCode::from(exit::OK);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
-        }
+        Err(code) => return code,
     };
     let mut stdout = std::io::stdout().lock();
     match runtime.block_on(consumption_metrics::run(config, &mut stdout)) {
@@ -42,6 +57,57 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `consumption-metrics audit`: the report on stdout; exit 0 when every hour is published
+/// exactly once and right, 6 when not, and the usual codes when it could not tell.
+fn audit(args: &AuditArgs) -> ExitCode {
+    let json = telemetry::init(args.run.log_format);
+    let config = match AuditConfig::from_args(args, chrono::Utc::now()) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e, json);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let outcome = runtime.block_on(consumption_metrics::audit::run(
+        &config.audit,
+        config.recompute.as_deref(),
+    ));
+    let audit = match outcome {
+        Ok(a) => a,
+        Err(e) => {
+            report(&e, json);
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let text = match config.format {
+        AuditFormat::Text => audit.to_text(),
+        AuditFormat::Json => match serde_json::to_string_pretty(&audit) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("error: could not serialize the audit report: {e}");
+                return ExitCode::from(exit::INTERNAL);
+            }
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("error: could not write the audit report to stdout: {e}");
+        return ExitCode::from(exit::OUTPUT);
+    }
+    ExitCode::from(if audit.is_clean() {
+        exit::OK
+    } else {
+        exit::AUDIT_FINDINGS
+    })
 }
 
 /// One error line for a person on a terminal; one JSON log event in a cluster.

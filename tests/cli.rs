@@ -59,10 +59,18 @@ fn help_snapshot() {
     insta::assert_snapshot!(out.stdout);
 }
 
-/// The README's configuration reference names every flag and environment variable of `--help`.
+#[test]
+fn audit_help_snapshot() {
+    let out = run(bin().args(["audit", "--help"]).env("COLUMNS", "100"));
+    assert_eq!(out.code, 0);
+    insta::assert_snapshot!(out.stdout);
+}
+
+/// The README's configuration reference names every flag and environment variable of `--help`
+/// and of `audit --help`.
 #[test]
 fn every_flag_and_variable_is_in_the_readme() {
-    let help = run(bin().arg("--help")).stdout;
+    let help = run(bin().arg("--help")).stdout + &run(bin().args(["audit", "--help"])).stdout;
     let readme = include_str!("../README.md");
     let mut names = Vec::new();
     for line in help.lines() {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -30,8 +31,12 @@ impl ClientContext for Context {
     }
 }
 
+/// The audit's consumer reports through the same context.
+impl ConsumerContext for Context {}
+
 impl Context {
-    fn reason(&self) -> String {
+    /// librdkafka's last error report, as ` (librdkafka: …)`, or nothing.
+    pub(crate) fn reason(&self) -> String {
         self.last_error
             .lock()
             .ok()

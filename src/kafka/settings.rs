@@ -1,4 +1,5 @@
-//! Every librdkafka setting of the producer, written by one function, [`to_rdkafka`].
+//! Every librdkafka setting, written in one place: the producer's by [`to_rdkafka`], the
+//! audit's read-only consumer's by [`to_rdkafka_consumer`]; both share [`set_tls`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -110,6 +111,15 @@ pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
         .set("socket.connection.setup.timeout.ms", "10000")
         // Reconnect promptly after a broker comes back.
         .set("reconnect.backoff.max.ms", "2000");
+    set_tls(&mut c, s);
+    for (k, v) in &s.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Mutual TLS, the same for every client the job creates.
+fn set_tls(c: &mut ClientConfig, s: &KafkaSettings) {
     match &s.tls {
         Some(tls) => {
             c.set("security.protocol", "ssl")
@@ -123,6 +133,46 @@ pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
             c.set("security.protocol", "plaintext");
         }
     }
+}
+
+/// `consumption-metrics-audit-<pid>-<nanoseconds>`: unique per audit run.
+fn audit_group_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("consumption-metrics-audit-{}-{nanos}", std::process::id())
+}
+
+/// The audit's consumer: reads partitions it assigns itself, from offsets it looks up by
+/// time. It never joins a consumer group (manual assignment sends no JoinGroup, so it cannot
+/// take partitions from a billing consumer) and never commits.
+pub fn to_rdkafka_consumer(s: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.brokers)
+        // librdkafka refuses a manual assignment without a group id ("Unknown group"). A new
+        // one per audit can never be the id of a billing consumer's group, and is never
+        // joined or committed to.
+        .set("group.id", audit_group_id())
+        .set(
+            "client.id",
+            concat!("consumption-metrics-audit/", env!("CARGO_PKG_VERSION")),
+        )
+        // Never commit, even by accident: there is no group, and the audit must not move any
+        // consumer's position.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // The end of each partition is reported, so the audit knows when it has read all.
+        .set("enable.partition.eof", "true")
+        // Each fetch may carry a whole hour of parts (--max-message-bytes each).
+        .set(
+            "fetch.message.max.bytes",
+            (s.max_message_bytes + 64 * 1024).to_string(),
+        )
+        .set("socket.connection.setup.timeout.ms", "10000");
+    set_tls(&mut c, s);
+    // The operator's extra settings (e.g. broker.address.family) apply to reading too;
+    // producer-only keys are ignored by librdkafka's consumer with a log line.
     for (k, v) in &s.properties {
         c.set(k, v);
     }

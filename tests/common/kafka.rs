@@ -15,7 +15,8 @@ use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAltern
 use openssl::x509::{X509, X509NameBuilder};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{free_port, server, stop};
@@ -346,6 +347,53 @@ impl TestKafka {
             f[i + 1] = path.display().to_string();
         }
         f
+    }
+
+    /// Write one raw record over mTLS, as another producer (or a broken one) would: for
+    /// injecting duplicates, conflicts and foreign messages. `timestamp_ms` sets the record's
+    /// time (default: now).
+    pub fn produce(
+        &self,
+        topic: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+    ) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("broker.address.family", "v4")
+            .set("security.protocol", "ssl")
+            .set("ssl.ca.location", self.pki.ca.display().to_string())
+            .set(
+                "ssl.certificate.location",
+                self.pki.client.cert.display().to_string(),
+            )
+            .set(
+                "ssl.key.location",
+                self.pki.client.key.display().to_string(),
+            )
+            .set("message.timeout.ms", "10000")
+            .create()
+            .expect("creating the test producer");
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record = BaseRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(owned);
+        if let Some(ts) = timestamp_ms {
+            record = record.timestamp(ts);
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("queueing");
+        producer
+            .flush(Duration::from_secs(10))
+            .expect("the test record was not acknowledged");
     }
 
     /// Every message on `topic` from the beginning, read over mTLS until `expected` arrived or
