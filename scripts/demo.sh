@@ -1,22 +1,63 @@
 #!/usr/bin/env bash
 # The main job on a local demo: generates a synthetic cluster covering the last hours, loads it
-# into a real Prometheus on 127.0.0.1, and runs consumption-metrics as a dry-run over those
-# hours. The messages go to stdout (pipe into jq), progress to stderr.
+# into a real Prometheus on 127.0.0.1, and runs consumption-metrics over those hours.
+#
+#   scripts/demo.sh [FLAGS...]            a dry-run: the messages go to stdout (pipe into jq),
+#                                         progress to stderr; FLAGS go to consumption-metrics
+#   scripts/demo.sh --publish [FLAGS...]  the job's main path, end to end: starts a local
+#                                         Kafka-protocol broker (tansu) behind a mutual-TLS
+#                                         listener (stunnel) with a throwaway PKI, publishes the
+#                                         same hours as a scheduled run with a file checkpoint,
+#                                         reads them back with `consumption-metrics audit
+#                                         --recompute` and prints a one-line summary on stdout
+#
+# Environment: DEMO_HOURS (6), DEMO_NAMESPACES (20), DEMO_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh --demo
+
+publish=0
+if [[ ${1:-} == --publish ]]; then
+    publish=1
+    shift
+fi
+# The dry-run needs the build packages and Prometheus; only publishing needs the broker.
+if ((publish)); then
+    bash scripts/install-deps.sh --publish-demo
+else
+    bash scripts/install-deps.sh --demo
+fi
 
 HOURS=${DEMO_HOURS:-6}
 NAMESPACES=${DEMO_NAMESPACES:-20}
 work=$(mktemp -d "${TMPDIR:-/tmp}/consumption-metrics-demo.XXXXXX")
-prom_pid=
+pids=()
 cleanup() {
-    [[ -n $prom_pid ]] && kill "$prom_pid" 2>/dev/null || true
-    rm -rf "$work"
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [[ ${DEMO_KEEP:-0} == 1 ]]; then
+        echo "work directory kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for() { # URL-or-port, what
+    for _ in $(seq 200); do
+        if [[ $1 == http* ]]; then curl -sf "$1" >/dev/null && return 0; else
+            (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        fi
+        sleep 0.1
+    done
+    echo "demo: $2 did not start; its log is in $work" >&2
+    DEMO_KEEP=1
+    exit 1
+}
+
 cargo build --locked --quiet --bins
+bin=./target/debug/consumption-metrics
 
 # The newest settled hour ends at `until`; data covers the $HOURS hours before it.
 now=$(date -u +%s)
@@ -31,24 +72,123 @@ promtool tsdb create-blocks-from openmetrics -q --max-block-duration=48h \
     "$work/data/metrics.om" "$work/tsdb" >/dev/null
 rm -f "$work/data/metrics.om"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 echo 'global: {scrape_interval: 30s}' >"$work/prometheus.yml"
-# timeout: the demo's Prometheus stops by itself even if this script is killed.
+# timeout: the demo's servers stop by themselves even if this script is killed.
 timeout 900 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
     --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
     >"$work/prometheus.log" 2>&1 &
-prom_pid=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break
-    sleep 0.1
-done
+pids+=($!)
+wait_for "http://127.0.0.1:$port/-/ready" Prometheus
 echo "Prometheus ready on 127.0.0.1:$port" >&2
 
 # The first hour has no hour before it (CPU usage counters need one), so bill from the second.
-./target/debug/consumption-metrics \
-    --prometheus-url "http://127.0.0.1:$port" \
-    --cluster-name demo-cluster \
-    --service-location LOCAL \
-    --storage-tier gold=premium --storage-tier cephfs=basic \
-    --since "$(iso $((start_s + 3600)))" --until "$(iso $until_s)" \
-    --dry-run --log-format text "$@"
+first_s=$((start_s + 3600))
+job=(--prometheus-url "http://127.0.0.1:$port" --cluster-name demo-cluster
+    --service-location LOCAL --storage-tier gold=premium --storage-tier cephfs=basic)
+
+if ((!publish)); then
+    exec "$bin" "${job[@]}" --since "$(iso $first_s)" --until "$(iso $until_s)" \
+        --dry-run --log-format text "$@"
+fi
+
+# --- Publishing: a throwaway PKI, the broker, the mTLS listener, the topic. ---
+pki=$work/pki
+mkdir -p "$pki"
+(
+    cd "$pki"
+    ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+    ec ca.key
+    openssl req -x509 -new -key ca.key -subj /CN=demo-ca -days 2 -out ca.pem \
+        -addext basicConstraints=critical,CA:true 2>/dev/null
+    issue() { # name, CN, extensions
+        ec "$1.key"
+        openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
+        printf '%s\n' "$3" >"$1.ext"
+        openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+    }
+    issue server localhost \
+        $'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+    issue client consumption-metrics 'extendedKeyUsage=clientAuth'
+)
+
+tansu_bin=${TANSU_BIN:-}
+for root in "${TANSU_ROOT:-}" /opt/tansu "$HOME/.cache/consumption-metrics/tansu"; do
+    [[ -z $tansu_bin && -n $root && -x $root/bin/tansu ]] && tansu_bin=$root/bin/tansu
+done
+plain=$(free_port)
+tls=$(free_port)
+# The broker advertises the mTLS address, so every client connection after the first one
+# stays on mutual TLS.
+timeout 900 "$tansu_bin" broker --cluster-id demo --listener-url "tcp://127.0.0.1:$plain" \
+    --advertised-listener-url "tcp://localhost:$tls" --storage-engine memory://tansu/ \
+    >"$work/tansu.log" 2>&1 &
+pids+=($!)
+wait_for "$plain" "the tansu broker"
+cat >"$work/stunnel.conf" <<EOF
+foreground = yes
+pid =
+output = $work/stunnel.log
+[kafka]
+accept = 127.0.0.1:$tls
+connect = 127.0.0.1:$plain
+cert = $pki/server.pem
+key = $pki/server.key
+CAfile = $pki/ca.pem
+requireCert = yes
+verifyChain = yes
+sslVersionMin = TLSv1.2
+EOF
+timeout 900 stunnel4 "$work/stunnel.conf" >/dev/null 2>"$work/stunnel.err" &
+pids+=($!)
+wait_for "$tls" "the stunnel mTLS listener"
+topic=mcmp-consumption-demo
+"$tansu_bin" topic create "$topic" --partitions 3 --broker "tcp://127.0.0.1:$plain" >/dev/null
+echo "Kafka broker behind mutual TLS on localhost:$tls, topic $topic" >&2
+
+kafka=(--kafka-brokers "localhost:$tls" --kafka-topic "$topic" --kafka-ca "$pki/ca.pem"
+    --kafka-cert "$pki/client.pem" --kafka-key "$pki/client.key"
+    # `localhost` may resolve to ::1 first; the listener is on 127.0.0.1.
+    --kafka-property broker.address.family=v4)
+
+# A scheduled run, as the CronJob does it: the checkpoint says where the last run stopped.
+checkpoint=$work/checkpoint
+iso "$first_s" >"$checkpoint"
+"$bin" "${job[@]}" "${kafka[@]}" --checkpoint-file "$checkpoint" --log-format text "$@" \
+    2>"$work/publish.log" || {
+    code=$?
+    cat "$work/publish.log" >&2
+    echo "demo: publishing failed (exit $code)" >&2
+    exit "$code"
+}
+grep -E "hour published|checkpoint advanced|run complete" "$work/publish.log" >&2 || true
+
+# Read everything back over mutual TLS and compare it with Prometheus, hour by hour.
+set +e
+"$bin" audit "${job[@]}" "${kafka[@]}" --since "$(iso $first_s)" --until "$(iso $until_s)" \
+    --recompute --output json --log-format text >"$work/audit.json" 2>"$work/audit.log"
+code=$?
+set -e
+if ((code != 0 && code != 6)); then
+    cat "$work/audit.log" >&2
+    echo "demo: the audit could not read the topic (exit $code)" >&2
+    exit "$code"
+fi
+python3 - "$work/audit.json" "$checkpoint" "$code" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+checkpoint = open(sys.argv[2]).read().strip()
+hours = report["hours"]
+messages = sum(h["messages"] for h in hours)
+counts = ", ".join(f"{n} {status}" for status, n in report["counts"].items())
+verdict = "every hour published exactly once and equal to Prometheus" if sys.argv[3] == "0" \
+    else "NOT every hour published exactly once and right (see the audit above)"
+print(f"published and read back {messages} messages for {len(hours)} hours "
+      f"[{report['since']}, {report['until']}) on topic {report['topic']}: {counts}; "
+      f"checkpoint {checkpoint}; {verdict}")
+for h in hours:
+    for f in h["findings"]:
+        print(f"  {h['hour']} {h['status']}: {f}", file=sys.stderr)
+EOF
+exit "$code"
