@@ -393,3 +393,37 @@ fn the_argocd_example_protects_the_checkpoint() {
         .collect();
     assert!(options.contains(&"RespectIgnoreDifferences=true"));
 }
+
+/// One list of build packages: the image and the CI workflow install through
+/// scripts/install-deps.sh, so neither can lack a header the tests had (the curl headers once
+/// went missing from a copy).
+#[test]
+fn build_packages_come_from_one_list() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["Dockerfile", ".github/workflows/ci.yml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            !text.contains("apt-get install"),
+            "{file} installs packages itself; call scripts/install-deps.sh instead"
+        );
+        assert!(
+            text.contains("install-deps.sh --build-only"),
+            "{file} does not install the build packages with scripts/install-deps.sh"
+        );
+    }
+    let deps = std::fs::read_to_string(root.join("scripts/install-deps.sh")).unwrap();
+    let list = deps
+        .lines()
+        .find(|l| l.starts_with("build_pkgs=("))
+        .expect("the build package list in install-deps.sh");
+    // librdkafka's rdkafka_conf.c includes <curl/curl.h> even when built without curl.
+    for pkg in [
+        "cmake",
+        "libssl-dev",
+        "zlib1g-dev",
+        "libcurl4-openssl-dev",
+        "pkg-config",
+    ] {
+        assert!(list.contains(pkg), "{pkg} missing from {list}");
+    }
+}
