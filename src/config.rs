@@ -218,21 +218,35 @@ fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 fn parse_url(value: &str) -> Result<reqwest::Url> {
+    // A URL may carry a password (Basic authentication): errors never print it.
     let url = reqwest::Url::parse(value.trim()).map_err(|e| {
         invalid(
             "--prometheus-url",
-            value,
+            &hide_userinfo(value),
             format!("{e}; use for example http://prometheus:9090"),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(
             "--prometheus-url",
-            value,
+            &crate::prometheus::redacted(&url),
             "the scheme must be http or https",
         ));
     }
     Ok(url)
+}
+
+/// An unparsable URL for an error message: whatever stands between `://` and the last `@`
+/// before the path may be credentials, and is hidden.
+fn hide_userinfo(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => raw.to_string(),
+    }
 }
 
 /// `--cluster-name`: required by every mode, checked here (not by clap) so that `audit` can
@@ -288,8 +302,10 @@ fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> {
             .clone()
             .ok_or_else(|| missing("--kafka-key"))?,
     };
+    // Not `invalid(..)`: the list may hold secrets, so only the reason (which names the key)
+    // is printed.
     let properties = parse_properties(&args.kafka_properties)
-        .map_err(|reason| invalid("--kafka-property", &args.kafka_properties.join(","), reason))?;
+        .map_err(|reason| ConfigError::Usage(format!("invalid --kafka-property: {reason}")))?;
     let delivery_timeout =
         parse_duration("--kafka-delivery-timeout", &args.kafka_delivery_timeout)?;
     if delivery_timeout < Duration::from_secs(1) {
@@ -599,7 +615,7 @@ impl Config {
              cpu basis:   {:?}\n\
              tiers:       {}\n\
              excluded:    {}\n",
-            self.prometheus.url,
+            crate::prometheus::redacted(&self.prometheus.url),
             self.message.cluster_name,
             self.message.service_name,
             self.message.service_version,

@@ -38,6 +38,17 @@ pub enum PrometheusError {
         reason: String,
     },
     #[error(
+        "Prometheus at {url} redirected the {what} query for {range} to {to}, another origin; \
+         billing data is read only from the configured address: set --prometheus-url to the \
+         address you trust"
+    )]
+    Redirect {
+        url: String,
+        what: String,
+        range: String,
+        to: String,
+    },
+    #[error(
         "Prometheus at {url} did not answer the {what} query for {range} within {timeout:?}; \
          raise --prometheus-timeout or query fewer hours (--hours-per-query)"
     )]
@@ -191,7 +202,22 @@ impl Prometheus {
     /// Build the client: reads the CA, the client certificate and the bearer token now, so that
     /// a missing file fails before any query.
     pub fn new(config: &PrometheusConfig) -> Result<Self> {
+        // Billing data comes from the configured origin only: same-origin redirects (e.g. a
+        // path moved behind a proxy) are followed, a redirect elsewhere (another host, or https
+        // to http) stops the query with an error that names it.
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            let from = attempt.previous()[0].clone();
+            if attempt.previous().len() > 5 {
+                attempt.error(CrossOrigin("more than 5 redirects".into()))
+            } else if same_origin(&from, attempt.url()) {
+                attempt.follow()
+            } else {
+                let to = redacted(attempt.url());
+                attempt.error(CrossOrigin(to))
+            }
+        });
         let mut builder = reqwest::Client::builder()
+            .redirect(policy)
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("consumption-metrics/", env!("CARGO_PKG_VERSION")));
@@ -271,8 +297,28 @@ impl Prometheus {
         }
     }
 
+    /// What this client sends that must never be logged: the bearer token, the URL's
+    /// password and its Basic form, extra header values.
+    fn secrets(&self, token: Option<&str>) -> Vec<String> {
+        let url = &self.config.url;
+        let mut secrets: Vec<String> = token.map(str::to_string).into_iter().collect();
+        if let Some(password) = url.password() {
+            secrets.push(password.to_string());
+            let basic = format!("{}:{password}", url.username());
+            secrets.push(openssl::base64::encode_block(basic.as_bytes()));
+            // The URL keeps percent-encoding; reqwest sends (and a server may echo) the
+            // decoded form.
+            let decoded = percent_encoding::percent_decode_str(password).decode_utf8_lossy();
+            secrets.push(decoded.to_string());
+            let basic = format!("{}:{decoded}", url.username());
+            secrets.push(openssl::base64::encode_block(basic.as_bytes()));
+        }
+        secrets.extend(self.config.headers.iter().map(|(_, v)| v.clone()));
+        secrets
+    }
+
     async fn query_once(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
-        let url = self.config.url.to_string();
+        let url = redacted(&self.config.url);
         let range = q.range();
         let form = [
             ("query", q.expr.to_string()),
@@ -285,9 +331,11 @@ impl Prometheus {
             ),
         ];
         let mut request = self.http.post(self.endpoint.clone()).form(&form);
-        if let Some(token) = self.bearer_token()? {
+        let token = self.bearer_token()?;
+        if let Some(token) = &token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
+        let secrets = self.secrets(token.as_deref());
         debug!(query = q.what, expr = q.expr, %range, "querying Prometheus");
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -297,12 +345,20 @@ impl Prometheus {
                     range: range.clone(),
                     timeout: self.config.timeout,
                 }
+            } else if let Some(to) = find_cross_origin(&e) {
+                PrometheusError::Redirect {
+                    url: url.clone(),
+                    what: q.what.into(),
+                    range: range.clone(),
+                    to,
+                }
             } else {
+                // without_url: reqwest's message would print the URL with its password.
                 PrometheusError::Unreachable {
                     url: url.clone(),
                     what: q.what.into(),
                     range: range.clone(),
-                    reason: error_chain(&e),
+                    reason: scrub(error_chain(&e.without_url()), &secrets),
                 }
             }
         };
@@ -325,8 +381,9 @@ impl Prometheus {
                     error_type.as_deref().unwrap_or("error"),
                     error.as_deref().unwrap_or_default()
                 ),
-                _ => snippet(&body),
+                _ => snippet(&body, &secrets),
             };
+            let detail = scrub(detail, &secrets);
             let hint = match status.as_u16() {
                 401 | 403 => {
                     "; check --prometheus-bearer-token-file and that the service account may \
@@ -351,7 +408,7 @@ impl Prometheus {
             what: q.what.into(),
             range: range.clone(),
             content_type,
-            snippet: snippet(&body),
+            snippet: snippet(&body, &secrets),
         })?;
         if parsed.status != "success" {
             return Err(PrometheusError::Query {
@@ -410,13 +467,67 @@ impl Prometheus {
 }
 
 /// The first bytes of a body, for error messages.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// The start of an answer for an error message, with our secrets scrubbed first.
+fn snippet(body: &[u8], secrets: &[String]) -> String {
+    let text = scrub(String::from_utf8_lossy(body).into_owned(), secrets);
     let mut s: String = text.trim().chars().take(120).collect();
     if text.trim().chars().count() > 120 {
         s.push('…');
     }
     s
+}
+
+/// `url` for logs and errors: a password in it (sent as Basic authentication) is replaced by
+/// `***`.
+pub fn redacted(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
+/// Whether `to` has the scheme, host and port of `from`: the only redirects followed.
+fn same_origin(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    from.scheme() == to.scheme()
+        && from.host_str() == to.host_str()
+        && from.port_or_known_default() == to.port_or_known_default()
+}
+
+/// The marker of a refused redirect in reqwest's error chain.
+#[derive(Debug)]
+struct CrossOrigin(String);
+
+impl std::fmt::Display for CrossOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CrossOrigin {}
+
+/// The refused redirect's target, if `e` is one.
+fn find_cross_origin(e: &reqwest::Error) -> Option<String> {
+    if !e.is_redirect() {
+        return None;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(c) = s.downcast_ref::<CrossOrigin>() {
+            return Some(c.0.clone());
+        }
+        source = s.source();
+    }
+    Some("(unknown)".into())
+}
+
+/// `text` with every secret we sent replaced by `<redacted>`: an error page that echoes the
+/// request must not carry the token or password into the log.
+fn scrub(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret.as_str(), "<redacted>");
+    }
+    text
 }
 
 /// An error and its sources on one line: reqwest hides the useful part ("Connection refused")

@@ -436,3 +436,179 @@ fn the_data_range_matches_the_fixture() {
     assert_eq!(rfc3339(p.dataset.first_truth_hour), "2026-11-01T01:00:00Z");
     assert_eq!(rfc3339(p.dataset.data_end), "2026-11-01T06:00:00Z");
 }
+
+/// Every alias of a key another flag owns, every weakened TLS check and every non-mTLS login
+/// is refused, and a refusal never prints a secret value.
+#[test]
+fn tls_weakening_and_alias_properties_are_refused() {
+    let kafka = |prop: &str| {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+                "--cluster-name",
+                "c",
+            ])
+            .args(["--kafka-brokers", "b:9093", "--kafka-topic", "t"])
+            .args([
+                "--kafka-ca",
+                "/ca",
+                "--kafka-cert",
+                "/c",
+                "--kafka-key",
+                "/k",
+            ])
+            .args(["--kafka-property", "linger.ms=5", "--kafka-property", prop]))
+    };
+    for (prop, says) in [
+        (
+            "ssl.endpoint.identification.algorithm=none",
+            "host names must be checked",
+        ),
+        ("metadata.broker.list=evil:9093", "set by --kafka-brokers"),
+        ("delivery.timeout.ms=1", "set by --kafka-delivery-timeout"),
+        ("ssl.ca.pem=x", "set by --kafka-ca"),
+        ("ssl.key.pem=hunter2", "set by --kafka-key"),
+        ("sasl.password=hunter2", "mutual TLS only"),
+        ("ssl.cipher.suites=eNULL", "NULL cipher"),
+    ] {
+        let out = kafka(prop);
+        let line = assert_fails(&out, 2, &["--kafka-property", says]);
+        assert!(!line.contains("hunter2"), "a secret in {line:?}");
+    }
+    // Part of a secret split at a comma in KAFKA_PROPERTIES is not echoed either.
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--cluster-name",
+            "c",
+        ])
+        .args(["--kafka-brokers", "b:9093", "--kafka-topic", "t"])
+        .args([
+            "--kafka-ca",
+            "/ca",
+            "--kafka-cert",
+            "/c",
+            "--kafka-key",
+            "/k",
+        ])
+        .env("KAFKA_PROPERTIES", "linger.ms=5,hunter2"));
+    let line = assert_fails(&out, 2, &["item 2 is not KEY=VALUE"]);
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+/// The password of a URL, the bearer token and header values never reach stderr or
+/// --check-config, even when an error page echoes the request.
+#[test]
+fn secrets_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-s3cr3t-123\n").unwrap();
+    // user:hunter2 as Basic authentication.
+    let basic = "dXNlcjpodW50ZXIy";
+    let echo = format!(
+        "<html>request headers: Authorization: Bearer tok-s3cr3t-123 / Basic {basic} / \
+         password hunter2 / X-Api-Key: key-s3cr3t</html>"
+    );
+    let server = scripted_http(vec![(500, "text/html", echo)]);
+    let with_password = server.url.replace("http://", "http://user:hunter2@");
+    let out = run(base(&with_password)
+        .arg("--prometheus-bearer-token-file")
+        .arg(&token)
+        .args(["--prometheus-header", "X-Api-Key=key-s3cr3t"])
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ]));
+    let line = assert_fails(&out, 4, &["HTTP 500", "user:***@"]);
+    for secret in ["hunter2", "tok-s3cr3t", basic, "key-s3cr3t"] {
+        assert!(!out.stderr.contains(secret), "{secret} in {}", out.stderr);
+    }
+    assert!(line.contains("<redacted>"), "{line}");
+    // The request did carry them: the server saw the Basic credentials.
+    let seen = server.requests.lock().unwrap().join("\n");
+    assert!(seen.contains(basic), "{seen}");
+
+    let out = run(base(&with_password).arg("--check-config"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("user:***@"), "{}", out.stdout);
+    assert!(!out.stdout.contains("hunter2"));
+
+    // Unreachable, and unparsable: neither prints the password.
+    let out = run(base("http://user:hunter2@127.0.0.1:9").args([
+        "--since",
+        "2026-11-01T03:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]));
+    assert_fails(&out, 4, &["could not reach"]);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    let out = run(&mut base("http://user:hunter2@exa mple:99999"));
+    assert_fails(&out, 2, &["--prometheus-url", "***@"]);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
+
+/// Billing data comes from the configured origin: a redirect to another origin stops the
+/// run (not retried), a same-origin redirect is followed with the query intact.
+#[test]
+fn redirects_leave_the_origin_only_with_an_error() {
+    let elsewhere = scripted_http(vec![(200, "application/json", String::new())]);
+    let location = format!(
+        "text/plain\r\nLocation: {}/api/v1/query_range",
+        elsewhere.url
+    );
+    let server = scripted_http(vec![(
+        307,
+        Box::leak(location.into_boxed_str()),
+        String::new(),
+    )]);
+    let out = run(base(&server.url).env("PROMETHEUS_RETRIES", "2").args([
+        "--since",
+        "2026-11-01T03:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]));
+    assert_fails(&out, 4, &["redirected", "another origin", &elsewhere.url]);
+    assert!(
+        elsewhere.requests.lock().unwrap().is_empty(),
+        "the redirect was followed"
+    );
+    assert_eq!(
+        server.requests.lock().unwrap().len(),
+        1,
+        "a refused redirect is not retried"
+    );
+
+    let same = scripted_http(vec![
+        (
+            307,
+            "text/plain\r\nLocation: /moved/api/v1/query_range",
+            String::new(),
+        ),
+        (
+            200,
+            "application/json",
+            r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.into(),
+        ),
+    ]);
+    let out = run(base(&same.url).args([
+        "--since",
+        "2026-11-01T03:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]));
+    // No data at all is its own error; what matters is where the query went.
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let requests = same.requests.lock().unwrap();
+    assert!(
+        requests[1].starts_with("POST /moved/api/v1/query_range"),
+        "{requests:?}"
+    );
+    assert!(
+        requests[1].contains("query="),
+        "the form survived: {requests:?}"
+    );
+}

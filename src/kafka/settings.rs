@@ -32,49 +32,125 @@ pub struct KafkaSettings {
     pub preflight_timeout: Duration,
 }
 
-/// Keys the job sets from its own flags; overriding them would bypass a check.
+/// Keys the job sets from its own flags, with every alias librdkafka accepts for them
+/// (librdkafka's CONFIGURATION.md, "Alias for ..."), and the other ways to give the same TLS
+/// material: overriding any of them would bypass a check (the PEM pre-check, the size split,
+/// the delivery budget) or make which value wins depend on librdkafka's order.
 const OWNED: &[(&str, &str)] = &[
     ("bootstrap.servers", "--kafka-brokers"),
+    ("metadata.broker.list", "--kafka-brokers"),
     (
         "security.protocol",
         "--kafka-ca/--kafka-cert/--kafka-key (always ssl)",
     ),
     ("ssl.ca.location", "--kafka-ca"),
+    ("ssl.ca.pem", "--kafka-ca"),
+    ("ssl_ca", "--kafka-ca"),
+    ("ssl.ca.certificate.stores", "--kafka-ca"),
     ("ssl.certificate.location", "--kafka-cert"),
+    ("ssl.certificate.pem", "--kafka-cert"),
+    ("ssl_certificate", "--kafka-cert"),
+    (
+        "ssl.keystore.location",
+        "--kafka-cert/--kafka-key (PEM files)",
+    ),
+    (
+        "ssl.keystore.password",
+        "--kafka-cert/--kafka-key (PEM files)",
+    ),
     ("ssl.key.location", "--kafka-key"),
+    ("ssl.key.pem", "--kafka-key"),
+    ("ssl_key", "--kafka-key"),
+    (
+        "ssl.key.password",
+        "--kafka-key (an unencrypted PEM key, kept in a Secret)",
+    ),
     ("message.max.bytes", "--max-message-bytes"),
     ("message.timeout.ms", "--kafka-delivery-timeout"),
+    ("delivery.timeout.ms", "--kafka-delivery-timeout"),
 ];
 
+/// Whether a property's value may be a secret, so that it is never printed.
+pub fn is_secret(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "pem",
+        "ssl_key",
+        "sasl.",
+        "token",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+/// `key=value` for messages, with the value of a secret key hidden.
+fn shown(key: &str, value: &str) -> String {
+    if is_secret(key) {
+        format!("{key}=<hidden>")
+    } else {
+        format!("{key}={value}")
+    }
+}
+
+/// Why a property is refused, if it is: it would weaken delivery or a TLS check, or use an
+/// authentication other than mutual TLS.
+fn refusal(key: &str, value: &str) -> Option<&'static str> {
+    match key {
+        "acks" | "request.required.acks" => (!matches!(value, "all" | "-1"))
+            .then_some("only acks=all keeps an hour safe when a broker fails"),
+        "enable.idempotence" => {
+            (value != "true").then_some("idempotence keeps retries from duplicating a message")
+        }
+        "enable.ssl.certificate.verification" => {
+            (value != "true").then_some("the brokers' certificates must be verified")
+        }
+        "ssl.endpoint.identification.algorithm" => (value != "https")
+            .then_some("the brokers' host names must be checked against their certificates"),
+        "ssl.cipher.suites" => value
+            .split(':')
+            .any(|c| !c.starts_with(['!', '-']) && c.to_ascii_uppercase().contains("NULL"))
+            .then_some("NULL cipher suites send billing data unencrypted or unauthenticated"),
+        "ssl.certificate.verify_cb" | "ssl_engine_callback_data" | "ssl.engine.location" => {
+            Some("the job verifies certificates with OpenSSL's own checks only")
+        }
+        "retries" | "message.send.max.retries" => {
+            (value == "0").then_some("without retries a transient error loses the hour")
+        }
+        "transactional.id" => Some("the job does not use transactions"),
+        k if k.starts_with("sasl.") => {
+            Some("the job authenticates with mutual TLS only (--kafka-cert/--kafka-key)")
+        }
+        _ => None,
+    }
+}
+
 /// Parse `--kafka-property KEY=VALUE` items, refusing those that would break the promise that
-/// an acknowledged hour is durably stored exactly once.
+/// an acknowledged hour is durably stored exactly once over verified mutual TLS. Errors name
+/// the key, never a secret value.
 pub fn parse_properties(raw: &[String]) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for item in raw.iter().filter(|s| !s.trim().is_empty()) {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?}: expected KEY=VALUE, e.g. linger.ms=50"))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, item) in raw.iter().filter(|s| !s.trim().is_empty()).enumerate() {
+        let Some((key, value)) = item.split_once('=') else {
+            // The text may be part of a secret split at a comma: do not print it.
+            return Err(format!(
+                "item {} is not KEY=VALUE (its text is not shown, in case it is a secret); \
+                 write e.g. linger.ms=50",
+                i + 1
+            ));
+        };
         let (key, value) = (key.trim(), value.trim());
         if let Some((_, flag)) = OWNED.iter().find(|(k, _)| *k == key) {
             return Err(format!("{key} is set by {flag}; use that instead"));
         }
-        let refused = match key {
-            "acks" | "request.required.acks" => (!matches!(value, "all" | "-1"))
-                .then_some("only acks=all keeps an hour safe when a broker fails"),
-            "enable.idempotence" => {
-                (value != "true").then_some("idempotence keeps retries from duplicating a message")
-            }
-            "enable.ssl.certificate.verification" => {
-                (value != "true").then_some("the brokers' certificates must be verified")
-            }
-            "retries" | "message.send.max.retries" => {
-                (value == "0").then_some("without retries a transient error loses the hour")
-            }
-            "transactional.id" => Some("the job does not use transactions"),
-            _ => None,
-        };
-        if let Some(reason) = refused {
-            return Err(format!("{key}={value} is refused: {reason}"));
+        if let Some(reason) = refusal(key, value) {
+            return Err(format!("{} is refused: {reason}", shown(key, value)));
+        }
+        if out.iter().any(|(k, _)| k == key) {
+            return Err(format!(
+                "{key} is given twice; give it once so that which value wins is clear"
+            ));
         }
         out.push((key.to_string(), value.to_string()));
     }
@@ -209,11 +285,43 @@ mod tests {
             "bootstrap.servers=x:1",
             "security.protocol=plaintext",
             "noequals",
+            // Aliases of keys other flags own (librdkafka's CONFIGURATION.md).
+            "metadata.broker.list=x:1",
+            "delivery.timeout.ms=1",
+            "ssl.ca.pem=-----BEGIN",
+            "ssl_ca=x",
+            "ssl.certificate.pem=x",
+            "ssl.key.pem=x",
+            "ssl.keystore.location=/k.p12",
+            "ssl.key.password=x",
+            // Weakened TLS checks.
+            "ssl.endpoint.identification.algorithm=none",
+            "ssl.endpoint.identification.algorithm=",
+            "ssl.cipher.suites=eNULL",
+            "ssl.engine.location=/x.so",
+            // Not mutual TLS.
+            "sasl.mechanism=PLAIN",
+            "sasl.password=hunter2",
         ] {
             assert!(props(&[bad]).is_err(), "{bad} was accepted");
         }
         let e = props(&["acks=0"]).unwrap_err();
         assert!(e.contains("acks=all"), "{e}");
+        assert!(props(&["linger.ms=5", "linger.ms=6"]).is_err());
+        assert!(props(&["ssl.cipher.suites=ECDHE+AESGCM:!aNULL:!eNULL"]).is_ok());
+        assert!(props(&["ssl.endpoint.identification.algorithm=https"]).is_ok());
+    }
+
+    #[test]
+    fn refusals_never_print_a_secret() {
+        for bad in [
+            vec!["sasl.password=hunter2"],
+            vec!["linger.ms=5", "hunter2"],
+            vec!["ssl.key.pem=hunter2"],
+        ] {
+            let e = props(&bad).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]
