@@ -106,6 +106,16 @@ pub struct Args {
     )]
     pub prometheus_retries: u32,
 
+    /// Largest Prometheus answer read, in MiB; a larger one fails the run with advice instead of
+    /// exhausting the pod's memory (an answer takes about 6 times its size while parsed).
+    #[arg(
+        long,
+        env = "PROMETHEUS_MAX_RESPONSE_MIB",
+        value_name = "MIB",
+        default_value_t = 64
+    )]
+    pub prometheus_max_response_mib: u32,
+
     /// Accept answers that Prometheus marks with warnings (partial data). Off by default: a
     /// partial answer fails the hour so that nothing is billed short.
     #[arg(long, env = "ALLOW_PARTIAL_DATA")]

@@ -50,14 +50,45 @@ pub enum CollectError {
         labels: BTreeMap<String, String>,
     },
     #[error(
-        "the {what} query returned {value} for namespace {namespace} in the hour {hour}, which \
-         cannot be billed (negative or not finite); check the metrics of that namespace"
+        "the {what} query returned {value:?} for namespace {namespace} in the hour {hour}, which \
+         cannot be billed (negative, not finite, or over {MAX_QUANTITY:e} per hour); check \
+         the metrics of that namespace"
     )]
     BadValue {
         what: &'static str,
         namespace: String,
         hour: String,
         value: f64,
+    },
+    #[error(
+        "the {what} query returned two series with the same labels {labels:?}; adding them \
+         would bill the namespace twice. A proxy, a federation or a remote-read setup answers \
+         twice: query the engine that holds each series once, or deduplicate it there"
+    )]
+    DuplicateSeries {
+        what: &'static str,
+        labels: BTreeMap<String, String>,
+    },
+    #[error(
+        "the {what} query returned a point at {at} for namespace {namespace}, which is not one \
+         of the evaluation times asked for (the ends of the hours {span}); nothing was billed \
+         for these hours. The engine or a proxy in front of it does not answer range queries \
+         as Prometheus does: check --prometheus-url"
+    )]
+    UnexpectedTimestamp {
+        what: &'static str,
+        namespace: String,
+        at: String,
+        span: String,
+    },
+    #[error(
+        "the {what} query returned the namespace label {namespace:?}, which is not a Kubernetes \
+         namespace name (lowercase letters, digits and '-', at most 63); check the metrics' \
+         relabelling"
+    )]
+    BadNamespace {
+        what: &'static str,
+        namespace: String,
     },
 }
 
@@ -76,6 +107,21 @@ pub type Result<T, E = CollectError> = std::result::Result<T, E>;
 
 /// A negative value this small is float noise from subtraction and counts as zero.
 const NOISE: f64 = 1e-9;
+
+/// More than this in one namespace-hour (a billion core-, GPU- or GiB-hours) is a broken
+/// metric, not consumption: it fails the hour instead of overflowing the rounding.
+pub const MAX_QUANTITY: f64 = 1e9;
+
+/// Whether `name` is a Kubernetes namespace name (an RFC 1123 label).
+pub fn is_namespace_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.first().is_some_and(ok)
+        && b.last().is_some_and(ok)
+        && b.iter().all(|c| ok(c) || *c == b'-')
+}
 
 pub struct Collector<'a> {
     prometheus: &'a Prometheus,
@@ -252,6 +298,15 @@ impl<'a> Collector<'a> {
         series: Vec<Series>,
         add: impl Fn(&mut NamespaceUsage, &BTreeMap<String, String>, f64),
     ) -> Result<()> {
+        let span = match (hours.values().next(), hours.values().last()) {
+            (Some(f), Some(l)) => format!(
+                "[{}, {})",
+                rfc3339(f.window.start()),
+                rfc3339(l.window.end())
+            ),
+            _ => String::new(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
         for s in series {
             let namespace = match s.labels.get("namespace") {
                 Some(n) if !n.is_empty() => n.clone(),
@@ -262,19 +317,37 @@ impl<'a> Collector<'a> {
                     });
                 }
             };
+            if !is_namespace_name(&namespace) {
+                return Err(CollectError::BadNamespace { what, namespace });
+            }
+            // Each query aggregates by its labels: the same label set twice is an engine (or
+            // something in front of it) answering twice, never two real things.
+            if !seen.insert(s.labels.clone()) {
+                return Err(CollectError::DuplicateSeries {
+                    what,
+                    labels: s.labels,
+                });
+            }
             if self.excluded(&namespace) {
                 continue;
             }
             for (ts, value) in &s.points {
                 let Some(hour) = hours.get_mut(ts) else {
-                    continue;
+                    return Err(CollectError::UnexpectedTimestamp {
+                        what,
+                        namespace,
+                        at: chrono::DateTime::from_timestamp(*ts, 0)
+                            .map(rfc3339)
+                            .unwrap_or_else(|| ts.to_string()),
+                        span,
+                    });
                 };
                 let value = if (-NOISE..0.0).contains(value) {
                     0.0
                 } else {
                     *value
                 };
-                if !value.is_finite() || value < 0.0 {
+                if !value.is_finite() || !(0.0..=MAX_QUANTITY).contains(&value) {
                     return Err(CollectError::BadValue {
                         what,
                         namespace,

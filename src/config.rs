@@ -89,6 +89,8 @@ pub struct PrometheusConfig {
     pub timeout: Duration,
     pub retries: u32,
     pub allow_partial_data: bool,
+    /// Largest answer read, in bytes.
+    pub max_response_bytes: usize,
 }
 
 /// What is billed and how.
@@ -236,6 +238,33 @@ fn parse_url(value: &str) -> Result<reqwest::Url> {
     Ok(url)
 }
 
+/// `--settle-delay`, at most a week: data that takes longer to arrive is a broken pipeline,
+/// and a huge delay would make every hour look unsettled.
+fn settle_delay(args: &Args) -> Result<Duration> {
+    let d = parse_duration("--settle-delay", &args.settle_delay)?;
+    if d > Duration::from_secs(7 * 24 * 3600) {
+        return Err(invalid(
+            "--settle-delay",
+            &args.settle_delay,
+            "must be at most 7d; hours are billed this long after they end",
+        ));
+    }
+    Ok(d)
+}
+
+/// `--prometheus-max-response-mib` in bytes: 1 MiB to 4 GiB.
+fn max_response_bytes(args: &Args) -> Result<usize> {
+    let mib = args.prometheus_max_response_mib;
+    if !(1..=4096).contains(&mib) {
+        return Err(invalid(
+            "--prometheus-max-response-mib",
+            &mib.to_string(),
+            "must be between 1 and 4096",
+        ));
+    }
+    Ok(mib as usize * 1024 * 1024)
+}
+
 /// An unparsable URL for an error message: whatever stands between `://` and the last `@`
 /// before the path may be credentials, and is hidden.
 fn hide_userinfo(raw: &str) -> String {
@@ -262,6 +291,16 @@ fn cluster_name(args: &Args) -> Result<String> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(invalid("--cluster-name", raw, "must not be empty"));
+    }
+    // It starts every external_id and every message key (`<cluster>/<hour>`): no '/', no
+    // quotes, spaces or control characters that the billing side would have to escape.
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if name.len() > 253 || !name.chars().all(ok) {
+        return Err(invalid(
+            "--cluster-name",
+            raw,
+            "use letters, digits, '-', '.' and '_' only (at most 253), e.g. prod-alln-01",
+        ));
     }
     Ok(name.to_string())
 }
@@ -333,7 +372,7 @@ impl Config {
             Some(raw) => parse_time("--now", raw)?,
             None => system_now,
         };
-        let settle_delay = parse_duration("--settle-delay", &args.settle_delay)?;
+        let settle_delay = settle_delay(args)?;
         if args.max_hours_per_run == 0 {
             return Err(invalid("--max-hours-per-run", "0", "must be at least 1"));
         }
@@ -387,6 +426,9 @@ impl Config {
             if value.trim().is_empty() {
                 return Err(invalid(flag, value, "must not be empty"));
             }
+            if value.chars().any(char::is_control) {
+                return Err(invalid(flag, value, "must not contain control characters"));
+            }
         }
         if args.max_message_bytes < 1024 {
             return Err(invalid(
@@ -417,10 +459,24 @@ impl Config {
                 Some(d)
             }
         };
-        let exclude_namespaces = args
+        // An empty list would bill kube-* and openshift-* without a word: "exclude nothing"
+        // must be said with `none`.
+        let patterns: Vec<&String> = args
             .exclude_namespaces
             .iter()
             .filter(|p| !p.trim().is_empty())
+            .collect();
+        if patterns.is_empty() {
+            return Err(invalid(
+                "--exclude-namespaces",
+                &args.exclude_namespaces.join(","),
+                "is empty, which would bill the system namespaces; give glob patterns (default \
+                 kube-*,openshift-*), or `none` to bill every namespace",
+            ));
+        }
+        let exclude_namespaces = patterns
+            .into_iter()
+            .filter(|p| p.trim() != "none")
             .map(|p| {
                 glob::Pattern::new(p.trim())
                     .map_err(|e| invalid("--exclude-namespaces", p, e.to_string()))
@@ -463,6 +519,7 @@ impl Config {
                 timeout,
                 retries: args.prometheus_retries,
                 allow_partial_data: args.allow_partial_data,
+                max_response_bytes: max_response_bytes(args)?,
             },
             collect: CollectConfig {
                 cpu_basis: args.cpu_basis,
@@ -514,7 +571,7 @@ impl AuditConfig {
             Some(raw) => parse_time("--now", raw)?,
             None => system_now,
         };
-        let settle = parse_duration("--settle-delay", &run.settle_delay)?;
+        let settle = settle_delay(run)?;
         let hours = window::plan_backfill(
             parse_time("--since", since)?,
             parse_time("--until", until)?,
@@ -626,12 +683,16 @@ impl Config {
             } else {
                 tiers.join(", ")
             },
-            self.collect
-                .exclude_namespaces
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            if self.collect.exclude_namespaces.is_empty() {
+                "(none: every namespace is billed)".to_string()
+            } else {
+                self.collect
+                    .exclude_namespaces
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         )
     }
 }

@@ -8,7 +8,10 @@ use consumption_metrics::config::{AuditConfig, Config};
 use consumption_metrics::{exit, telemetry};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e),
+    };
     match &cli.command {
         Some(Command::Audit(args)) => audit(args),
         None => run(&cli.run),
@@ -110,11 +113,59 @@ fn audit(args: &AuditArgs) -> ExitCode {
     })
 }
 
-/// One error line for a person on a terminal; one JSON log event in a cluster.
-fn report(e: &dyn std::fmt::Display, json: bool) {
-    if json {
-        tracing::error!(error = %e, "run failed");
+/// A command line clap could not parse: help and version are printed as usual; an error is one
+/// JSON log event when the logs are JSON (in a cluster, `LOG_FORMAT=json`), so that a log
+/// pipeline sees it like any other failure.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json_logs = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
+        || std::env::args().any(|a| a == "--log-format=json")
+        || std::env::args()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json");
+    let is_error = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if json_logs && is_error {
+        telemetry::init(consumption_metrics::cli::LogFormat::Json);
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        tracing::error!(error = %first, retryable = false, "run failed");
+        return ExitCode::from(exit::USAGE);
+    }
+    e.exit()
+}
+
+/// One error line for a person on a terminal; one JSON log event in a cluster. The line ends by
+/// saying whether a later run may succeed without anyone changing anything.
+fn report(e: &dyn Failure, json: bool) {
+    let retryable = e.retryable();
+    let advice = if retryable {
+        "retryable: a later run may succeed unchanged (the next scheduled run retries from the \
+         checkpoint)"
     } else {
-        eprintln!("error: {e}");
+        "not retryable: a person must act on the message first"
+    };
+    if json {
+        tracing::error!(error = %e, retryable, "run failed");
+    } else {
+        eprintln!("error: {e} [{advice}]");
+    }
+}
+
+/// What `report` needs of an error.
+trait Failure: std::fmt::Display {
+    fn retryable(&self) -> bool;
+}
+
+impl Failure for consumption_metrics::Error {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Failure for consumption_metrics::config::ConfigError {
+    fn retryable(&self) -> bool {
+        false
     }
 }

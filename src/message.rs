@@ -65,6 +65,11 @@ pub enum MessageError {
         bytes: usize,
         limit: usize,
     },
+    #[error(
+        "the message of {window} breaks the MCMP contract: {reason}; nothing was sent for this \
+         hour. Check the value named (a metric or a setting)"
+    )]
+    Contract { window: String, reason: String },
     #[error("could not serialize the message of {window}: {source}")]
     Serialize {
         window: String,
@@ -167,14 +172,87 @@ pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessag
             size += added;
         }
     }
-    Ok(parts
+    let messages: Vec<KafkaMessage> = parts
         .into_iter()
         .enumerate()
         .map(|(i, payload)| KafkaMessage {
             header: header(i),
             payload,
         })
-        .collect())
+        .collect();
+    for m in &messages {
+        validate(m, &config.cluster_name).map_err(|reason| MessageError::Contract {
+            window: window.to_string(),
+            reason,
+        })?;
+    }
+    Ok(messages)
+}
+
+/// Whether `s` is safe as a header value of the contract: non-empty, no control characters.
+fn printable(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(char::is_control)
+}
+
+/// The MCMP contract (schema/mcmp-message.schema.json) checked on a message before it leaves:
+/// what the schema says, in code, so that no input we do not control (a metric, a label, a
+/// setting) can make us publish a message the billing side rejects or misreads.
+pub fn validate(m: &KafkaMessage, cluster: &str) -> std::result::Result<(), String> {
+    let h = &m.header;
+    let ts = h.consumption_start_ts.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| ts.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !(ts.len() == 32
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10)
+        && digits(11..13)
+        && h.consumption_start_ts.ends_with(":00:00.000000+00:00"))
+    {
+        return Err(format!(
+            "consumption_start_ts {:?} is not an hour in the form 2026-11-22T10:00:00.000000+00:00",
+            h.consumption_start_ts
+        ));
+    }
+    match Uuid::parse_str(&h.message_id) {
+        Ok(id) if id.get_version_num() == 5 && id.hyphenated().to_string() == h.message_id => {}
+        _ => return Err(format!("message_id {:?} is not a v5 UUID", h.message_id)),
+    }
+    for (field, value) in [
+        ("service_name", &h.service_name),
+        ("service_version", &h.service_version),
+        ("service_location", &h.service_location),
+    ] {
+        if !printable(value) {
+            return Err(format!(
+                "{field} {value:?} is empty or has control characters"
+            ));
+        }
+    }
+    let prefix = format!("{cluster}_");
+    for e in &m.payload {
+        let namespace = e.external_id.strip_prefix(&prefix);
+        if !namespace.is_some_and(crate::collector::is_namespace_name) {
+            return Err(format!(
+                "external_id {:?} is not <cluster>_<namespace> with a Kubernetes namespace name",
+                e.external_id
+            ));
+        }
+        let c = &e.consumption;
+        for (dim, q) in [
+            ("cpu", c.cpu),
+            ("gpu", c.gpu),
+            ("storage_rwo_standard", c.storage_rwo_standard),
+            ("storage_rwx_standard", c.storage_rwx_standard),
+            ("storage_rwx_basic", c.storage_rwx_basic),
+            ("storage_rwx_premium", c.storage_rwx_premium),
+        ] {
+            if !q.is_finite() || !(0.0..=crate::collector::MAX_QUANTITY).contains(&q) {
+                return Err(format!("{} {dim} is {q}", e.external_id));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -212,6 +290,38 @@ mod tests {
                     )
                 })
                 .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    /// Whatever reaches shaping, nothing that breaks the contract leaves it.
+    #[test]
+    fn messages_breaking_the_contract_are_never_shaped() {
+        for (ns, cpu) in [
+            ("team-a", 1e305),
+            ("team-a", f64::NAN),
+            ("Team A", 1.0),
+            ("a\"b", 1.0),
+        ] {
+            let mut h = hour(0);
+            h.namespaces.insert(
+                ns.into(),
+                NamespaceUsage {
+                    cpu,
+                    ..Default::default()
+                },
+            );
+            let e = shape(&h, &config(900_000)).unwrap_err();
+            assert!(
+                matches!(e, MessageError::Contract { .. }),
+                "{ns} {cpu}: {e}"
+            );
+        }
+        let mut c = config(900_000);
+        c.service_location = "AL\nLN".into();
+        let e = shape(&hour(1), &c).unwrap_err();
+        assert!(e.to_string().contains("service_location"), "{e}");
+        for m in shape(&hour(50), &config(2_000)).unwrap() {
+            validate(&m, "prod-alln-01").unwrap();
         }
     }
 

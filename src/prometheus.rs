@@ -25,6 +25,33 @@ pub enum PrometheusError {
         path: String,
         reason: String,
     },
+    #[error(
+        "the bearer token in {path} cannot be sent: {reason}; the file must hold one token on \
+         one line (a service-account token file does)"
+    )]
+    Token { path: String, reason: &'static str },
+    #[error(
+        "the answer of {url} to the {what} query for {range} is JSON but cut off or malformed \
+         ({reason}); the connection may have been cut or a proxy limits answer sizes: query \
+         fewer hours at a time (--hours-per-query) if it happens again"
+    )]
+    BadJson {
+        url: String,
+        what: String,
+        range: String,
+        reason: String,
+    },
+    #[error(
+        "the answer of {url} to the {what} query for {range} is larger than \
+         --prometheus-max-response-mib ({limit_mib} MiB); query fewer hours at a time \
+         (--hours-per-query), or raise the limit together with the pod's memory limit"
+    )]
+    TooLarge {
+        url: String,
+        what: String,
+        range: String,
+        limit_mib: usize,
+    },
     #[error("could not build the HTTP client for Prometheus: {0}")]
     Client(String),
     #[error(
@@ -60,7 +87,8 @@ pub enum PrometheusError {
     },
     #[error(
         "Prometheus at {url} answered the {what} query for {range} with HTTP {status}: \
-         {detail}{hint}"
+         {detail}{hint}{}",
+        retry_after.map(|d| format!(" (it asked to retry after {}s)", d.as_secs())).unwrap_or_default()
     )]
     Status {
         url: String,
@@ -69,6 +97,8 @@ pub enum PrometheusError {
         status: u16,
         detail: String,
         hint: &'static str,
+        /// How long the server asked us to wait (`Retry-After` on 429/503).
+        retry_after: Option<Duration>,
     },
     #[error(
         "the answer of {url} to the {what} query for {range} is not Prometheus JSON \
@@ -117,7 +147,9 @@ impl PrometheusError {
     /// Whether trying again later may succeed (the run is stopped either way).
     pub fn is_retryable(&self) -> bool {
         match self {
-            PrometheusError::Unreachable { .. } | PrometheusError::Timeout { .. } => true,
+            PrometheusError::Unreachable { .. }
+            | PrometheusError::Timeout { .. }
+            | PrometheusError::BadJson { .. } => true,
             PrometheusError::Status { status, .. } => *status == 429 || *status >= 500,
             PrometheusError::Partial { .. } => true,
             _ => false,
@@ -275,19 +307,45 @@ impl Prometheus {
             None => Ok(None),
             Some(path) => {
                 let raw = read_file("--prometheus-bearer-token-file", path)?;
-                Ok(Some(String::from_utf8_lossy(&raw).trim().to_string()))
+                let bad = |reason| PrometheusError::Token {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let token = std::str::from_utf8(&raw)
+                    .map_err(|_| bad("it is not UTF-8 text"))?
+                    .trim();
+                if token.is_empty() {
+                    return Err(bad("it is empty"));
+                }
+                if token.contains(['\n', '\r']) {
+                    return Err(bad("it has more than one line"));
+                }
+                HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| bad("it has characters an HTTP header cannot carry"))?;
+                Ok(Some(token.to_string()))
             }
         }
     }
 
-    /// Run a range query, retrying timeouts, 429 and 5xx up to the configured number of times.
+    /// Run a range query, retrying timeouts, 429 and 5xx up to the configured number of times,
+    /// after an exponential backoff or the server's `Retry-After`, whichever is longer. A
+    /// `Retry-After` beyond [`MAX_RETRY_AFTER`] is not waited for: the run stops and the next
+    /// one retries.
     pub async fn query_range(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
         let mut attempt = 0;
         loop {
             match self.query_once(q).await {
                 Ok(series) => return Ok(series),
                 Err(e) if e.is_retryable() && attempt < self.config.retries => {
-                    let backoff = Duration::from_secs(1u64 << attempt.min(5));
+                    let asked = match &e {
+                        PrometheusError::Status { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    if asked.is_some_and(|d| d > MAX_RETRY_AFTER) {
+                        return Err(e);
+                    }
+                    let backoff =
+                        Duration::from_secs(1u64 << attempt.min(5)).max(asked.unwrap_or_default());
                     warn!(query = q.what, attempt, error = %e, ?backoff, "query failed, retrying");
                     tokio::time::sleep(backoff).await;
                     attempt += 1;
@@ -364,13 +422,37 @@ impl Prometheus {
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("no content type")
             .to_string();
-        let body = response.bytes().await.map_err(transport)?;
+        let too_large = || PrometheusError::TooLarge {
+            url: url.clone(),
+            what: q.what.into(),
+            range: range.clone(),
+            limit_mib: self.config.max_response_bytes / (1024 * 1024),
+        };
+        let limit = self.config.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        // Read chunk by chunk, so that an answer over the limit is refused while it arrives,
+        // not after it filled the memory.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         let parsed: Option<ApiResponse> = serde_json::from_slice(&body).ok();
         if !status.is_success() {
             let detail = match &parsed {
@@ -401,15 +483,34 @@ impl Prometheus {
                 status: status.as_u16(),
                 detail,
                 hint,
+                retry_after,
             });
         }
-        let parsed = parsed.ok_or_else(|| PrometheusError::NotJson {
-            url: url.clone(),
-            what: q.what.into(),
-            range: range.clone(),
-            content_type,
-            snippet: snippet(&body, &secrets),
-        })?;
+        let parsed = match parsed {
+            Some(p) => p,
+            // Said to be JSON but unreadable: cut off in transit, most likely; worth a retry.
+            None if content_type.contains("json") => {
+                let reason = serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "not the shape of a Prometheus answer".into());
+                return Err(PrometheusError::BadJson {
+                    url,
+                    what: q.what.into(),
+                    range,
+                    reason,
+                });
+            }
+            None => {
+                return Err(PrometheusError::NotJson {
+                    url: url.clone(),
+                    what: q.what.into(),
+                    range: range.clone(),
+                    content_type,
+                    snippet: snippet(&body, &secrets),
+                });
+            }
+        };
         if parsed.status != "success" {
             return Err(PrometheusError::Query {
                 what: q.what.into(),
@@ -448,7 +549,9 @@ impl Prometheus {
                     .values
                     .into_iter()
                     .map(|(ts, raw)| match raw.parse::<f64>() {
-                        Ok(v) if ts.is_finite() => Ok((ts.round() as i64, v)),
+                        // Evaluation times are whole seconds (whole hours, even): a fraction
+                        // is not an answer to our query, so it is not rounded into one.
+                        Ok(v) if ts.is_finite() && ts.fract() == 0.0 => Ok((ts as i64, v)),
                         _ => Err(PrometheusError::Sample {
                             what: q.what.into(),
                             range: range.clone(),
@@ -475,6 +578,20 @@ fn snippet(body: &[u8], secrets: &[String]) -> String {
         s.push('…');
     }
     s
+}
+
+/// The longest `Retry-After` a run waits for; beyond it the run stops and the next scheduled
+/// run retries (an hourly job must not sleep through its own successor).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A `Retry-After` value: delay-seconds or an HTTP date (RFC 9110).
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?.to_utc();
+    Some((at - now).to_std().unwrap_or_default())
 }
 
 /// `url` for logs and errors: a password in it (sent as Basic authentication) is replaced by
@@ -543,4 +660,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now: DateTime<Utc> = "2015-10-21T07:27:00Z".parse().unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        // A date in the past: retry now.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }

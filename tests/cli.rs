@@ -612,3 +612,200 @@ fn redirects_leave_the_origin_only_with_an_error() {
         "the form survived: {requests:?}"
     );
 }
+
+/// A Prometheus answer with one series per entry of `series` (labels JSON, points), every
+/// point given as (unix seconds, value text).
+fn matrix(series: &[(&str, &[(i64, &str)])]) -> String {
+    let result: Vec<String> = series
+        .iter()
+        .map(|(labels, points)| {
+            let values: Vec<String> = points
+                .iter()
+                .map(|(t, v)| format!("[{t},\"{v}\"]"))
+                .collect();
+            format!(r#"{{"metric":{labels},"values":[{}]}}"#, values.join(","))
+        })
+        .collect();
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+        result.join(",")
+    )
+}
+
+/// Answers that would once have been billed silently wrong (exit 0) now fail the hour with a
+/// clear error: a huge value, the same series twice, points off the requested steps, and a
+/// namespace label that is not a namespace name.
+#[test]
+fn answers_that_would_bill_wrong_fail_the_hour() {
+    let end = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
+        .unwrap()
+        .timestamp();
+    let count = matrix(&[(r#"{}"#, &[(end, "120")])]);
+    let ns = r#"{"namespace":"team-a"}"#;
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            matrix(&[(ns, &[(end, "1e305")])]),
+            &["1e305", "over 1e9 per hour"],
+        ),
+        (
+            matrix(&[(ns, &[(end, "1")]), (ns, &[(end, "1")])]),
+            &[
+                "two series with the same labels",
+                "bill the namespace twice",
+            ],
+        ),
+        (
+            matrix(&[(ns, &[(end + 1, "1")])]),
+            &["2026-11-01T04:00:01Z", "not one of the evaluation times"],
+        ),
+        (
+            matrix(&[(r#"{"namespace":"a\"b\nc"}"#, &[(end, "1")])]),
+            &["not a Kubernetes namespace name"],
+        ),
+    ];
+    for (answer, says) in cases {
+        let server = scripted_http(vec![
+            (200, "application/json", count.clone()),
+            (200, "application/json", answer),
+        ]);
+        let out = run(base(&server.url).args(["--scrape-interval", "30s"]).args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ]));
+        assert_fails(&out, 4, says);
+    }
+}
+
+/// The system namespaces are never billed by accident: an empty exclusion list is refused,
+/// `none` says "bill everything" explicitly.
+#[test]
+fn an_empty_exclusion_list_is_refused() {
+    let out = run(base("http://127.0.0.1:9").env("EXCLUDE_NAMESPACES", ""));
+    assert_fails(&out, 2, &["--exclude-namespaces", "`none`"]);
+    let out = run(base("http://127.0.0.1:9")
+        .env("EXCLUDE_NAMESPACES", "none")
+        .arg("--check-config"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("every namespace is billed"),
+        "{}",
+        out.stdout
+    );
+    let out = run(bin().args([
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--dry-run",
+        "--cluster-name",
+        "prod\n01",
+    ]));
+    assert_fails(&out, 2, &["--cluster-name"]);
+}
+
+/// `Retry-After` on 429/503 is honoured (the wait is at least what the server asked), and one
+/// beyond the run's budget stops the run at once instead of sleeping through the next run.
+#[test]
+fn retry_after_is_honoured_within_the_budget() {
+    let busy = |after: &str| {
+        (
+            503,
+            Box::leak(format!("text/plain\r\nRetry-After: {after}").into_boxed_str()) as &str,
+            "busy".to_string(),
+        )
+    };
+    let server = scripted_http(vec![busy("3"), busy("3")]);
+    let started = std::time::Instant::now();
+    let out = run(base(&server.url).env("PROMETHEUS_RETRIES", "1").args([
+        "--since",
+        "2026-11-01T03:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]));
+    assert_fails(&out, 4, &["HTTP 503", "retry after 3s", "[retryable"]);
+    assert_eq!(server.requests.lock().unwrap().len(), 2);
+    // The default backoff before the first retry is 1 s; the server asked for 3.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+
+    let server = scripted_http(vec![busy("3600")]);
+    let out = run(base(&server.url).env("PROMETHEUS_RETRIES", "3").args([
+        "--since",
+        "2026-11-01T03:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]));
+    assert_fails(&out, 4, &["retry after 3600s"]);
+    assert_eq!(server.requests.lock().unwrap().len(), 1, "not retried");
+}
+
+/// Smaller input defects: each gets its own error, exit code and retry class.
+#[test]
+fn token_json_and_settle_delay_errors_say_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "line-one\nline-two\n").unwrap();
+    let out = run(base("http://127.0.0.1:9")
+        .arg("--prometheus-bearer-token-file")
+        .arg(&token)
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ]));
+    assert_fails(
+        &out,
+        4,
+        &["bearer token", "more than one line", "[not retryable"],
+    );
+
+    let server = scripted_http(vec![(
+        200,
+        "application/json",
+        r#"{"status":"success","data":{"resultType":"mat"#.into(),
+    )]);
+    let out = run(base(&server.url).args([
+        "--since",
+        "2026-11-01T03:00:00Z",
+        "--until",
+        "2026-11-01T04:00:00Z",
+    ]));
+    let line = assert_fails(&out, 4, &["cut off or malformed", "[retryable"]);
+    assert!(!line.contains("API root"), "{line}");
+
+    let out = run(base("http://127.0.0.1:9").args(["--settle-delay", "100y"]));
+    assert_fails(&out, 2, &["--settle-delay", "at most 7d"]);
+
+    // A parser error is one JSON event when the logs are JSON.
+    let out = run(bin().env("LOG_FORMAT", "json").arg("--no-such-flag"));
+    assert_eq!(out.code, 2);
+    let event: serde_json::Value = serde_json::from_str(out.stderr.trim()).unwrap();
+    assert_eq!(event["level"], "ERROR");
+    assert!(
+        event["error"].as_str().unwrap().contains("--no-such-flag"),
+        "{event}"
+    );
+}
+
+/// An answer over the size limit fails the run with advice instead of exhausting memory.
+#[test]
+fn an_oversized_answer_is_refused_with_advice() {
+    let big = format!(r#"{{"status":"success","x":"{}"}}"#, "a".repeat(2 << 20));
+    let server = scripted_http(vec![(200, "application/json", big)]);
+    let out = run(base(&server.url)
+        .args(["--prometheus-max-response-mib", "1"])
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ]));
+    assert_fails(
+        &out,
+        4,
+        &[
+            "larger than --prometheus-max-response-mib (1 MiB)",
+            "--hours-per-query",
+        ],
+    );
+}

@@ -45,6 +45,29 @@ impl FileCheckpoint {
         format!("checkpoint file {}", self.path.display())
     }
 
+    /// The file actually written: a symlinked checkpoint (e.g. onto a mounted volume) is
+    /// written through the link, so the link stays and its target gets the new value.
+    fn target(&self) -> PathBuf {
+        if let Ok(real) = std::fs::canonicalize(&self.path) {
+            return real;
+        }
+        // A dangling link: its target does not exist yet (a first run); create that.
+        match std::fs::read_link(&self.path) {
+            Ok(link) if link.is_absolute() => link,
+            Ok(link) => self.dir().join(link),
+            Err(_) => self.path.clone(),
+        }
+    }
+
+    /// The directory the temporary file is created in: the target's, so that the rename
+    /// stays on one file system and replaces the target, not the link.
+    fn target_dir(&self) -> PathBuf {
+        match self.target().parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     fn dir(&self) -> PathBuf {
         match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -55,14 +78,14 @@ impl FileCheckpoint {
     /// Make sure the checkpoint can be written before anything is published: a temporary file
     /// is created and removed in its directory.
     pub fn prepare(&self) -> Result<()> {
-        tempfile::NamedTempFile::new_in(self.dir())
+        tempfile::NamedTempFile::new_in(self.target_dir())
             .map(drop)
             .map_err(|source| CheckpointError::Write {
                 location: self.location(),
                 reason: format!(
                     "{source} (in {}); nothing was sent. Create the directory or choose another \
                      --checkpoint-file",
-                    self.dir().display()
+                    self.target_dir().display()
                 ),
             })
     }
@@ -82,11 +105,11 @@ impl FileCheckpoint {
             location: self.location(),
             reason: source.to_string(),
         };
-        let dir = self.dir();
+        let dir = self.target_dir();
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write_err)?;
         writeln!(tmp, "{}", rfc3339(end)).map_err(write_err)?;
         tmp.as_file().sync_all().map_err(write_err)?;
-        tmp.persist(&self.path).map_err(|e| write_err(e.error))?;
+        tmp.persist(self.target()).map_err(|e| write_err(e.error))?;
         // Make the rename durable too.
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
@@ -122,6 +145,48 @@ mod tests {
         assert!(matches!(e, CheckpointError::Write { .. }), "{e}");
         assert!(e.to_string().contains("no-such-dir"), "{e}");
         assert!(e.to_string().contains("nothing was sent"), "{e}");
+    }
+
+    /// A symlinked checkpoint keeps its link; the target gets the value (it once got replaced
+    /// by a regular file while the target kept the old value).
+    #[test]
+    fn a_symlinked_checkpoint_is_written_through_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        let target = volume.join("checkpoint");
+        std::fs::write(&target, "2026-11-01T00:00:00Z\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let now: DateTime<Utc> = "2026-11-02T00:00:00Z".parse().unwrap();
+        let store = FileCheckpoint::new(&link);
+        store.prepare().unwrap();
+        store
+            .advance("2026-11-01T01:00:00Z".parse().unwrap(), now)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "2026-11-01T01:00:00Z\n"
+        );
+        // A dangling link (first run on a fresh volume) creates its target.
+        let fresh = dir.path().join("fresh-link");
+        std::os::unix::fs::symlink(volume.join("new"), &fresh).unwrap();
+        FileCheckpoint::new(&fresh)
+            .advance("2026-11-01T01:00:00Z".parse().unwrap(), now)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&fresh)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(volume.join("new").exists());
     }
 
     #[test]
