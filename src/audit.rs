@@ -728,7 +728,8 @@ async fn recompute_hours(
     hours: &mut [HourReport],
 ) -> crate::Result<()> {
     let prometheus = Prometheus::new(&config.prometheus)?;
-    let collector = Collector::new(&prometheus, &config.collect);
+    let first = settings.hours.first().map(|h| h.end()).unwrap_or_default();
+    let collector = Collector::connect(&prometheus, &config.collect, first).await?;
     let mut index = 0;
     for span in collector.spans(&settings.hours) {
         for usage in collector.collect_span(&span).await? {

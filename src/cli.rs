@@ -20,6 +20,17 @@ pub enum CpuBasis {
     Max,
 }
 
+/// How the engine's range selectors treat the window's left edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WindowSemantics {
+    /// Measure it with one probe query at the start of each run.
+    Auto,
+    /// `[T-d, T]`: Prometheus 2.x.
+    Closed,
+    /// `(T-d, T]`: Prometheus 3.x, VictoriaMetrics.
+    LeftOpen,
+}
+
 /// Log format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -202,6 +213,11 @@ pub struct Args {
         default_value_t = 168
     )]
     pub max_hours_per_run: u32,
+
+    /// Range-window semantics of the query engine. `auto` measures them with one probe query
+    /// per run; force them only for an engine whose probe answer is neither 60 nor 61.
+    #[arg(long, env = "WINDOW_SEMANTICS", value_enum, default_value_t = WindowSemantics::Auto)]
+    pub window_semantics: WindowSemantics,
 
     /// CPU billing basis.
     #[arg(long, env = "CPU_BASIS", value_enum, default_value_t = CpuBasis::Request)]

@@ -9,7 +9,7 @@ use tracing::{info, instrument, warn};
 use crate::cli::CpuBasis;
 use crate::config::{CollectConfig, Tier};
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
-use crate::queries;
+use crate::queries::{self, Windows};
 use crate::window::{HourWindow, rfc3339};
 
 /// What one namespace held in one hour, unrounded.
@@ -60,6 +60,13 @@ pub enum CollectError {
         hour: String,
         value: f64,
     },
+    #[error(
+        "the window probe `{probe}` answered {answer}, neither 61 (closed windows, Prometheus \
+         2.x) nor 60 (left-open, Prometheus 3.x, VictoriaMetrics); set --window-semantics to \
+         closed or left-open for this engine",
+        probe = queries::probe()
+    )]
+    Probe { answer: String },
     #[error(
         "the {what} query returned two series with the same labels {labels:?}; adding them \
          would bill the namespace twice. A proxy, a federation or a remote-read setup answers \
@@ -126,6 +133,7 @@ pub fn is_namespace_name(name: &str) -> bool {
 pub struct Collector<'a> {
     prometheus: &'a Prometheus,
     config: &'a CollectConfig,
+    windows: Windows,
 }
 
 /// Hours before a span that the scrape interval is also derived from, so that a scrape gap in
@@ -152,8 +160,34 @@ pub fn interval_from_count(count: f64) -> Option<Duration> {
 }
 
 impl<'a> Collector<'a> {
-    pub fn new(prometheus: &'a Prometheus, config: &'a CollectConfig) -> Self {
-        Self { prometheus, config }
+    /// A collector for the engine behind `prometheus`: the window semantics come from
+    /// `--window-semantics`, or from one probe query evaluated at `at` (an hour-aligned time).
+    pub async fn connect(
+        prometheus: &'a Prometheus,
+        config: &'a CollectConfig,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Self> {
+        let windows = match config.windows {
+            Some(w) => {
+                info!(windows = %w, "range windows as configured (--window-semantics)");
+                w
+            }
+            None => {
+                let w = probe_windows(prometheus, at).await?;
+                info!(windows = %w, "range windows detected");
+                w
+            }
+        };
+        Ok(Self {
+            prometheus,
+            config,
+            windows,
+        })
+    }
+
+    /// The window semantics the queries are written for.
+    pub fn windows(&self) -> Windows {
+        self.windows
     }
 
     /// The spans one run's hours are queried in.
@@ -195,7 +229,7 @@ impl<'a> Collector<'a> {
         let counts = self
             .query_from(
                 "sample count",
-                &queries::sample_count(),
+                &queries::sample_count(self.windows),
                 span,
                 INTERVAL_CONTEXT_HOURS,
             )
@@ -224,10 +258,10 @@ impl<'a> Collector<'a> {
         info!(scrape_interval = ?interval, "integrating gauges");
 
         let (ns_q, cpu_q, gpu_q, storage_q) = (
-            queries::namespaces(),
-            queries::cpu(self.config.cpu_basis, interval),
-            queries::gpu(interval),
-            queries::storage(interval),
+            queries::namespaces(self.windows),
+            queries::cpu(self.windows, self.config.cpu_basis, interval),
+            queries::gpu(self.windows, interval),
+            queries::storage(self.windows, interval),
         );
         let (ns, cpu, gpu, storage) = tokio::try_join!(
             self.query("namespaces", &ns_q, span),
@@ -360,6 +394,35 @@ impl<'a> Collector<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Ask the engine whether its range windows are closed or left-open (see
+/// [`queries::probe`]); `at` must be hour-aligned.
+pub async fn probe_windows(
+    prometheus: &Prometheus,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Windows> {
+    let series = prometheus
+        .query_range(&RangeQuery {
+            what: "window probe",
+            expr: queries::probe(),
+            start: at,
+            end: at,
+            step: Duration::from_secs(3600),
+        })
+        .await?;
+    let points: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(_, v)| *v))
+        .collect();
+    match points.as_slice() {
+        [p] => queries::windows_from_probe(*p).ok_or(CollectError::Probe {
+            answer: format!("{p}"),
+        }),
+        other => Err(CollectError::Probe {
+            answer: format!("{other:?}"),
+        }),
     }
 }
 

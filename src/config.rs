@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditFormat, AuditSettings};
-use crate::cli::{Args, AuditArgs, CpuBasis, LogFormat};
+use crate::cli::{Args, AuditArgs, CpuBasis, LogFormat, WindowSemantics};
 use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
 use crate::window::{self, HourWindow, WindowError};
 
@@ -97,6 +97,8 @@ pub struct PrometheusConfig {
 #[derive(Debug, Clone)]
 pub struct CollectConfig {
     pub cpu_basis: CpuBasis,
+    /// `None`: detect with a probe query at the start of a run.
+    pub windows: Option<crate::queries::Windows>,
     /// `None`: derive from the data.
     pub scrape_interval: Option<Duration>,
     pub hours_per_query: usize,
@@ -523,6 +525,11 @@ impl Config {
             },
             collect: CollectConfig {
                 cpu_basis: args.cpu_basis,
+                windows: match args.window_semantics {
+                    WindowSemantics::Auto => None,
+                    WindowSemantics::Closed => Some(crate::queries::Windows::Closed),
+                    WindowSemantics::LeftOpen => Some(crate::queries::Windows::LeftOpen),
+                },
                 scrape_interval,
                 hours_per_query: args.hours_per_query as usize,
                 storage_tiers: parse_tiers(&args.storage_tiers)?,
@@ -670,6 +677,7 @@ impl Config {
              prometheus:  {}\n\
              cluster:     {} (service {} {} at {})\n\
              cpu basis:   {:?}\n\
+             windows:     {}\n\
              tiers:       {}\n\
              excluded:    {}\n",
             crate::prometheus::redacted(&self.prometheus.url),
@@ -678,6 +686,12 @@ impl Config {
             self.message.service_version,
             self.message.service_location,
             self.collect.cpu_basis,
+            match self.collect.windows {
+                Some(w) => format!("{w} (--window-semantics)"),
+                None => "detected at the start of each run (closed on Prometheus 2.x, left-open \
+                         on Prometheus 3.x and VictoriaMetrics)"
+                    .to_string(),
+            },
             if tiers.is_empty() {
                 "(none)".into()
             } else {

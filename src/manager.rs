@@ -127,7 +127,8 @@ impl Manager {
             .ok()
             .and_then(|v| v.parse::<usize>().ok());
 
-        let collector = Collector::new(&self.prometheus, &self.config.collect);
+        let collector =
+            Collector::connect(&self.prometheus, &self.config.collect, first.end()).await?;
         for span in collector.spans(&hours) {
             for hour in collector.collect_span(&span).await? {
                 let messages = message::shape(&hour, &self.config.message)?;

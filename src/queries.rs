@@ -1,11 +1,14 @@
-//! The PromQL of every dimension, and why it is exact.
+//! The PromQL of every dimension, and why it is exact on every engine.
 //!
 //! Each expression is evaluated by a range query at the *end* `E` of each hour (step 1h) and
 //! describes the hour `[E-1h, E)`:
 //!
-//! * Range selectors are written `[3599999ms] offset 1ms`, which selects the samples with
-//!   timestamps in `[E-1h, E)`. A plain `[1h]` is closed at both ends in Prometheus 2.x and would
-//!   count a sample that falls exactly on the hour in two hours.
+//! * **Windows.** Engines differ at the left edge of a range selector: Prometheus 2.x windows
+//!   are closed (`x[1h]` at `T` selects `[T-1h, T]`), Prometheus 3.x and VictoriaMetrics windows
+//!   are left-open (`(T-1h, T]`). A run measures which one it talks to (see [`probe`]) and
+//!   writes every selector with [`Windows::select`], which selects exactly the samples in
+//!   `[E-1h, E)` on either: `[3599999ms] offset 1ms` on closed windows, `[1h] offset 1ms` on
+//!   left-open ones. A sample exactly on the hour is counted in one hour, never in two or none.
 //! * Gauges (requests, phases, PVC sizes) are integrated as `sum_over_time(x) * Δ`, where `Δ` is
 //!   the kube-state-metrics scrape interval: every sample stands for one interval. This is exact
 //!   for objects that exist the whole hour and within one interval for objects that start or
@@ -18,87 +21,188 @@
 //! * A scrape gap of kube-state-metrics (all replicas missing scrapes) is compensated per hour:
 //!   the sample weight is `Δ × N / n`, where `N = floor(3600 / Δ)` is the expected and `n` the
 //!   observed largest sample count of `kube_namespace_status_phase` in that hour.
-//! * CPU usage counters are telescoped: an hour's usage is the counter's last value in the hour
-//!   minus its last value in the hour before, so consecutive hours sum exactly to the span total
-//!   and a constant rate is exact. A counter born in the hour counts from zero (capped by
-//!   `increase`); only hours with a counter reset fall back to `increase`.
+//! * **CPU usage counters** are telescoped from sample values, which mean the same on every
+//!   engine, never from `increase()`, whose extrapolation differs between engines (Prometheus
+//!   extrapolates to the window's edges, VictoriaMetrics uses the sample before the window).
+//!   With `L`, `Lp` the last values in this hour and the hour before, `D` the resets after
+//!   `Lp` (`resets` over both hours minus `resets` over the hour before: VictoriaMetrics'
+//!   `resets` also counts the pair that straddles the window's start, and that pair cancels in
+//!   the difference), and `F` the first value of the hour (a window one scrape interval long at
+//!   the hour's start):
+//!   - `D = 0`: `L − Lp`. Consecutive hours sum exactly to the span's total.
+//!   - `D = 1`, `F < Lp` (the reset fell between the hours): `L`, the counter since the reset.
+//!   - `D = 1`, an inner reset: `(max − Lp) + L`, the climb to the value before the reset plus
+//!     the counter since it, when the maximum is that pre-reset value (`max > L`).
+//!   - no `Lp` (a counter born in the hour or seen for the first time): `L − min`, plus `min`
+//!     when the first value is small next to the hour's climb (the counter started from zero
+//!     in this hour).
+//!   - otherwise (several resets, or a counter that climbed above its pre-reset value within
+//!     the hour after an inner reset): `increase()`, the only engine-dependent estimate.
+//!     Kubernetes gives a restarted container a new cAdvisor series, so same-series resets
+//!     come from cAdvisor or node restarts, and two in one hour are rarer still.
 
 use std::time::Duration;
 
 use crate::cli::CpuBasis;
 
-/// Samples with timestamps in `[E-1h, E)`.
-const HOUR: &str = "[3599999ms] offset 1ms";
-/// Samples with timestamps in `[E-2h, E-1h)`: the hour before.
-const PREVIOUS_HOUR: &str = "[3599999ms] offset 3600001ms";
-/// Samples with timestamps in `[E-2h, E)`.
-const TWO_HOURS: &str = "[7199999ms] offset 1ms";
+/// How the engine's range selectors treat the window's left edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Windows {
+    /// `x[d]` at `T` selects `[T-d, T]` (Prometheus 2.x).
+    Closed,
+    /// `x[d]` at `T` selects `(T-d, T]` (Prometheus 3.x, VictoriaMetrics).
+    LeftOpen,
+}
+
+impl std::fmt::Display for Windows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Windows::Closed => "closed",
+            Windows::LeftOpen => "left-open",
+        })
+    }
+}
+
+const HOUR_MS: u128 = 3_600_000;
+
+impl Windows {
+    /// A range selector that selects the samples with timestamps in
+    /// `[E - offset - len, E - offset)` when evaluated at `E`, on this kind of engine.
+    pub fn select(self, len_ms: u128, offset_ms: u128) -> String {
+        let len = match self {
+            Windows::Closed => len_ms - 1,
+            Windows::LeftOpen => len_ms,
+        };
+        format!("[{len}ms] offset {}ms", offset_ms + 1)
+    }
+
+    /// `[E-1h, E)`.
+    fn hour(self) -> String {
+        self.select(HOUR_MS, 0)
+    }
+
+    /// `[E-2h, E-1h)`: the hour before.
+    fn previous_hour(self) -> String {
+        self.select(HOUR_MS, HOUR_MS)
+    }
+
+    /// `[E-2h, E)`.
+    fn two_hours(self) -> String {
+        self.select(2 * HOUR_MS, 0)
+    }
+
+    /// `[E-1h, E-1h+len)`: the start of the hour.
+    fn hour_start(self, len: Duration) -> String {
+        let len = len.as_millis().clamp(1, HOUR_MS);
+        self.select(len, HOUR_MS - len)
+    }
+}
+
+/// The probe that tells closed from left-open windows without a version string: at an
+/// hour-aligned time, a one-hour subquery of a constant at a 1m step has 61 points on closed
+/// windows (both ends) and 60 on left-open ones. It reads no data.
+pub fn probe() -> &'static str {
+    "count_over_time(vector(1)[1h:1m])"
+}
+
+/// The window semantics a [`probe`] result means, if it means one.
+pub fn windows_from_probe(points: f64) -> Option<Windows> {
+    match points {
+        61.0 => Some(Windows::Closed),
+        60.0 => Some(Windows::LeftOpen),
+        _ => None,
+    }
+}
 
 /// Largest sample count of one kube-state-metrics series in the hour; gives the scrape interval.
-pub fn sample_count() -> String {
-    format!("max(count_over_time(kube_namespace_status_phase{HOUR}))")
+pub fn sample_count(w: Windows) -> String {
+    format!(
+        "max(count_over_time(kube_namespace_status_phase{}))",
+        w.hour()
+    )
 }
 
 /// Every namespace seen in the hour.
-pub fn namespaces() -> String {
-    format!("group by (namespace) (count_over_time(kube_namespace_status_phase{HOUR}))")
+pub fn namespaces(w: Windows) -> String {
+    format!(
+        "group by (namespace) (count_over_time(kube_namespace_status_phase{}))",
+        w.hour()
+    )
 }
 
 /// Seconds one sample stands for in the hour, with the scrape-gap compensation.
-fn sample_seconds(interval: Duration) -> String {
+fn sample_seconds(w: Windows, interval: Duration) -> String {
     let secs = interval.as_secs_f64();
     let expected = (3600.0 / secs).floor().max(1.0);
     format!(
-        "({secs} * scalar(clamp_min({expected} / max(count_over_time(kube_namespace_status_phase{HOUR})), 1)))"
+        "({secs} * scalar(clamp_min({expected} / max(count_over_time(kube_namespace_status_phase{h})), 1)))",
+        h = w.hour()
     )
 }
 
 /// Per container: resource-seconds requested while the pod was Running, labels
 /// `namespace, pod, uid, container`.
-fn requested_seconds(resource: &str, interval: Duration) -> String {
+fn requested_seconds(w: Windows, resource: &str, interval: Duration) -> String {
     format!(
-        "(\n  max by (namespace, pod, uid, container) (avg_over_time(kube_pod_container_resource_requests{{resource=\"{resource}\"}}{HOUR}))\n  * on (namespace, pod, uid) group_left ()\n  max by (namespace, pod, uid) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{HOUR}))\n  * {sw}\n)",
-        sw = sample_seconds(interval)
+        "(\n  max by (namespace, pod, uid, container) (avg_over_time(kube_pod_container_resource_requests{{resource=\"{resource}\"}}{h}))\n  * on (namespace, pod, uid) group_left ()\n  max by (namespace, pod, uid) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))\n  * {sw}\n)",
+        h = w.hour(),
+        sw = sample_seconds(w, interval)
     )
 }
 
 /// Per container series: CPU-seconds used in the hour, labels `namespace, pod, container, id`.
-fn used_seconds() -> String {
+/// The cases are explained in the module documentation.
+fn used_seconds(w: Windows, interval: Duration) -> String {
     let c = r#"container_cpu_usage_seconds_total{container!="", container!="POD"}"#;
+    let (h, p, two, first) = (
+        w.hour(),
+        w.previous_hour(),
+        w.two_hours(),
+        w.hour_start(interval),
+    );
+    let last = format!("last_over_time({c}{h})");
+    let last_prev = format!("last_over_time({c}{p})");
+    let resets_after_prev = format!("(resets({c}{two}) - resets({c}{p}))");
+    let (max, min) = (
+        format!("max_over_time({c}{h})"),
+        format!("min_over_time({c}{h})"),
+    );
+    let first = format!("min_over_time({c}{first})");
     format!(
-        "max by (namespace, pod, container, id) (\n  (\n    (last_over_time({c}{HOUR}) - last_over_time({c}{PREVIOUS_HOUR}))\n    unless (resets({c}{TWO_HOURS}) > 0)\n  )\n  or\n  (\n    (last_over_time({c}{HOUR}) <= increase({c}{HOUR}))\n    unless (resets({c}{TWO_HOURS}) > 0)\n  )\n  or\n  increase({c}{HOUR})\n)"
+        "max by (namespace, pod, container, id) (\n  (({last} - {last_prev}) and ({resets_after_prev} == 0))\n  or\n  ({last} and ({resets_after_prev} == 1) and ({first} < {last_prev}))\n  or\n  ((({max} - {last_prev}) + {last}) and ({resets_after_prev} == 1) and ({first} >= {last_prev}) and ({max} > {last}))\n  or\n  ((({last} - {min}) + (({min} and ({min} <= {last} - {min})) or ({min} * 0))) unless {last_prev} and (resets({c}{h}) == 0))\n  or\n  increase({c}{h})\n)"
     )
 }
 
 /// Core-hours per namespace for the chosen basis.
-pub fn cpu(basis: CpuBasis, interval: Duration) -> String {
+pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
     match basis {
         CpuBasis::Request => format!(
             "sum by (namespace) {req} / 3600",
-            req = requested_seconds("cpu", interval)
+            req = requested_seconds(w, "cpu", interval)
         ),
-        CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used_seconds()),
+        CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used_seconds(w, interval)),
         CpuBasis::Max => format!(
             "sum by (namespace) (\n  max by (namespace, pod, container) (\n    label_replace(max by (namespace, pod, container) {req}, \"basis\", \"request\", \"\", \"\")\n    or\n    label_replace(sum by (namespace, pod, container) ({used}), \"basis\", \"usage\", \"\", \"\")\n  )\n) / 3600",
-            req = requested_seconds("cpu", interval),
-            used = used_seconds()
+            req = requested_seconds(w, "cpu", interval),
+            used = used_seconds(w, interval)
         ),
     }
 }
 
 /// GPU-hours requested per namespace.
-pub fn gpu(interval: Duration) -> String {
+pub fn gpu(w: Windows, interval: Duration) -> String {
     format!(
         "sum by (namespace) {req} / 3600",
-        req = requested_seconds("nvidia_com_gpu", interval)
+        req = requested_seconds(w, "nvidia_com_gpu", interval)
     )
 }
 
 /// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`).
-pub fn storage(interval: Duration) -> String {
+pub fn storage(w: Windows, interval: Duration) -> String {
     format!(
-        "sum by (namespace, storageclass, rwx) (\n  max by (namespace, persistentvolumeclaim) (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes{HOUR}))\n  * on (namespace, persistentvolumeclaim) group_left (storageclass)\n  max by (namespace, persistentvolumeclaim, storageclass) (max_over_time(kube_persistentvolumeclaim_info{HOUR}))\n  * on (namespace, persistentvolumeclaim) group_left (rwx)\n  (\n    label_replace(max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_access_mode{{access_mode=\"ReadWriteMany\"}}{HOUR})), \"rwx\", \"true\", \"\", \"\")\n    or on (namespace, persistentvolumeclaim)\n    label_replace(max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_info{HOUR})), \"rwx\", \"false\", \"\", \"\")\n  )\n) * {sw} / 3600 / 1073741824",
-        sw = sample_seconds(interval)
+        "sum by (namespace, storageclass, rwx) (\n  max by (namespace, persistentvolumeclaim) (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes{h}))\n  * on (namespace, persistentvolumeclaim) group_left (storageclass)\n  max by (namespace, persistentvolumeclaim, storageclass) (max_over_time(kube_persistentvolumeclaim_info{h}))\n  * on (namespace, persistentvolumeclaim) group_left (rwx)\n  (\n    label_replace(max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_access_mode{{access_mode=\"ReadWriteMany\"}}{h})), \"rwx\", \"true\", \"\", \"\")\n    or on (namespace, persistentvolumeclaim)\n    label_replace(max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_info{h})), \"rwx\", \"false\", \"\", \"\")\n  )\n) * {sw} / 3600 / 1073741824",
+        h = w.hour(),
+        sw = sample_seconds(w, interval)
     )
 }
 
@@ -111,22 +215,28 @@ mod tests {
     /// What we send to Prometheus is reviewed like code: any change shows in the snapshot.
     #[test]
     fn queries_snapshot() {
-        insta::assert_snapshot!("cpu_request", cpu(CpuBasis::Request, THIRTY));
-        insta::assert_snapshot!("cpu_usage", cpu(CpuBasis::Usage, THIRTY));
-        insta::assert_snapshot!("cpu_max", cpu(CpuBasis::Max, THIRTY));
-        insta::assert_snapshot!("gpu", gpu(THIRTY));
-        insta::assert_snapshot!("storage", storage(THIRTY));
-        insta::assert_snapshot!("namespaces", namespaces());
+        let w = Windows::Closed;
+        insta::assert_snapshot!("cpu_request", cpu(w, CpuBasis::Request, THIRTY));
+        insta::assert_snapshot!("cpu_usage", cpu(w, CpuBasis::Usage, THIRTY));
+        insta::assert_snapshot!("cpu_max", cpu(w, CpuBasis::Max, THIRTY));
+        insta::assert_snapshot!("gpu", gpu(w, THIRTY));
+        insta::assert_snapshot!("storage", storage(w, THIRTY));
+        insta::assert_snapshot!("namespaces", namespaces(w));
+        insta::assert_snapshot!(
+            "cpu_usage_left_open",
+            cpu(Windows::LeftOpen, CpuBasis::Usage, THIRTY)
+        );
     }
 
     #[test]
     fn no_query_names_a_namespace_or_a_time() {
+        let w = Windows::LeftOpen;
         for q in [
-            cpu(CpuBasis::Max, THIRTY),
-            gpu(THIRTY),
-            storage(THIRTY),
-            namespaces(),
-            sample_count(),
+            cpu(w, CpuBasis::Max, THIRTY),
+            gpu(w, THIRTY),
+            storage(w, THIRTY),
+            namespaces(w),
+            sample_count(w),
         ] {
             assert!(!q.contains("namespace=\""), "{q}");
             assert!(!q.contains('@'), "{q}");
@@ -135,7 +245,30 @@ mod tests {
 
     #[test]
     fn sample_weight_uses_the_interval() {
-        assert!(sample_seconds(Duration::from_secs(7)).starts_with("(7 * scalar(clamp_min(514 /"));
-        assert!(sample_seconds(THIRTY).starts_with("(30 * scalar(clamp_min(120 /"));
+        let w = Windows::Closed;
+        assert!(
+            sample_seconds(w, Duration::from_secs(7)).starts_with("(7 * scalar(clamp_min(514 /")
+        );
+        assert!(sample_seconds(w, THIRTY).starts_with("(30 * scalar(clamp_min(120 /"));
+    }
+
+    /// Both forms select `[E - offset - len, E - offset)`: closed windows include their left
+    /// edge, so they are one millisecond shorter.
+    #[test]
+    fn selectors_cover_the_same_half_open_interval() {
+        assert_eq!(Windows::Closed.hour(), "[3599999ms] offset 1ms");
+        assert_eq!(Windows::LeftOpen.hour(), "[3600000ms] offset 1ms");
+        assert_eq!(
+            Windows::Closed.previous_hour(),
+            "[3599999ms] offset 3600001ms"
+        );
+        assert_eq!(Windows::LeftOpen.two_hours(), "[7200000ms] offset 1ms");
+        assert_eq!(
+            Windows::LeftOpen.hour_start(THIRTY),
+            "[30000ms] offset 3570001ms"
+        );
+        assert_eq!(windows_from_probe(61.0), Some(Windows::Closed));
+        assert_eq!(windows_from_probe(60.0), Some(Windows::LeftOpen));
+        assert_eq!(windows_from_probe(59.0), None);
     }
 }

@@ -139,6 +139,87 @@ pub fn start_prometheus(name: &str, opts: &Options) -> TestPrometheus {
     }
 }
 
+/// Generate the data set for `opts` under target/, import it into a real VictoriaMetrics
+/// (Debian's package; left-open range windows, another `resets`/`increase`), and start it.
+/// The same options give the same data and truth as [`start_prometheus`].
+pub fn start_victoria_metrics(name: &str, opts: &Options) -> TestPrometheus {
+    use std::io::{BufRead, BufWriter, Write};
+    require("victoria-metrics");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
+    // Prometheus text format with millisecond timestamps: VictoriaMetrics' import takes no
+    // `# ` lines and reads timestamps as milliseconds (seconds would land in 1970).
+    let import = dir.join("import.prom");
+    {
+        let input = std::io::BufReader::new(std::fs::File::open(&dataset.openmetrics).unwrap());
+        let mut out = BufWriter::new(std::fs::File::create(&import).unwrap());
+        for line in input.lines() {
+            let line = line.unwrap();
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (sample, seconds) = line.rsplit_once(' ').expect("a sample line");
+            let seconds: i64 = seconds.parse().expect("whole-second timestamps");
+            writeln!(out, "{sample} {}", seconds * 1000).unwrap();
+        }
+        out.flush().unwrap();
+    }
+    let _ = std::fs::remove_file(&dataset.openmetrics);
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("victoria-metrics.log")).unwrap();
+    let child = server("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+        // Without it (one month by default) the synthetic November data would be dropped.
+        .arg("-retentionPeriod=100y")
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-search.disableCache")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting victoria-metrics");
+    let url = format!("http://127.0.0.1:{port}");
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !curl(&["-sf", &format!("{url}/health")]) {
+        assert!(
+            Instant::now() < deadline,
+            "VictoriaMetrics did not become ready; see {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let imported = Command::new("curl")
+        // -T streams the file (--data-binary would read 1-2 GB into memory first).
+        .args(["-sS", "--fail-with-body", "-X", "POST", "-H", "Content-Type: text/plain", "-T"])
+        .arg(&import)
+        .arg(format!("{url}/api/v1/import/prometheus"))
+        .output()
+        .expect("running curl");
+    assert!(
+        imported.status.success(),
+        "importing into VictoriaMetrics failed: {}{}; see {}",
+        String::from_utf8_lossy(&imported.stdout),
+        String::from_utf8_lossy(&imported.stderr),
+        dir.display()
+    );
+    assert!(curl(&["-sf", &format!("{url}/internal/force_flush")]));
+    let _ = std::fs::remove_file(&import);
+    TestPrometheus {
+        url,
+        dataset,
+        dir,
+        child,
+    }
+}
+
 /// The standard cluster, shared by all tests of one test binary.
 pub fn standard() -> &'static TestPrometheus {
     static P: OnceLock<TestPrometheus> = OnceLock::new();
