@@ -31,6 +31,19 @@ pub enum WindowSemantics {
     LeftOpen,
 }
 
+/// Which kind of query engine `--prometheus-url` points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Flavor {
+    /// Send Thanos' safety parameters on every query (other engines ignore them).
+    Auto,
+    /// Plain Prometheus API requests, nothing extra (for a proxy that refuses unknown ones).
+    Prometheus,
+    /// Thanos querier: deduplicated, complete, raw data only.
+    Thanos,
+    /// Mimir or Cortex: as auto, and the tenant header is required.
+    Mimir,
+}
+
 /// Log format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -88,6 +101,13 @@ pub struct Args {
         requires = "prometheus_cert"
     )]
     pub prometheus_key: Option<PathBuf>,
+
+    /// The query engine behind --prometheus-url. Thanos (and auto) queries carry dedup=true,
+    /// partial_response=false and max_source_resolution=0s, so that replicas are deduplicated,
+    /// a missing store fails the hour and downsampled data is never billed; mimir requires
+    /// --prometheus-header X-Scope-OrgID=<tenant>.
+    #[arg(long, env = "PROMETHEUS_FLAVOR", value_enum, default_value_t = Flavor::Auto)]
+    pub prometheus_flavor: Flavor,
 
     /// Extra HTTP header sent to Prometheus, repeatable; comma-separated in the environment.
     /// Example: X-Scope-OrgID=tenant-a

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditFormat, AuditSettings};
-use crate::cli::{Args, AuditArgs, CpuBasis, LogFormat, WindowSemantics};
+use crate::cli::{Args, AuditArgs, CpuBasis, Flavor, LogFormat, WindowSemantics};
 use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
 use crate::window::{self, HourWindow, WindowError};
 
@@ -91,6 +91,39 @@ pub struct PrometheusConfig {
     pub allow_partial_data: bool,
     /// Largest answer read, in bytes.
     pub max_response_bytes: usize,
+    /// Parameters added to every query (Thanos' `dedup`, `partial_response`, ...).
+    pub extra_params: Vec<(String, String)>,
+}
+
+/// Thanos querier parameters that keep a bill exact: replicas deduplicated, no partial answer
+/// when a store is down, raw samples only (downsampled 5m/1h blocks would change every
+/// integral). Prometheus, VictoriaMetrics and Mimir ignore them.
+const THANOS_PARAMS: [(&str, &str); 3] = [
+    ("dedup", "true"),
+    ("partial_response", "false"),
+    ("max_source_resolution", "0s"),
+];
+
+/// The parameters of `--prometheus-flavor`, and its checks.
+fn flavor_params(args: &Args, headers: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    if args.prometheus_flavor == Flavor::Mimir
+        && !headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("x-scope-orgid") && !v.trim().is_empty())
+    {
+        return Err(ConfigError::Usage(
+            "--prometheus-flavor mimir needs the tenant: add --prometheus-header \
+             X-Scope-OrgID=<tenant> (or PROMETHEUS_HEADERS)"
+                .into(),
+        ));
+    }
+    Ok(match args.prometheus_flavor {
+        Flavor::Prometheus => Vec::new(),
+        Flavor::Auto | Flavor::Thanos | Flavor::Mimir => THANOS_PARAMS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
 }
 
 /// What is billed and how.
@@ -130,6 +163,7 @@ pub struct Config {
     /// A backfill also advances the checkpoint where it continues it.
     pub advance_checkpoint: bool,
     pub prometheus: PrometheusConfig,
+    pub prometheus_flavor: Flavor,
     pub collect: CollectConfig,
     pub message: MessageConfig,
     pub log_format: LogFormat,
@@ -517,12 +551,14 @@ impl Config {
                     .prometheus_cert
                     .clone()
                     .zip(args.prometheus_key.clone()),
+                extra_params: flavor_params(args, &parse_headers(&args.prometheus_headers)?)?,
                 headers: parse_headers(&args.prometheus_headers)?,
                 timeout,
                 retries: args.prometheus_retries,
                 allow_partial_data: args.allow_partial_data,
                 max_response_bytes: max_response_bytes(args)?,
             },
+            prometheus_flavor: args.prometheus_flavor,
             collect: CollectConfig {
                 cpu_basis: args.cpu_basis,
                 windows: match args.window_semantics {
@@ -674,13 +710,25 @@ impl Config {
              plan:        {plan}\n\
              output:      {output}\n\
              checkpoint:  {checkpoint}\n\
-             prometheus:  {}\n\
+             prometheus:  {} ({:?}{})\n\
              cluster:     {} (service {} {} at {})\n\
              cpu basis:   {:?}\n\
              windows:     {}\n\
              tiers:       {}\n\
              excluded:    {}\n",
             crate::prometheus::redacted(&self.prometheus.url),
+            self.prometheus_flavor,
+            if self.prometheus.extra_params.is_empty() {
+                String::new()
+            } else {
+                let p: Vec<String> = self
+                    .prometheus
+                    .extra_params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!(", every query with {}", p.join("&"))
+            },
             self.message.cluster_name,
             self.message.service_name,
             self.message.service_version,

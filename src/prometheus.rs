@@ -378,7 +378,7 @@ impl Prometheus {
     async fn query_once(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
         let url = redacted(&self.config.url);
         let range = q.range();
-        let form = [
+        let mut form = vec![
             ("query", q.expr.to_string()),
             ("start", q.start.timestamp().to_string()),
             ("end", q.end.timestamp().to_string()),
@@ -388,6 +388,12 @@ impl Prometheus {
                 format!("{}s", self.config.timeout.as_secs().max(1)),
             ),
         ];
+        form.extend(
+            self.config
+                .extra_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone())),
+        );
         let mut request = self.http.post(self.endpoint.clone()).form(&form);
         let token = self.bearer_token()?;
         if let Some(token) = &token {

@@ -17,7 +17,10 @@ fn base(url: &str) -> std::process::Command {
         "--dry-run",
     ])
     .env("NOW", NOW)
-    .env("PROMETHEUS_RETRIES", "0");
+    .env("PROMETHEUS_RETRIES", "0")
+    // Scripted servers answer in order; the window probe is tested on real engines
+    // (tests/accuracy.rs), so these runs skip it.
+    .env("WINDOW_SEMANTICS", "closed");
     c
 }
 
@@ -808,4 +811,48 @@ fn an_oversized_answer_is_refused_with_advice() {
             "--hours-per-query",
         ],
     );
+}
+
+/// Thanos parameters on every query (by default and for thanos/mimir), none for plain
+/// Prometheus; Mimir without its tenant header is a usage error.
+#[test]
+fn the_flavor_decides_the_query_parameters() {
+    let thanos = [
+        "dedup=true",
+        "partial_response=false",
+        "max_source_resolution=0s",
+    ];
+    let sent = |flavor: &str, extra: &[&str]| {
+        let server = scripted_http(vec![(503, "text/plain", "down".into())]);
+        let out = run(base(&server.url)
+            .args(["--prometheus-flavor", flavor])
+            .args(extra)
+            .args([
+                "--since",
+                "2026-11-01T03:00:00Z",
+                "--until",
+                "2026-11-01T04:00:00Z",
+            ]));
+        assert_eq!(out.code, 4, "{}", out.stderr);
+        server.requests.lock().unwrap()[0].clone()
+    };
+    for flavor in ["auto", "thanos"] {
+        let request = sent(flavor, &[]);
+        for p in thanos {
+            assert!(request.contains(p), "{flavor}: {p} not in {request}");
+        }
+    }
+    let request = sent("prometheus", &[]);
+    assert!(thanos.iter().all(|p| !request.contains(p)), "{request}");
+    let request = sent("mimir", &["--prometheus-header", "X-Scope-OrgID=tenant-a"]);
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("x-scope-orgid: tenant-a"),
+        "{request}"
+    );
+    assert!(request.contains("dedup=true"), "{request}");
+
+    let out = run(base("http://127.0.0.1:9").args(["--prometheus-flavor", "mimir"]));
+    assert_fails(&out, 2, &["X-Scope-OrgID"]);
 }

@@ -198,7 +198,15 @@ pub fn start_victoria_metrics(name: &str, opts: &Options) -> TestPrometheus {
     }
     let imported = Command::new("curl")
         // -T streams the file (--data-binary would read 1-2 GB into memory first).
-        .args(["-sS", "--fail-with-body", "-X", "POST", "-H", "Content-Type: text/plain", "-T"])
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/plain",
+            "-T",
+        ])
         .arg(&import)
         .arg(format!("{url}/api/v1/import/prometheus"))
         .output()
