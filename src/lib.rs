@@ -16,6 +16,7 @@ pub mod manager;
 pub mod message;
 pub mod prometheus;
 pub mod queries;
+pub mod sink;
 pub mod synth;
 pub mod telemetry;
 pub mod window;
@@ -59,8 +60,10 @@ pub enum Error {
     Audit(#[from] audit::AuditError),
     #[error("{0}")]
     Kubernetes(String),
-    #[error("could not write the messages to stdout: {0}")]
-    Stdout(std::io::Error),
+    #[error(transparent)]
+    Stdout(#[from] sink::StdoutError),
+    #[error("internal error: {0}; please report it with the logs")]
+    Internal(String),
 }
 
 impl Error {
@@ -68,6 +71,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => exit::USAGE,
+            Error::Internal(_) => exit::INTERNAL,
             Error::Checkpoint(_) | Error::Kubernetes(_) => exit::CHECKPOINT,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
             Error::Message(_) | Error::Stdout(_) | Error::Publish(_) | Error::Audit(_) => {
@@ -91,19 +95,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Run the job with a validated configuration. A dry-run prints the messages as one JSON array
 /// on `out` once every hour has been collected (nothing is printed after an error); a real run
-/// publishes and checkpoints hour by hour.
+/// publishes and checkpoints hour by hour. The report says what the run did, also when it
+/// failed (`None` when it could not even start: a client or store could not be built).
 pub async fn run(
     config: config::Config,
     out: &mut dyn std::io::Write,
-) -> Result<manager::RunReport> {
-    let dry_run = matches!(config.output, config::Output::DryRun);
-    let report = manager::Manager::new(config).await?.run().await?;
-    if dry_run {
-        let mut json = serde_json::to_vec_pretty(&report.messages)
-            .map_err(|e| Error::Stdout(std::io::Error::other(e)))?;
-        json.push(b'\n');
-        out.write_all(&json).map_err(Error::Stdout)?;
-        out.flush().map_err(Error::Stdout)?;
-    }
-    Ok(report)
+) -> (Option<manager::RunReport>, Result<()>) {
+    let mut manager = match manager::Manager::new(config).await {
+        Ok(m) => m,
+        Err(e) => return (None, Err(e)),
+    };
+    let result = match manager.run().await {
+        Ok(_) => manager.finish(out),
+        Err(e) => Err(e),
+    };
+    (Some(manager.report().clone()), result)
 }

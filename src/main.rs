@@ -46,15 +46,32 @@ fn run(args: &consumption_metrics::cli::Args) -> ExitCode {
         Err(code) => return code,
     };
     let mut stdout = std::io::stdout().lock();
-    match runtime.block_on(consumption_metrics::run(config, &mut stdout)) {
-        Ok(report) => {
-            tracing::info!(
-                hours = report.hours,
-                messages = report.messages.len(),
+    let (run_report, result) = runtime.block_on(consumption_metrics::run(config, &mut stdout));
+    if let Some(r) = &run_report {
+        tracing::info!(
+            planned = r.planned,
+            hours = r.hours,
+            published = r.published,
+            messages = r.messages,
+            bytes = r.bytes,
+            collect_seconds = r.collect.as_secs_f64(),
+            deliver_seconds = r.deliver.as_secs_f64(),
+            checkpoint_seconds = r.checkpoint.as_secs_f64(),
+            windows = r.windows.map(|w| w.to_string()).unwrap_or_default(),
+            checkpoint = r
+                .checkpoint_end
+                .map(consumption_metrics::window::rfc3339)
+                .unwrap_or_default(),
+            "{}",
+            if result.is_ok() {
                 "run complete"
-            );
-            ExitCode::from(exit::OK)
-        }
+            } else {
+                "run stopped"
+            }
+        );
+    }
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             report(&e, json);
             ExitCode::from(e.exit_code())

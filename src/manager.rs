@@ -1,7 +1,10 @@
-//! The Manager sequences one run: load the checkpoint, plan the hours, then for each hour,
-//! oldest first: collect, shape, publish and await every acknowledgement, advance the
-//! checkpoint. The first failure stops the run; the checkpoint stays at the last hour that was
-//! fully acknowledged.
+//! The Manager sequences one run: plan the hours from the checkpoint, prepare (the sink
+//! connects, the checkpoint proves writable, the engine's windows are measured), then for each
+//! hour, oldest first: collect, shape, deliver (Kafka: every acknowledgement awaited), advance
+//! the checkpoint. The first failure stops the run; the checkpoint stays at the last hour that
+//! was fully acknowledged. [`RunReport`] says what the run did, also when it failed.
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracing::{info, instrument, warn};
@@ -10,8 +13,10 @@ use crate::checkpoint::{Checkpoint, ConfigMapCheckpoint, FileCheckpoint, configm
 use crate::collector::Collector;
 use crate::config::{CheckpointConfig, Config, Output, Plan};
 use crate::kafka::Publisher;
-use crate::message::{self, KafkaMessage};
+use crate::message;
 use crate::prometheus::Prometheus;
+use crate::queries::Windows;
+use crate::sink::{Sink, Spool};
 use crate::window::{self, HourWindow, rfc3339};
 use crate::{Error, Result};
 
@@ -19,21 +24,38 @@ use crate::{Error, Result};
 /// the checkpoint moves, as a crash or an OOM kill would. Used by the crash tests.
 pub const CRASH_HOOK_ENV: &str = "CONSUMPTION_METRICS_CRASH_AFTER_PUBLISH";
 
-/// What a run did.
-#[derive(Debug, Default)]
+/// What a run did, step by step; complete after a success, up to the failure otherwise.
+#[derive(Debug, Default, Clone)]
 pub struct RunReport {
-    /// Hours collected.
+    /// Hours the plan held.
+    pub planned: usize,
+    /// Hours collected and delivered (printed, or acknowledged by Kafka).
     pub hours: usize,
-    /// Hours published and checkpointed.
+    /// Hours acknowledged by Kafka.
     pub published: usize,
-    /// The messages of a dry-run.
-    pub messages: Vec<KafkaMessage>,
+    /// Messages delivered (parts included).
+    pub messages: usize,
+    /// Bytes of JSON payload delivered.
+    pub bytes: u64,
+    /// Time spent collecting from Prometheus (and shaping).
+    pub collect: Duration,
+    /// Time spent delivering (Kafka: until every acknowledgement).
+    pub deliver: Duration,
+    /// Time spent reading and writing the checkpoint.
+    pub checkpoint: Duration,
+    /// The engine's window semantics, once measured.
+    pub windows: Option<Windows>,
+    /// The checkpoint's value after the run (end of the last hour fully published), when the
+    /// run reads or writes it.
+    pub checkpoint_end: Option<DateTime<Utc>>,
 }
 
 pub struct Manager {
     config: Config,
     prometheus: Prometheus,
     checkpoint: Checkpoint,
+    sink: Option<Sink>,
+    report: RunReport,
 }
 
 async fn checkpoint_store(config: &CheckpointConfig) -> Result<Checkpoint> {
@@ -68,7 +90,19 @@ impl Manager {
             config,
             prometheus,
             checkpoint,
+            sink: None,
+            report: RunReport::default(),
         }
+    }
+
+    /// What the run did so far: everything after a success, up to the failure otherwise.
+    pub fn report(&self) -> &RunReport {
+        &self.report
+    }
+
+    /// The Prometheus client of this run (its request counters).
+    pub fn prometheus(&self) -> &Prometheus {
+        &self.prometheus
     }
 
     /// The hours to bill, and the checkpoint's next hour when this run may advance it.
@@ -105,55 +139,92 @@ impl Manager {
         }
     }
 
-    /// Run the pipeline.
+    /// Run the pipeline: plan, prepare, then collect → shape → deliver → advance hour by hour.
     #[instrument(skip_all, fields(cluster = %self.config.message.cluster_name))]
     pub async fn run(&mut self) -> Result<RunReport> {
+        let started = Instant::now();
         let (hours, mut next) = self.plan().await?;
-        let mut report = RunReport::default();
-        let Some(first) = hours.first() else {
+        self.report.checkpoint += started.elapsed();
+        self.report.checkpoint_end = next.map(|n| n.start());
+        self.report.planned = hours.len();
+        let Some(first) = hours.first().copied() else {
             info!("nothing to do: every settled hour is already published");
-            return Ok(report);
+            return Ok(self.report.clone());
         };
         info!(first = %first, count = hours.len(), "planned hours");
-        let publisher = match &self.config.output {
-            Output::DryRun => None,
-            Output::Publish(settings) => Some(Publisher::connect(settings).await?),
-        };
-        // Whatever would keep the checkpoint from being written fails now, before any send.
-        if self.config.moves_checkpoint() {
-            self.checkpoint.prepare().await?;
-        }
+        self.prepare().await?;
         let crash_after = std::env::var(CRASH_HOOK_ENV)
             .ok()
             .and_then(|v| v.parse::<usize>().ok());
 
         let collector =
             Collector::connect(&self.prometheus, &self.config.collect, first.end()).await?;
+        self.report.windows = Some(collector.windows());
+        let cluster = self.config.message.cluster_name.clone();
         for span in collector.spans(&hours) {
-            for hour in collector.collect_span(&span).await? {
+            let collecting = Instant::now();
+            let usage = collector.collect_span(&span).await?;
+            self.report.collect += collecting.elapsed();
+            for hour in usage {
+                let shaping = Instant::now();
                 let messages = message::shape(&hour, &self.config.message)?;
-                report.hours += 1;
-                let Some(publisher) = &publisher else {
+                self.report.collect += shaping.elapsed();
+
+                let delivering = Instant::now();
+                let sink = self.sink.as_mut().ok_or_else(|| {
+                    Error::Internal("the sink was not prepared before delivering".into())
+                })?;
+                let delivered = sink.deliver(&cluster, &hour.window, &messages).await?;
+                let durable = sink.is_durable();
+                self.report.deliver += delivering.elapsed();
+                self.report.hours += 1;
+                self.report.messages += delivered.messages;
+                self.report.bytes += delivered.bytes;
+                if !durable {
                     info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), "hour collected");
-                    report.messages.extend(messages);
                     continue;
-                };
-                publisher
-                    .publish_hour(&self.config.message.cluster_name, &hour.window, &messages)
-                    .await?;
-                info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), "hour published and acknowledged");
-                if crash_after == Some(report.published + 1) {
+                }
+                info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), bytes = delivered.bytes, "hour published and acknowledged");
+                self.report.published += 1;
+                if crash_after == Some(self.report.published) {
                     warn!("{CRASH_HOOK_ENV}: aborting before the checkpoint moves");
                     std::process::abort();
                 }
+                let advancing = Instant::now();
                 next = advance(&mut self.checkpoint, &self.config, next, hour.window).await?;
-                report.published += 1;
+                self.report.checkpoint += advancing.elapsed();
+                self.report.checkpoint_end = next.map(|n| n.start());
             }
         }
-        if let Some(p) = &publisher {
-            p.flush();
+        Ok(self.report.clone())
+    }
+
+    /// Everything that could fail before anything is sent fails now: the sink connects (TLS
+    /// files, brokers, topic) and the checkpoint proves writable.
+    async fn prepare(&mut self) -> Result<()> {
+        let sink = match &self.config.output {
+            Output::DryRun => Sink::Stdout(Spool::new()?),
+            Output::Publish(settings) => Sink::Kafka(Box::new(Publisher::connect(settings).await?)),
+        };
+        self.sink = Some(sink);
+        if self.config.moves_checkpoint() {
+            let preparing = Instant::now();
+            self.checkpoint.prepare().await?;
+            self.report.checkpoint += preparing.elapsed();
         }
-        Ok(report)
+        Ok(())
+    }
+
+    /// End a successful run: a dry-run prints its messages on `out`.
+    pub fn finish(&mut self, out: &mut dyn std::io::Write) -> Result<()> {
+        match self.sink.take() {
+            Some(sink) => sink.finish(out),
+            // Nothing was planned: a dry-run still prints an (empty) array.
+            None if matches!(self.config.output, Output::DryRun) => {
+                Spool::new()?.print(out).map_err(Error::from)
+            }
+            None => Ok(()),
+        }
     }
 }
 

@@ -91,6 +91,26 @@ fn published_hours_equal_the_dry_run_and_advance_the_checkpoint() {
 
     let expected = dry_run("2026-11-01T01:00:00Z", "2026-11-01T04:00:00Z");
     assert_eq!(expected.len(), 3);
+    // The run's report says what it sent (a publishing run once logged messages=0).
+    let bytes: usize = expected
+        .iter()
+        .map(|m| serde_json::to_vec(m).unwrap().len())
+        .sum();
+    let done = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("run complete"))
+        .unwrap_or_else(|| panic!("no run report in {}", out.stderr));
+    for field in [
+        "planned=3".to_string(),
+        "published=3".into(),
+        "messages=3".into(),
+        format!("bytes={bytes}"),
+        "windows=\"closed\"".into(),
+        "checkpoint=\"2026-11-01T04:00:00Z\"".into(),
+    ] {
+        assert!(done.contains(&field), "{field} not in {done}");
+    }
     let got = k.consume("mcmp-publish", 3, Duration::from_secs(20));
     assert_eq!(got.len(), 3, "messages on the topic");
     let mut got: Vec<_> = got.into_iter().collect();

@@ -56,7 +56,13 @@ fn hour(h: u32) -> (HourWindow, Vec<KafkaMessage>) {
 
 async fn publish(p: &Publisher, h: u32) -> Result<(), PublishError> {
     let (w, m) = hour(h);
-    p.publish_hour("mock", &w, &m).await
+    let bytes = p.publish_hour("mock", &w, &m).await?;
+    let expected: usize = m.iter().map(|m| serde_json::to_vec(m).unwrap().len()).sum();
+    assert_eq!(
+        bytes, expected as u64,
+        "the bytes reported are the payloads sent"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -164,15 +164,17 @@ impl Publisher {
     }
 
     /// Send every part of one hour and wait for every acknowledgement. Returns only when the
-    /// brokers hold all parts; the message key is `<cluster>/<hour start>`.
+    /// brokers hold all parts, with the bytes of payload sent; the message key is
+    /// `<cluster>/<hour start>`.
     #[instrument(skip_all, fields(hour = %window, parts = messages.len()))]
     pub async fn publish_hour(
         &self,
         cluster: &str,
         window: &HourWindow,
         messages: &[KafkaMessage],
-    ) -> Result<(), PublishError> {
+    ) -> Result<u64, PublishError> {
         let key = format!("{cluster}/{}", rfc3339(window.start()));
+        let mut bytes = 0u64;
         let parts = messages.len();
         let mut pending = Vec::with_capacity(parts);
         for (i, message) in messages.iter().enumerate() {
@@ -193,6 +195,7 @@ impl Publisher {
             };
             let payload =
                 serde_json::to_vec(message).map_err(|e| PublishError::Create(e.to_string()))?;
+            bytes += payload.len() as u64;
             let part = format!("{}/{parts}", i + 1);
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -236,7 +239,7 @@ impl Publisher {
         }
         match self.fatal(window, parts) {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(bytes),
         }
     }
 
