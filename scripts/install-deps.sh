@@ -21,6 +21,7 @@
 #   prometheus            Prometheus 2.42 and promtool (TSDB blocks from synthetic data);
 #   victoria-metrics      a second real engine for the accuracy tests (left-open windows, its
 #                         own resets/increase);
+#   prometheus-pushgateway  receives the job's own metrics in the self-metrics test;
 #   curl                  readiness probes of the demo's and tests' servers;
 #   stunnel4              the mutual-TLS listener in front of the test broker (tansu's own TLS
 #                         does not verify client certificates);
@@ -34,7 +35,10 @@ case $mode in
     --build-only) pkgs=("${build_pkgs[@]}"); want_tansu=0 ;;
     --demo) pkgs=("${build_pkgs[@]}" prometheus curl); want_tansu=0 ;;
     --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
-    --all) pkgs=("${build_pkgs[@]}" prometheus victoria-metrics curl stunnel4); want_tansu=1 ;;
+    --all)
+        pkgs=("${build_pkgs[@]}" prometheus victoria-metrics prometheus-pushgateway curl stunnel4)
+        want_tansu=1
+        ;;
     -h | --help)
         sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
         exit 0

@@ -341,6 +341,11 @@ pub struct Args {
     #[arg(long, env = "ADVANCE_CHECKPOINT", requires = "since")]
     pub advance_checkpoint: bool,
 
+    /// Prometheus Pushgateway for the job's own metrics, pushed at the end of every run (a
+    /// failed push is logged and changes nothing else). Example: http://pushgateway:9091
+    #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL")]
+    pub pushgateway_url: Option<String>,
+
     /// Validate the configuration (flags and environment), print what the run would do, and
     /// exit without contacting anything. Exit 0 when valid, 2 otherwise.
     #[arg(long)]

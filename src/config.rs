@@ -166,6 +166,8 @@ pub struct Config {
     pub prometheus_flavor: Flavor,
     pub collect: CollectConfig,
     pub message: MessageConfig,
+    /// Where the run's own metrics go, if anywhere.
+    pub pushgateway: Option<crate::pushgateway::PushSettings>,
     pub log_format: LogFormat,
 }
 
@@ -299,6 +301,25 @@ fn max_response_bytes(args: &Args) -> Result<usize> {
         ));
     }
     Ok(mib as usize * 1024 * 1024)
+}
+
+/// An http(s) URL given to `flag`, its credentials hidden in errors.
+fn parse_http_url(flag: &'static str, raw: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(raw).map_err(|e| {
+        invalid(
+            flag,
+            &hide_userinfo(raw),
+            format!("{e}; use for example http://host:9091"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(
+            flag,
+            &crate::prometheus::redacted(&url),
+            "the scheme must be http or https",
+        ));
+    }
+    Ok(url)
 }
 
 /// An unparsable URL for an error message: whatever stands between `://` and the last `@`
@@ -572,11 +593,19 @@ impl Config {
                 exclude_namespaces,
             },
             message: MessageConfig {
-                cluster_name,
+                cluster_name: cluster_name.clone(),
                 service_name: args.service_name.trim().to_string(),
                 service_version: args.service_version.trim().to_string(),
                 service_location: args.service_location.trim().to_string(),
                 max_message_bytes: args.max_message_bytes,
+            },
+            pushgateway: match args.pushgateway_url.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => Some(crate::pushgateway::PushSettings {
+                    url: parse_http_url("--pushgateway-url", raw)?,
+                    cluster: cluster_name.clone(),
+                    timeout: Duration::from_secs(10),
+                }),
             },
             log_format: args.log_format,
         })
@@ -715,7 +744,8 @@ impl Config {
              cpu basis:   {:?}\n\
              windows:     {}\n\
              tiers:       {}\n\
-             excluded:    {}\n",
+             excluded:    {}\n\
+             self-metrics: {}\n",
             crate::prometheus::redacted(&self.prometheus.url),
             self.prometheus_flavor,
             if self.prometheus.extra_params.is_empty() {
@@ -754,6 +784,14 @@ impl Config {
                     .map(|p| p.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
+            },
+            match &self.pushgateway {
+                Some(p) => format!(
+                    "pushed to {} (job consumption-metrics, cluster {})",
+                    crate::prometheus::redacted(&p.url),
+                    p.cluster
+                ),
+                None => "not pushed (no --pushgateway-url)".to_string(),
             },
         )
     }

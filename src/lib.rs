@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod manager;
 pub mod message;
 pub mod prometheus;
+pub mod pushgateway;
 pub mod queries;
 pub mod sink;
 pub mod synth;
@@ -80,6 +81,11 @@ impl Error {
         }
     }
 
+    /// Whether the run stopped at an hour Prometheus holds no data for.
+    pub fn is_no_data(&self) -> bool {
+        matches!(self, Error::Collect(collector::CollectError::NoData { .. }))
+    }
+
     /// Whether running again later may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -109,5 +115,5 @@ pub async fn run(
         Ok(_) => manager.finish(out),
         Err(e) => Err(e),
     };
-    (Some(manager.report().clone()), result)
+    (Some(manager.report()), result)
 }

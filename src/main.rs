@@ -45,8 +45,22 @@ fn run(args: &consumption_metrics::cli::Args) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let pushgateway = config.pushgateway.clone();
     let mut stdout = std::io::stdout().lock();
     let (run_report, result) = runtime.block_on(consumption_metrics::run(config, &mut stdout));
+    if let Some(settings) = &pushgateway {
+        let outcome = consumption_metrics::pushgateway::Outcome {
+            exit_code: result
+                .as_ref()
+                .map_or_else(|e| e.exit_code(), |()| exit::OK),
+            no_data: result.as_ref().is_err_and(|e| e.is_no_data()),
+        };
+        runtime.block_on(consumption_metrics::pushgateway::push(
+            settings,
+            run_report.as_ref(),
+            outcome,
+        ));
+    }
     if let Some(r) = &run_report {
         tracing::info!(
             planned = r.planned,

@@ -48,6 +48,9 @@ pub struct RunReport {
     /// The checkpoint's value after the run (end of the last hour fully published), when the
     /// run reads or writes it.
     pub checkpoint_end: Option<DateTime<Utc>>,
+    /// Prometheus requests sent (retries included) and the time they took.
+    pub prometheus_requests: u64,
+    pub prometheus_time: Duration,
 }
 
 pub struct Manager {
@@ -96,8 +99,13 @@ impl Manager {
     }
 
     /// What the run did so far: everything after a success, up to the failure otherwise.
-    pub fn report(&self) -> &RunReport {
-        &self.report
+    pub fn report(&self) -> RunReport {
+        let (requests, time) = self.prometheus.requests();
+        RunReport {
+            prometheus_requests: requests,
+            prometheus_time: time,
+            ..self.report.clone()
+        }
     }
 
     /// The Prometheus client of this run (its request counters).
@@ -149,7 +157,7 @@ impl Manager {
         self.report.planned = hours.len();
         let Some(first) = hours.first().copied() else {
             info!("nothing to do: every settled hour is already published");
-            return Ok(self.report.clone());
+            return Ok(self.report());
         };
         info!(first = %first, count = hours.len(), "planned hours");
         self.prepare().await?;
@@ -196,7 +204,7 @@ impl Manager {
                 self.report.checkpoint_end = next.map(|n| n.start());
             }
         }
-        Ok(self.report.clone())
+        Ok(self.report())
     }
 
     /// Everything that could fail before anything is sent fails now: the sink connects (TLS

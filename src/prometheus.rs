@@ -220,6 +220,14 @@ pub struct Prometheus {
     http: reqwest::Client,
     config: PrometheusConfig,
     endpoint: reqwest::Url,
+    stats: Stats,
+}
+
+/// Requests this client sent, and the time they took (for the run's report).
+#[derive(Default)]
+struct Stats {
+    requests: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
 }
 
 fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
@@ -296,6 +304,7 @@ impl Prometheus {
             http,
             config: config.clone(),
             endpoint,
+            stats: Stats::default(),
         };
         prometheus.bearer_token()?;
         Ok(prometheus)
@@ -375,7 +384,26 @@ impl Prometheus {
         secrets
     }
 
+    /// Requests sent so far (retries included) and the time spent waiting for them.
+    pub fn requests(&self) -> (u64, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.requests.load(Relaxed),
+            Duration::from_nanos(self.stats.nanos.load(Relaxed)),
+        )
+    }
+
     async fn query_once(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let result = self.query_timed(q).await;
+        self.stats.requests.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.nanos.fetch_add(nanos, Relaxed);
+        result
+    }
+
+    async fn query_timed(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
         let url = redacted(&self.config.url);
         let range = q.range();
         let mut form = vec![

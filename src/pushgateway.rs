@@ -1,0 +1,265 @@
+//! The job's own metrics, pushed to a Prometheus Pushgateway at the end of every run, success
+//! or failure: a batch job has nothing to scrape, and an hourly billing job that silently
+//! stops is the worst failure. The alerts in `kustomize/components/alerts` and the dashboard in
+//! `deploy/grafana` read these metrics.
+//!
+//! One group per job and cluster (`/metrics/job/consumption-metrics/cluster/<cluster>`), sent
+//! with POST: metrics of the same name are replaced, others kept, so
+//! `consumption_metrics_last_success_timestamp_seconds`, pushed only by a successful run,
+//! survives the failed runs after it, which is what "no success for N hours" needs.
+//!
+//! Every value describes the last run, so every metric is a gauge (none is a counter, so none
+//! ends in `_total`); units are suffixes (`_seconds`, `_bytes`, `_timestamp_seconds`). A push
+//! that fails is logged and never fails the run or touches the checkpoint.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::manager::RunReport;
+
+/// Where to push.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// The Pushgateway's base URL, e.g. `http://pushgateway.monitoring:9091`.
+    pub url: reqwest::Url,
+    pub cluster: String,
+    pub timeout: Duration,
+}
+
+/// How a run ended, by exit class (the README's exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub exit_code: u8,
+    /// The run stopped at an hour Prometheus holds no data for (it blocks every later run
+    /// until the checkpoint is moved past it).
+    pub no_data: bool,
+}
+
+/// The exit classes, by code.
+const CLASSES: [(u8, &str); 6] = [
+    (crate::exit::OK, "ok"),
+    (crate::exit::INTERNAL, "internal"),
+    (crate::exit::USAGE, "usage"),
+    (crate::exit::CHECKPOINT, "checkpoint"),
+    (crate::exit::COLLECT, "collect"),
+    (crate::exit::OUTPUT, "output"),
+];
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics of one run, in the Prometheus text exposition format.
+pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |v: f64| vec![(String::new(), v)];
+    let now_s = now.timestamp() as f64;
+    let default = RunReport::default();
+    let r = report.unwrap_or(&default);
+
+    gauge(
+        "consumption_metrics_build_info",
+        "Version of the consumption-metrics binary that ran last.",
+        &[(
+            format!("{{version=\"{}\"}}", escape(env!("CARGO_PKG_VERSION"))),
+            1.0,
+        )],
+    );
+    gauge(
+        "consumption_metrics_last_attempt_timestamp_seconds",
+        "When the last run ended, successful or not.",
+        &plain(now_s),
+    );
+    if outcome.exit_code == crate::exit::OK {
+        gauge(
+            "consumption_metrics_last_success_timestamp_seconds",
+            "When the last successful run ended.",
+            &plain(now_s),
+        );
+    }
+    gauge(
+        "consumption_metrics_last_run_success",
+        "1 if the last run succeeded, 0 otherwise.",
+        &plain(f64::from(u8::from(outcome.exit_code == crate::exit::OK))),
+    );
+    gauge(
+        "consumption_metrics_last_run_exit_code",
+        "Exit code of the last run (README, Exit codes).",
+        &plain(f64::from(outcome.exit_code)),
+    );
+    let classes: Vec<(String, f64)> = CLASSES
+        .iter()
+        .map(|(code, class)| {
+            (
+                format!("{{class=\"{class}\"}}"),
+                f64::from(u8::from(*code == outcome.exit_code)),
+            )
+        })
+        .collect();
+    gauge(
+        "consumption_metrics_last_run_outcome",
+        "1 for the exit class of the last run, 0 for the others.",
+        &classes,
+    );
+    gauge(
+        "consumption_metrics_last_run_no_data",
+        "1 if the last run stopped at an hour Prometheus holds no data for.",
+        &plain(f64::from(u8::from(outcome.no_data))),
+    );
+    if let Some(cp) = r.checkpoint_end {
+        gauge(
+            "consumption_metrics_checkpoint_timestamp_seconds",
+            "The checkpoint after the last run: end of the last hour fully published.",
+            &plain(cp.timestamp() as f64),
+        );
+        gauge(
+            "consumption_metrics_checkpoint_lag_seconds",
+            "How far the checkpoint is behind the end of the last run.",
+            &plain((now - cp).num_seconds().max(0) as f64),
+        );
+    }
+    gauge(
+        "consumption_metrics_last_run_hours_planned",
+        "Hours the last run planned to bill.",
+        &plain(r.planned as f64),
+    );
+    gauge(
+        "consumption_metrics_last_run_hours_published",
+        "Hours the last run published and had acknowledged by Kafka.",
+        &plain(r.published as f64),
+    );
+    gauge(
+        "consumption_metrics_last_run_messages",
+        "Messages (parts included) the last run delivered.",
+        &plain(r.messages as f64),
+    );
+    gauge(
+        "consumption_metrics_last_run_payload_bytes",
+        "Bytes of JSON payload the last run delivered.",
+        &plain(r.bytes as f64),
+    );
+    gauge(
+        "consumption_metrics_last_run_step_duration_seconds",
+        "Time the last run spent in each step.",
+        &[
+            ("{step=\"collect\"}".to_string(), r.collect.as_secs_f64()),
+            ("{step=\"deliver\"}".to_string(), r.deliver.as_secs_f64()),
+            (
+                "{step=\"checkpoint\"}".to_string(),
+                r.checkpoint.as_secs_f64(),
+            ),
+        ],
+    );
+    gauge(
+        "consumption_metrics_last_run_prometheus_requests",
+        "Prometheus requests the last run sent, retries included.",
+        &plain(r.prometheus_requests as f64),
+    );
+    gauge(
+        "consumption_metrics_last_run_prometheus_request_duration_seconds",
+        "Time the last run waited for Prometheus, all requests together.",
+        &plain(r.prometheus_time.as_secs_f64()),
+    );
+    if let Some(w) = r.windows {
+        gauge(
+            "consumption_metrics_query_windows_info",
+            "Range-window semantics the last run measured on its query engine.",
+            &[(format!("{{windows=\"{w}\"}}"), 1.0)],
+        );
+    }
+    out
+}
+
+/// Push the metrics of one run. Never fails the run: a problem is logged at WARN.
+pub async fn push(settings: &PushSettings, report: Option<&RunReport>, outcome: Outcome) {
+    let body = render(report, outcome, Utc::now());
+    let mut url = settings.url.clone();
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&format!(
+        "{path}/metrics/job/consumption-metrics/cluster/{}",
+        settings.cluster
+    ));
+    let shown = crate::prometheus::redacted(&url);
+    let client = match reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(url = %shown, error = %e, "could not push the run's metrics: no HTTP client");
+            return;
+        }
+    };
+    match client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => info!(url = %shown, "run metrics pushed"),
+        Ok(r) => warn!(
+            url = %shown,
+            status = r.status().as_u16(),
+            "the Pushgateway refused the run's metrics; the run itself is unaffected"
+        ),
+        Err(e) => warn!(
+            url = %shown,
+            error = %e.without_url(),
+            "could not push the run's metrics; the run itself is unaffected"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_run_keeps_the_last_success_out() {
+        let now: DateTime<Utc> = "2026-11-22T10:20:00Z".parse().unwrap();
+        let failed = render(
+            None,
+            Outcome {
+                exit_code: 4,
+                no_data: true,
+            },
+            now,
+        );
+        assert!(!failed.contains("last_success_timestamp"), "{failed}");
+        assert!(failed.contains("consumption_metrics_last_run_outcome{class=\"collect\"} 1"));
+        assert!(failed.contains("consumption_metrics_last_run_outcome{class=\"ok\"} 0"));
+        assert!(failed.contains("consumption_metrics_last_run_no_data 1"));
+        let report = RunReport {
+            checkpoint_end: Some("2026-11-22T07:00:00Z".parse().unwrap()),
+            ..RunReport::default()
+        };
+        let ok = render(
+            Some(&report),
+            Outcome {
+                exit_code: 0,
+                no_data: false,
+            },
+            now,
+        );
+        assert!(ok.contains("consumption_metrics_last_success_timestamp_seconds 1795342800"));
+        assert!(
+            ok.contains("consumption_metrics_checkpoint_lag_seconds 12000"),
+            "{ok}"
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The job's own metrics reach a real Pushgateway (Debian's prometheus-pushgateway) after a
+//! publishing run and after a failed one, and a real Prometheus scraping that Pushgateway sees
+//! them with the documented names, labels and values.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::kafka::{TestKafka, start_kafka};
+use common::{bin, free_port, run, server, standard};
+use serde_json::Value;
+
+fn kafka() -> &'static TestKafka {
+    static K: OnceLock<TestKafka> = OnceLock::new();
+    K.get_or_init(|| start_kafka("self-metrics"))
+}
+
+struct Monitoring {
+    pushgateway: String,
+    prometheus: String,
+    _children: Vec<Child>,
+}
+
+impl Drop for Monitoring {
+    fn drop(&mut self) {
+        for c in &mut self._children {
+            common::stop(c);
+        }
+    }
+}
+
+fn wait_http(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Command::new("curl")
+        .args(["-sf", url])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "{url} did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Pushgateway, and a Prometheus scraping it every second (honor_labels, as a Pushgateway
+/// needs).
+fn monitoring(dir: &Path) -> Monitoring {
+    let (pg_port, prom_port) = (free_port(), free_port());
+    let pushgateway = server("prometheus-pushgateway")
+        .arg(format!("--web.listen-address=127.0.0.1:{pg_port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("pushgateway.log")).unwrap())
+        .spawn()
+        .expect("starting prometheus-pushgateway");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: pushgateway\n    \
+             honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{pg_port}']\n"
+        ),
+    )
+    .unwrap();
+    let prometheus = server("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("starting prometheus");
+    let m = Monitoring {
+        pushgateway: format!("http://127.0.0.1:{pg_port}"),
+        prometheus: format!("http://127.0.0.1:{prom_port}"),
+        _children: vec![pushgateway, prometheus],
+    };
+    wait_http(&format!("{}/-/ready", m.pushgateway));
+    wait_http(&format!("{}/-/ready", m.prometheus));
+    m
+}
+
+/// Instant query against the scraping Prometheus: labels and value of each series.
+fn query(prometheus: &str, q: &str) -> Vec<(Value, f64)> {
+    let out = Command::new("curl")
+        .args(["-sf", "--data-urlencode", &format!("query={q}")])
+        .arg(format!("{prometheus}/api/v1/query"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let value = s["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+            (s["metric"].clone(), value)
+        })
+        .collect()
+}
+
+/// Wait until `q` returns `want` (the scrape interval is 1 s).
+fn eventually(prometheus: &str, q: &str, want: f64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = query(prometheus, q);
+        if let [(labels, v)] = got.as_slice()
+            && *v == want
+        {
+            return labels.clone();
+        }
+        assert!(Instant::now() < deadline, "{q}: {got:?}, want {want}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn runs_push_their_metrics_and_prometheus_scrapes_them() {
+    let k = kafka();
+    k.create_topic("mcmp-self-metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let m = monitoring(dir.path());
+    let cp = dir.path().join("checkpoint");
+    std::fs::write(&cp, "2026-11-01T01:00:00Z\n").unwrap();
+    let job = |topic: &str, now: &str| {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                &standard().url,
+                "--cluster-name",
+                "synth-01",
+            ])
+            .args(["--now", now, "--pushgateway-url", &m.pushgateway])
+            .args(["--kafka-delivery-timeout", "5s"])
+            .arg("--checkpoint-file")
+            .arg(&cp)
+            .args(k.flags(topic)))
+    };
+
+    // A scheduled run publishes three hours.
+    let out = job("mcmp-self-metrics", "2026-11-01T04:10:00Z");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("run metrics pushed"), "{}", out.stderr);
+    let p = &m.prometheus;
+    let sel = r#"{job="consumption-metrics",cluster="synth-01"}"#;
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_hours_published{sel}"),
+        3.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_hours_planned{sel}"),
+        3.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_messages{sel}"),
+        3.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_success{sel}"),
+        1.0,
+    );
+    eventually(
+        p,
+        &format!(r#"consumption_metrics_last_run_outcome{{class="ok",cluster="synth-01"}}"#),
+        1.0,
+    );
+    let checkpoint = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
+        .unwrap()
+        .timestamp() as f64;
+    eventually(
+        p,
+        &format!("consumption_metrics_checkpoint_timestamp_seconds{sel}"),
+        checkpoint,
+    );
+    eventually(
+        p,
+        &format!(
+            r#"consumption_metrics_query_windows_info{{windows="closed",cluster="synth-01"}}"#
+        ),
+        1.0,
+    );
+    let build = eventually(p, &format!("consumption_metrics_build_info{sel}"), 1.0);
+    assert_eq!(build["version"], env!("CARGO_PKG_VERSION"));
+    for q in [
+        "consumption_metrics_last_run_payload_bytes",
+        "consumption_metrics_last_run_prometheus_requests",
+        "consumption_metrics_last_run_prometheus_request_duration_seconds",
+        r#"consumption_metrics_last_run_step_duration_seconds{step="collect"}"#,
+        r#"consumption_metrics_last_run_step_duration_seconds{step="deliver"}"#,
+    ] {
+        let got = query(p, q);
+        assert!(
+            matches!(got.as_slice(), [(_, v)] if *v > 0.0),
+            "{q}: {got:?}"
+        );
+    }
+    let success = query(p, "consumption_metrics_last_success_timestamp_seconds")[0].1;
+
+    // A failing run (a topic that does not exist: exit 5) replaces the run's metrics and keeps
+    // the last success, which "no success for N hours" relies on.
+    let out = job("no-such-topic", "2026-11-01T05:10:00Z");
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_success{sel}"),
+        0.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_exit_code{sel}"),
+        5.0,
+    );
+    eventually(
+        p,
+        &format!(r#"consumption_metrics_last_run_outcome{{class="output",cluster="synth-01"}}"#),
+        1.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_hours_published{sel}"),
+        0.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_success_timestamp_seconds{sel}"),
+        success,
+    );
+    // The checkpoint did not move.
+    eventually(
+        p,
+        &format!("consumption_metrics_checkpoint_timestamp_seconds{sel}"),
+        checkpoint,
+    );
+}
+
+/// A Pushgateway that is down never fails the run.
+#[test]
+fn an_unreachable_pushgateway_changes_nothing() {
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            &standard().url,
+            "--cluster-name",
+            "synth-01",
+        ])
+        .args(["--dry-run", "--now", "2026-11-02T00:00:00Z"])
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ])
+        .args([
+            "--pushgateway-url",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not push the run's metrics"),
+        "{}",
+        out.stderr
+    );
+    let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(messages.as_array().unwrap().len(), 1);
+}
