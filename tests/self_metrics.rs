@@ -171,7 +171,7 @@ fn runs_push_their_metrics_and_prometheus_scrapes_them() {
     );
     eventually(
         p,
-        &format!(r#"consumption_metrics_last_run_outcome{{class="ok",cluster="synth-01"}}"#),
+        r#"consumption_metrics_last_run_outcome{class="ok",cluster="synth-01"}"#,
         1.0,
     );
     let checkpoint = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
@@ -184,9 +184,7 @@ fn runs_push_their_metrics_and_prometheus_scrapes_them() {
     );
     eventually(
         p,
-        &format!(
-            r#"consumption_metrics_query_windows_info{{windows="closed",cluster="synth-01"}}"#
-        ),
+        r#"consumption_metrics_query_windows_info{windows="closed",cluster="synth-01"}"#,
         1.0,
     );
     let build = eventually(p, &format!("consumption_metrics_build_info{sel}"), 1.0);
@@ -222,7 +220,7 @@ fn runs_push_their_metrics_and_prometheus_scrapes_them() {
     );
     eventually(
         p,
-        &format!(r#"consumption_metrics_last_run_outcome{{class="output",cluster="synth-01"}}"#),
+        r#"consumption_metrics_last_run_outcome{class="output",cluster="synth-01"}"#,
         1.0,
     );
     eventually(
