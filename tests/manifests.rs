@@ -77,6 +77,7 @@ struct Rendered {
     configmaps: Vec<ConfigMap>,
     policies: Vec<NetworkPolicy>,
     accounts: Vec<ServiceAccount>,
+    rules: Vec<Value>,
 }
 
 fn parse(overlay: &str) -> Rendered {
@@ -93,6 +94,8 @@ fn parse(overlay: &str) -> Rendered {
             "ConfigMap" => r.configmaps.push(strict(&v)),
             "NetworkPolicy" => r.policies.push(strict(&v)),
             "ServiceAccount" => r.accounts.push(strict(&v)),
+            // Not a Kubernetes type: checked by the_alerts_fire_when_they_should_and_only_then.
+            "PrometheusRule" => r.rules.push(v.clone()),
             other => panic!("{overlay}: unexpected kind {other}"),
         }
     }
@@ -110,6 +113,36 @@ fn every_overlay_renders_strictly_typed_objects() {
         assert!(r.cronjob.is_some(), "{overlay}: no CronJob");
         assert_eq!(r.accounts.len(), 1, "{overlay}");
         assert_eq!(r.policies.len(), 1, "{overlay}");
+        // Alerts where the overlay includes them, in the overlay's namespace, with the
+        // Pushgateway they need configured.
+        let alerts = matches!(overlay, "stage" | "prd");
+        assert_eq!(
+            r.rules.len(),
+            usize::from(alerts),
+            "{overlay}: PrometheusRule"
+        );
+        for rule in &r.rules {
+            assert_eq!(
+                rule["metadata"]["namespace"],
+                namespace_of(overlay).as_str()
+            );
+        }
+        let settings = r
+            .configmaps
+            .iter()
+            .find(|c| {
+                c.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("consumption-metrics-settings"))
+            })
+            .and_then(|c| c.data.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            settings.contains_key("PUSHGATEWAY_URL"),
+            alerts,
+            "{overlay}"
+        );
         for cm in &r.configmaps {
             assert_eq!(
                 cm.metadata.namespace.as_deref(),
@@ -425,5 +458,56 @@ fn build_packages_come_from_one_list() {
         "pkg-config",
     ] {
         assert!(list.contains(pkg), "{pkg} missing from {list}");
+    }
+}
+
+/// The alerts shipped in kustomize/components/alerts pass `promtool check rules` and their
+/// unit tests (deploy/alerts/tests.yml): each alert fires and stays quiet where it should.
+#[test]
+fn the_alerts_fire_when_they_should_and_only_then() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rule: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("kustomize/components/alerts/prometheusrule.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        serde_yaml::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("deploy/alerts/tests.yml"),
+        dir.path().join("tests.yml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "rules.yml"],
+        ["test", "rules", "tests.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .expect("promtool (Debian's prometheus package; scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every alert has a test that shows it firing.
+    let tests = std::fs::read_to_string(root.join("deploy/alerts/tests.yml")).unwrap();
+    for r in rule["spec"]["groups"][0]["rules"].as_array().unwrap() {
+        let name = r["alert"].as_str().unwrap();
+        assert!(
+            tests.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - "
+            )),
+            "no test shows {name} firing"
+        );
     }
 }
