@@ -488,7 +488,7 @@ fn the_alerts_fire_when_they_should_and_only_then() {
         ["test", "rules", "tests.yml"],
     ] {
         let out = Command::new("promtool")
-            .args(&args)
+            .args(args)
             .current_dir(dir.path())
             .output()
             .expect("promtool (Debian's prometheus package; scripts/install-deps.sh)");
