@@ -388,6 +388,35 @@ pub enum Command {
     /// published exactly once and right. Uses the same Kafka, TLS and cluster settings as
     /// publishing; joins no consumer group and commits nothing.
     Audit(AuditArgs),
+    /// Inspect the checkpoint, or move it deliberately (the runbook's commands).
+    Checkpoint {
+        #[command(subcommand)]
+        action: CheckpointAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CheckpointAction {
+    /// Where the checkpoint lives, its value, the lag, and which hours the next scheduled run
+    /// would bill. Changes nothing.
+    Show {
+        #[command(flatten)]
+        run: Args,
+    },
+    /// Set the checkpoint to the end of the last hour to count as published: the way past an
+    /// hour Prometheus never recorded, or a migration from the Go job. Refuses to move
+    /// backwards (hours would be billed again) unless --force.
+    Set {
+        /// The new value: an hour's start, RFC 3339. Example: 2026-11-22T11:00:00Z
+        #[arg(long, value_name = "HOUR")]
+        to: String,
+        /// Allow moving backwards: the hours after --to will be published again (with the
+        /// same message ids).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        run: Args,
+    },
 }
 
 /// `consumption-metrics audit`: the run's flags (Kafka, TLS, cluster, and for --recompute

@@ -41,9 +41,11 @@ pub enum CollectError {
     #[error(
         "Prometheus holds no kube-state-metrics data (kube_namespace_status_phase) for the hour \
          {hour}; nothing can be billed for it. Check --prometheus-url, that kube-state-metrics \
-         is scraped, and that the hour is within Prometheus's retention"
+         is scraped, and that the hour is within Prometheus's retention. Every later run stops \
+         here too: if the data is gone for good, move the checkpoint past the hour with \
+         `consumption-metrics checkpoint set --to {end}` (README, Runbook)"
     )]
-    NoData { hour: String },
+    NoData { hour: String, end: String },
     #[error("the {what} query returned a series without a namespace label: {labels:?}")]
     MissingLabel {
         what: &'static str,
@@ -243,6 +245,7 @@ impl<'a> Collector<'a> {
             if !counts.contains_key(&w.end().timestamp()) {
                 return Err(CollectError::NoData {
                     hour: w.to_string(),
+                    end: rfc3339(w.end()),
                 });
             }
         }
@@ -252,6 +255,7 @@ impl<'a> Collector<'a> {
                 let max = counts.values().copied().fold(0.0, f64::max);
                 interval_from_count(max).ok_or_else(|| CollectError::NoData {
                     hour: span.first().map(|w| w.to_string()).unwrap_or_default(),
+                    end: span.first().map(|w| rfc3339(w.end())).unwrap_or_default(),
                 })?
             }
         };

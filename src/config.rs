@@ -276,6 +276,44 @@ fn parse_url(value: &str) -> Result<reqwest::Url> {
     Ok(url)
 }
 
+/// Where the checkpoint lives: the ConfigMap when one is named, else the file.
+pub fn checkpoint_config(args: &Args) -> CheckpointConfig {
+    match &args.checkpoint_configmap {
+        Some(name) if !name.trim().is_empty() => CheckpointConfig::ConfigMap {
+            name: name.trim().to_string(),
+            namespace: args
+                .checkpoint_namespace
+                .as_ref()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty()),
+        },
+        _ => CheckpointConfig::File(args.checkpoint_file.clone()),
+    }
+}
+
+/// What the `checkpoint` commands need: the store, the clock and the scheduling rules.
+#[derive(Debug, Clone)]
+pub struct CheckpointCommandConfig {
+    pub checkpoint: CheckpointConfig,
+    pub now: DateTime<Utc>,
+    pub settle_delay: Duration,
+    pub max_hours_per_run: u32,
+}
+
+impl CheckpointCommandConfig {
+    pub fn from_args(args: &Args, system_now: DateTime<Utc>) -> Result<Self> {
+        Ok(Self {
+            checkpoint: checkpoint_config(args),
+            now: match &args.now {
+                Some(raw) => parse_time("--now", raw)?,
+                None => system_now,
+            },
+            settle_delay: settle_delay(args)?,
+            max_hours_per_run: args.max_hours_per_run.max(1),
+        })
+    }
+}
+
 /// `--settle-delay`, at most a week: data that takes longer to arrive is a broken pipeline,
 /// and a huge delay would make every hour look unsettled.
 fn settle_delay(args: &Args) -> Result<Duration> {
@@ -455,17 +493,7 @@ impl Config {
         } else {
             Output::Publish(kafka_settings(args, false)?)
         };
-        let checkpoint = match &args.checkpoint_configmap {
-            Some(name) if !name.trim().is_empty() => CheckpointConfig::ConfigMap {
-                name: name.trim().to_string(),
-                namespace: args
-                    .checkpoint_namespace
-                    .as_ref()
-                    .map(|n| n.trim().to_string())
-                    .filter(|n| !n.is_empty()),
-            },
-            _ => CheckpointConfig::File(args.checkpoint_file.clone()),
-        };
+        let checkpoint = checkpoint_config(args);
         let start_from = match &args.start_from {
             None => None,
             Some(raw) => {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod kafka;
 pub mod manager;
 pub mod message;
+pub mod operator;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod queries;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use consumption_metrics::audit::AuditFormat;
-use consumption_metrics::cli::{AuditArgs, Cli, Command};
+use consumption_metrics::cli::{AuditArgs, CheckpointAction, Cli, Command};
 use consumption_metrics::config::{AuditConfig, Config};
 use consumption_metrics::{exit, telemetry};
 
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Some(Command::Audit(args)) => audit(args),
+        Some(Command::Checkpoint { action }) => checkpoint(action),
         None => run(&cli.run),
     }
 }
@@ -165,6 +166,47 @@ fn parse_error(e: clap::Error) -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     e.exit()
+}
+
+/// `consumption-metrics checkpoint show|set`.
+fn checkpoint(action: &CheckpointAction) -> ExitCode {
+    let (CheckpointAction::Show { run } | CheckpointAction::Set { run, .. }) = action;
+    let json = telemetry::init(run.log_format);
+    let config = match consumption_metrics::config::CheckpointCommandConfig::from_args(
+        run,
+        chrono::Utc::now(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e, json);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let outcome = runtime.block_on(async {
+        let mut store = consumption_metrics::manager::checkpoint_store(&config.checkpoint).await?;
+        match action {
+            CheckpointAction::Show { .. } => {
+                consumption_metrics::operator::show(&config, &mut store).await
+            }
+            CheckpointAction::Set { to, force, .. } => {
+                consumption_metrics::operator::set(&config, &mut store, to, *force).await
+            }
+        }
+    });
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            report(&e, json);
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// One error line for a person on a terminal; one JSON log event in a cluster. The line ends by

@@ -61,7 +61,9 @@ pub struct Manager {
     report: RunReport,
 }
 
-async fn checkpoint_store(config: &CheckpointConfig) -> Result<Checkpoint> {
+/// The checkpoint store `config` names: a file, or a ConfigMap through the pod's service
+/// account (or KUBECONFIG).
+pub async fn checkpoint_store(config: &CheckpointConfig) -> Result<Checkpoint> {
     Ok(match config {
         CheckpointConfig::File(path) => Checkpoint::File(FileCheckpoint::new(path)),
         CheckpointConfig::ConfigMap { name, namespace } => {

@@ -856,3 +856,117 @@ fn the_flavor_decides_the_query_parameters() {
     let out = run(base("http://127.0.0.1:9").args(["--prometheus-flavor", "mimir"]));
     assert_fails(&out, 2, &["X-Scope-OrgID"]);
 }
+
+/// The runbook's commands on a file checkpoint: show, a Go-job value refused with the commands
+/// that fix it, set forward, refusal backwards without --force, and never into the future.
+#[test]
+fn checkpoint_commands_show_and_move_it_deliberately() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp");
+    let cmd = |args: &[&str]| {
+        run(bin()
+            .arg("checkpoint")
+            .args(args)
+            .arg("--checkpoint-file")
+            .arg(&cp)
+            .args(["--now", "2026-11-22T13:20:00Z"]))
+    };
+    let out = cmd(&["show"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("none yet"), "{}", out.stdout);
+
+    // The Go job's wall-clock value: named, with both candidate hours and the commands.
+    std::fs::write(&cp, "2026-11-22T10:17:42.123+00:00\n").unwrap();
+    let out = cmd(&["show"]);
+    let line = assert_fails(
+        &out,
+        3,
+        &[
+            "Go CronJob",
+            "checkpoint set --to 2026-11-22T10:00:00Z",
+            "--to 2026-11-22T09:00:00Z",
+        ],
+    );
+    assert!(line.contains("2026-11-22T10:17:42.123+00:00"), "{line}");
+
+    let out = cmd(&["set", "--to", "2026-11-22T10:00:00Z"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "2026-11-22T10:00:00Z\n"
+    );
+    assert!(
+        out.stderr.contains("checkpoint moved by hand"),
+        "{}",
+        out.stderr
+    );
+    let out = cmd(&["show"]);
+    assert!(
+        out.stdout
+            .contains("would bill 3 hours, [2026-11-22T10:00:00Z, 2026-11-22T13:00:00Z)")
+            && out.stdout.contains("lag:         3h 20m"),
+        "{}",
+        out.stdout
+    );
+
+    let out = cmd(&["set", "--to", "2026-11-22T08:00:00Z"]);
+    assert_fails(&out, 3, &["backwards", "--force"]);
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "2026-11-22T10:00:00Z\n"
+    );
+    let out = cmd(&["set", "--to", "2026-11-22T08:00:00Z", "--force"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "2026-11-22T08:00:00Z\n"
+    );
+
+    let out = cmd(&["set", "--to", "2026-11-22T14:00:00Z"]);
+    assert_fails(&out, 2, &["after the newest settled hour"]);
+    let out = cmd(&["set", "--to", "2026-11-22T10:30:00Z"]);
+    assert_fails(&out, 2, &["--to"]);
+}
+
+/// The runbook for an hour Prometheus never recorded: every run stops there (exit 4) with the
+/// command that moves past it; after that command the next run bills on.
+#[test]
+fn a_no_data_hour_is_passed_with_the_runbook_command() {
+    let p = standard();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp");
+    let gap = p.dataset.first_truth_hour - 2 * 3600; // one hour before the data starts
+    std::fs::write(&cp, format!("{}\n", rfc3339(gap))).unwrap();
+    let now = rfc3339(p.dataset.first_truth_hour + 3 * 3600 + 600);
+    let scheduled = || {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                &p.url,
+                "--cluster-name",
+                "synth-01",
+                "--dry-run",
+            ])
+            .args(["--now", &now])
+            .arg("--checkpoint-file")
+            .arg(&cp))
+    };
+    let command = format!("checkpoint set --to {}", rfc3339(gap + 3600));
+    let out = scheduled();
+    assert_fails(&out, 4, &["no kube-state-metrics data", &command]);
+
+    let out = run(bin()
+        .args(command.split(' ').collect::<Vec<_>>())
+        .arg("--checkpoint-file")
+        .arg(&cp)
+        .args(["--now", &now]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = scheduled();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let messages: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        messages.as_array().unwrap().len(),
+        4,
+        "the data's first hour and three more"
+    );
+}

@@ -132,14 +132,26 @@ impl ConfigMapCheckpoint {
 
     /// Set the key to `end`, with the resourceVersion read last as precondition.
     pub async fn advance(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        self.set(end, now, false).await
+    }
+
+    /// Write `end`; backwards only with `allow_backwards` (an operator's deliberate move).
+    pub async fn set(
+        &mut self,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        allow_backwards: bool,
+    ) -> Result<()> {
         if self.current.is_none() {
-            self.load(now).await?;
+            // A malformed value (e.g. the Go job's) may be replaced: read errors are not fatal.
+            let _ = self.load(now).await;
             self.prepare().await?;
         }
         let mut cm = self.current.clone().unwrap_or_default();
         if let Some(current) = cm.data.as_ref().and_then(|d| d.get(KEY))
             && let Ok(current) = parse_value(&self.describe(), current, now)
             && current.start() > end
+            && !allow_backwards
         {
             return Err(CheckpointError::Backwards {
                 location: self.describe(),

@@ -92,8 +92,14 @@ impl FileCheckpoint {
 
     /// Record that every hour before `end` is published. Atomic; never backwards.
     pub fn advance(&self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
-        if let Some(current) = self.load(now)?
+        self.set(end, now, false)
+    }
+
+    /// Write `end`; backwards only with `allow_backwards` (an operator's deliberate move).
+    pub fn set(&self, end: DateTime<Utc>, now: DateTime<Utc>, allow_backwards: bool) -> Result<()> {
+        if let Ok(Some(current)) = self.load(now)
             && current.start() > end
+            && !allow_backwards
         {
             return Err(CheckpointError::Backwards {
                 location: self.location(),
@@ -218,11 +224,24 @@ mod tests {
             cp.load(now),
             Err(CheckpointError::Malformed { .. })
         ));
+        // The Go job's formats: a wall-clock time off the hour, epoch seconds, Go's String().
+        for legacy in [
+            "2026-11-22T10:30:00Z",
+            "2026-11-22T10:30:12.345+01:00",
+            "1795343412",
+            "2026-11-22 10:30:12.123456789 +0000 UTC",
+        ] {
+            std::fs::write(&path, legacy).unwrap();
+            let e = cp.load(now).unwrap_err();
+            assert!(matches!(e, CheckpointError::Legacy { .. }), "{legacy}: {e}");
+            assert!(e.to_string().contains("checkpoint set --to"), "{e}");
+        }
         std::fs::write(&path, "2026-11-22T10:30:00Z").unwrap();
-        assert!(matches!(
-            cp.load(now),
-            Err(CheckpointError::NotAligned { .. })
-        ));
+        let e = cp.load(now).unwrap_err().to_string();
+        assert!(
+            e.contains("--to 2026-11-22T10:00:00Z") && e.contains("--to 2026-11-22T09:00:00Z"),
+            "both candidate hours: {e}"
+        );
         std::fs::write(&path, "2026-11-23T10:00:00Z").unwrap();
         assert!(matches!(cp.load(now), Err(CheckpointError::Future { .. })));
     }

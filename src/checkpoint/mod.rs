@@ -5,7 +5,7 @@
 pub mod configmap;
 pub mod file;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 pub use configmap::ConfigMapCheckpoint;
 pub use file::FileCheckpoint;
@@ -30,15 +30,6 @@ pub enum CheckpointError {
         reason: String,
     },
     #[error(
-        "the {location} holds {value}, which is not at the start of an hour; it must be the end \
-         of the last published hour, e.g. {floor}"
-    )]
-    NotAligned {
-        location: String,
-        value: String,
-        floor: String,
-    },
-    #[error(
         "the {location} holds {value}, which is after now ({now}); nothing was sent. Check the \
          clock (--now) or correct the value"
     )]
@@ -47,7 +38,26 @@ pub enum CheckpointError {
         value: String,
         now: String,
     },
-    #[error("refusing to move the {location} backwards from {current} to {requested}")]
+    #[error(
+        "the {location} holds {value:?}, which reads as {time}: a wall-clock time such as the Go \
+         CronJob wrote (\"when a message was last published\"), not the end of an hour. Which \
+         hour it means cannot be known from the value, so nothing was sent. If the Go job had \
+         published every hour before {floor}, run `consumption-metrics checkpoint set --to \
+         {floor}` with this job's checkpoint settings; if only those before {before}, use \
+         `--to {before}`. Compare with the billing side's last hour first"
+    )]
+    Legacy {
+        location: String,
+        value: String,
+        time: String,
+        floor: String,
+        before: String,
+    },
+    #[error(
+        "refusing to move the {location} backwards from {current} to {requested}; hours after \
+         {requested} would be billed again (with the same message ids). If that is what you \
+         want, repeat with --force"
+    )]
     Backwards {
         location: String,
         current: String,
@@ -98,15 +108,49 @@ pub enum CheckpointError {
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
 /// Parse a stored value: an hour-aligned RFC 3339 time not after `now`.
+/// A time in a format other jobs write: Unix epoch seconds (with a fraction or not), or Go's
+/// `time.Time.String()` (`2019-06-04 17:00:12.123 +0000 UTC`).
+fn parse_legacy(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(secs) = value.parse::<f64>()
+        && secs.is_finite()
+        && secs > 0.0
+    {
+        // Milliseconds would land tens of thousands of years ahead; refuse those.
+        return DateTime::from_timestamp(secs.trunc() as i64, 0).filter(|t| t.year() < 3000);
+    }
+    let go = value
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .trim_end();
+    DateTime::parse_from_str(go, "%Y-%m-%d %H:%M:%S%.f %z")
+        .ok()
+        .map(|t| t.to_utc())
+}
+
 pub fn parse_value(location: &str, content: &str, now: DateTime<Utc>) -> Result<HourWindow> {
     let value = content.trim();
-    let t = DateTime::parse_from_rfc3339(value)
-        .map_err(|e| CheckpointError::Malformed {
+    let legacy = |t: DateTime<Utc>| {
+        let floor = floor_hour(t);
+        CheckpointError::Legacy {
             location: location.to_string(),
-            content: value.chars().take(80).collect(),
-            reason: e.to_string(),
-        })?
-        .with_timezone(&Utc);
+            value: value.chars().take(80).collect(),
+            time: rfc3339(t),
+            floor: rfc3339(floor),
+            before: rfc3339(floor - chrono::TimeDelta::hours(1)),
+        }
+    };
+    let t = match DateTime::parse_from_rfc3339(value) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(e) => {
+            return Err(match parse_legacy(value) {
+                Some(t) => legacy(t),
+                None => CheckpointError::Malformed {
+                    location: location.to_string(),
+                    content: value.chars().take(80).collect(),
+                    reason: e.to_string(),
+                },
+            });
+        }
+    };
     if t > now {
         return Err(CheckpointError::Future {
             location: location.to_string(),
@@ -114,11 +158,8 @@ pub fn parse_value(location: &str, content: &str, now: DateTime<Utc>) -> Result<
             now: rfc3339(now),
         });
     }
-    HourWindow::starting_at(t, "checkpoint").map_err(|_| CheckpointError::NotAligned {
-        location: location.to_string(),
-        value: rfc3339(t),
-        floor: rfc3339(floor_hour(t)),
-    })
+    // RFC 3339 off the hour: a wall-clock time (the Go job's), not an hour's end.
+    HourWindow::starting_at(t, "checkpoint").map_err(|_| legacy(t))
 }
 
 /// Where the checkpoint lives.
@@ -149,6 +190,19 @@ impl Checkpoint {
         match self {
             Checkpoint::File(f) => f.advance(end, now),
             Checkpoint::ConfigMap(c) => c.advance(end, now).await,
+        }
+    }
+
+    /// Write `end` as an operator's deliberate move: backwards only with `allow_backwards`.
+    pub async fn set(
+        &mut self,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        allow_backwards: bool,
+    ) -> Result<()> {
+        match self {
+            Checkpoint::File(f) => f.set(end, now, allow_backwards),
+            Checkpoint::ConfigMap(c) => c.set(end, now, allow_backwards).await,
         }
     }
 
