@@ -243,6 +243,18 @@ pub struct Args {
     #[arg(long, env = "CPU_BASIS", value_enum, default_value_t = CpuBasis::Request)]
     pub cpu_basis: CpuBasis,
 
+    /// GPU weight of an extended resource, repeatable; comma-separated in the environment.
+    /// GPU-hours = count × weight × hours. Defaults: nvidia.com/gpu=1, amd.com/gpu=1,
+    /// nvidia.com/mig-<C>g.<M>gb=C/7; nvidia.com/gpu.shared must be set (1/replicas).
+    /// Example: --gpu-resource nvidia.com/gpu.shared=1/4
+    #[arg(
+        long = "gpu-resource",
+        env = "GPU_RESOURCES",
+        value_name = "RESOURCE=WEIGHT",
+        value_delimiter = ','
+    )]
+    pub gpu_resources: Vec<String>,
+
     /// StorageClass to tier mapping for RWX volumes, repeatable; comma-separated in the
     /// environment. Tiers: standard, basic, premium. Unmapped classes are standard.
     /// Example: --storage-tier gold=premium --storage-tier nfs=basic

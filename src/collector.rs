@@ -8,6 +8,7 @@ use tracing::{info, instrument, warn};
 
 use crate::cli::CpuBasis;
 use crate::config::{CollectConfig, Tier};
+use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
 use crate::queries::{self, Windows};
 use crate::window::{HourWindow, rfc3339};
@@ -62,6 +63,12 @@ pub enum CollectError {
         hour: String,
         value: f64,
     },
+    #[error(
+        "Running pods request {resource} (time-sliced GPUs), whose weight depends on the \
+         device plugin's replica count; nothing was billed. Set --gpu-resource \
+         nvidia.com/gpu.shared=1/<replicas> (GPU_RESOURCES)"
+    )]
+    SharedGpu { resource: String },
     #[error(
         "the window probe `{probe}` answered {answer}, neither 61 (closed windows, Prometheus \
          2.x) nor 60 (left-open, Prometheus 3.x, VictoriaMetrics); set --window-semantics to \
@@ -136,6 +143,9 @@ pub struct Collector<'a> {
     prometheus: &'a Prometheus,
     config: &'a CollectConfig,
     windows: Windows,
+    /// Warnings already given this run (an unmapped StorageClass, an unweighted GPU): once
+    /// per run, not once per span.
+    warned: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Hours before a span that the scrape interval is also derived from, so that a scrape gap in
@@ -184,6 +194,7 @@ impl<'a> Collector<'a> {
             prometheus,
             config,
             windows,
+            warned: Default::default(),
         })
     }
 
@@ -293,8 +304,33 @@ impl<'a> Collector<'a> {
         };
         self.apply(&mut hours, "namespaces", ns, |_, _, _| {})?;
         self.apply(&mut hours, cpu_what, cpu, |u, _, v| u.cpu += v)?;
-        self.apply(&mut hours, "gpu", gpu, |u, _, v| u.gpu += v)?;
-        let unmapped = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let mut unweighted = std::collections::BTreeSet::new();
+        let mut shared = None;
+        self.apply(&mut hours, "gpu", gpu, |u, labels, v| {
+            let resource = labels.get("resource").map(String::as_str).unwrap_or("");
+            match self.config.gpu_weights.weight(resource) {
+                Weight::Known(w) => u.gpu += v * w,
+                Weight::Unknown => {
+                    unweighted.insert(resource.to_string());
+                }
+                Weight::SharedUnconfigured if v > 0.0 => shared = Some(resource.to_string()),
+                Weight::SharedUnconfigured => {}
+            }
+        })?;
+        if let Some(resource) = shared {
+            return Err(CollectError::SharedGpu { resource });
+        }
+        for resource in unweighted
+            .into_iter()
+            .filter(|r| self.first_warning(&format!("gpu {r}")))
+        {
+            warn!(
+                resource,
+                "a GPU-like extended resource has no weight and is billed 0; set \
+                 --gpu-resource <name>=<GPUs per unit>"
+            );
+        }
+        let mut unmapped = std::collections::BTreeSet::new();
         self.apply(&mut hours, "storage", storage, |u, labels, v| {
             let rwx = labels.get("rwx").map(String::as_str) == Some("true");
             if !rwx {
@@ -307,18 +343,29 @@ impl<'a> Collector<'a> {
                 Some(Tier::Basic) => u.storage_rwx_basic += v,
                 Some(Tier::Standard) => u.storage_rwx_standard += v,
                 None => {
-                    unmapped.borrow_mut().insert(class.to_string());
+                    unmapped.insert(class.to_string());
                     u.storage_rwx_standard += v
                 }
             }
         })?;
-        for class in unmapped.into_inner() {
+        for class in unmapped
+            .into_iter()
+            .filter(|c| self.first_warning(&format!("class {c}")))
+        {
             warn!(
                 storageclass = class,
                 "RWX StorageClass has no tier (--storage-tier); billing it as standard"
             );
         }
         Ok(hours.into_values().collect())
+    }
+
+    /// Whether `what` is warned about for the first time this run.
+    fn first_warning(&self, what: &str) -> bool {
+        self.warned
+            .lock()
+            .map(|mut w| w.insert(what.to_string()))
+            .unwrap_or(true)
     }
 
     fn excluded(&self, namespace: &str) -> bool {
@@ -334,7 +381,7 @@ impl<'a> Collector<'a> {
         hours: &mut BTreeMap<i64, HourUsage>,
         what: &'static str,
         series: Vec<Series>,
-        add: impl Fn(&mut NamespaceUsage, &BTreeMap<String, String>, f64),
+        mut add: impl FnMut(&mut NamespaceUsage, &BTreeMap<String, String>, f64),
     ) -> Result<()> {
         let span = match (hours.values().next(), hours.values().last()) {
             (Some(f), Some(l)) => format!(

@@ -137,6 +137,7 @@ pub struct CollectConfig {
     pub hours_per_query: usize,
     pub storage_tiers: BTreeMap<String, Tier>,
     pub exclude_namespaces: Vec<glob::Pattern>,
+    pub gpu_weights: crate::gpu::GpuWeights,
 }
 
 /// The header fields and limits of the MCMP messages.
@@ -619,6 +620,9 @@ impl Config {
                 hours_per_query: args.hours_per_query as usize,
                 storage_tiers: parse_tiers(&args.storage_tiers)?,
                 exclude_namespaces,
+                gpu_weights: crate::gpu::GpuWeights::parse(&args.gpu_resources).map_err(
+                    |reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")),
+                )?,
             },
             message: MessageConfig {
                 cluster_name: cluster_name.clone(),
@@ -772,6 +776,7 @@ impl Config {
              cpu basis:   {:?}\n\
              windows:     {}\n\
              tiers:       {}\n\
+             gpu weights: {}\n\
              excluded:    {}\n\
              self-metrics: {}\n",
             crate::prometheus::redacted(&self.prometheus.url),
@@ -803,6 +808,7 @@ impl Config {
             } else {
                 tiers.join(", ")
             },
+            self.collect.gpu_weights.describe(),
             if self.collect.exclude_namespaces.is_empty() {
                 "(none: every namespace is billed)".to_string()
             } else {

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod gpu;
 pub mod kafka;
 pub mod manager;
 pub mod message;

@@ -150,6 +150,15 @@ fn requested_seconds(w: Windows, resource: &str, interval: Duration) -> String {
     )
 }
 
+/// As [`requested_seconds`] for every resource matching `regex`, keeping the `resource` label.
+fn requested_seconds_by_resource(w: Windows, regex: &str, interval: Duration) -> String {
+    format!(
+        "(\n  max by (namespace, pod, uid, container, resource) (avg_over_time(kube_pod_container_resource_requests{{resource=~\"{regex}\"}}{h}))\n  * on (namespace, pod, uid) group_left ()\n  max by (namespace, pod, uid) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))\n  * {sw}\n)",
+        h = w.hour(),
+        sw = sample_seconds(w, interval)
+    )
+}
+
 /// Per container series: CPU-seconds used in the hour, labels `namespace, pod, container, id`.
 /// The cases are explained in the module documentation.
 fn used_seconds(w: Windows, interval: Duration) -> String {
@@ -189,13 +198,19 @@ pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
     }
 }
 
-/// GPU-hours requested per namespace.
+/// Hours of every GPU-like extended resource requested, per namespace and resource (the
+/// kube-state-metrics name); the collector weights each resource into GPU-hours
+/// ([`crate::gpu`]), so that one query serves every MIG profile and vendor.
 pub fn gpu(w: Windows, interval: Duration) -> String {
     format!(
-        "sum by (namespace) {req} / 3600",
-        req = requested_seconds(w, "nvidia_com_gpu", interval)
+        "sum by (namespace, resource) {req} / 3600",
+        req = requested_seconds_by_resource(w, GPU_RESOURCES, interval)
     )
 }
+
+/// Extended resources that may be GPUs: anything with `gpu` or `mig` in its name. One without
+/// a weight is billed 0 with a warning, so a new kind is seen rather than silently ignored.
+const GPU_RESOURCES: &str = ".*(gpu|mig).*";
 
 /// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`).
 pub fn storage(w: Windows, interval: Duration) -> String {

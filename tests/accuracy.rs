@@ -32,6 +32,7 @@ fn other_options() -> Options {
         hours: 5,
         ksm_offsets: vec![0, 13],
         cadvisor_offset: 0,
+        shared_gpus: true,
         ..Options::default()
     }
 }
@@ -78,6 +79,8 @@ fn dry_run_on(p: &TestPrometheus, basis: &str, extra: &[&str]) -> Vec<Value> {
             "cephfs=basic",
         ])
         .args(["--cpu-basis", basis])
+        // The second cluster has a time-sliced GPU, billed at 1/4 in its truth.
+        .args(["--gpu-resource", "nvidia.com/gpu.shared=1/4"])
         .args(extra));
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let messages: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
@@ -324,5 +327,56 @@ fn window_semantics_are_detected_per_engine() {
         by_namespace_hour(&detected),
         "forcing closed windows on VictoriaMetrics changed nothing: the probe is not what \
          makes the numbers right"
+    );
+}
+
+/// A time-sliced GPU without a configured replica count fails the hour with the flag to set;
+/// a GPU-like resource without a weight is billed 0 with one warning naming it.
+#[test]
+fn unweighted_gpus_are_refused_or_named() {
+    let p = other();
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            &p.url,
+            "--cluster-name",
+            CLUSTER,
+            "--dry-run",
+        ])
+        .args(["--since", &rfc3339(p.dataset.first_truth_hour)])
+        .args(["--until", &rfc3339(p.dataset.first_truth_hour + 3600)])
+        .args(["--now", "2026-11-02T00:00:00Z"]));
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--gpu-resource nvidia.com/gpu.shared=1/<replicas>"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+
+    let p = standard();
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            &p.url,
+            "--cluster-name",
+            CLUSTER,
+            "--dry-run",
+        ])
+        .args(["--since", &rfc3339(p.dataset.first_truth_hour)])
+        .args(["--until", &rfc3339(p.dataset.first_truth_hour + 2 * 3600)])
+        .args(["--now", "2026-11-02T00:00:00Z", "--hours-per-query", "1"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("has no weight") && l.contains("gpu_intel_com_i915"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "once per run, not per span: {}",
+        out.stderr
     );
 }

@@ -30,6 +30,16 @@ impl Phase {
     }
 }
 
+/// A GPU-like extended resource request, with the weight the truth bills it at.
+#[derive(Debug, Clone)]
+pub struct Extended {
+    /// The kube-state-metrics name, e.g. `nvidia_com_mig_1g_5gb`.
+    pub resource: String,
+    pub count: f64,
+    /// GPUs per unit, as the job must bill it (0 for a resource without a weight).
+    pub weight: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Container {
     pub name: String,
@@ -37,6 +47,8 @@ pub struct Container {
     pub cpu_request: f64,
     /// GPUs requested (`nvidia.com/gpu`), 0 for none.
     pub gpu_request: f64,
+    /// Other GPU-like extended resources requested: MIG slices, shared and other vendors' GPUs.
+    pub extended: Vec<Extended>,
     /// Cores used while the pod runs (constant rate).
     pub cpu_rate: f64,
     /// Times at which the container restarts: its usage counter starts again from zero.

@@ -80,6 +80,9 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                 if c.gpu_request > 0.0 {
                     resources.push(("nvidia_com_gpu", "integer", c.gpu_request));
                 }
+                for e in &c.extended {
+                    resources.push((e.resource.as_str(), "integer", e.count));
+                }
                 for (resource, unit, value) in resources {
                     for (instance, times) in &ksm {
                         let labels = format!(

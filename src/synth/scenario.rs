@@ -31,6 +31,9 @@ pub struct Options {
     pub ksm_offsets: Vec<i64>,
     /// Seconds after each tick at which cAdvisor is scraped.
     pub cadvisor_offset: i64,
+    /// Add a pod on a time-sliced GPU (`nvidia.com/gpu.shared`), billed at 1/4: the job must
+    /// then run with `--gpu-resource nvidia.com/gpu.shared=1/4`.
+    pub shared_gpus: bool,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             only_random: false,
             ksm_offsets: vec![7, 13],
             cadvisor_offset: 11,
+            shared_gpus: false,
         }
     }
 }
@@ -74,6 +78,7 @@ fn container(name: &str, cpu: f64, rate: f64) -> Container {
         name: name.into(),
         cpu_request: cpu,
         gpu_request: 0.0,
+        extended: Vec::new(),
         cpu_rate: rate,
         restarts: Vec::new(),
     }
@@ -465,6 +470,57 @@ fn random(opts: &Options) -> Vec<Namespace> {
         .collect()
 }
 
+/// GPUs as users buy them: MIG slices of two profiles (one pod starting and ending mid-hour),
+/// an AMD GPU, an Intel GPU without a weight (billed 0), and optionally a time-sliced share.
+fn gpus(t0: i64, shared: bool) -> Namespace {
+    let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
+    let with = |name: &str, resource: &str, count: f64, weight: f64| {
+        let mut c = container(name, 0.5, 0.25);
+        c.extended.push(crate::synth::model::Extended {
+            resource: resource.into(),
+            count,
+            weight,
+        });
+        c
+    };
+    let mut pods = vec![
+        steady(
+            "team-mig",
+            "mig-small-0",
+            vec![with("infer", "nvidia_com_mig_1g_5gb", 2.0, 1.0 / 7.0)],
+        ),
+        job(
+            "team-mig",
+            "mig-big-0",
+            at(1, 40, 0),
+            at(1, 40, 30),
+            at(3, 10, 0),
+            Phase::Succeeded,
+            at(3, 20, 0),
+            vec![with("train", "nvidia_com_mig_3g_20gb", 1.0, 3.0 / 7.0)],
+        ),
+        steady(
+            "team-mig",
+            "amd-0",
+            vec![with("render", "amd_com_gpu", 1.0, 1.0)],
+        ),
+        // No default weight: billed 0 (with a warning).
+        steady(
+            "team-mig",
+            "intel-0",
+            vec![with("encode", "gpu_intel_com_i915", 1.0, 0.0)],
+        ),
+    ];
+    if shared {
+        pods.push(steady(
+            "team-mig",
+            "shared-0",
+            vec![with("notebook", "nvidia_com_gpu_shared", 1.0, 0.25)],
+        ));
+    }
+    namespace("team-mig", LONG_AGO, NEVER, pods, vec![])
+}
+
 /// Build the cluster: by default two kube-state-metrics replicas scraped 7 s and 13 s after each
 /// tick, cAdvisor 11 s after, and one 2-minute kube-state-metrics outage in the fourth hour.
 pub fn build(opts: &Options) -> Cluster {
@@ -472,7 +528,9 @@ pub fn build(opts: &Options) -> Cluster {
     let mut namespaces = if opts.only_random {
         Vec::new()
     } else {
-        hand_made(t0)
+        let mut hand = hand_made(t0);
+        hand.push(gpus(t0, opts.shared_gpus));
+        hand
     };
     namespaces.extend(random(opts));
     let ksm_gaps = if opts.only_random || opts.hours < 5 {

@@ -73,11 +73,13 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                     row.cpu_request += req;
                     row.cpu_usage += used;
                     row.cpu_max += req.max(used);
-                    row.gpu += c.gpu_request * run_secs / 3600.0;
+                    let gpus =
+                        c.gpu_request + c.extended.iter().map(|e| e.count * e.weight).sum::<f64>();
+                    row.gpu += gpus * run_secs / 3600.0;
                     let restarted = changed(&c.restarts);
                     if pod_changed {
                         row.tol_cpu_request += c.cpu_request * slack;
-                        row.tol_gpu += c.gpu_request * slack;
+                        row.tol_gpu += gpus * slack;
                     }
                     // A counter reset loses the unobservable usage between the last sample
                     // before it and the restart (up to one interval), and the hour falls back to
