@@ -271,3 +271,63 @@ fn an_unreachable_pushgateway_changes_nothing() {
     let messages: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(messages.as_array().unwrap().len(), 1);
 }
+
+/// Secrets never logged: at RUST_LOG=trace, in text and JSON, on a successful publishing run
+/// and on failing ones, neither the bearer token nor the Kafka client key (nor the URL's
+/// password) appears in any output, nor in --check-config.
+#[test]
+fn secrets_stay_out_of_every_output_even_at_trace() {
+    let k = kafka();
+    k.create_topic("mcmp-secrets");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-DISTINCTIVE-7f3a9\n").unwrap();
+    let key_pem = std::fs::read_to_string(&k.pki.client.key).unwrap();
+    // The key's base64 body, line by line: any of them in a log is a leak.
+    let key_lines: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .collect();
+    assert!(!key_lines.is_empty());
+    let url = standard()
+        .url
+        .replace("http://", "http://user:pw-DISTINCTIVE-91b@");
+    for format in ["text", "json"] {
+        for (topic, now, code) in [
+            ("mcmp-secrets", "2026-11-01T03:10:00Z", 0),
+            ("no-such-topic", "2026-11-01T04:10:00Z", 5),
+        ] {
+            let cp = dir.path().join(format!("cp-{format}-{code}"));
+            std::fs::write(&cp, "2026-11-01T02:00:00Z\n").unwrap();
+            let base = |extra: &[&str]| {
+                run(bin()
+                    .env("RUST_LOG", "trace")
+                    .env("LOG_FORMAT", format)
+                    .args(["--prometheus-url", &url, "--cluster-name", "synth-01"])
+                    .arg("--prometheus-bearer-token-file")
+                    .arg(&token)
+                    .args(["--now", now, "--kafka-delivery-timeout", "5s"])
+                    .arg("--checkpoint-file")
+                    .arg(&cp)
+                    .args(k.flags(topic))
+                    .args(extra))
+            };
+            for out in [base(&[]), base(&["--check-config"])] {
+                let all = format!("{}{}", out.stdout, out.stderr);
+                assert!(all.len() > 100, "{format}: little output: {all}");
+                for secret in ["tok-DISTINCTIVE-7f3a9", "pw-DISTINCTIVE-91b"]
+                    .into_iter()
+                    .chain(key_lines.iter().copied())
+                {
+                    assert!(
+                        !all.contains(secret),
+                        "{format}, exit {}: {secret} in the output",
+                        out.code
+                    );
+                }
+            }
+            let out = base(&[]);
+            assert_eq!(out.code, code, "{format}: {}", out.stderr);
+        }
+    }
+}
