@@ -239,6 +239,7 @@ fn runs_push_their_metrics_and_prometheus_scrapes_them() {
         &format!("consumption_metrics_checkpoint_timestamp_seconds{sel}"),
         checkpoint,
     );
+    dashboard_queries_return_data(p);
 }
 
 /// A Pushgateway that is down never fails the run.
@@ -330,4 +331,30 @@ fn secrets_stay_out_of_every_output_even_at_trace() {
             assert_eq!(out.code, code, "{format}: {}", out.stderr);
         }
     }
+}
+
+/// Every query of the Grafana dashboard in deploy/grafana, with its variables set, returns
+/// data from a Prometheus that scraped the job's pushed metrics.
+fn dashboard_queries_return_data(prometheus: &str) {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/consumption-metrics.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap().replace("$cluster", ".*");
+            let got = query(prometheus, &expr);
+            assert!(
+                !got.is_empty(),
+                "panel {:?}: {expr} returned nothing",
+                panel["title"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} queries");
 }
