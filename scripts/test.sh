@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo test --locked --all-targets "$@"
+# test-hooks: the crash tests abort the binary between an acknowledgement and the checkpoint.
+cargo test --locked --all-targets --features test-hooks "$@"

@@ -8,17 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditFormat;
-
-/// How CPU is billed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CpuBasis {
-    /// Core-hours requested by the containers of Running pods (kube-state-metrics).
-    Request,
-    /// Core-hours used (cAdvisor `container_cpu_usage_seconds_total`).
-    Usage,
-    /// Per container, the larger of request and usage (the allocation OpenCost bills).
-    Max,
-}
+use crate::queries::CpuBasis;
 
 /// How the engine's range selectors treat the window's left edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,7 +50,8 @@ pub enum LogFormat {
 ///
 /// Scheduled run (the hourly CronJob): publishes every complete hour after the checkpoint.
 /// Backfill: `--since/--until` publishes an explicit range of hours.
-/// `--dry-run` prints the messages as one JSON array on stdout and touches nothing.
+/// `--dry-run` prints the messages as one JSON array on stdout; it sends nothing to Kafka and
+/// writes no checkpoint (a scheduled dry-run reads the checkpoint to plan its hours).
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "consumption-metrics",
@@ -208,7 +199,8 @@ pub struct Args {
     #[arg(long, env = "UNTIL", value_name = "TIME", requires = "since")]
     pub until: Option<String>,
 
-    /// Print the messages as one JSON array on stdout; touch neither Kafka nor the checkpoint.
+    /// Print the messages as one JSON array on stdout; send nothing to Kafka and write no
+    /// checkpoint (a scheduled dry-run still reads it to plan its hours).
     #[arg(long, env = "DRY_RUN")]
     pub dry_run: bool,
 
@@ -373,7 +365,8 @@ pub struct Args {
 ///
 /// Scheduled run (the hourly CronJob): publishes every complete hour after the checkpoint.
 /// Backfill: `--since/--until` publishes an explicit range of hours.
-/// `--dry-run` prints the messages as one JSON array on stdout and touches nothing.
+/// `--dry-run` prints the messages as one JSON array on stdout; it sends nothing to Kafka and
+/// writes no checkpoint (a scheduled dry-run reads the checkpoint to plan its hours).
 /// `audit --since/--until` reads the topic back and checks every hour was sent once and right.
 //
 // (The whole command line: a run, or a subcommand.)

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tracing::{info, instrument, warn};
 
-use crate::cli::CpuBasis;
 use crate::config::{CollectConfig, Tier};
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
+use crate::queries::CpuBasis;
 use crate::queries::{self, Windows};
 use crate::window::{HourWindow, rfc3339};
 
@@ -474,14 +474,6 @@ pub async fn probe_windows(
         other => Err(CollectError::Probe {
             answer: format!("{other:?}"),
         }),
-    }
-}
-
-/// The span end used by a dry-run log line.
-pub fn describe(span: &[HourWindow]) -> String {
-    match (span.first(), span.last()) {
-        (Some(f), Some(l)) => format!("[{}, {})", rfc3339(f.start()), rfc3339(l.end())),
-        _ => "[]".into(),
     }
 }
 

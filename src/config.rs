@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditFormat, AuditSettings};
-use crate::cli::{Args, AuditArgs, CpuBasis, Flavor, LogFormat, WindowSemantics};
+use crate::cli::{Args, AuditArgs, Flavor, WindowSemantics};
 use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
+use crate::queries::CpuBasis;
 use crate::window::{self, HourWindow, WindowError};
 
 /// Storage tier of an RWX volume.
@@ -169,7 +170,6 @@ pub struct Config {
     pub message: MessageConfig,
     /// Where the run's own metrics go, if anywhere.
     pub pushgateway: Option<crate::pushgateway::PushSettings>,
-    pub log_format: LogFormat,
 }
 
 fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -639,7 +639,6 @@ impl Config {
                     timeout: Duration::from_secs(10),
                 }),
             },
-            log_format: args.log_format,
         })
     }
 }

@@ -61,8 +61,6 @@ pub enum Error {
     Publish(#[from] kafka::PublishError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
-    #[error("{0}")]
-    Kubernetes(String),
     #[error(transparent)]
     Stdout(#[from] sink::StdoutError),
     #[error("internal error: {0}; please report it with the logs")]
@@ -75,7 +73,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::USAGE,
             Error::Internal(_) => exit::INTERNAL,
-            Error::Checkpoint(_) | Error::Kubernetes(_) => exit::CHECKPOINT,
+            Error::Checkpoint(_) => exit::CHECKPOINT,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
             Error::Message(_) | Error::Stdout(_) | Error::Publish(_) | Error::Audit(_) => {
                 exit::OUTPUT

@@ -20,9 +20,25 @@ use crate::sink::{Sink, Spool};
 use crate::window::{self, HourWindow, rfc3339};
 use crate::{Error, Result};
 
-/// Test hook: abort the process right after the N-th hour was acknowledged by Kafka and before
-/// the checkpoint moves, as a crash or an OOM kill would. Used by the crash tests.
+/// Test hook, compiled only with the `test-hooks` feature (never in the image): abort the
+/// process right after the N-th hour was acknowledged by Kafka and before the checkpoint moves,
+/// as a crash or an OOM kill would. Used by the crash tests.
+#[cfg(feature = "test-hooks")]
 pub const CRASH_HOOK_ENV: &str = "CONSUMPTION_METRICS_CRASH_AFTER_PUBLISH";
+
+/// The hour after which the test hook aborts; always `None` without the feature.
+fn crash_after() -> Option<usize> {
+    #[cfg(feature = "test-hooks")]
+    {
+        std::env::var(CRASH_HOOK_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        None
+    }
+}
 
 /// What a run did, step by step; complete after a success, up to the failure otherwise.
 #[derive(Debug, Default, Clone)]
@@ -68,10 +84,10 @@ pub async fn checkpoint_store(config: &CheckpointConfig) -> Result<Checkpoint> {
         CheckpointConfig::File(path) => Checkpoint::File(FileCheckpoint::new(path)),
         CheckpointConfig::ConfigMap { name, namespace } => {
             let client = kube::Client::try_default().await.map_err(|e| {
-                Error::Kubernetes(format!(
-                    "could not configure a Kubernetes client for the ConfigMap checkpoint {name}: \
-                     {e}; run in a pod with a service account, or set KUBECONFIG"
-                ))
+                crate::checkpoint::CheckpointError::Client {
+                    location: format!("checkpoint ConfigMap {name}"),
+                    reason: e.to_string(),
+                }
             })?;
             let namespace = namespace
                 .clone()
@@ -163,9 +179,7 @@ impl Manager {
         };
         info!(first = %first, count = hours.len(), "planned hours");
         self.prepare().await?;
-        let crash_after = std::env::var(CRASH_HOOK_ENV)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok());
+        let crash_after = crash_after();
 
         let collector =
             Collector::connect(&self.prometheus, &self.config.collect, first.end()).await?;
@@ -197,7 +211,7 @@ impl Manager {
                 info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), bytes = delivered.bytes, "hour published and acknowledged");
                 self.report.published += 1;
                 if crash_after == Some(self.report.published) {
-                    warn!("{CRASH_HOOK_ENV}: aborting before the checkpoint moves");
+                    warn!("test hook: aborting before the checkpoint moves");
                     std::process::abort();
                 }
                 let advancing = Instant::now();

@@ -43,7 +43,16 @@
 
 use std::time::Duration;
 
-use crate::cli::CpuBasis;
+/// How CPU is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuBasis {
+    /// Core-hours requested by the containers of Running pods (kube-state-metrics).
+    Request,
+    /// Core-hours used (cAdvisor `container_cpu_usage_seconds_total`).
+    Usage,
+    /// Per container, the larger of request and usage (the allocation OpenCost bills).
+    Max,
+}
 
 /// How the engine's range selectors treat the window's left edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

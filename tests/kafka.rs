@@ -141,6 +141,10 @@ fn published_hours_equal_the_dry_run_and_advance_the_checkpoint() {
 /// Killed after Kafka acknowledged an hour but before the checkpoint moved: the next run
 /// re-sends that hour with the same id and payload, then goes on; nothing is skipped.
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "simulates a crash with the test-hooks feature: bash scripts/test.sh enables it"
+)]
 fn a_crash_between_publish_and_checkpoint_resends_the_same_hour() {
     let k = kafka();
     k.create_topic("mcmp-crash");
@@ -381,6 +385,10 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
 /// between publish and checkpoint. Afterwards every hour is on the topic, the distinct ids and
 /// payloads are exactly one clean run's (the dry-run's), and the checkpoint is the last hour.
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "simulates a crash with the test-hooks feature: bash scripts/test.sh enables it"
+)]
 fn a_day_of_scheduled_runs_with_failures_loses_and_doubles_nothing() {
     // Its own broker, so that stopping the terminator disturbs no other test.
     let mut k = start_kafka("kafka-day");

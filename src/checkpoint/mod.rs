@@ -101,6 +101,11 @@ pub enum CheckpointError {
          message ids by the next run, which the billing side drops as duplicates"
     )]
     Conflict { location: String },
+    #[error(
+        "could not configure a Kubernetes client for the {location}: {reason}; run in a pod \
+         with a service account, or set KUBECONFIG"
+    )]
+    Client { location: String, reason: String },
     #[error("could not reach the Kubernetes API for the {location}: {reason}")]
     Api { location: String, reason: String },
 }

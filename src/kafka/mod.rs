@@ -16,8 +16,16 @@ pub use settings::{KafkaSettings, TlsFiles};
 pub enum PublishError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("could not create the Kafka producer: {0}")]
+    #[error("could not create the Kafka producer: {0}; check --kafka-property")]
     Create(String),
+    #[error("could not serialize part {part} of the hour {hour}: {reason}")]
+    Serialize {
+        hour: String,
+        part: usize,
+        reason: String,
+    },
+    #[error("the metadata preflight's worker thread failed: {0}; please report it with the logs")]
+    Worker(String),
     #[error(
         "could not reach Kafka at {brokers} within {timeout:?}: {error}{reason}; check \
          --kafka-brokers, the network policy, and the TLS files (--kafka-ca must be the CA of \

@@ -122,7 +122,7 @@ impl Publisher {
                 producer.client().fetch_metadata(Some(&topic), remaining)
             })
             .await
-            .map_err(|e| PublishError::Create(e.to_string()))?;
+            .map_err(|e| PublishError::Worker(e.to_string()))?;
             let metadata = match (metadata, last_problem) {
                 (Ok(m), _) => m,
                 // Reachable before: the topic's state is the news, not the timeout.
@@ -193,8 +193,11 @@ impl Publisher {
                     retryable,
                 }
             };
-            let payload =
-                serde_json::to_vec(message).map_err(|e| PublishError::Create(e.to_string()))?;
+            let payload = serde_json::to_vec(message).map_err(|e| PublishError::Serialize {
+                hour: window.to_string(),
+                part: i + 1,
+                reason: e.to_string(),
+            })?;
             bytes += payload.len() as u64;
             let part = format!("{}/{parts}", i + 1);
             let headers = OwnedHeaders::new()
