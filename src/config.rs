@@ -193,12 +193,12 @@ pub fn parse_time(flag: &'static str, value: &str) -> Result<DateTime<Utc>> {
         })
 }
 
-fn parse_duration(flag: &'static str, value: &str) -> Result<Duration> {
+pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration> {
     humantime::parse_duration(value.trim())
         .map_err(|e| invalid(flag, value, format!("{e}; use for example 30s, 10m or 1h")))
 }
 
-fn parse_tiers(values: &[String]) -> Result<BTreeMap<String, Tier>> {
+pub fn parse_tiers(values: &[String]) -> Result<BTreeMap<String, Tier>> {
     let mut map = BTreeMap::new();
     for raw in values.iter().filter(|v| !v.trim().is_empty()) {
         let (class, tier) = raw.split_once('=').ok_or_else(|| {

@@ -487,8 +487,42 @@ impl Prometheus {
             }
             body.extend_from_slice(&chunk);
         }
-        let parsed: Option<ApiResponse> = serde_json::from_slice(&body).ok();
-        if !status.is_success() {
+        Answer {
+            url: &url,
+            what: q.what,
+            range: &range,
+            status: status.as_u16(),
+            content_type: &content_type,
+            retry_after,
+            secrets: &secrets,
+            allow_partial_data: self.config.allow_partial_data,
+        }
+        .interpret(&body)
+    }
+}
+
+/// The first bytes of a body, for error messages.
+/// One answer of Prometheus and what it was the answer to: everything needed to turn the
+/// bytes into series or an error, apart from the transport (so that fuzzing drives the same
+/// code as a real query: `Answer::interpret`).
+pub struct Answer<'a> {
+    /// The API root, credentials redacted.
+    pub url: &'a str,
+    pub what: &'a str,
+    pub range: &'a str,
+    pub status: u16,
+    pub content_type: &'a str,
+    pub retry_after: Option<Duration>,
+    /// Values scrubbed from any text of the answer that reaches an error.
+    pub secrets: &'a [String],
+    pub allow_partial_data: bool,
+}
+
+impl Answer<'_> {
+    /// The series of a successful range query, or the error the answer means.
+    pub fn interpret(&self, body: &[u8]) -> Result<Vec<Series>> {
+        let parsed: Option<ApiResponse> = serde_json::from_slice(body).ok();
+        if !(200..300).contains(&self.status) {
             let detail = match &parsed {
                 Some(ApiResponse {
                     error_type, error, ..
@@ -497,13 +531,13 @@ impl Prometheus {
                     error_type.as_deref().unwrap_or("error"),
                     error.as_deref().unwrap_or_default()
                 ),
-                _ => snippet(&body, &secrets),
+                _ => snippet(body, self.secrets),
             };
-            let detail = scrub(detail, &secrets);
-            let hint = match status.as_u16() {
+            let detail = scrub(detail, self.secrets);
+            let hint = match self.status {
                 401 | 403 => {
                     "; check --prometheus-bearer-token-file and that the service account may \
-                     read metrics"
+                         read metrics"
                 }
                 404 => "; check --prometheus-url (it must be the API root, without /api/v1)",
                 400 | 422 => "; the query or its range was refused",
@@ -511,68 +545,68 @@ impl Prometheus {
                 _ => "; retry later, or check Prometheus's health",
             };
             return Err(PrometheusError::Status {
-                url,
-                what: q.what.into(),
-                range,
-                status: status.as_u16(),
+                url: self.url.to_string(),
+                what: self.what.into(),
+                range: self.range.to_string(),
+                status: self.status,
                 detail,
                 hint,
-                retry_after,
+                retry_after: self.retry_after,
             });
         }
         let parsed = match parsed {
             Some(p) => p,
             // Said to be JSON but unreadable: cut off in transit, most likely; worth a retry.
-            None if content_type.contains("json") => {
-                let reason = serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            None if self.content_type.contains("json") => {
+                let reason = serde_json::from_slice::<serde::de::IgnoredAny>(body)
                     .err()
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "not the shape of a Prometheus answer".into());
                 return Err(PrometheusError::BadJson {
-                    url,
-                    what: q.what.into(),
-                    range,
+                    url: self.url.to_string(),
+                    what: self.what.into(),
+                    range: self.range.to_string(),
                     reason,
                 });
             }
             None => {
                 return Err(PrometheusError::NotJson {
-                    url: url.clone(),
-                    what: q.what.into(),
-                    range: range.clone(),
-                    content_type,
-                    snippet: snippet(&body, &secrets),
+                    url: self.url.to_string(),
+                    what: self.what.into(),
+                    range: self.range.to_string(),
+                    content_type: self.content_type.to_string(),
+                    snippet: snippet(body, self.secrets),
                 });
             }
         };
         if parsed.status != "success" {
             return Err(PrometheusError::Query {
-                what: q.what.into(),
-                range,
+                what: self.what.into(),
+                range: self.range.to_string(),
                 error_type: parsed.error_type.unwrap_or_else(|| "error".into()),
                 error: parsed.error.unwrap_or_default(),
             });
         }
         if !parsed.warnings.is_empty() {
-            if self.config.allow_partial_data {
-                warn!(query = q.what, warnings = ?parsed.warnings, "accepting partial data");
+            if self.allow_partial_data {
+                warn!(query = self.what, warnings = ?parsed.warnings, "accepting partial data");
             } else {
                 return Err(PrometheusError::Partial {
-                    what: q.what.into(),
-                    range,
+                    what: self.what.into(),
+                    range: self.range.to_string(),
                     warnings: parsed.warnings.join("; "),
                 });
             }
         }
         let data = parsed.data.ok_or_else(|| PrometheusError::ResultType {
-            what: q.what.into(),
-            range: range.clone(),
+            what: self.what.into(),
+            range: self.range.to_string(),
             result_type: "no".into(),
         })?;
         if data.result_type != "matrix" {
             return Err(PrometheusError::ResultType {
-                what: q.what.into(),
-                range,
+                what: self.what.into(),
+                range: self.range.to_string(),
                 result_type: data.result_type,
             });
         }
@@ -587,8 +621,8 @@ impl Prometheus {
                         // is not an answer to our query, so it is not rounded into one.
                         Ok(v) if ts.is_finite() && ts.fract() == 0.0 => Ok((ts as i64, v)),
                         _ => Err(PrometheusError::Sample {
-                            what: q.what.into(),
-                            range: range.clone(),
+                            what: self.what.into(),
+                            range: self.range.to_string(),
                             value: raw,
                             ts,
                         }),
@@ -603,7 +637,6 @@ impl Prometheus {
     }
 }
 
-/// The first bytes of a body, for error messages.
 /// The start of an answer for an error message, with our secrets scrubbed first.
 fn snippet(body: &[u8], secrets: &[String]) -> String {
     let text = scrub(String::from_utf8_lossy(body).into_owned(), secrets);

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 /// One billing hour, `[start, start + 1h)`. Only hour-aligned starts can be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,10 +79,14 @@ impl fmt::Display for HourWindow {
     }
 }
 
-/// `t` rounded down to the hour.
+/// `t` rounded down to the hour, for every time chrono can represent.
+///
+/// Not `duration_trunc`: it works in nanoseconds and fails outside 1677-2262, and a fallback
+/// to `t` there once made any such time (e.g. `1554-03-25T22:35:35.1Z`) count as an hour's
+/// start (found by the checkpoint fuzz target).
 pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    // duration_trunc only fails for out-of-range timestamps, which chrono cannot represent anyway.
-    t.duration_trunc(HOUR).unwrap_or(t)
+    let floored = t.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(floored, 0).unwrap_or(t)
 }
 
 /// Seconds-precision RFC 3339 with `Z`, the form used in logs and errors.
@@ -208,6 +212,23 @@ mod tests {
             "--since 2026-11-22T10:00:01Z is not at the start of an hour; use a time like \
              2026-11-22T10:00:00Z"
         );
+    }
+
+    /// Times outside chrono's nanosecond range (1677-2262) and with fractions are floored too,
+    /// so they are never taken for an hour's start.
+    #[test]
+    fn floor_holds_for_every_representable_time() {
+        for raw in [
+            "1554-03-25T22:35:35.1Z",
+            "2500-01-01T00:00:00.5Z",
+            "2026-11-22T10:00:00.000001Z",
+        ] {
+            let t: DateTime<Utc> = raw.parse().unwrap();
+            assert!(HourWindow::starting_at(t, "t").is_err(), "{raw}");
+        }
+        let t: DateTime<Utc> = "1554-03-25T22:00:00Z".parse().unwrap();
+        assert_eq!(floor_hour("1554-03-25T22:35:35.1Z".parse().unwrap()), t);
+        assert!(HourWindow::starting_at(t, "t").is_ok());
     }
 
     #[test]
