@@ -519,6 +519,12 @@ pub struct Answer<'a> {
 }
 
 impl Answer<'_> {
+    /// Text of the answer as it may appear in an error: our secrets scrubbed, at most 120
+    /// characters (an answer may echo the request, or be megabytes of garbage).
+    fn shown(&self, text: &str) -> String {
+        snippet(text.as_bytes(), self.secrets)
+    }
+
     /// The series of a successful range query, or the error the answer means.
     pub fn interpret(&self, body: &[u8]) -> Result<Vec<Series>> {
         let parsed: Option<ApiResponse> = serde_json::from_slice(body).ok();
@@ -533,7 +539,7 @@ impl Answer<'_> {
                 ),
                 _ => snippet(body, self.secrets),
             };
-            let detail = scrub(detail, self.secrets);
+            let detail = self.shown(&detail);
             let hint = match self.status {
                 401 | 403 => {
                     "; check --prometheus-bearer-token-file and that the service account may \
@@ -583,8 +589,8 @@ impl Answer<'_> {
             return Err(PrometheusError::Query {
                 what: self.what.into(),
                 range: self.range.to_string(),
-                error_type: parsed.error_type.unwrap_or_else(|| "error".into()),
-                error: parsed.error.unwrap_or_default(),
+                error_type: self.shown(&parsed.error_type.unwrap_or_else(|| "error".into())),
+                error: self.shown(&parsed.error.unwrap_or_default()),
             });
         }
         if !parsed.warnings.is_empty() {
@@ -594,7 +600,7 @@ impl Answer<'_> {
                 return Err(PrometheusError::Partial {
                     what: self.what.into(),
                     range: self.range.to_string(),
-                    warnings: parsed.warnings.join("; "),
+                    warnings: self.shown(&parsed.warnings.join("; ")),
                 });
             }
         }
@@ -623,7 +629,7 @@ impl Answer<'_> {
                         _ => Err(PrometheusError::Sample {
                             what: self.what.into(),
                             range: self.range.to_string(),
-                            value: raw,
+                            value: self.shown(&raw),
                             ts,
                         }),
                     })
@@ -732,6 +738,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the prometheus_answer fuzz target: answer text that reaches an error (a
+    /// sample value, the error field, warnings) is scrubbed of our secrets and bounded.
+    #[test]
+    fn answer_text_in_errors_is_scrubbed_and_bounded() {
+        let secrets = vec!["s3cr3t-token".to_string()];
+        let answer = |status: u16| Answer {
+            url: "http://p",
+            what: "cpu",
+            range: "r",
+            status,
+            content_type: "application/json",
+            retry_after: None,
+            secrets: &secrets,
+            allow_partial_data: false,
+        };
+        let long = "x".repeat(5000);
+        for (status, body) in [
+            (200, format!(r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[[1,"{long} s3cr3t-token"]]}}]}}}}"#)),
+            (200, r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"s3cr3t-token"]]}]}}"#.to_string()),
+            (200, format!(r#"{{"status":"error","errorType":"x","error":"echo s3cr3t-token {long}"}}"#)),
+            (200, r#"{"status":"success","warnings":["saw s3cr3t-token"],"data":{"resultType":"matrix","result":[]}}"#.to_string()),
+            (500, format!(r#"{{"status":"error","errorType":"x","error":"{long} s3cr3t-token"}}"#)),
+        ] {
+            let e = answer(status).interpret(body.as_bytes()).unwrap_err().to_string();
+            assert!(!e.contains("s3cr3t-token"), "{e}");
+            assert!(e.len() < 600, "{} characters", e.len());
+        }
+    }
 
     #[test]
     fn retry_after_is_seconds_or_an_http_date() {
