@@ -43,6 +43,8 @@ for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && 
 
 last=$(date -u -d "$start + $HOURS hours" +%Y-%m-%dT%H:%M:%SZ)
 one=$(date -u -d "$start + $((HOURS - 1)) hours" +%Y-%m-%dT%H:%M:%SZ)
+# An hour after the data ends: every hour of the range has settled, whatever BENCH_HOURS is.
+now=$(date -u -d "$start + $((HOURS + 1)) hours" +%Y-%m-%dT%H:%M:%SZ)
 
 printf '%-8s %-6s %8s %10s %8s %10s\n' basis hours wall_s peak_MiB messages json_MiB
 for basis in request usage max; do
@@ -50,7 +52,7 @@ for basis in request usage max; do
         hours=$(( ($(date -u -d "$last" +%s) - $(date -u -d "$since" +%s)) / 3600 ))
         /usr/bin/time -o "$dir/time.txt" -f "%e %M" "$bin" --prometheus-url "http://127.0.0.1:$port" \
             --cluster-name bench --dry-run --since "$since" --until "$last" \
-            --now 2026-11-02T00:00:00Z --cpu-basis "$basis" --log-format text \
+            --now "$now" --cpu-basis "$basis" --log-format text \
             --prometheus-timeout 300s >"$dir/out.json" 2>"$dir/run.log"
         read -r wall kib <"$dir/time.txt"
         msgs=$(grep -c '"message_id"' "$dir/out.json")
