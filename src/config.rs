@@ -194,7 +194,17 @@ pub fn parse_time(flag: &'static str, value: &str) -> Result<DateTime<Utc>> {
 }
 
 pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration> {
-    humantime::parse_duration(value.trim())
+    let v = value.trim();
+    // humantime panics (overflow in Duration::new) on numbers near u64::MAX; found by the
+    // cli_values fuzz target. No duration we take needs more than 10 digits or 64 characters.
+    if v.len() > 64 || v.split(|c: char| !c.is_ascii_digit()).any(|n| n.len() > 10) {
+        return Err(invalid(
+            flag,
+            &v.chars().take(40).collect::<String>(),
+            "too long or too large; use for example 30s, 10m or 1h",
+        ));
+    }
+    humantime::parse_duration(v)
         .map_err(|e| invalid(flag, value, format!("{e}; use for example 30s, 10m or 1h")))
 }
 
@@ -849,6 +859,16 @@ mod tests {
     }
     fn now() -> DateTime<Utc> {
         parse_time("x", "2026-11-22T12:00:00Z").unwrap()
+    }
+
+    /// Found by the cli_values fuzz target: humantime panicked on this; now a usage error.
+    #[test]
+    fn huge_durations_are_refused_not_panicked_on() {
+        for raw in ["18446744073709551615s000.00s", "99999999999999h", &"1s".repeat(40)] {
+            let e = parse_duration("--settle-delay", raw).unwrap_err();
+            assert!(e.to_string().contains("--settle-delay"), "{e}");
+        }
+        assert_eq!(parse_duration("--x", "9999999999s").unwrap().as_secs(), 9_999_999_999);
     }
 
     #[test]
