@@ -864,11 +864,18 @@ mod tests {
     /// Found by the cli_values fuzz target: humantime panicked on this; now a usage error.
     #[test]
     fn huge_durations_are_refused_not_panicked_on() {
-        for raw in ["18446744073709551615s000.00s", "99999999999999h", &"1s".repeat(40)] {
+        for raw in [
+            "18446744073709551615s000.00s",
+            "99999999999999h",
+            &"1s".repeat(40),
+        ] {
             let e = parse_duration("--settle-delay", raw).unwrap_err();
             assert!(e.to_string().contains("--settle-delay"), "{e}");
         }
-        assert_eq!(parse_duration("--x", "9999999999s").unwrap().as_secs(), 9_999_999_999);
+        assert_eq!(
+            parse_duration("--x", "9999999999s").unwrap().as_secs(),
+            9_999_999_999
+        );
     }
 
     #[test]

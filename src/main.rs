@@ -19,6 +19,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// What every subcommand does first: logs, its validated configuration (a usage error exits 2)
+/// and the async runtime. Returns whether logs are JSON.
+fn prepare<C>(
+    log_format: consumption_metrics::cli::LogFormat,
+    configure: impl FnOnce(
+        chrono::DateTime<chrono::Utc>,
+    ) -> Result<C, consumption_metrics::config::ConfigError>,
+) -> Result<(C, tokio::runtime::Runtime, bool), ExitCode> {
+    let json = telemetry::init(log_format);
+    let config = configure(chrono::Utc::now()).map_err(|e| {
+        report(&e, json);
+        ExitCode::from(exit::USAGE)
+    })?;
+    Ok((config, runtime()?, json))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,18 +113,11 @@ fn run(args: &consumption_metrics::cli::Args) -> ExitCode {
 /// `consumption-metrics audit`: the report on stdout; exit 0 when every hour is published
 /// exactly once and right, 6 when not, and the usual codes when it could not tell.
 fn audit(args: &AuditArgs) -> ExitCode {
-    let json = telemetry::init(args.run.log_format);
-    let config = match AuditConfig::from_args(args, chrono::Utc::now()) {
-        Ok(c) => c,
-        Err(e) => {
-            report(&e, json);
-            return ExitCode::from(exit::USAGE);
-        }
-    };
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let (config, runtime, json) =
+        match prepare(args.run.log_format, |now| AuditConfig::from_args(args, now)) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
     let outcome = runtime.block_on(consumption_metrics::audit::run(
         &config.audit,
         config.recompute.as_deref(),
@@ -171,19 +180,10 @@ fn parse_error(e: clap::Error) -> ExitCode {
 /// `consumption-metrics checkpoint show|set`.
 fn checkpoint(action: &CheckpointAction) -> ExitCode {
     let (CheckpointAction::Show { run } | CheckpointAction::Set { run, .. }) = action;
-    let json = telemetry::init(run.log_format);
-    let config = match consumption_metrics::config::CheckpointCommandConfig::from_args(
-        run,
-        chrono::Utc::now(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            report(&e, json);
-            return ExitCode::from(exit::USAGE);
-        }
-    };
-    let runtime = match runtime() {
-        Ok(r) => r,
+    let (config, runtime, json) = match prepare(run.log_format, |now| {
+        consumption_metrics::config::CheckpointCommandConfig::from_args(run, now)
+    }) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let outcome = runtime.block_on(async {

@@ -349,6 +349,25 @@ impl TestKafka {
         f
     }
 
+    /// A test client of this broker over mutual TLS with the good client certificate.
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            // `localhost` may resolve to ::1 first; stunnel listens on 127.0.0.1.
+            .set("broker.address.family", "v4")
+            .set("security.protocol", "ssl")
+            .set("ssl.ca.location", self.pki.ca.display().to_string())
+            .set(
+                "ssl.certificate.location",
+                self.pki.client.cert.display().to_string(),
+            )
+            .set(
+                "ssl.key.location",
+                self.pki.client.key.display().to_string(),
+            );
+        c
+    }
+
     /// Write one raw record over mTLS, as another producer (or a broken one) would: for
     /// injecting duplicates, conflicts and foreign messages. `timestamp_ms` sets the record's
     /// time (default: now).
@@ -360,19 +379,8 @@ impl TestKafka {
         payload: &[u8],
         timestamp_ms: Option<i64>,
     ) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("broker.address.family", "v4")
-            .set("security.protocol", "ssl")
-            .set("ssl.ca.location", self.pki.ca.display().to_string())
-            .set(
-                "ssl.certificate.location",
-                self.pki.client.cert.display().to_string(),
-            )
-            .set(
-                "ssl.key.location",
-                self.pki.client.key.display().to_string(),
-            )
+        let producer: BaseProducer = self
+            .client_config()
             .set("message.timeout.ms", "10000")
             .create()
             .expect("creating the test producer");
@@ -399,21 +407,10 @@ impl TestKafka {
     /// Every message on `topic` from the beginning, read over mTLS until `expected` arrived or
     /// `timeout` passed.
     pub fn consume(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let consumer: BaseConsumer = self
+            .client_config()
             .set("group.id", "consumption-metrics-tests")
             .set("enable.auto.commit", "false")
-            .set("broker.address.family", "v4")
-            .set("security.protocol", "ssl")
-            .set("ssl.ca.location", self.pki.ca.display().to_string())
-            .set(
-                "ssl.certificate.location",
-                self.pki.client.cert.display().to_string(),
-            )
-            .set(
-                "ssl.key.location",
-                self.pki.client.key.display().to_string(),
-            )
             .create()
             .expect("creating the test consumer");
         let mut tpl = TopicPartitionList::new();
