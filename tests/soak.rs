@@ -8,7 +8,8 @@
 //! is at the last hour.
 //!
 //! Ignored by default (about 15 minutes); run it with
-//!   SOAK_SEED=1 SOAK_DAYS=30 cargo test --release --features test-hooks --test soak -- --ignored --nocapture
+//!   TEST_SERVER_LIFETIME_SECS=5400 SOAK_SEED=1 SOAK_DAYS=30 \
+//!     cargo test --features test-hooks --test soak -- --ignored --nocapture
 //! (409 conflicts on the ConfigMap are covered by tests/checkpoint_configmap.rs: the binary
 //! here uses a file checkpoint, as no API server can run on these machines.)
 
@@ -55,6 +56,10 @@ fn thirty_days_of_hourly_runs_under_faults_lose_and_double_nothing() {
 
 #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 fn soak() {
+    assert!(
+        env_or("TEST_SERVER_LIFETIME_SECS", 900) >= 3600,
+        "the soak outlives the test servers' default 15 minutes: set TEST_SERVER_LIFETIME_SECS=5400"
+    );
     let seed = env_or("SOAK_SEED", 1);
     let days = env_or("SOAK_DAYS", 30) as i64;
     let started = Instant::now();

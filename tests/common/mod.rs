@@ -12,11 +12,14 @@ use consumption_metrics::synth::{Dataset, scenario::Options, truth::TruthRow, wr
 
 pub mod kafka;
 
-/// Seconds after which a test server stops by itself, whatever happens to the test.
-const SERVER_LIFETIME_SECS: &str = "900";
+/// Seconds after which a test server stops by itself, whatever happens to the test: 900, or
+/// `TEST_SERVER_LIFETIME_SECS` for longer runs (the soak).
+fn server_lifetime_secs() -> String {
+    std::env::var("TEST_SERVER_LIFETIME_SECS").unwrap_or_else(|_| "900".into())
+}
 
 /// A command that runs `program` as a test server which stops when the test process ends
-/// (even if it is killed) or after `SERVER_LIFETIME_SECS`, whichever comes first.
+/// (even if it is killed) or after [`server_lifetime_secs`], whichever comes first.
 ///
 /// The server runs under a small shell that holds a pipe from the test process on its stdin:
 /// when the test process exits, the pipe closes and the shell stops the server. Statics are
@@ -25,7 +28,7 @@ const SERVER_LIFETIME_SECS: &str = "900";
 /// whole process group.
 pub fn server(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("timeout");
-    c.arg(SERVER_LIFETIME_SECS)
+    c.arg(server_lifetime_secs())
         .args(["sh", "-c", r#""$@" & cat >/dev/null; kill $!; wait"#, "sh"])
         .arg(program)
         .stdin(Stdio::piped());
