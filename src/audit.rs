@@ -247,7 +247,7 @@ impl AuditReport {
 
 /// Where one copy of a part lies, and a digest of its payload.
 #[derive(Debug, Clone)]
-struct Copy {
+struct Stored {
     digest: [u8; 32],
     message_id: String,
     partition: i32,
@@ -258,7 +258,7 @@ struct Copy {
 #[derive(Debug, Default)]
 struct Seen {
     /// Part number (1-based) → its copies, in reading order.
-    parts: BTreeMap<usize, Vec<Copy>>,
+    parts: BTreeMap<usize, Vec<Stored>>,
     /// Part counts the messages claimed (more than one is itself a finding).
     totals: BTreeSet<usize>,
     foreign: Vec<String>,
@@ -669,7 +669,7 @@ pub async fn run(
             ) {
                 Ok((k, n)) => {
                     entry.totals.insert(n);
-                    entry.parts.entry(k).or_default().push(Copy {
+                    entry.parts.entry(k).or_default().push(Stored {
                         digest: openssl::sha::sha256(payload),
                         message_id: header(m, "message_id").unwrap_or_default().to_string(),
                         partition: m.partition(),
@@ -925,8 +925,8 @@ mod tests {
         }
     }
 
-    fn copy(digest: u8, offset: i64) -> Copy {
-        Copy {
+    fn copy(digest: u8, offset: i64) -> Stored {
+        Stored {
             digest: [digest; 32],
             message_id: "id".into(),
             partition: 0,
@@ -934,7 +934,7 @@ mod tests {
         }
     }
 
-    fn seen(parts: &[(usize, Vec<Copy>)], total: usize) -> Seen {
+    fn seen(parts: &[(usize, Vec<Stored>)], total: usize) -> Seen {
         Seen {
             parts: parts.iter().cloned().collect(),
             totals: [total].into(),
