@@ -7,7 +7,7 @@
 //! (duplicates only with equal content) and equal to what Prometheus gives, and the checkpoint
 //! is at the last hour.
 //!
-//! Ignored by default (about 15 minutes); run it with
+//! Ignored by default (about 25 minutes on a 2-core machine); run it with
 //!   TEST_SERVER_LIFETIME_SECS=5400 SOAK_SEED=1 SOAK_DAYS=30 \
 //!     cargo test --features test-hooks --test soak -- --ignored --nocapture
 //! (409 conflicts on the ConfigMap are covered by tests/checkpoint_configmap.rs: the binary
@@ -43,7 +43,7 @@ enum Fault {
 }
 
 #[test]
-#[ignore = "a 30-day soak (about 15 minutes): see the module documentation"]
+#[ignore = "a 30-day soak (about 25 minutes): see the module documentation"]
 fn thirty_days_of_hourly_runs_under_faults_lose_and_double_nothing() {
     #[cfg(feature = "test-hooks")]
     soak();
