@@ -46,7 +46,7 @@ use crate::config::Config;
 use crate::kafka::publisher::Context;
 use crate::kafka::settings::to_rdkafka_consumer;
 use crate::kafka::{KafkaSettings, tls};
-use crate::message::{self, Consumption, KafkaMessage};
+use crate::message::{self, Consumption, IdFormat, KafkaMessage};
 use crate::prometheus::Prometheus;
 use crate::window::{HourWindow, rfc3339};
 
@@ -63,6 +63,8 @@ pub enum AuditFormat {
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
     pub cluster: String,
+    /// The ids we would produce: a message with the other format's id is foreign.
+    pub id_format: IdFormat,
     /// The hours `[since, until)`, oldest first.
     pub hours: Vec<HourWindow>,
     pub kafka: KafkaSettings,
@@ -268,6 +270,7 @@ struct Seen {
 /// `Ok((part, parts))`, or why it is not ours.
 fn check_record(
     cluster: &str,
+    id_format: IdFormat,
     window: &HourWindow,
     message_id: Option<&str>,
     part: Option<&str>,
@@ -280,10 +283,22 @@ fn check_record(
         .filter(|(k, n)| *k >= 1 && k <= n)
         .ok_or_else(|| format!("`part` header {part_header:?} is not k/n with 1 <= k <= n"))?;
     let id = message_id.ok_or("no `message_id` header")?;
-    let expected = message::message_id(cluster, window, k - 1);
+    let expected = id_format.id(cluster, window, k - 1);
     if id != expected {
+        let other = match id_format {
+            IdFormat::Uuid => IdFormat::Legacy,
+            IdFormat::Legacy => IdFormat::Uuid,
+        };
+        let hint = if id == other.id(cluster, window, k - 1) {
+            format!(
+                " (it is the {other} id of that part: audit with --message-id-format {other} \
+                 the hours published so)"
+            )
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "`message_id` header {id} is not the id of part {k} of this hour ({expected})"
+            "`message_id` header {id} is not the id of part {k} of this hour ({expected}){hint}"
         ));
     }
     let body: KafkaMessage = serde_json::from_slice(payload)
@@ -640,6 +655,7 @@ pub async fn run(
     let reader = Arc::new(Reader::new(&settings.kafka)?);
     let scan_reader = reader.clone();
     let cluster = settings.cluster.clone();
+    let id_format = settings.id_format;
     let (seen, read) = tokio::task::spawn_blocking(move || {
         let prefix = format!("{cluster}/");
         let mut seen: BTreeMap<HourWindow, Seen> = BTreeMap::new();
@@ -662,6 +678,7 @@ pub async fn run(
             let payload = m.payload().unwrap_or_default();
             match check_record(
                 &cluster,
+                id_format,
                 &window,
                 header(m, "message_id"),
                 header(m, "part"),
@@ -882,12 +899,24 @@ mod tests {
         let id = message::message_id("c1", &w, 1);
         let got = check_record(
             "c1",
+            IdFormat::Uuid,
             &w,
             Some(&id),
             Some("2/3"),
             &body("c1", &w, 2, "a", 1.0),
         );
         assert_eq!(got, Ok((2, 3)));
+        // Audited with the other format, it is foreign, and the reason names the flag.
+        let e = check_record(
+            "c1",
+            IdFormat::Legacy,
+            &w,
+            Some(&id),
+            Some("2/3"),
+            &body("c1", &w, 2, "a", 1.0),
+        )
+        .unwrap_err();
+        assert!(e.contains("--message-id-format uuid"), "{e}");
     }
 
     #[test]
@@ -920,7 +949,7 @@ mod tests {
             ),
         ];
         for (id, part, payload, expect) in cases {
-            let e = check_record("c1", &w, id, part, &payload).unwrap_err();
+            let e = check_record("c1", IdFormat::Uuid, &w, id, part, &payload).unwrap_err();
             assert!(e.contains(expect), "{e:?} should say {expect:?}");
         }
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditFormat;
+use crate::message::IdFormat;
 use crate::queries::CpuBasis;
 
 /// How the engine's range selectors treat the window's left edge.
@@ -276,6 +277,18 @@ pub struct Args {
         default_value_t = 900_000
     )]
     pub max_message_bytes: usize,
+
+    /// Shape of message_id: uuid (a v5 UUID), or legacy, the Go CronJob's
+    /// `2026-11-22-10:00:<digits>` for a billing side that parses it. Both are derived from
+    /// cluster, hour and part, so a re-publish keeps its id. Changing it makes re-published
+    /// hours look new to the billing side: see README, "Migrating from the Go CronJob".
+    #[arg(
+        long,
+        env = "MESSAGE_ID_FORMAT",
+        value_enum,
+        default_value_t = IdFormat::Uuid
+    )]
+    pub message_id_format: IdFormat,
 
     /// Kafka bootstrap brokers, comma-separated. Example: kafka-1:9093,kafka-2:9093
     #[arg(long, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...")]

@@ -149,6 +149,7 @@ pub struct MessageConfig {
     pub service_version: String,
     pub service_location: String,
     pub max_message_bytes: usize,
+    pub id_format: crate::message::IdFormat,
 }
 
 /// The whole validated configuration of one run.
@@ -640,6 +641,7 @@ impl Config {
                 service_version: args.service_version.trim().to_string(),
                 service_location: args.service_location.trim().to_string(),
                 max_message_bytes: args.max_message_bytes,
+                id_format: args.message_id_format,
             },
             pushgateway: match args.pushgateway_url.as_deref().map(str::trim) {
                 None | Some("") => None,
@@ -710,6 +712,7 @@ impl AuditConfig {
         Ok(AuditConfig {
             audit: AuditSettings {
                 cluster,
+                id_format: run.message_id_format,
                 hours,
                 kafka,
             },
@@ -781,7 +784,7 @@ impl Config {
              output:      {output}\n\
              checkpoint:  {checkpoint}\n\
              prometheus:  {} ({:?}{})\n\
-             cluster:     {} (service {} {} at {})\n\
+             cluster:     {} (service {} {} at {}, message ids {})\n\
              cpu basis:   {:?}\n\
              windows:     {}\n\
              tiers:       {}\n\
@@ -805,6 +808,7 @@ impl Config {
             self.message.service_name,
             self.message.service_version,
             self.message.service_location,
+            self.message.id_format,
             self.collect.cpu_basis,
             match self.collect.windows {
                 Some(w) => format!("{w} (--window-semantics)"),

@@ -107,14 +107,80 @@ pub fn start_ts(window: &HourWindow) -> String {
         .to_string()
 }
 
-/// The id of part `part` (0-based) of `cluster`'s message for `window`: a v5 UUID of the three,
-/// so a re-publish carries the same id and ids never collide across clusters or parts.
+/// The shape of `message_id`. Both are functions of cluster, hour and part only: a re-publish
+/// carries the same id, and ids of different clusters or parts differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdFormat {
+    /// A name-based (v5) UUID: `0b9f3c1e-…`.
+    #[default]
+    Uuid,
+    /// The Go CronJob's shape, `2026-11-22-10:00:<digits>`, for a billing side that parses it.
+    /// The Go job put the run's wall-clock epoch seconds after the hour; here the digits are
+    /// 63 bits of the v5 UUID, so they are not a time.
+    Legacy,
+}
+
+impl IdFormat {
+    /// The id of part `part` (0-based) of `cluster`'s message for `window`.
+    pub fn id(self, cluster: &str, window: &HourWindow, part: usize) -> String {
+        let name = format!(
+            "consumption-metrics/v1/{cluster}/{}/{part}",
+            start_ts(window)
+        );
+        let uuid = Uuid::new_v5(&ID_NAMESPACE, name.as_bytes());
+        match self {
+            IdFormat::Uuid => uuid.to_string(),
+            IdFormat::Legacy => {
+                // The UUID's first 8 bytes, masked to 63 bits so that a parser reading an
+                // int64 accepts them: 59 bits vary (byte 6 holds the constant version nibble),
+                // so two ids of one hour collide with odds of about 1e-18 per pair.
+                let bits = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().expect("8 bytes"))
+                    & (u64::MAX >> 1);
+                format!("{}:{bits}", window.start().format("%Y-%m-%d-%H:00"))
+            }
+        }
+    }
+
+    /// Whether `id` has this format's shape (for [`validate`]; the value is checked by the
+    /// audit, which knows the part).
+    fn accepts(self, id: &str) -> bool {
+        match self {
+            IdFormat::Uuid => Uuid::parse_str(id)
+                .is_ok_and(|u| u.get_version_num() == 5 && u.hyphenated().to_string() == id),
+            IdFormat::Legacy => {
+                let b = id.as_bytes();
+                let digits = |r: std::ops::Range<usize>| {
+                    b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+                };
+                b.len() > 17
+                    && digits(0..4)
+                    && b[4] == b'-'
+                    && digits(5..7)
+                    && b[7] == b'-'
+                    && digits(8..10)
+                    && b[10] == b'-'
+                    && digits(11..13)
+                    && &b[13..17] == b":00:"
+                    && digits(17..b.len())
+                    && id[17..].parse::<i64>().is_ok()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IdFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdFormat::Uuid => "uuid",
+            IdFormat::Legacy => "legacy",
+        })
+    }
+}
+
+/// The id of part `part` (0-based) of `cluster`'s message for `window` in the default
+/// format: a v5 UUID of the three.
 pub fn message_id(cluster: &str, window: &HourWindow, part: usize) -> String {
-    let name = format!(
-        "consumption-metrics/v1/{cluster}/{}/{part}",
-        start_ts(window)
-    );
-    Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
+    IdFormat::Uuid.id(cluster, window, part)
 }
 
 /// The messages of one hour: entries sorted by namespace, split so that each serialized
@@ -132,7 +198,7 @@ pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessag
     let header = |part: usize| Header {
         consumption_period_type: PeriodType::Hour,
         consumption_start_ts: start_ts(&window),
-        message_id: message_id(&config.cluster_name, &window, part),
+        message_id: config.id_format.id(&config.cluster_name, &window, part),
         service_name: config.service_name.clone(),
         service_version: config.service_version.clone(),
         service_location: config.service_location.clone(),
@@ -181,9 +247,11 @@ pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessag
         })
         .collect();
     for m in &messages {
-        validate(m, &config.cluster_name).map_err(|reason| MessageError::Contract {
-            window: window.to_string(),
-            reason,
+        validate(m, &config.cluster_name, config.id_format).map_err(|reason| {
+            MessageError::Contract {
+                window: window.to_string(),
+                reason,
+            }
         })?;
     }
     Ok(messages)
@@ -197,7 +265,11 @@ fn printable(s: &str) -> bool {
 /// The MCMP contract (schema/mcmp-message.schema.json) checked on a message before it leaves:
 /// what the schema says, in code, so that no input we do not control (a metric, a label, a
 /// setting) can make us publish a message the billing side rejects or misreads.
-pub fn validate(m: &KafkaMessage, cluster: &str) -> std::result::Result<(), String> {
+pub fn validate(
+    m: &KafkaMessage,
+    cluster: &str,
+    id_format: IdFormat,
+) -> std::result::Result<(), String> {
     let h = &m.header;
     let ts = h.consumption_start_ts.as_bytes();
     let digits =
@@ -214,9 +286,11 @@ pub fn validate(m: &KafkaMessage, cluster: &str) -> std::result::Result<(), Stri
             h.consumption_start_ts
         ));
     }
-    match Uuid::parse_str(&h.message_id) {
-        Ok(id) if id.get_version_num() == 5 && id.hyphenated().to_string() == h.message_id => {}
-        _ => return Err(format!("message_id {:?} is not a v5 UUID", h.message_id)),
+    if !id_format.accepts(&h.message_id) {
+        return Err(format!(
+            "message_id {:?} is not of --message-id-format {id_format}",
+            h.message_id
+        ));
     }
     for (field, value) in [
         ("service_name", &h.service_name),
@@ -272,6 +346,7 @@ mod tests {
             service_version: "GA".into(),
             service_location: "ALLN".into(),
             max_message_bytes: max,
+            id_format: IdFormat::Uuid,
         }
     }
     fn hour(n: usize) -> HourUsage {
@@ -321,7 +396,8 @@ mod tests {
         let e = shape(&hour(1), &c).unwrap_err();
         assert!(e.to_string().contains("service_location"), "{e}");
         for m in shape(&hour(50), &config(2_000)).unwrap() {
-            validate(&m, "prod-alln-01").unwrap();
+            validate(&m, "prod-alln-01", IdFormat::Uuid).unwrap();
+            assert!(validate(&m, "prod-alln-01", IdFormat::Legacy).is_err());
         }
     }
 
@@ -351,6 +427,40 @@ mod tests {
             message_id("a", &w, 0),
             "86bc6988-2aa9-5958-8049-8cdc3d0c47e9"
         );
+    }
+
+    /// The Go job's shape, derived from cluster, hour and part only.
+    #[test]
+    fn legacy_ids_keep_the_go_shape_and_are_deterministic_and_distinct() {
+        let w = window();
+        let id = |c, w: &HourWindow, p| IdFormat::Legacy.id(c, w, p);
+        assert_eq!(id("a", &w, 0), id("a", &w, 0));
+        assert_ne!(id("a", &w, 0), id("b", &w, 0));
+        assert_ne!(id("a", &w, 0), id("a", &w, 1));
+        assert_ne!(id("a", &w, 0), id("a", &w.next(), 0));
+        // Pinned like the UUIDs.
+        assert_eq!(id("a", &w, 0), "2026-11-22-10:00:485378893401381208");
+        assert!(IdFormat::Legacy.accepts(&id("a", &w, 0)));
+        assert!(IdFormat::Legacy.accepts("2019-06-04-17:00:1559667612"));
+        for bad in [
+            "2019-06-04-17:00:",
+            "2019-06-04-17:30:1559667612",
+            "2019-06-04T17:00:1559667612",
+            "2019-06-04-17:00:99999999999999999999",
+            "2019-06-04-17:00:-1",
+            "2019-06-04-17:00:1e9",
+        ] {
+            assert!(!IdFormat::Legacy.accepts(bad), "{bad}");
+        }
+        let mut c = config(2_000);
+        c.id_format = IdFormat::Legacy;
+        let msgs = shape(&hour(50), &c).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for (part, m) in msgs.iter().enumerate() {
+            assert_eq!(m.header.message_id, id("prod-alln-01", &w, part));
+            assert!(ids.insert(m.header.message_id.clone()));
+            validate(m, "prod-alln-01", IdFormat::Legacy).unwrap();
+        }
     }
 
     #[test]

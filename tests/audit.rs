@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use common::kafka::{TestKafka, start_kafka};
 use common::{Outcome, bin, run, standard};
-use consumption_metrics::message::{KafkaMessage, message_id};
+use consumption_metrics::message::{IdFormat, KafkaMessage, message_id};
 use consumption_metrics::window::HourWindow;
 use serde_json::Value;
 
@@ -298,6 +298,67 @@ fn recompute_compares_the_topic_with_prometheus() {
     assert!(
         f.contains("storage_rwx_standard: topic") && f.contains("storage_rwx_premium: topic"),
         "per namespace and dimension: {f}"
+    );
+}
+
+/// `--message-id-format legacy`: the Go job's shape, valid against the schema, derived from the
+/// hour and part; the audit checks ids in the format it is given and names the other one.
+#[test]
+fn legacy_message_ids_are_published_and_audited() {
+    let k = kafka();
+    let topic = "mcmp-audit-legacy";
+    k.create_topic(topic);
+    let legacy = ["--message-id-format", "legacy"];
+    let (since, until) = ("2026-11-01T02:00:00Z", "2026-11-01T04:00:00Z");
+
+    let dry = run(bin()
+        .args(["--prometheus-url", &standard().url])
+        .args(["--cluster-name", "synth-01", "--now", NOW, "--dry-run"])
+        .args(["--since", since, "--until", until])
+        .args(legacy));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let messages: Vec<Value> = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(messages.len(), 2);
+    let validator = common::schema_validator();
+    for (m, start) in messages.iter().zip([since, "2026-11-01T03:00:00Z"]) {
+        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            m["header"]["message_id"],
+            IdFormat::Legacy.id("synth-01", &hour(start), 0)
+        );
+        assert!(
+            m["header"]["message_id"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("2026-11-01-{}:00:", &start[11..13])),
+            "{m}"
+        );
+    }
+
+    publish(topic, since, until, &legacy);
+    let out = audit(
+        topic,
+        since,
+        until,
+        &[&legacy[..], &["--output", "json"]].concat(),
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        statuses(&json(&out)),
+        pairs(&[("02:00", "complete"), ("03:00", "complete")])
+    );
+
+    // Audited as UUIDs, the legacy messages are not ours, and the reason says which flag to use.
+    let out = audit(topic, since, until, &["--output", "json"]);
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    assert!(statuses(&r).iter().all(|(_, s)| s == "foreign"), "{r}");
+    assert!(
+        r["hours"][0]["findings"]
+            .to_string()
+            .contains("audit with --message-id-format legacy"),
+        "{r}"
     );
 }
 

@@ -337,6 +337,7 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
         service_version: "GA".into(),
         service_location: "TEST".into(),
         max_message_bytes: 900_000,
+        id_format: Default::default(),
     };
     let messages = shape(&usage, &config).unwrap();
     assert!(messages.len() >= 4, "{} parts", messages.len());

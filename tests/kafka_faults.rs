@@ -50,6 +50,7 @@ fn hour(h: u32) -> (HourWindow, Vec<KafkaMessage>) {
         service_version: "GA".into(),
         service_location: "TEST".into(),
         max_message_bytes: 900_000,
+        id_format: Default::default(),
     };
     (window, shape(&usage, &config).unwrap())
 }

@@ -5,11 +5,20 @@ use std::collections::BTreeMap;
 
 use consumption_metrics::collector::{HourUsage, NamespaceUsage};
 use consumption_metrics::config::MessageConfig;
-use consumption_metrics::message::{KafkaMessage, shape, validate};
+use consumption_metrics::message::{IdFormat, KafkaMessage, shape, validate};
 use consumption_metrics::window::HourWindow;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // The first byte's low bit picks the id format.
+    let Some((&first, data)) = data.split_first() else {
+        return;
+    };
+    let id_format = if first & 1 == 0 {
+        IdFormat::Uuid
+    } else {
+        IdFormat::Legacy
+    };
     let window = HourWindow::starting_at(
         chrono::DateTime::from_timestamp(1_795_341_600, 0).unwrap(),
         "fuzz",
@@ -44,11 +53,12 @@ fuzz_target!(|data: &[u8]| {
         service_version: "GA".into(),
         service_location: "FUZZ".into(),
         max_message_bytes: 4096,
+        id_format,
     };
     let hour = HourUsage { window, namespaces };
     if let Ok(messages) = shape(&hour, &config) {
         for m in messages {
-            validate(&m, "fuzz-01").unwrap();
+            validate(&m, "fuzz-01", id_format).unwrap();
             let json = serde_json::to_vec(&m).unwrap();
             assert!(json.len() <= config.max_message_bytes);
             let back: KafkaMessage = serde_json::from_slice(&json).unwrap();
