@@ -139,32 +139,52 @@ pub fn namespaces(w: Windows) -> String {
     )
 }
 
+/// `open`, then each part on lines of its own indented two spaces (a part's own lines
+/// included, so nested blocks indent further), then `close`: the PromQL we send reads like the
+/// source that builds it.
+fn block(open: &str, parts: &[&str], close: &str) -> String {
+    let mut s = String::from(open);
+    for line in parts.iter().flat_map(|p| p.lines()) {
+        s.push_str("\n  ");
+        s.push_str(line);
+    }
+    s.push('\n');
+    s.push_str(close);
+    s
+}
+
 /// Seconds one sample stands for in the hour, with the scrape-gap compensation.
 fn sample_seconds(w: Windows, interval: Duration) -> String {
     let secs = interval.as_secs_f64();
     let expected = (3600.0 / secs).floor().max(1.0);
-    format!(
-        "({secs} * scalar(clamp_min({expected} / max(count_over_time(kube_namespace_status_phase{h})), 1)))",
-        h = w.hour()
-    )
+    let observed = format!(
+        "max(count_over_time(kube_namespace_status_phase{}))",
+        w.hour()
+    );
+    format!("({secs} * scalar(clamp_min({expected} / {observed}, 1)))")
 }
 
 /// Per container: resource-seconds requested while the pod was Running, labels
-/// `namespace, pod, uid, container`.
-fn requested_seconds(w: Windows, resource: &str, interval: Duration) -> String {
-    format!(
-        "(\n  max by (namespace, pod, uid, container) (avg_over_time(kube_pod_container_resource_requests{{resource=\"{resource}\"}}{h}))\n  * on (namespace, pod, uid) group_left ()\n  max by (namespace, pod, uid) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))\n  * {sw}\n)",
-        h = w.hour(),
-        sw = sample_seconds(w, interval)
-    )
-}
-
-/// As [`requested_seconds`] for every resource matching `regex`, keeping the `resource` label.
-fn requested_seconds_by_resource(w: Windows, regex: &str, interval: Duration) -> String {
-    format!(
-        "(\n  max by (namespace, pod, uid, container, resource) (avg_over_time(kube_pod_container_resource_requests{{resource=~\"{regex}\"}}{h}))\n  * on (namespace, pod, uid) group_left ()\n  max by (namespace, pod, uid) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))\n  * {sw}\n)",
-        h = w.hour(),
-        sw = sample_seconds(w, interval)
+/// `namespace, pod, uid, container` and those in `keep`, for the resources `matcher` selects.
+fn requested_seconds(w: Windows, matcher: &str, keep: &str, interval: Duration) -> String {
+    let h = w.hour();
+    let requested = format!(
+        "max by (namespace, pod, uid, container{keep}) \
+         (avg_over_time(kube_pod_container_resource_requests{{{matcher}}}{h}))"
+    );
+    let running = format!(
+        "max by (namespace, pod, uid) \
+         (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))"
+    );
+    block(
+        "(",
+        &[
+            &requested,
+            "* on (namespace, pod, uid) group_left ()",
+            &running,
+            &format!("* {}", sample_seconds(w, interval)),
+        ],
+        ")",
     )
 }
 
@@ -172,7 +192,7 @@ fn requested_seconds_by_resource(w: Windows, regex: &str, interval: Duration) ->
 /// The cases are explained in the module documentation.
 fn used_seconds(w: Windows, interval: Duration) -> String {
     let c = r#"container_cpu_usage_seconds_total{container!="", container!="POD"}"#;
-    let (h, p, two, first) = (
+    let (h, p, two, start) = (
         w.hour(),
         w.previous_hour(),
         w.two_hours(),
@@ -181,29 +201,66 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
     let last = format!("last_over_time({c}{h})");
     let last_prev = format!("last_over_time({c}{p})");
     let resets_after_prev = format!("(resets({c}{two}) - resets({c}{p}))");
-    let (max, min) = (
-        format!("max_over_time({c}{h})"),
-        format!("min_over_time({c}{h})"),
+    let max = format!("max_over_time({c}{h})");
+    let min = format!("min_over_time({c}{h})");
+    let first = format!("min_over_time({c}{start})");
+    // D = 0: the climb since the hour before.
+    let no_reset = format!("(({last} - {last_prev}) and ({resets_after_prev} == 0))");
+    // D = 1, the reset fell between the hours: the counter since it.
+    let reset_between =
+        format!("({last} and ({resets_after_prev} == 1) and ({first} < {last_prev}))");
+    // D = 1, an inner reset: the climb to the value before it, plus the counter since it.
+    let inner_reset = format!(
+        "((({max} - {last_prev}) + {last}) and ({resets_after_prev} == 1) \
+         and ({first} >= {last_prev}) and ({max} > {last}))"
     );
-    let first = format!("min_over_time({c}{first})");
-    format!(
-        "max by (namespace, pod, container, id) (\n  (({last} - {last_prev}) and ({resets_after_prev} == 0))\n  or\n  ({last} and ({resets_after_prev} == 1) and ({first} < {last_prev}))\n  or\n  ((({max} - {last_prev}) + {last}) and ({resets_after_prev} == 1) and ({first} >= {last_prev}) and ({max} > {last}))\n  or\n  ((({last} - {min}) + (({min} and ({min} <= {last} - {min})) or ({min} * 0))) unless {last_prev} and (resets({c}{h}) == 0))\n  or\n  increase({c}{h})\n)"
+    // No hour before: the climb in the hour, plus the first value if it started from zero.
+    let born = format!(
+        "((({last} - {min}) + (({min} and ({min} <= {last} - {min})) or ({min} * 0))) \
+         unless {last_prev} and (resets({c}{h}) == 0))"
+    );
+    let otherwise = format!("increase({c}{h})");
+    block(
+        "max by (namespace, pod, container, id) (",
+        &[
+            &no_reset,
+            "or",
+            &reset_between,
+            "or",
+            &inner_reset,
+            "or",
+            &born,
+            "or",
+            &otherwise,
+        ],
+        ")",
     )
 }
 
 /// Core-hours per namespace for the chosen basis.
 pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
+    let requested = || requested_seconds(w, "resource=\"cpu\"", "", interval);
     match basis {
-        CpuBasis::Request => format!(
-            "sum by (namespace) {req} / 3600",
-            req = requested_seconds(w, "cpu", interval)
-        ),
+        CpuBasis::Request => format!("sum by (namespace) {} / 3600", requested()),
         CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used_seconds(w, interval)),
-        CpuBasis::Max => format!(
-            "sum by (namespace) (\n  max by (namespace, pod, container) (\n    label_replace(max by (namespace, pod, container) {req}, \"basis\", \"request\", \"\", \"\")\n    or\n    label_replace(sum by (namespace, pod, container) ({used}), \"basis\", \"usage\", \"\", \"\")\n  )\n) / 3600",
-            req = requested_seconds(w, "cpu", interval),
-            used = used_seconds(w, interval)
-        ),
+        CpuBasis::Max => {
+            let request = format!(
+                "label_replace(max by (namespace, pod, container) {}, \
+                 \"basis\", \"request\", \"\", \"\")",
+                requested()
+            );
+            let usage = format!(
+                "label_replace(sum by (namespace, pod, container) ({}), \
+                 \"basis\", \"usage\", \"\", \"\")",
+                used_seconds(w, interval)
+            );
+            let larger = block(
+                "max by (namespace, pod, container) (",
+                &[&request, "or", &usage],
+                ")",
+            );
+            block("sum by (namespace) (", &[&larger], ") / 3600")
+        }
     }
 }
 
@@ -211,10 +268,13 @@ pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
 /// kube-state-metrics name); the collector weights each resource into GPU-hours
 /// ([`crate::gpu`]), so that one query serves every MIG profile and vendor.
 pub fn gpu(w: Windows, interval: Duration) -> String {
-    format!(
-        "sum by (namespace, resource) {req} / 3600",
-        req = requested_seconds_by_resource(w, GPU_RESOURCES, interval)
-    )
+    let requested = requested_seconds(
+        w,
+        &format!("resource=~\"{GPU_RESOURCES}\""),
+        ", resource",
+        interval,
+    );
+    format!("sum by (namespace, resource) {requested} / 3600")
 }
 
 /// Extended resources that may be GPUs: anything with `gpu` or `mig` in its name. One without
@@ -223,10 +283,34 @@ const GPU_RESOURCES: &str = ".*(gpu|mig).*";
 
 /// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`).
 pub fn storage(w: Windows, interval: Duration) -> String {
-    format!(
-        "sum by (namespace, storageclass, rwx) (\n  max by (namespace, persistentvolumeclaim) (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes{h}))\n  * on (namespace, persistentvolumeclaim) group_left (storageclass)\n  max by (namespace, persistentvolumeclaim, storageclass) (max_over_time(kube_persistentvolumeclaim_info{h}))\n  * on (namespace, persistentvolumeclaim) group_left (rwx)\n  (\n    label_replace(max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_access_mode{{access_mode=\"ReadWriteMany\"}}{h})), \"rwx\", \"true\", \"\", \"\")\n    or on (namespace, persistentvolumeclaim)\n    label_replace(max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_info{h})), \"rwx\", \"false\", \"\", \"\")\n  )\n) * {sw} / 3600 / 1073741824",
-        h = w.hour(),
-        sw = sample_seconds(w, interval)
+    let h = w.hour();
+    let pvc = "namespace, persistentvolumeclaim";
+    let requested = format!(
+        "max by ({pvc}) \
+         (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes{h}))"
+    );
+    let class =
+        format!("max by ({pvc}, storageclass) (max_over_time(kube_persistentvolumeclaim_info{h}))");
+    let rwx = format!(
+        "label_replace(max by ({pvc}) (max_over_time(\
+         kube_persistentvolumeclaim_access_mode{{access_mode=\"ReadWriteMany\"}}{h})), \
+         \"rwx\", \"true\", \"\", \"\")"
+    );
+    let rwo = format!(
+        "label_replace(max by ({pvc}) (max_over_time(kube_persistentvolumeclaim_info{h})), \
+         \"rwx\", \"false\", \"\", \"\")"
+    );
+    let access = block("(", &[&rwx, &format!("or on ({pvc})"), &rwo], ")");
+    block(
+        "sum by (namespace, storageclass, rwx) (",
+        &[
+            &requested,
+            &format!("* on ({pvc}) group_left (storageclass)"),
+            &class,
+            &format!("* on ({pvc}) group_left (rwx)"),
+            &access,
+        ],
+        &format!(") * {} / 3600 / 1073741824", sample_seconds(w, interval)),
     )
 }
 
