@@ -48,7 +48,7 @@ use crate::kafka::settings::to_rdkafka_consumer;
 use crate::kafka::{KafkaSettings, tls};
 use crate::message::{self, Consumption, IdFormat, KafkaMessage};
 use crate::prometheus::Prometheus;
-use crate::window::{HourWindow, rfc3339};
+use crate::window::{self, HourWindow, rfc3339};
 
 /// Report format on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -748,7 +748,7 @@ async fn recompute_hours(
     let first = settings.hours.first().map(|h| h.end()).unwrap_or_default();
     let collector = Collector::connect(&prometheus, &config.collect, first).await?;
     let mut index = 0;
-    for span in collector.spans(&settings.hours) {
+    for span in window::spans(&settings.hours, config.collect.hours_per_query) {
         for usage in collector.collect_span(&span).await? {
             let report = &mut hours[index];
             index += 1;

@@ -203,11 +203,6 @@ impl<'a> Collector<'a> {
         self.windows
     }
 
-    /// The spans one run's hours are queried in.
-    pub fn spans(&self, hours: &[HourWindow]) -> Vec<Vec<HourWindow>> {
-        crate::window::spans(hours, self.config.hours_per_query)
-    }
-
     async fn query(&self, what: &str, expr: &str, span: &[HourWindow]) -> Result<Vec<Series>> {
         self.query_from(what, expr, span, 0).await
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditFormat, AuditSettings};
+use crate::checkpoint::{Plan, Reach};
 use crate::cli::{Args, AuditArgs, Flavor, WindowSemantics};
 use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
 use crate::queries::CpuBasis;
@@ -49,15 +50,6 @@ pub enum ConfigError {
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
-
-/// Which hours the run covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
-    /// The CronJob: every settled hour after the checkpoint.
-    Scheduled,
-    /// An explicit, already validated range of hours.
-    Backfill(Vec<HourWindow>),
-}
 
 /// Where the messages go.
 #[derive(Debug, Clone)]
@@ -161,10 +153,6 @@ pub struct Config {
     pub settle_delay: Duration,
     pub max_hours_per_run: u32,
     pub checkpoint: CheckpointConfig,
-    /// First run without a checkpoint: start here instead of at the last complete hour.
-    pub start_from: Option<HourWindow>,
-    /// A backfill also advances the checkpoint where it continues it.
-    pub advance_checkpoint: bool,
     pub prometheus: PrometheusConfig,
     pub prometheus_flavor: Flavor,
     pub collect: CollectConfig,
@@ -483,15 +471,27 @@ impl Config {
         if args.max_hours_per_run == 0 {
             return Err(invalid("--max-hours-per-run", "0", "must be at least 1"));
         }
+        // Validated whatever the plan, so that a wrong value in the CronJob's settings shows
+        // on a manual backfill too.
+        let start_from = match &args.start_from {
+            None => None,
+            Some(raw) => {
+                let t = parse_time("--start-from", raw)?;
+                Some(HourWindow::starting_at(t, "--start-from")?)
+            }
+        };
         let plan = match (&args.since, &args.until) {
-            (Some(since), Some(until)) => Plan::Backfill(window::plan_backfill(
-                parse_time("--since", since)?,
-                parse_time("--until", until)?,
-                now,
-                settle_delay,
-                args.max_hours_per_run,
-            )?),
-            (None, None) => Plan::Scheduled,
+            (Some(since), Some(until)) => Plan::Backfill {
+                hours: window::plan_backfill(
+                    parse_time("--since", since)?,
+                    parse_time("--until", until)?,
+                    now,
+                    settle_delay,
+                    args.max_hours_per_run,
+                )?,
+                advance_checkpoint: args.advance_checkpoint,
+            },
+            (None, None) => Plan::Scheduled { start_from },
             _ => {
                 return Err(ConfigError::Usage(
                     "--since and --until go together; give both for a backfill, or neither for \
@@ -506,14 +506,6 @@ impl Config {
             Output::Publish(kafka_settings(args, false)?)
         };
         let checkpoint = checkpoint_config(args);
-        let start_from = match &args.start_from {
-            None => None,
-            Some(raw) => {
-                let t = parse_time("--start-from", raw)?;
-                Some(HourWindow::starting_at(t, "--start-from")?)
-            }
-        };
-
         let cluster_name = cluster_name(args)?;
         for (flag, value) in [
             ("--service-name", &args.service_name),
@@ -596,8 +588,6 @@ impl Config {
             settle_delay,
             max_hours_per_run: args.max_hours_per_run,
             checkpoint,
-            start_from,
-            advance_checkpoint: args.advance_checkpoint,
             prometheus: PrometheusConfig {
                 url: parse_url(args.prometheus_url.as_deref().ok_or_else(|| {
                     ConfigError::Usage(
@@ -704,7 +694,10 @@ impl AuditConfig {
             dry.since = None;
             dry.until = None;
             let mut config = Config::from_args(&dry, system_now)?;
-            config.plan = Plan::Backfill(hours.clone());
+            config.plan = Plan::Backfill {
+                hours: hours.clone(),
+                advance_checkpoint: false,
+            };
             Some(Box::new(config))
         } else {
             None
@@ -726,23 +719,34 @@ impl Config {
     /// Whether this run writes the checkpoint: a publishing run that is scheduled, or a
     /// backfill asked to with --advance-checkpoint. A dry-run never does.
     pub fn moves_checkpoint(&self) -> bool {
-        matches!(self.output, Output::Publish(_))
-            && (self.plan == Plan::Scheduled || self.advance_checkpoint)
+        matches!(self.output, Output::Publish(_)) && self.plan.advances_checkpoint()
+    }
+
+    /// How far a scheduled run of this configuration reaches.
+    pub fn reach(&self) -> Reach {
+        Reach {
+            now: self.now,
+            settle_delay: self.settle_delay,
+            max_hours_per_run: self.max_hours_per_run,
+        }
     }
 
     /// A human-readable account of what this configuration makes a run do (`--check-config`).
     pub fn summary(&self) -> String {
         let plan = match &self.plan {
-            Plan::Scheduled => format!(
+            Plan::Scheduled { .. } => format!(
                 "scheduled: every hour after the checkpoint, settled {:?} after its end, at most \
                  {} per run",
                 self.settle_delay, self.max_hours_per_run
             ),
-            Plan::Backfill(hours) => format!(
+            Plan::Backfill {
+                hours,
+                advance_checkpoint,
+            } => format!(
                 "backfill of {} hours from {}{}",
                 hours.len(),
                 hours.first().map(|h| h.to_string()).unwrap_or_default(),
-                if self.advance_checkpoint {
+                if *advance_checkpoint {
                     ", advancing the checkpoint"
                 } else {
                     ""
@@ -933,7 +937,7 @@ mod tests {
         )
         .unwrap();
         match c.plan {
-            Plan::Backfill(h) => assert_eq!(h.len(), 3),
+            Plan::Backfill { hours, .. } => assert_eq!(hours.len(), 3),
             other => panic!("unexpected plan {other:?}"),
         }
     }

@@ -4,20 +4,21 @@
 //! the checkpoint. The first failure stops the run; the checkpoint stays at the last hour that
 //! was fully acknowledged. [`RunReport`] says what the run did, also when it failed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracing::{info, instrument, warn};
 
-use crate::checkpoint::{Checkpoint, ConfigMapCheckpoint, FileCheckpoint, configmap};
-use crate::collector::Collector;
-use crate::config::{CheckpointConfig, Config, Output, Plan};
+use crate::checkpoint::{Checkpoint, ConfigMapCheckpoint, Cursor, FileCheckpoint, configmap};
+use crate::collector::{Collector, HourUsage};
+use crate::config::{CheckpointConfig, Config, Output};
 use crate::kafka::Publisher;
-use crate::message;
+use crate::message::{self, KafkaMessage};
 use crate::prometheus::Prometheus;
 use crate::queries::Windows;
 use crate::sink::{Sink, Spool};
-use crate::window::{self, HourWindow, rfc3339};
+use crate::window::{self, HourWindow};
 use crate::{Error, Result};
 
 /// Test hook, compiled only with the `test-hooks` feature (never in the image): abort the
@@ -71,8 +72,8 @@ pub struct RunReport {
 
 pub struct Manager {
     config: Config,
-    prometheus: Prometheus,
-    checkpoint: Checkpoint,
+    prometheus: Arc<Prometheus>,
+    cursor: Cursor,
     sink: Option<Sink>,
     report: RunReport,
 }
@@ -107,10 +108,12 @@ impl Manager {
 
     /// Wiring with an explicit checkpoint store (tests use a scripted Kubernetes API).
     pub fn with_checkpoint(config: Config, prometheus: Prometheus, checkpoint: Checkpoint) -> Self {
+        let publishing = matches!(config.output, Output::Publish(_));
+        let cursor = Cursor::new(checkpoint, config.plan.clone(), config.reach(), publishing);
         Self {
             config,
-            prometheus,
-            checkpoint,
+            prometheus: Arc::new(prometheus),
+            cursor,
             sink: None,
             report: RunReport::default(),
         }
@@ -131,96 +134,95 @@ impl Manager {
         &self.prometheus
     }
 
-    /// The hours to bill, and the checkpoint's next hour when this run may advance it.
-    async fn plan(&mut self) -> Result<(Vec<HourWindow>, Option<HourWindow>)> {
-        let c = &self.config;
-        let (now, settle, cap) = (c.now, c.settle_delay, c.max_hours_per_run);
-        match &c.plan {
-            Plan::Backfill(hours) => {
-                let next = if c.moves_checkpoint() {
-                    self.checkpoint.load(now).await?
-                } else {
-                    None
-                };
-                Ok((hours.clone(), next))
-            }
-            Plan::Scheduled => {
-                let start_from = c.start_from;
-                match self.checkpoint.load(now).await? {
-                    Some(next) => Ok((window::plan_scheduled(next, now, settle, cap), Some(next))),
-                    None => {
-                        let hours = match start_from {
-                            Some(first) => window::plan_scheduled(first, now, settle, cap),
-                            None => window::plan_first_run(now, settle),
-                        };
-                        info!(
-                            checkpoint = %self.checkpoint.describe(),
-                            first = hours.first().map(|h| h.to_string()).unwrap_or_default(),
-                            "no checkpoint yet: first run (see --start-from)"
-                        );
-                        Ok((hours.clone(), hours.first().copied()))
-                    }
-                }
-            }
-        }
-    }
-
-    /// Run the pipeline: plan, prepare, then collect → shape → deliver → advance hour by hour.
+    /// Run the pipeline: plan → prepare → for each hour: collect, shape, deliver, advance.
     #[instrument(skip_all, fields(cluster = %self.config.message.cluster_name))]
     pub async fn run(&mut self) -> Result<RunReport> {
-        let started = Instant::now();
-        let (hours, mut next) = self.plan().await?;
-        self.report.checkpoint += started.elapsed();
-        self.report.checkpoint_end = next.map(|n| n.start());
-        self.report.planned = hours.len();
-        let Some(first) = hours.first().copied() else {
+        let hours = self.plan().await?;
+        let Some(&first) = hours.first() else {
             info!("nothing to do: every settled hour is already published");
             return Ok(self.report());
         };
         info!(first = %first, count = hours.len(), "planned hours");
         self.prepare().await?;
-        let crash_after = crash_after();
-
-        let collector =
-            Collector::connect(&self.prometheus, &self.config.collect, first.end()).await?;
+        // The collector borrows these while the steps below update the run's state.
+        let (prometheus, settings) = (self.prometheus.clone(), self.config.collect.clone());
+        let collector = Collector::connect(&prometheus, &settings, first.end()).await?;
         self.report.windows = Some(collector.windows());
-        let cluster = self.config.message.cluster_name.clone();
-        for span in collector.spans(&hours) {
-            let collecting = Instant::now();
-            let usage = collector.collect_span(&span).await?;
-            self.report.collect += collecting.elapsed();
-            for hour in usage {
-                let shaping = Instant::now();
-                let messages = message::shape(&hour, &self.config.message)?;
-                self.report.collect += shaping.elapsed();
-
-                let delivering = Instant::now();
-                let sink = self.sink.as_mut().ok_or_else(|| {
-                    Error::Internal("the sink was not prepared before delivering".into())
-                })?;
-                let delivered = sink.deliver(&cluster, &hour.window, &messages).await?;
-                let durable = sink.is_durable();
-                self.report.deliver += delivering.elapsed();
-                self.report.hours += 1;
-                self.report.messages += delivered.messages;
-                self.report.bytes += delivered.bytes;
-                if !durable {
-                    info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), "hour collected");
-                    continue;
-                }
-                info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), bytes = delivered.bytes, "hour published and acknowledged");
-                self.report.published += 1;
-                if crash_after == Some(self.report.published) {
-                    warn!("test hook: aborting before the checkpoint moves");
-                    std::process::abort();
-                }
-                let advancing = Instant::now();
-                next = advance(&mut self.checkpoint, &self.config, next, hour.window).await?;
-                self.report.checkpoint += advancing.elapsed();
-                self.report.checkpoint_end = next.map(|n| n.start());
+        for span in window::spans(&hours, settings.hours_per_query) {
+            for hour in self.collect(&collector, &span).await? {
+                let messages = self.shape(&hour)?;
+                self.deliver(&hour, &messages).await?;
+                self.advance(hour.window).await?;
             }
         }
         Ok(self.report())
+    }
+
+    /// The hours to bill, from the plan and the checkpoint.
+    async fn plan(&mut self) -> Result<Vec<HourWindow>> {
+        let reading = Instant::now();
+        let hours = self.cursor.hours().await?;
+        self.report.checkpoint += reading.elapsed();
+        self.report.checkpoint_end = self.cursor.value();
+        self.report.planned = hours.len();
+        Ok(hours)
+    }
+
+    /// One span of hours from Prometheus (one set of range queries).
+    async fn collect(
+        &mut self,
+        collector: &Collector<'_>,
+        span: &[HourWindow],
+    ) -> Result<Vec<HourUsage>> {
+        let collecting = Instant::now();
+        let usage = collector.collect_span(span).await?;
+        self.report.collect += collecting.elapsed();
+        Ok(usage)
+    }
+
+    /// The hour's messages, checked against the contract.
+    fn shape(&mut self, hour: &HourUsage) -> Result<Vec<KafkaMessage>> {
+        let shaping = Instant::now();
+        let messages = message::shape(hour, &self.config.message)?;
+        self.report.collect += shaping.elapsed();
+        Ok(messages)
+    }
+
+    /// Print the hour (dry-run) or publish it and await every acknowledgement.
+    async fn deliver(&mut self, hour: &HourUsage, messages: &[KafkaMessage]) -> Result<()> {
+        let delivering = Instant::now();
+        let sink = self
+            .sink
+            .as_mut()
+            .ok_or_else(|| Error::Internal("the sink was not prepared before delivering".into()))?;
+        let delivered = sink
+            .deliver(&self.config.message.cluster_name, &hour.window, messages)
+            .await?;
+        let durable = sink.is_durable();
+        self.report.deliver += delivering.elapsed();
+        self.report.hours += 1;
+        self.report.messages += delivered.messages;
+        self.report.bytes += delivered.bytes;
+        if durable {
+            self.report.published += 1;
+            info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), bytes = delivered.bytes, "hour published and acknowledged");
+        } else {
+            info!(hour = %hour.window, namespaces = hour.namespaces.len(), parts = messages.len(), "hour collected");
+        }
+        Ok(())
+    }
+
+    /// Move the checkpoint past a delivered hour (the cursor decides whether this run may).
+    async fn advance(&mut self, hour: HourWindow) -> Result<()> {
+        if self.report.published > 0 && crash_after() == Some(self.report.published) {
+            warn!("test hook: aborting before the checkpoint moves");
+            std::process::abort();
+        }
+        let advancing = Instant::now();
+        self.cursor.advance_past(hour).await?;
+        self.report.checkpoint += advancing.elapsed();
+        self.report.checkpoint_end = self.cursor.value();
+        Ok(())
     }
 
     /// Everything that could fail before anything is sent fails now: the sink connects (TLS
@@ -231,11 +233,9 @@ impl Manager {
             Output::Publish(settings) => Sink::Kafka(Box::new(Publisher::connect(settings).await?)),
         };
         self.sink = Some(sink);
-        if self.config.moves_checkpoint() {
-            let preparing = Instant::now();
-            self.checkpoint.prepare().await?;
-            self.report.checkpoint += preparing.elapsed();
-        }
+        let preparing = Instant::now();
+        self.cursor.prepare().await?;
+        self.report.checkpoint += preparing.elapsed();
         Ok(())
     }
 
@@ -250,36 +250,4 @@ impl Manager {
             None => Ok(()),
         }
     }
-}
-
-/// Move the checkpoint past `hour` if it continues it without a gap; returns the new next
-/// hour. A scheduled run always continues it; a backfill only with --advance-checkpoint.
-async fn advance(
-    checkpoint: &mut Checkpoint,
-    config: &Config,
-    next: Option<HourWindow>,
-    hour: HourWindow,
-) -> Result<Option<HourWindow>> {
-    if !config.moves_checkpoint() {
-        return Ok(next);
-    }
-    let scheduled = config.plan == Plan::Scheduled;
-    match next {
-        // A backfill over a fresh checkpoint (no value yet) starts it.
-        None if !scheduled => {}
-        Some(n) if n == hour => {}
-        Some(n) if n > hour => return Ok(next),
-        _ => {
-            warn!(
-                hour = %hour,
-                checkpoint = next.map(|n| rfc3339(n.start())).unwrap_or_default(),
-                "not advancing the checkpoint: this hour does not continue it"
-            );
-            return Ok(next);
-        }
-    }
-    let end: DateTime<Utc> = hour.end();
-    checkpoint.advance(end, config.now).await?;
-    info!(checkpoint = %rfc3339(end), store = %checkpoint.describe(), "checkpoint advanced");
-    Ok(Some(hour.next()))
 }

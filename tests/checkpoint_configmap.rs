@@ -138,8 +138,12 @@ fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
     kube::Client::new(service, NS)
 }
 
-fn store(state: &Arc<Mutex<FakeApi>>) -> ConfigMapCheckpoint {
-    ConfigMapCheckpoint::new(client(state.clone()), NS, NAME)
+fn store(state: &Arc<Mutex<FakeApi>>) -> Checkpoint {
+    Checkpoint::ConfigMap(Box::new(ConfigMapCheckpoint::new(
+        client(state.clone()),
+        NS,
+        NAME,
+    )))
 }
 
 type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
@@ -163,7 +167,7 @@ async fn scheduled_run(
         common::mock_kafka_settings(mock.bootstrap_servers(), "mcmp"),
     );
     let prometheus = Prometheus::new(&config.prometheus).unwrap();
-    let checkpoint = Checkpoint::ConfigMap(Box::new(store(api)));
+    let checkpoint = store(api);
     Manager::with_checkpoint(config, prometheus, checkpoint)
         .run()
         .await

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{CheckpointError, KEY, Result, parse_value};
 use crate::window::{HourWindow, rfc3339};
@@ -130,35 +130,33 @@ impl ConfigMapCheckpoint {
         Ok(())
     }
 
-    /// Set the key to `end`, with the resourceVersion read last as precondition.
-    pub async fn advance(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
-        self.set(end, now, false).await
-    }
-
-    /// Write `end`; backwards only with `allow_backwards` (an operator's deliberate move).
-    pub async fn set(
-        &mut self,
-        end: DateTime<Utc>,
-        now: DateTime<Utc>,
-        allow_backwards: bool,
-    ) -> Result<()> {
+    /// Before a write: read the ConfigMap if this run has not (a malformed value, e.g. the Go
+    /// job's, may be replaced, so read errors are not fatal here) and create it if missing.
+    pub async fn ensure_read(&mut self, now: DateTime<Utc>) -> Result<()> {
         if self.current.is_none() {
-            // A malformed value (e.g. the Go job's) may be replaced: read errors are not fatal.
             let _ = self.load(now).await;
             self.prepare().await?;
         }
-        let mut cm = self.current.clone().unwrap_or_default();
-        if let Some(current) = cm.data.as_ref().and_then(|d| d.get(KEY))
-            && let Ok(current) = parse_value(&self.describe(), current, now)
-            && current.start() > end
-            && !allow_backwards
+        Ok(())
+    }
+
+    /// The value as last read or written (no request).
+    pub fn stored(&self, now: DateTime<Utc>) -> Result<Option<HourWindow>> {
+        match self
+            .current
+            .as_ref()
+            .and_then(|cm| cm.data.as_ref()?.get(KEY))
         {
-            return Err(CheckpointError::Backwards {
-                location: self.describe(),
-                current: rfc3339(current.start()),
-                requested: rfc3339(end),
-            });
+            Some(v) if !v.trim().is_empty() => parse_value(&self.describe(), v, now).map(Some),
+            _ => Ok(None),
         }
+    }
+
+    /// Set the key to `end`, with the resourceVersion read last as precondition: a run that
+    /// lost the race gets 409 Conflict. The never-backwards rule is
+    /// [`super::Checkpoint::set`]'s.
+    pub async fn write(&mut self, end: DateTime<Utc>) -> Result<()> {
+        let mut cm = self.current.clone().unwrap_or_default();
         cm.data
             .get_or_insert_with(BTreeMap::new)
             .insert(KEY.to_string(), rfc3339(end));
@@ -167,7 +165,7 @@ impl ConfigMapCheckpoint {
             .replace(&self.name, &PostParams::default(), &cm)
             .await
             .map_err(|e| self.api_error("update", e))?;
-        info!(checkpoint = %rfc3339(end), configmap = %self.describe(), "checkpoint advanced");
+        debug!(checkpoint = %rfc3339(end), configmap = %self.describe(), "checkpoint written");
         self.current = Some(updated);
         Ok(())
     }

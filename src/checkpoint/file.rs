@@ -1,5 +1,5 @@
 //! The checkpoint in a local text file holding one RFC 3339 timestamp (outside a cluster).
-//! Writes are atomic (temporary file, fsync, rename) and never move the checkpoint backwards.
+//! Writes are atomic (temporary file, fsync, rename).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -90,23 +90,9 @@ impl FileCheckpoint {
             })
     }
 
-    /// Record that every hour before `end` is published. Atomic; never backwards.
-    pub fn advance(&self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
-        self.set(end, now, false)
-    }
-
-    /// Write `end`; backwards only with `allow_backwards` (an operator's deliberate move).
-    pub fn set(&self, end: DateTime<Utc>, now: DateTime<Utc>, allow_backwards: bool) -> Result<()> {
-        if let Ok(Some(current)) = self.load(now)
-            && current.start() > end
-            && !allow_backwards
-        {
-            return Err(CheckpointError::Backwards {
-                location: self.location(),
-                current: rfc3339(current.start()),
-                requested: rfc3339(end),
-            });
-        }
+    /// Write `end`: atomic (temporary file, fsync, rename). The never-backwards rule is
+    /// [`super::Checkpoint::set`]'s.
+    pub fn write(&self, end: DateTime<Utc>) -> Result<()> {
         let write_err = |source: std::io::Error| CheckpointError::Write {
             location: self.location(),
             reason: source.to_string(),
@@ -164,11 +150,10 @@ mod tests {
         std::fs::write(&target, "2026-11-01T00:00:00Z\n").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let now: DateTime<Utc> = "2026-11-02T00:00:00Z".parse().unwrap();
         let store = FileCheckpoint::new(&link);
         store.prepare().unwrap();
         store
-            .advance("2026-11-01T01:00:00Z".parse().unwrap(), now)
+            .write("2026-11-01T01:00:00Z".parse().unwrap())
             .unwrap();
         assert!(
             std::fs::symlink_metadata(&link)
@@ -184,7 +169,7 @@ mod tests {
         let fresh = dir.path().join("fresh-link");
         std::os::unix::fs::symlink(volume.join("new"), &fresh).unwrap();
         FileCheckpoint::new(&fresh)
-            .advance("2026-11-01T01:00:00Z".parse().unwrap(), now)
+            .write("2026-11-01T01:00:00Z".parse().unwrap())
             .unwrap();
         assert!(
             std::fs::symlink_metadata(&fresh)
@@ -193,24 +178,6 @@ mod tests {
                 .is_symlink()
         );
         assert!(volume.join("new").exists());
-    }
-
-    #[test]
-    fn advance_then_load_round_trips_and_never_goes_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let cp = FileCheckpoint::new(dir.path().join("cp"));
-        let now = t("2026-11-22T12:00:00Z");
-        cp.advance(t("2026-11-22T10:00:00Z"), now).unwrap();
-        assert_eq!(
-            cp.load(now).unwrap().unwrap().start(),
-            t("2026-11-22T10:00:00Z")
-        );
-        let e = cp.advance(t("2026-11-22T09:00:00Z"), now).unwrap_err();
-        assert!(matches!(e, CheckpointError::Backwards { .. }));
-        assert_eq!(
-            std::fs::read_to_string(cp.path()).unwrap(),
-            "2026-11-22T10:00:00Z\n"
-        );
     }
 
     #[test]

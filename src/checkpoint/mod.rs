@@ -3,11 +3,13 @@
 //! refuse malformed, unaligned and future values and never move backwards.
 
 pub mod configmap;
+pub mod cursor;
 pub mod file;
 
 use chrono::{DateTime, Datelike, Utc};
 
 pub use configmap::ConfigMapCheckpoint;
+pub use cursor::{Cursor, Plan, Reach};
 pub use file::FileCheckpoint;
 
 use crate::window::{HourWindow, floor_hour, rfc3339};
@@ -190,24 +192,40 @@ impl Checkpoint {
         }
     }
 
-    /// Record that every hour before `end` is published.
+    /// Record that every hour before `end` is published; never backwards.
     pub async fn advance(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
-        match self {
-            Checkpoint::File(f) => f.advance(end, now),
-            Checkpoint::ConfigMap(c) => c.advance(end, now).await,
-        }
+        self.set(end, now, false).await
     }
 
-    /// Write `end` as an operator's deliberate move: backwards only with `allow_backwards`.
+    /// Write `end`; backwards only with `allow_backwards` (an operator's deliberate move). The
+    /// one place of the never-backwards rule: a readable value after `end` stops the write; a
+    /// malformed one (e.g. the Go job's) may be replaced.
     pub async fn set(
         &mut self,
         end: DateTime<Utc>,
         now: DateTime<Utc>,
         allow_backwards: bool,
     ) -> Result<()> {
+        let current = match self {
+            Checkpoint::File(f) => f.load(now),
+            Checkpoint::ConfigMap(c) => {
+                c.ensure_read(now).await?;
+                c.stored(now)
+            }
+        };
+        if let Ok(Some(current)) = current
+            && current.start() > end
+            && !allow_backwards
+        {
+            return Err(CheckpointError::Backwards {
+                location: self.describe(),
+                current: rfc3339(current.start()),
+                requested: rfc3339(end),
+            });
+        }
         match self {
-            Checkpoint::File(f) => f.set(end, now, allow_backwards),
-            Checkpoint::ConfigMap(c) => c.set(end, now, allow_backwards).await,
+            Checkpoint::File(f) => f.write(end),
+            Checkpoint::ConfigMap(c) => c.write(end).await,
         }
     }
 
