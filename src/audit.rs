@@ -437,7 +437,7 @@ struct Reader {
 
 impl Reader {
     fn new(settings: &KafkaSettings) -> Result<Self, AuditError> {
-        if let Some(files) = &settings.tls {
+        if let Some(files) = settings.transport.tls() {
             tls::check(files)?;
         }
         let context = Context::default();

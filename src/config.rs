@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditFormat, AuditSettings};
 use crate::checkpoint::{Plan, Reach};
 use crate::cli::{Args, AuditArgs, Flavor, WindowSemantics};
-use crate::kafka::{KafkaSettings, TlsFiles, settings::parse_properties};
+use crate::kafka::{KafkaSettings, TlsFiles, Transport, settings::parse_properties};
 use crate::queries::CpuBasis;
 use crate::window::{self, HourWindow, WindowError};
 
@@ -452,7 +452,7 @@ fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> {
     Ok(KafkaSettings {
         brokers: brokers.trim().to_string(),
         topic: topic.trim().to_string(),
-        tls: Some(tls),
+        transport: Transport::MutualTls(tls),
         properties,
         max_message_bytes: args.max_message_bytes,
         delivery_timeout,
@@ -759,12 +759,12 @@ impl Config {
                 "publish to Kafka topic {} at {} over mutual TLS (CA {}, cert {})",
                 k.topic,
                 k.brokers,
-                k.tls
-                    .as_ref()
+                k.transport
+                    .tls()
                     .map(|t| t.ca.display().to_string())
                     .unwrap_or_default(),
-                k.tls
-                    .as_ref()
+                k.transport
+                    .tls()
                     .map(|t| t.cert.display().to_string())
                     .unwrap_or_default(),
             ),

@@ -311,7 +311,7 @@ fn no_client_certificate_is_refused_by_job_and_broker() {
 async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
     use consumption_metrics::collector::{HourUsage, NamespaceUsage};
     use consumption_metrics::config::MessageConfig;
-    use consumption_metrics::kafka::{KafkaSettings, Publisher, TlsFiles};
+    use consumption_metrics::kafka::{KafkaSettings, Publisher, TlsFiles, Transport};
     use consumption_metrics::message::shape;
     use consumption_metrics::window::HourWindow;
 
@@ -344,7 +344,7 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
     let settings = KafkaSettings {
         brokers: k.brokers.clone(),
         topic: "mcmp-big".into(),
-        tls: Some(TlsFiles {
+        transport: Transport::MutualTls(TlsFiles {
             ca: k.pki.ca.clone(),
             cert: k.pki.client.cert.clone(),
             key: k.pki.client.key.clone(),

@@ -9,7 +9,7 @@ pub mod tls;
 use std::time::Duration;
 
 pub use publisher::Publisher;
-pub use settings::{KafkaSettings, TlsFiles};
+pub use settings::{KafkaSettings, TlsFiles, Transport};
 
 /// Why an hour could not be published. The checkpoint never moves past such an hour.
 #[derive(Debug, thiserror::Error)]

@@ -88,7 +88,7 @@ impl Publisher {
     /// topic's metadata, so that TLS and address problems fail in seconds.
     #[instrument(skip_all, fields(brokers = %settings.brokers, topic = %settings.topic))]
     pub async fn connect(settings: &KafkaSettings) -> Result<Self, PublishError> {
-        if let Some(files) = &settings.tls {
+        if let Some(files) = settings.transport.tls() {
             tls::check(files)?;
         }
         let context = Context::default();

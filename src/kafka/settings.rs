@@ -14,14 +14,33 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// How the connection to the brokers is secured.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Mutual TLS with these files: the only transport the command line can build.
+    MutualTls(TlsFiles),
+    /// Plaintext, for librdkafka's in-process mock cluster in the fault-injection tests, which
+    /// speaks no TLS. No flag or variable selects it.
+    PlaintextMockCluster,
+}
+
+impl Transport {
+    /// The TLS files, when there are any.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        match self {
+            Transport::MutualTls(files) => Some(files),
+            Transport::PlaintextMockCluster => None,
+        }
+    }
+}
+
 /// How to reach the brokers.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub topic: String,
-    /// Always set by the command line; `None` only for librdkafka's plaintext mock cluster in
-    /// tests.
-    pub tls: Option<TlsFiles>,
+    /// Always mutual TLS from the command line.
+    pub transport: Transport,
     /// Validated extra properties (`--kafka-property`).
     pub properties: Vec<(String, String)>,
     /// Largest message we produce; librdkafka's own limit is set just above it.
@@ -196,8 +215,8 @@ pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
 
 /// Mutual TLS, the same for every client the job creates.
 fn set_tls(c: &mut ClientConfig, s: &KafkaSettings) {
-    match &s.tls {
-        Some(tls) => {
+    match &s.transport {
+        Transport::MutualTls(tls) => {
             c.set("security.protocol", "ssl")
                 .set("ssl.ca.location", tls.ca.display().to_string())
                 .set("ssl.certificate.location", tls.cert.display().to_string())
@@ -205,7 +224,7 @@ fn set_tls(c: &mut ClientConfig, s: &KafkaSettings) {
                 // Check the broker's name against its certificate.
                 .set("ssl.endpoint.identification.algorithm", "https");
         }
-        None => {
+        Transport::PlaintextMockCluster => {
             c.set("security.protocol", "plaintext");
         }
     }
@@ -329,7 +348,7 @@ mod tests {
         let s = KafkaSettings {
             brokers: "b:9093".into(),
             topic: "t".into(),
-            tls: Some(TlsFiles {
+            transport: Transport::MutualTls(TlsFiles {
                 ca: "/ca".into(),
                 cert: "/c".into(),
                 key: "/k".into(),

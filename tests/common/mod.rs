@@ -338,7 +338,7 @@ pub fn mock_kafka_settings(
     consumption_metrics::kafka::KafkaSettings {
         brokers: bootstrap,
         topic: topic.into(),
-        tls: None,
+        transport: consumption_metrics::kafka::Transport::PlaintextMockCluster,
         properties: vec![
             // Recover quickly after broker_up in tests.
             ("reconnect.backoff.ms".into(), "50".into()),
