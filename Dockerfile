@@ -10,17 +10,19 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/
 RUN bash scripts/install-deps.sh --build-only \
  && rm -rf /var/lib/apt/lists/*
-# Dependencies first, so that a source change does not rebuild librdkafka.
+# Dependencies first, so that a source change does not rebuild librdkafka. The workspace's
+# other member, the test data generator (synth/), is copied because the workspace manifest
+# names it, and never built: every build here is `-p consumption-metrics`.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
-RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
- && echo 'fn main() {}' > src/bin/synth-cluster.rs \
- && cargo build --release --locked --bin consumption-metrics \
+COPY synth ./synth
+RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+ && cargo build --release --locked -p consumption-metrics --bin consumption-metrics \
  && rm -rf src
 COPY src ./src
 # zlib is linked by librdkafka and is not part of the distroless base: it is copied to the same
 # (multiarch) path it has here, whatever the architecture.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin consumption-metrics \
+ && cargo build --release --locked -p consumption-metrics --bin consumption-metrics \
  && strip target/release/consumption-metrics \
  && mkdir -p /out/root \
  && cp target/release/consumption-metrics /out/ \

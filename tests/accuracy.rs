@@ -9,8 +9,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{TestPrometheus, bin, rfc3339, run, standard, truth};
-use consumption_metrics::synth::scenario::Options;
-use consumption_metrics::synth::truth::TruthRow;
+use consumption_metrics_synth::scenario::Options;
+use consumption_metrics_synth::truth::TruthRow;
 use serde_json::Value;
 
 const CLUSTER: &str = "synth-01";

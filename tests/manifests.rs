@@ -511,3 +511,67 @@ fn the_alerts_fire_when_they_should_and_only_then() {
         );
     }
 }
+
+/// What the Dockerfile copies from the build context is not excluded by .dockerignore (the
+/// build-package script once was: `scripts/` was ignored while the image copied from it).
+/// Docker's rules: a pattern excludes a path or any directory above it; the last matching
+/// pattern wins, and `!` re-includes.
+#[test]
+fn the_dockerfile_copies_nothing_the_dockerignore_excludes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    let rules: Vec<(bool, glob::Pattern)> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (include, p) = match l.strip_prefix('!') {
+                Some(p) => (true, p),
+                None => (false, l),
+            };
+            (
+                include,
+                glob::Pattern::new(p.trim_end_matches('/')).unwrap(),
+            )
+        })
+        .collect();
+    let excluded = |path: &str| {
+        let mut out = false;
+        for (include, pattern) in &rules {
+            let mut prefix = String::new();
+            let hit = path.split('/').any(|part| {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                pattern.matches(&prefix)
+            });
+            if hit {
+                out = !include;
+            }
+        }
+        out
+    };
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let mut copied = 0;
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        if line.contains("--from=") {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        for source in &words[..words.len() - 1] {
+            let source = source.trim_start_matches("./").trim_end_matches('/');
+            assert!(root.join(source).exists(), "COPY {source}: no such path");
+            assert!(
+                !excluded(source),
+                "COPY {source} is excluded by .dockerignore"
+            );
+            copied += 1;
+        }
+    }
+    assert!(copied >= 5, "{copied} sources");
+    // The check itself: what must stay out of the context does.
+    assert!(excluded("target/release/consumption-metrics"));
+    assert!(excluded("scripts/demo.sh"));
+    assert!(!excluded("scripts/install-deps.sh"));
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka::start_kafka;
 use common::{bin, free_port, rfc3339, run, start_prometheus};
-use consumption_metrics::synth::scenario::Options;
+use consumption_metrics_synth::scenario::Options;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use consumption_metrics::synth::{Dataset, scenario::Options, truth::TruthRow, write_dataset};
+use consumption_metrics_synth::{Dataset, scenario::Options, truth::TruthRow, write_dataset};
 
 pub mod kafka;
 

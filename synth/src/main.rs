@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use consumption_metrics::synth::{scenario::Options, write_dataset};
+use consumption_metrics_synth::{scenario::Options, write_dataset};
 
 /// Generate a synthetic cluster's metrics and ground truth.
 #[derive(Parser)]
@@ -35,7 +36,16 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let mut opts = Options {
         hours: args.hours,
         interval: args.interval,
@@ -45,30 +55,24 @@ fn main() -> ExitCode {
         ..Options::default()
     };
     if let Some(start) = &args.start {
-        match chrono::DateTime::parse_from_rfc3339(start) {
-            Ok(t) if t.timestamp() % 3600 == 0 => opts.start = t.timestamp(),
-            _ => {
-                eprintln!("error: --start {start:?} must be an hour-aligned RFC 3339 time");
-                return ExitCode::from(2);
-            }
-        }
+        let t = chrono::DateTime::parse_from_rfc3339(start)
+            .with_context(|| format!("--start {start:?} is not an RFC 3339 time"))?;
+        ensure!(
+            t.timestamp() % 3600 == 0,
+            "--start {start:?} must be on the hour"
+        );
+        opts.start = t.timestamp();
     }
-    if args.hours < 1 || !(1..=3600).contains(&args.interval) {
-        eprintln!("error: --hours must be >= 1 and --interval within 1..=3600 seconds");
-        return ExitCode::from(2);
-    }
-    match write_dataset(&opts, &args.out_dir) {
-        Ok(d) => {
-            eprintln!(
-                "wrote {} and {}",
-                d.openmetrics.display(),
-                d.truth.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: writing to {}: {e}", args.out_dir.display());
-            ExitCode::from(1)
-        }
-    }
+    ensure!(
+        args.hours >= 1 && (1..=3600).contains(&args.interval),
+        "--hours must be >= 1 and --interval within 1..=3600 seconds"
+    );
+    let d = write_dataset(&opts, &args.out_dir)
+        .with_context(|| format!("writing the dataset to {}", args.out_dir.display()))?;
+    eprintln!(
+        "wrote {} and {}",
+        d.openmetrics.display(),
+        d.truth.display()
+    );
+    Ok(())
 }

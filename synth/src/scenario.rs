@@ -476,7 +476,7 @@ fn gpus(t0: i64, shared: bool) -> Namespace {
     let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
     let with = |name: &str, resource: &str, count: f64, weight: f64| {
         let mut c = container(name, 0.5, 0.25);
-        c.extended.push(crate::synth::model::Extended {
+        c.extended.push(crate::model::Extended {
             resource: resource.into(),
             count,
             weight,
