@@ -41,13 +41,12 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::collector::Collector;
-use crate::config::Config;
+use crate::collector::{CollectConfig, Collector};
 use crate::kafka::publisher::Context;
 use crate::kafka::settings::to_rdkafka_consumer;
 use crate::kafka::{KafkaSettings, tls};
-use crate::message::{self, Consumption, IdFormat, KafkaMessage};
-use crate::prometheus::Prometheus;
+use crate::message::{self, Consumption, IdFormat, KafkaMessage, MessageConfig};
+use crate::prometheus::{Prometheus, PrometheusConfig};
 use crate::window::{self, HourWindow, rfc3339};
 
 /// Report format on stdout.
@@ -57,6 +56,14 @@ pub enum AuditFormat {
     Text,
     /// One JSON document.
     Json,
+}
+
+/// What `--recompute` needs: the settings a dry-run over the audited hours would use.
+#[derive(Debug, Clone)]
+pub struct Recompute {
+    pub prometheus: PrometheusConfig,
+    pub collect: CollectConfig,
+    pub message: MessageConfig,
 }
 
 /// What to audit, and where to read it.
@@ -637,12 +644,12 @@ impl Reader {
 /// numbers with a fresh collection from Prometheus.
 pub async fn run(
     settings: &AuditSettings,
-    recompute: Option<&Config>,
+    recompute: Option<&Recompute>,
 ) -> crate::Result<AuditReport> {
     let (Some(first), Some(last)) = (settings.hours.first(), settings.hours.last()) else {
-        return Err(crate::Error::Config(crate::config::ConfigError::Usage(
-            "audit: no hours to check".into(),
-        )));
+        return Err(crate::Error::Internal(
+            "audit: no hours to check (the configuration refuses an empty range)".into(),
+        ));
     };
     let (first, last) = (*first, *last);
     info!(
@@ -739,7 +746,7 @@ pub async fn run(
 /// Collect the hours again and compare them, hour by hour, with the first copy of each part.
 async fn recompute_hours(
     settings: &AuditSettings,
-    config: &Config,
+    config: &Recompute,
     reader: &Arc<Reader>,
     seen: &BTreeMap<HourWindow, Seen>,
     hours: &mut [HourReport],

@@ -6,12 +6,45 @@ use std::time::Duration;
 
 use tracing::{info, instrument, warn};
 
-use crate::config::{CollectConfig, Tier};
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
 use crate::queries::CpuBasis;
 use crate::queries::{self, Windows};
 use crate::window::{HourWindow, rfc3339};
+
+/// Storage tier of an RWX volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    Standard,
+    Basic,
+    Premium,
+}
+
+impl std::str::FromStr for Tier {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "standard" => Ok(Tier::Standard),
+            "basic" => Ok(Tier::Basic),
+            "premium" => Ok(Tier::Premium),
+            _ => Err(()),
+        }
+    }
+}
+
+/// What is billed and how.
+#[derive(Debug, Clone)]
+pub struct CollectConfig {
+    pub cpu_basis: CpuBasis,
+    /// `None`: detect with a probe query at the start of a run.
+    pub windows: Option<crate::queries::Windows>,
+    /// `None`: derive from the data.
+    pub scrape_interval: Option<Duration>,
+    pub hours_per_query: usize,
+    pub storage_tiers: BTreeMap<String, Tier>,
+    pub exclude_namespaces: Vec<glob::Pattern>,
+    pub gpu_weights: crate::gpu::GpuWeights,
+}
 
 /// What one namespace held in one hour, unrounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

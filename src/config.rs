@@ -2,37 +2,19 @@
 //! which flag was wrong and how to fix it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::audit::{AuditFormat, AuditSettings};
-use crate::checkpoint::{Plan, Reach};
+use crate::audit::{AuditFormat, AuditSettings, Recompute};
+use crate::checkpoint::{CheckpointConfig, Plan, Reach};
 use crate::cli::{Args, AuditArgs, Flavor, WindowSemantics};
+use crate::collector::{CollectConfig, Tier};
 use crate::kafka::{KafkaSettings, TlsFiles, Transport, settings::parse_properties};
-use crate::queries::CpuBasis;
+use crate::message::MessageConfig;
+use crate::prometheus::PrometheusConfig;
+use crate::sink::Output;
 use crate::window::{self, HourWindow, WindowError};
-
-/// Storage tier of an RWX volume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tier {
-    Standard,
-    Basic,
-    Premium,
-}
-
-impl std::str::FromStr for Tier {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "standard" => Ok(Tier::Standard),
-            "basic" => Ok(Tier::Basic),
-            "premium" => Ok(Tier::Premium),
-            _ => Err(()),
-        }
-    }
-}
 
 /// A usage error: the command line or environment asks for something impossible.
 #[derive(Debug, thiserror::Error)]
@@ -50,43 +32,6 @@ pub enum ConfigError {
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
-
-/// Where the messages go.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// One JSON array on stdout; neither Kafka nor the checkpoint is touched.
-    DryRun,
-    /// Kafka, then advance the checkpoint.
-    Publish(KafkaSettings),
-}
-
-/// Where the checkpoint lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckpointConfig {
-    File(PathBuf),
-    ConfigMap {
-        name: String,
-        /// `None`: the pod's own namespace.
-        namespace: Option<String>,
-    },
-}
-
-/// How to reach Prometheus.
-#[derive(Debug, Clone)]
-pub struct PrometheusConfig {
-    pub url: reqwest::Url,
-    pub bearer_token_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    pub headers: Vec<(String, String)>,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub allow_partial_data: bool,
-    /// Largest answer read, in bytes.
-    pub max_response_bytes: usize,
-    /// Parameters added to every query (Thanos' `dedup`, `partial_response`, ...).
-    pub extra_params: Vec<(String, String)>,
-}
 
 /// Thanos querier parameters that keep a bill exact: replicas deduplicated, no partial answer
 /// when a store is down, raw samples only (downsampled 5m/1h blocks would change every
@@ -117,31 +62,6 @@ fn flavor_params(args: &Args, headers: &[(String, String)]) -> Result<Vec<(Strin
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     })
-}
-
-/// What is billed and how.
-#[derive(Debug, Clone)]
-pub struct CollectConfig {
-    pub cpu_basis: CpuBasis,
-    /// `None`: detect with a probe query at the start of a run.
-    pub windows: Option<crate::queries::Windows>,
-    /// `None`: derive from the data.
-    pub scrape_interval: Option<Duration>,
-    pub hours_per_query: usize,
-    pub storage_tiers: BTreeMap<String, Tier>,
-    pub exclude_namespaces: Vec<glob::Pattern>,
-    pub gpu_weights: crate::gpu::GpuWeights,
-}
-
-/// The header fields and limits of the MCMP messages.
-#[derive(Debug, Clone)]
-pub struct MessageConfig {
-    pub cluster_name: String,
-    pub service_name: String,
-    pub service_version: String,
-    pub service_location: String,
-    pub max_message_bytes: usize,
-    pub id_format: crate::message::IdFormat,
 }
 
 /// The whole validated configuration of one run.
@@ -653,9 +573,9 @@ const AUDIT_MAX_HOURS: u32 = 366 * 24;
 pub struct AuditConfig {
     pub audit: AuditSettings,
     pub format: AuditFormat,
-    /// `--recompute`: the configuration of a dry-run over the audited hours, whose messages
-    /// are compared with the topic's.
-    pub recompute: Option<Box<Config>>,
+    /// `--recompute`: the settings of a dry-run over the audited hours, whose messages are
+    /// compared with the topic's.
+    pub recompute: Option<Box<Recompute>>,
 }
 
 impl AuditConfig {
@@ -693,12 +613,12 @@ impl AuditConfig {
             dry.dry_run = true;
             dry.since = None;
             dry.until = None;
-            let mut config = Config::from_args(&dry, system_now)?;
-            config.plan = Plan::Backfill {
-                hours: hours.clone(),
-                advance_checkpoint: false,
-            };
-            Some(Box::new(config))
+            let config = Config::from_args(&dry, system_now)?;
+            Some(Box::new(Recompute {
+                prometheus: config.prometheus,
+                collect: config.collect,
+                message: config.message,
+            }))
         } else {
             None
         };

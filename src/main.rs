@@ -187,7 +187,8 @@ fn checkpoint(action: &CheckpointAction) -> ExitCode {
         Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
-        let mut store = consumption_metrics::manager::checkpoint_store(&config.checkpoint).await?;
+        let mut store =
+            consumption_metrics::checkpoint::Checkpoint::open(&config.checkpoint).await?;
         match action {
             CheckpointAction::Show { .. } => {
                 consumption_metrics::operator::show(&config, &mut store).await

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::{info, instrument, warn};
 
-use crate::checkpoint::{Checkpoint, ConfigMapCheckpoint, Cursor, FileCheckpoint, configmap};
+use crate::checkpoint::{Checkpoint, Cursor};
 use crate::collector::{Collector, HourUsage};
-use crate::config::{CheckpointConfig, Config, Output};
+use crate::config::Config;
 use crate::kafka::Publisher;
 use crate::message::{self, KafkaMessage};
 use crate::prometheus::Prometheus;
 use crate::queries::Windows;
-use crate::sink::{Sink, Spool};
+use crate::sink::{Output, Sink, Spool};
 use crate::window::{self, HourWindow};
 use crate::{Error, Result};
 
@@ -78,31 +78,10 @@ pub struct Manager {
     report: RunReport,
 }
 
-/// The checkpoint store `config` names: a file, or a ConfigMap through the pod's service
-/// account (or KUBECONFIG).
-pub async fn checkpoint_store(config: &CheckpointConfig) -> Result<Checkpoint> {
-    Ok(match config {
-        CheckpointConfig::File(path) => Checkpoint::File(FileCheckpoint::new(path)),
-        CheckpointConfig::ConfigMap { name, namespace } => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                crate::checkpoint::CheckpointError::Client {
-                    location: format!("checkpoint ConfigMap {name}"),
-                    reason: e.to_string(),
-                }
-            })?;
-            let namespace = namespace
-                .clone()
-                .or_else(configmap::pod_namespace)
-                .unwrap_or_else(|| client.default_namespace().to_string());
-            Checkpoint::ConfigMap(Box::new(ConfigMapCheckpoint::new(client, &namespace, name)))
-        }
-    })
-}
-
 impl Manager {
     pub async fn new(config: Config) -> Result<Self> {
         let prometheus = Prometheus::new(&config.prometheus)?;
-        let checkpoint = checkpoint_store(&config.checkpoint).await?;
+        let checkpoint = Checkpoint::open(&config.checkpoint).await?;
         Ok(Self::with_checkpoint(config, prometheus, checkpoint))
     }
 

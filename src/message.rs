@@ -5,8 +5,18 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::collector::{HourUsage, NamespaceUsage};
-use crate::config::MessageConfig;
 use crate::window::HourWindow;
+
+/// The header fields and limits of the MCMP messages.
+#[derive(Debug, Clone)]
+pub struct MessageConfig {
+    pub cluster_name: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub service_location: String,
+    pub max_message_bytes: usize,
+    pub id_format: IdFormat,
+}
 
 /// Decimal places of every quantity in a message.
 pub const DECIMALS: i32 = 6;

@@ -1,6 +1,7 @@
 //! The Prometheus HTTP API: range queries with authentication, timeouts and bounded retries.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,7 +9,22 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use crate::config::PrometheusConfig;
+/// How to reach Prometheus.
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    pub url: reqwest::Url,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub allow_partial_data: bool,
+    /// Largest answer read, in bytes.
+    pub max_response_bytes: usize,
+    /// Parameters added to every query (Thanos' `dedup`, `partial_response`, ...).
+    pub extra_params: Vec<(String, String)>,
+}
 
 /// What went wrong talking to Prometheus. Each variant names the query (`what`) and the range.
 #[derive(Debug, thiserror::Error)]

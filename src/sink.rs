@@ -15,9 +15,18 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use serde::Serializer;
 use serde::ser::SerializeSeq;
 
-use crate::kafka::Publisher;
+use crate::kafka::{KafkaSettings, Publisher};
 use crate::message::KafkaMessage;
 use crate::window::HourWindow;
+
+/// Where the messages go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// One JSON array on stdout; neither Kafka nor the checkpoint is touched.
+    DryRun,
+    /// Kafka, then advance the checkpoint.
+    Publish(KafkaSettings),
+}
 
 /// Why a dry-run could not print its messages.
 #[derive(Debug, thiserror::Error)]

@@ -310,8 +310,8 @@ fn no_client_certificate_is_refused_by_job_and_broker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
     use consumption_metrics::collector::{HourUsage, NamespaceUsage};
-    use consumption_metrics::config::MessageConfig;
     use consumption_metrics::kafka::{KafkaSettings, Publisher, TlsFiles, Transport};
+    use consumption_metrics::message::MessageConfig;
     use consumption_metrics::message::shape;
     use consumption_metrics::window::HourWindow;
 

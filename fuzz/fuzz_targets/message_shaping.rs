@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use consumption_metrics::collector::{HourUsage, NamespaceUsage};
-use consumption_metrics::config::MessageConfig;
+use consumption_metrics::message::MessageConfig;
 use consumption_metrics::message::{IdFormat, KafkaMessage, shape, validate};
 use consumption_metrics::window::HourWindow;
 use libfuzzer_sys::fuzz_target;

@@ -6,6 +6,8 @@ pub mod configmap;
 pub mod cursor;
 pub mod file;
 
+use std::path::PathBuf;
+
 use chrono::{DateTime, Datelike, Utc};
 
 pub use configmap::ConfigMapCheckpoint;
@@ -13,6 +15,17 @@ pub use cursor::{Cursor, Plan, Reach};
 pub use file::FileCheckpoint;
 
 use crate::window::{HourWindow, floor_hour, rfc3339};
+
+/// Where the checkpoint lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointConfig {
+    File(PathBuf),
+    ConfigMap {
+        name: String,
+        /// `None`: the pod's own namespace.
+        namespace: Option<String>,
+    },
+}
 
 /// The ConfigMap key, and the meaning of the file's only line.
 pub const KEY: &str = "lastPublishedTime";
@@ -176,6 +189,28 @@ pub enum Checkpoint {
 }
 
 impl Checkpoint {
+    /// The store `config` names: a file, or a ConfigMap through the pod's service account (or
+    /// KUBECONFIG).
+    pub async fn open(config: &CheckpointConfig) -> Result<Self> {
+        Ok(match config {
+            CheckpointConfig::File(path) => Checkpoint::File(FileCheckpoint::new(path)),
+            CheckpointConfig::ConfigMap { name, namespace } => {
+                let client =
+                    kube::Client::try_default()
+                        .await
+                        .map_err(|e| CheckpointError::Client {
+                            location: format!("checkpoint ConfigMap {name}"),
+                            reason: e.to_string(),
+                        })?;
+                let namespace = namespace
+                    .clone()
+                    .or_else(configmap::pod_namespace)
+                    .unwrap_or_else(|| client.default_namespace().to_string());
+                Checkpoint::ConfigMap(Box::new(ConfigMapCheckpoint::new(client, &namespace, name)))
+            }
+        })
+    }
+
     /// The start of the next hour to publish; `None` on a first run.
     pub async fn load(&mut self, now: DateTime<Utc>) -> Result<Option<HourWindow>> {
         match self {

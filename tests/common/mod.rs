@@ -372,6 +372,6 @@ pub fn publishing_config(
     .unwrap();
     let mut config =
         consumption_metrics::config::Config::from_args(&args, chrono::Utc::now()).unwrap();
-    config.output = consumption_metrics::config::Output::Publish(kafka);
+    config.output = consumption_metrics::sink::Output::Publish(kafka);
     config
 }
