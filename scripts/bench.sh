@@ -26,20 +26,18 @@ if [[ ! -d $dir/tsdb ]]; then
         --out-dir "$dir/data" --start "$start" --hours "$HOURS" --interval "$INTERVAL" \
         --namespaces "$N" --only-random
     ls -l "$dir/data/metrics.om" >&2
-    /usr/bin/time -f "promtool: %e s, %M KiB peak" promtool tsdb create-blocks-from openmetrics -q \
-        --max-block-duration=48h "$dir/data/metrics.om" "$dir/tsdb.tmp" >/dev/null
-    rm -f "$dir/data/metrics.om"
-    mv "$dir/tsdb.tmp" "$dir/tsdb"
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-echo 'global: {scrape_interval: 30s}' >"$dir/prometheus.yml"
-timeout 3600 prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
-    --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
-    >"$dir/prometheus.log" 2>&1 &
+# Loads the data into $dir/tsdb the first time (promtool: minutes for 10,000 namespaces), then
+# starts Prometheus; the TSDB is kept for the next run.
+timeout 7200 bash scripts/prometheus.sh "$dir/data/metrics.om" "$dir" &
 prom=$!
 trap 'kill $prom 2>/dev/null || true' EXIT
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
+while [[ ! -f $dir/url ]]; do
+    kill -0 $prom 2>/dev/null || { echo "bench: Prometheus did not start; see $dir" >&2; exit 1; }
+    sleep 0.5
+done
+url=$(cat "$dir/url")
 
 last=$(date -u -d "$start + $HOURS hours" +%Y-%m-%dT%H:%M:%SZ)
 one=$(date -u -d "$start + $((HOURS - 1)) hours" +%Y-%m-%dT%H:%M:%SZ)
@@ -50,7 +48,7 @@ printf '%-8s %-6s %8s %10s %8s %10s\n' basis hours wall_s peak_MiB messages json
 for basis in request usage max; do
     for since in "$one" "$start"; do
         hours=$(( ($(date -u -d "$last" +%s) - $(date -u -d "$since" +%s)) / 3600 ))
-        /usr/bin/time -o "$dir/time.txt" -f "%e %M" "$bin" --prometheus-url "http://127.0.0.1:$port" \
+        /usr/bin/time -o "$dir/time.txt" -f "%e %M" "$bin" --prometheus-url "$url" \
             --cluster-name bench --dry-run --since "$since" --until "$last" \
             --now "$now" --cpu-basis "$basis" --log-format text \
             --prometheus-timeout 300s >"$dir/out.json" 2>"$dir/run.log"

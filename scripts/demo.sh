@@ -44,11 +44,9 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-wait_for() { # URL-or-port, what
+wait_for() { # port, what
     for _ in $(seq 200); do
-        if [[ $1 == http* ]]; then curl -sf "$1" >/dev/null && return 0; else
-            (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        fi
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
     echo "demo: $2 did not start; its log is in $work" >&2
@@ -68,23 +66,21 @@ iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 echo "generating a synthetic cluster from $(iso $start_s) to $(iso $until_s)" >&2
 ./target/debug/synth-cluster --out-dir "$work/data" --start "$(iso $start_s)" \
     --hours "$HOURS" --namespaces "$NAMESPACES" 2>/dev/null
-promtool tsdb create-blocks-from openmetrics -q --max-block-duration=48h \
-    "$work/data/metrics.om" "$work/tsdb" >/dev/null
-rm -f "$work/data/metrics.om"
-
-port=$(free_port)
-echo 'global: {scrape_interval: 30s}' >"$work/prometheus.yml"
 # timeout: the demo's servers stop by themselves even if this script is killed.
-timeout 900 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-    --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
-    >"$work/prometheus.log" 2>&1 &
+timeout 900 bash scripts/prometheus.sh "$work/data/metrics.om" "$work/prometheus" &
 pids+=($!)
-wait_for "http://127.0.0.1:$port/-/ready" Prometheus
-echo "Prometheus ready on 127.0.0.1:$port" >&2
+for _ in $(seq 600); do [[ -f $work/prometheus/url ]] && break; sleep 0.1; done
+if [[ ! -f $work/prometheus/url ]]; then
+    echo "demo: Prometheus did not start; its log is in $work/prometheus" >&2
+    DEMO_KEEP=1
+    exit 1
+fi
+prometheus_url=$(cat "$work/prometheus/url")
+echo "Prometheus ready at $prometheus_url" >&2
 
 # The first hour has no hour before it (CPU usage counters need one), so bill from the second.
 first_s=$((start_s + 3600))
-job=(--prometheus-url "http://127.0.0.1:$port" --cluster-name demo-cluster
+job=(--prometheus-url "$prometheus_url" --cluster-name demo-cluster
     --service-location LOCAL --storage-tier gold=premium --storage-tier cephfs=basic)
 
 if ((!publish)); then

@@ -82,58 +82,32 @@ pub fn start_prometheus(name: &str, opts: &Options) -> TestPrometheus {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
-    let tsdb = dir.join("tsdb");
-    let out = Command::new("promtool")
-        .args([
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            "--max-block-duration=48h",
-        ])
+    // The one Prometheus start-up of the tests, the demo and the benchmark.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prometheus.sh");
+    let log = std::fs::File::create(dir.join("start.log")).unwrap();
+    let mut child = server("bash")
+        .arg(&script)
         .arg(&dataset.openmetrics)
-        .arg(&tsdb)
-        .output()
-        .expect("running promtool");
-    assert!(
-        out.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The OpenMetrics text is large and no longer needed.
-    let _ = std::fs::remove_file(&dataset.openmetrics);
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global: {scrape_interval: 30s}\n").unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = server("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(&dir)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("starting prometheus");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = Command::new("curl")
-            .args(["-sf", &format!("{url}/-/ready")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ready {
-            break;
+        .expect("starting scripts/prometheus.sh");
+    // Loading the data with promtool comes first: seconds for the test clusters.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let url = loop {
+        if let Ok(url) = std::fs::read_to_string(dir.join("url")) {
+            break url.trim().to_string();
         }
+        let exited = child.try_wait().ok().flatten();
         assert!(
-            Instant::now() < deadline,
-            "Prometheus did not become ready; see {}",
+            exited.is_none() && Instant::now() < deadline,
+            "Prometheus did not become ready ({exited:?}): {}; see {}",
+            std::fs::read_to_string(dir.join("start.log")).unwrap_or_default(),
             dir.display()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     TestPrometheus {
         url,
         dataset,

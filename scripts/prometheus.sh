@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A real Prometheus over a synthetic cluster, on a free port of 127.0.0.1: the one start-up the
+# tests, the demo and the benchmark share.
+#
+#   scripts/prometheus.sh OPENMETRICS WORKDIR
+#
+# Loads OPENMETRICS (written by synth-cluster) into WORKDIR/tsdb with promtool, unless that TSDB
+# exists already (the benchmark keeps it between runs), and deletes the text (large, no longer
+# needed). Then starts Prometheus on the TSDB and, once it answers /-/ready, writes its URL to
+# WORKDIR/url. Runs until it is sent SIGTERM or SIGINT, and stops Prometheus with it; callers
+# bound its life with `timeout`. Prometheus's log: WORKDIR/prometheus.log.
+set -euo pipefail
+
+if (($# != 2)); then
+    echo "usage: $0 OPENMETRICS WORKDIR" >&2
+    exit 2
+fi
+openmetrics=$1
+work=$2
+mkdir -p "$work"
+rm -f "$work/url"
+
+if [[ ! -d $work/tsdb ]]; then
+    if [[ ! -f $openmetrics ]]; then
+        echo "$0: no TSDB in $work and no OpenMetrics file $openmetrics to load" >&2
+        exit 1
+    fi
+    # Several GB of text for large clusters: promtool holds it in memory (README, Benchmarks).
+    promtool tsdb create-blocks-from openmetrics -q --max-block-duration=48h \
+        "$openmetrics" "$work/tsdb.tmp" >/dev/null
+    mv "$work/tsdb.tmp" "$work/tsdb"
+    rm -f "$openmetrics"
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The data is historical: no scrape targets, and a retention long enough to keep every block.
+echo 'global: {scrape_interval: 30s}' >"$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+    --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
+    >"$work/prometheus.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+url=http://127.0.0.1:$port
+for _ in $(seq 600); do
+    if curl -sf "$url/-/ready" >/dev/null; then
+        echo "$url" >"$work/url.tmp"
+        mv "$work/url.tmp" "$work/url"
+        wait "$pid"
+        exit $?
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+echo "$0: Prometheus did not become ready; its log: $work/prometheus.log" >&2
+exit 1
