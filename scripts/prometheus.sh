@@ -7,8 +7,10 @@
 # Loads OPENMETRICS (written by synth-cluster) into WORKDIR/tsdb with promtool, unless that TSDB
 # exists already (the benchmark keeps it between runs), and deletes the text (large, no longer
 # needed). Then starts Prometheus on the TSDB and, once it answers /-/ready, writes its URL to
-# WORKDIR/url. Runs until it is sent SIGTERM or SIGINT, and stops Prometheus with it; callers
-# bound its life with `timeout`. Prometheus's log: WORKDIR/prometheus.log.
+# WORKDIR/url and its process id to WORKDIR/pid. Runs until it is sent SIGTERM or SIGINT, and
+# stops Prometheus with it; callers bound its life with `timeout`. Prometheus's log:
+# WORKDIR/prometheus.log. PROMETHEUS_QUERY_LOG=FILE logs every query Prometheus answers, with
+# its parameters and timings, to FILE (the benchmark replays them).
 set -euo pipefail
 
 if (($# != 2)); then
@@ -18,7 +20,7 @@ fi
 openmetrics=$1
 work=$2
 mkdir -p "$work"
-rm -f "$work/url"
+rm -f "$work/url" "$work/pid"
 
 if [[ ! -d $work/tsdb ]]; then
     if [[ ! -f $openmetrics ]]; then
@@ -34,7 +36,11 @@ fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The data is historical: no scrape targets, and a retention long enough to keep every block.
-echo 'global: {scrape_interval: 30s}' >"$work/prometheus.yml"
+{
+    echo 'global:'
+    echo '  scrape_interval: 30s'
+    if [[ -n ${PROMETHEUS_QUERY_LOG:-} ]]; then echo "  query_log_file: $PROMETHEUS_QUERY_LOG"; fi
+} >"$work/prometheus.yml"
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
     --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$port" \
     >"$work/prometheus.log" 2>&1 &
@@ -46,6 +52,7 @@ trap 'exit 130' INT
 url=http://127.0.0.1:$port
 for _ in $(seq 600); do
     if curl -sf "$url/-/ready" >/dev/null; then
+        echo "$pid" >"$work/pid"
         echo "$url" >"$work/url.tmp"
         mv "$work/url.tmp" "$work/url"
         wait "$pid"

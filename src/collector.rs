@@ -181,9 +181,11 @@ pub struct Collector<'a> {
     warned: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
-/// Hours before a span that the scrape interval is also derived from, so that a scrape gap in
-/// a short span (a scheduled run bills one hour) does not pass for a longer interval.
-const INTERVAL_CONTEXT_HOURS: i64 = 23;
+/// Hours the scrape interval is derived from at least: a short span (a scheduled run bills one
+/// hour) is read with the hours before it, so that a scrape gap in it does not pass for a
+/// longer interval unless every one of these hours has one. (It was 24; reading 23 hours of
+/// sample counts for one billed hour cost more than every other query of the hour together.)
+const INTERVAL_HOURS: usize = 3;
 
 /// The scrape interval that explains the largest hourly sample count: `3600 / count`, snapped
 /// to whole seconds when an interval that does not divide the hour explains it (such counts
@@ -267,19 +269,23 @@ impl<'a> Collector<'a> {
     /// Collect every hour of `span` (consecutive hours), one query per dimension.
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
     pub async fn collect_span(&self, span: &[HourWindow]) -> Result<Vec<HourUsage>> {
-        let counts = self
+        let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
+        let mut namespaces = self
             .query_from(
-                "sample count",
-                &queries::sample_count(self.windows),
+                "namespaces",
+                &queries::namespace_samples(self.windows),
                 span,
-                INTERVAL_CONTEXT_HOURS,
+                context,
             )
             .await?;
-        let counts: BTreeMap<i64, f64> = counts
-            .into_iter()
-            .flat_map(|s| s.points)
-            .filter(|(_, v)| v.is_finite() && *v >= 1.0)
-            .collect();
+        // Each hour's largest sample count (span and context).
+        let mut counts: BTreeMap<i64, f64> = BTreeMap::new();
+        for (t, v) in namespaces.iter().flat_map(|s| &s.points) {
+            if v.is_finite() && *v >= 1.0 {
+                let c = counts.entry(*t).or_insert(0.0);
+                *c = c.max(*v);
+            }
+        }
         for w in span {
             if !counts.contains_key(&w.end().timestamp()) {
                 return Err(CollectError::NoData {
@@ -299,19 +305,29 @@ impl<'a> Collector<'a> {
             }
         };
         info!(scrape_interval = ?interval, "integrating gauges");
+        // Seconds a gauge sample stands for, per hour.
+        let weights: BTreeMap<i64, f64> = counts
+            .iter()
+            .map(|(t, n)| (*t, queries::sample_weight(interval, *n)))
+            .collect();
+        // The context hours only served the interval.
+        let first_end = span.first().map(|w| w.end().timestamp()).unwrap_or(0);
+        for s in &mut namespaces {
+            s.points.retain(|(t, _)| *t >= first_end);
+        }
 
-        let (ns_q, cpu_q, gpu_q, storage_q) = (
-            queries::namespaces(self.windows),
+        let (cpu_q, gpu_q, storage_q) = (
             queries::cpu(self.windows, self.config.cpu_basis, interval),
-            queries::gpu(self.windows, interval),
-            queries::storage(self.windows, interval),
+            queries::gpu(self.windows),
+            queries::storage(self.windows),
         );
-        let (ns, cpu, gpu, storage) = tokio::try_join!(
-            self.query("namespaces", &ns_q, span),
+        let (cpu, gpu, storage) = tokio::try_join!(
             self.query("cpu", &cpu_q, span),
             self.query("gpu", &gpu_q, span),
             self.query("storage", &storage_q, span),
         )?;
+        // Counters (usage) are not samples; the max basis weighs in its query.
+        let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&weights);
 
         let mut hours: BTreeMap<i64, HourUsage> = span
             .iter()
@@ -330,11 +346,11 @@ impl<'a> Collector<'a> {
             CpuBasis::Usage => "cpu (usage)",
             CpuBasis::Max => "cpu (max)",
         };
-        self.apply(&mut hours, "namespaces", ns, |_, _, _| {})?;
-        self.apply(&mut hours, cpu_what, cpu, |u, _, v| u.cpu += v)?;
+        self.apply(&mut hours, "namespaces", namespaces, None, |_, _, _| {})?;
+        self.apply(&mut hours, cpu_what, cpu, cpu_weights, |u, _, v| u.cpu += v)?;
         let mut unweighted = std::collections::BTreeSet::new();
         let mut shared = None;
-        self.apply(&mut hours, "gpu", gpu, |u, labels, v| {
+        self.apply(&mut hours, "gpu", gpu, Some(&weights), |u, labels, v| {
             let resource = labels.get("resource").map(String::as_str).unwrap_or("");
             match self.config.gpu_weights.weight(resource) {
                 Weight::Known(w) => u.gpu += v * w,
@@ -359,23 +375,29 @@ impl<'a> Collector<'a> {
             );
         }
         let mut unmapped = std::collections::BTreeSet::new();
-        self.apply(&mut hours, "storage", storage, |u, labels, v| {
-            let rwx = labels.get("rwx").map(String::as_str) == Some("true");
-            if !rwx {
-                u.storage_rwo_standard += v;
-                return;
-            }
-            let class = labels.get("storageclass").map(String::as_str).unwrap_or("");
-            match self.config.storage_tiers.get(class) {
-                Some(Tier::Premium) => u.storage_rwx_premium += v,
-                Some(Tier::Basic) => u.storage_rwx_basic += v,
-                Some(Tier::Standard) => u.storage_rwx_standard += v,
-                None => {
-                    unmapped.insert(class.to_string());
-                    u.storage_rwx_standard += v
+        self.apply(
+            &mut hours,
+            "storage",
+            storage,
+            Some(&weights),
+            |u, labels, v| {
+                let rwx = labels.get("rwx").map(String::as_str) == Some("true");
+                if !rwx {
+                    u.storage_rwo_standard += v;
+                    return;
                 }
-            }
-        })?;
+                let class = labels.get("storageclass").map(String::as_str).unwrap_or("");
+                match self.config.storage_tiers.get(class) {
+                    Some(Tier::Premium) => u.storage_rwx_premium += v,
+                    Some(Tier::Basic) => u.storage_rwx_basic += v,
+                    Some(Tier::Standard) => u.storage_rwx_standard += v,
+                    None => {
+                        unmapped.insert(class.to_string());
+                        u.storage_rwx_standard += v
+                    }
+                }
+            },
+        )?;
         for class in unmapped
             .into_iter()
             .filter(|c| self.first_warning(&format!("class {c}")))
@@ -403,12 +425,14 @@ impl<'a> Collector<'a> {
             .any(|p| p.matches(namespace))
     }
 
-    /// Add each point of `series` to its namespace-hour with `add`.
+    /// Add each point of `series` to its namespace-hour with `add`, times the hour's weight
+    /// when `weights` are given (sums of gauge samples).
     fn apply(
         &self,
         hours: &mut BTreeMap<i64, HourUsage>,
         what: &'static str,
         series: Vec<Series>,
+        weights: Option<&BTreeMap<i64, f64>>,
         mut add: impl FnMut(&mut NamespaceUsage, &BTreeMap<String, String>, f64),
     ) -> Result<()> {
         let span = match (hours.values().next(), hours.values().last()) {
@@ -455,10 +479,12 @@ impl<'a> Collector<'a> {
                         span,
                     });
                 };
-                let value = if (-NOISE..0.0).contains(value) {
+                let weight = weights.and_then(|w| w.get(ts)).copied().unwrap_or(1.0);
+                let value = value * weight;
+                let value = if (-NOISE..0.0).contains(&value) {
                     0.0
                 } else {
-                    *value
+                    value
                 };
                 if !value.is_finite() || !(0.0..=MAX_QUANTITY).contains(&value) {
                     return Err(CollectError::BadValue {

@@ -12,7 +12,10 @@
 //! * Gauges (requests, phases, PVC sizes) are integrated as `sum_over_time(x) * Δ`, where `Δ` is
 //!   the kube-state-metrics scrape interval: every sample stands for one interval. This is exact
 //!   for objects that exist the whole hour and within one interval for objects that start or
-//!   stop inside it. `avg_over_time` would be wrong for partial hours.
+//!   stop inside it. `avg_over_time` would be wrong for partial hours. The queries return the
+//!   sums in samples; the collector multiplies each hour by its [`sample_weight`] (only the
+//!   `max` CPU basis, which compares requested with used seconds per container, weighs inside
+//!   the query).
 //! * Requests are constant over a pod's life, so `request × (Running samples × Δ)` equals the
 //!   integral of `request × [phase = Running]` without a subquery (subqueries would fill gaps with
 //!   the 5 minute lookback and bill stopped pods for up to 5 more minutes).
@@ -20,7 +23,9 @@
 //!   identity before anything is summed, so replicas never add up.
 //! * A scrape gap of kube-state-metrics (all replicas missing scrapes) is compensated per hour:
 //!   the sample weight is `Δ × N / n`, where `N = floor(3600 / Δ)` is the expected and `n` the
-//!   observed largest sample count of `kube_namespace_status_phase` in that hour.
+//!   observed largest sample count of `kube_namespace_status_phase` in that hour. One query
+//!   ([`namespace_samples`]) gives `n`, `Δ` and the namespaces of every hour: the sample counts
+//!   are read once, not once per dimension.
 //! * **CPU usage counters** are telescoped from sample values, which mean the same on every
 //!   engine, never from `increase()`, whose extrapolation differs between engines (Prometheus
 //!   extrapolates to the window's edges, VictoriaMetrics uses the sample before the window).
@@ -123,20 +128,22 @@ pub fn windows_from_probe(points: f64) -> Option<Windows> {
     }
 }
 
-/// Largest sample count of one kube-state-metrics series in the hour; gives the scrape interval.
-pub fn sample_count(w: Windows) -> String {
+/// Per namespace seen in the hour, its largest sample count of `kube_namespace_status_phase`:
+/// the namespaces to bill, and (their maximum) the hour's sample count, which gives the scrape
+/// interval and the scrape-gap compensation.
+pub fn namespace_samples(w: Windows) -> String {
     format!(
-        "max(count_over_time(kube_namespace_status_phase{}))",
+        "max by (namespace) (count_over_time(kube_namespace_status_phase{}))",
         w.hour()
     )
 }
 
-/// Every namespace seen in the hour.
-pub fn namespaces(w: Windows) -> String {
-    format!(
-        "group by (namespace) (count_over_time(kube_namespace_status_phase{}))",
-        w.hour()
-    )
+/// Seconds one gauge sample stands for in an hour whose largest sample count is `observed`:
+/// `Δ × max(N / n, 1)` (module documentation). The same arithmetic as [`sample_seconds`].
+pub fn sample_weight(interval: Duration, observed: f64) -> f64 {
+    let secs = interval.as_secs_f64();
+    let expected = (3600.0 / secs).floor().max(1.0);
+    secs * (expected / observed).max(1.0)
 }
 
 /// `open`, then each part on lines of its own indented two spaces (a part's own lines
@@ -164,9 +171,11 @@ fn sample_seconds(w: Windows, interval: Duration) -> String {
     format!("({secs} * scalar(clamp_min({expected} / {observed}, 1)))")
 }
 
-/// Per container: resource-seconds requested while the pod was Running, labels
+/// Per container: the resource requested times the pod's Running samples, labels
 /// `namespace, pod, uid, container` and those in `keep`, for the resources `matcher` selects.
-fn requested_seconds(w: Windows, matcher: &str, keep: &str, interval: Duration) -> String {
+/// With `weigh`, times the seconds a sample stands for (resource-seconds); without, the
+/// collector weighs each hour.
+fn requested(w: Windows, matcher: &str, keep: &str, weigh: Option<Duration>) -> String {
     let h = w.hour();
     let requested = format!(
         "max by (namespace, pod, uid, container{keep}) \
@@ -176,16 +185,14 @@ fn requested_seconds(w: Windows, matcher: &str, keep: &str, interval: Duration) 
         "max by (namespace, pod, uid) \
          (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))"
     );
-    block(
-        "(",
-        &[
-            &requested,
-            "* on (namespace, pod, uid) group_left ()",
-            &running,
-            &format!("* {}", sample_seconds(w, interval)),
-        ],
-        ")",
-    )
+    let weight = weigh.map(|interval| format!("* {}", sample_seconds(w, interval)));
+    let mut parts = vec![
+        requested.as_str(),
+        "* on (namespace, pod, uid) group_left ()",
+        running.as_str(),
+    ];
+    parts.extend(weight.as_deref());
+    block("(", &parts, ")")
 }
 
 /// Per container series: CPU-seconds used in the hour, labels `namespace, pod, container, id`.
@@ -237,17 +244,18 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
     )
 }
 
-/// Core-hours per namespace for the chosen basis.
+/// Core-hours per namespace for the chosen basis; for `request`, per second a sample stands for
+/// (the collector weighs each hour with [`sample_weight`]).
 pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
-    let requested = || requested_seconds(w, "resource=\"cpu\"", "", interval);
+    let requested = |weigh| requested(w, "resource=\"cpu\"", "", weigh);
     match basis {
-        CpuBasis::Request => format!("sum by (namespace) {} / 3600", requested()),
+        CpuBasis::Request => format!("sum by (namespace) {} / 3600", requested(None)),
         CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used_seconds(w, interval)),
         CpuBasis::Max => {
             let request = format!(
                 "label_replace(max by (namespace, pod, container) {}, \
                  \"basis\", \"request\", \"\", \"\")",
-                requested()
+                requested(Some(interval))
             );
             let usage = format!(
                 "label_replace(sum by (namespace, pod, container) ({}), \
@@ -265,14 +273,15 @@ pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
 }
 
 /// Hours of every GPU-like extended resource requested, per namespace and resource (the
-/// kube-state-metrics name); the collector weights each resource into GPU-hours
-/// ([`crate::gpu`]), so that one query serves every MIG profile and vendor.
-pub fn gpu(w: Windows, interval: Duration) -> String {
-    let requested = requested_seconds(
+/// kube-state-metrics name), per second a sample stands for; the collector weights each
+/// resource into GPU-hours ([`crate::gpu`]), so that one query serves every MIG profile and
+/// vendor.
+pub fn gpu(w: Windows) -> String {
+    let requested = requested(
         w,
         &format!("resource=~\"{GPU_RESOURCES}\""),
         ", resource",
-        interval,
+        None,
     );
     format!("sum by (namespace, resource) {requested} / 3600")
 }
@@ -281,8 +290,9 @@ pub fn gpu(w: Windows, interval: Duration) -> String {
 /// a weight is billed 0 with a warning, so a new kind is seen rather than silently ignored.
 const GPU_RESOURCES: &str = ".*(gpu|mig).*";
 
-/// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`).
-pub fn storage(w: Windows, interval: Duration) -> String {
+/// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`), per
+/// second a sample stands for.
+pub fn storage(w: Windows) -> String {
     let h = w.hour();
     let pvc = "namespace, persistentvolumeclaim";
     let requested = format!(
@@ -310,7 +320,7 @@ pub fn storage(w: Windows, interval: Duration) -> String {
             &format!("* on ({pvc}) group_left (rwx)"),
             &access,
         ],
-        &format!(") * {} / 3600 / 1073741824", sample_seconds(w, interval)),
+        ") / 3600 / 1073741824",
     )
 }
 
@@ -327,9 +337,9 @@ mod tests {
         insta::assert_snapshot!("cpu_request", cpu(w, CpuBasis::Request, THIRTY));
         insta::assert_snapshot!("cpu_usage", cpu(w, CpuBasis::Usage, THIRTY));
         insta::assert_snapshot!("cpu_max", cpu(w, CpuBasis::Max, THIRTY));
-        insta::assert_snapshot!("gpu", gpu(w, THIRTY));
-        insta::assert_snapshot!("storage", storage(w, THIRTY));
-        insta::assert_snapshot!("namespaces", namespaces(w));
+        insta::assert_snapshot!("gpu", gpu(w));
+        insta::assert_snapshot!("storage", storage(w));
+        insta::assert_snapshot!("namespaces", namespace_samples(w));
         insta::assert_snapshot!(
             "cpu_usage_left_open",
             cpu(Windows::LeftOpen, CpuBasis::Usage, THIRTY)
@@ -341,14 +351,22 @@ mod tests {
         let w = Windows::LeftOpen;
         for q in [
             cpu(w, CpuBasis::Max, THIRTY),
-            gpu(w, THIRTY),
-            storage(w, THIRTY),
-            namespaces(w),
-            sample_count(w),
+            gpu(w),
+            storage(w),
+            namespace_samples(w),
         ] {
             assert!(!q.contains("namespace=\""), "{q}");
             assert!(!q.contains('@'), "{q}");
         }
+    }
+
+    /// The weight the collector applies is the one the `max` basis computes in the query.
+    #[test]
+    fn sample_weight_compensates_scrape_gaps() {
+        assert_eq!(sample_weight(THIRTY, 120.0), 30.0);
+        assert_eq!(sample_weight(THIRTY, 121.0), 30.0);
+        assert_eq!(sample_weight(THIRTY, 96.0), 37.5);
+        assert_eq!(sample_weight(Duration::from_secs(7), 514.0), 7.0);
     }
 
     #[test]
