@@ -41,19 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_for() { # port, what
-    for _ in $(seq 200); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "demo: $2 did not start; its log is in $work" >&2
-    DEMO_KEEP=1
-    exit 1
-}
-
 cargo build --locked --quiet --bins
 bin=./target/debug/consumption-metrics
 
@@ -89,61 +76,20 @@ if ((!publish)); then
 fi
 
 # --- Publishing: a throwaway PKI, the broker, the mTLS listener, the topic. ---
-pki=$work/pki
-mkdir -p "$pki"
-(
-    cd "$pki"
-    ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-    ec ca.key
-    openssl req -x509 -new -key ca.key -subj /CN=demo-ca -days 2 -out ca.pem \
-        -addext basicConstraints=critical,CA:true 2>/dev/null
-    issue() { # name, CN, extensions
-        ec "$1.key"
-        openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-        printf '%s\n' "$3" >"$1.ext"
-        openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-    }
-    issue server localhost \
-        $'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
-    issue client consumption-metrics 'extendedKeyUsage=clientAuth'
-)
-
-tansu_bin=${TANSU_BIN:-}
-for root in "${TANSU_ROOT:-}" /opt/tansu "$HOME/.cache/consumption-metrics/tansu"; do
-    [[ -z $tansu_bin && -n $root && -x $root/bin/tansu ]] && tansu_bin=$root/bin/tansu
-done
-plain=$(free_port)
-tls=$(free_port)
-# The broker advertises the mTLS address, so every client connection after the first one
-# stays on mutual TLS.
-timeout 900 "$tansu_bin" broker --cluster-id demo --listener-url "tcp://127.0.0.1:$plain" \
-    --advertised-listener-url "tcp://localhost:$tls" --storage-engine memory://tansu/ \
-    >"$work/tansu.log" 2>&1 &
-pids+=($!)
-wait_for "$plain" "the tansu broker"
-cat >"$work/stunnel.conf" <<EOF
-foreground = yes
-pid =
-output = $work/stunnel.log
-[kafka]
-accept = 127.0.0.1:$tls
-connect = 127.0.0.1:$plain
-cert = $pki/server.pem
-key = $pki/server.key
-CAfile = $pki/ca.pem
-requireCert = yes
-verifyChain = yes
-sslVersionMin = TLSv1.2
-EOF
-timeout 900 stunnel4 "$work/stunnel.conf" >/dev/null 2>"$work/stunnel.err" &
-pids+=($!)
-wait_for "$tls" "the stunnel mTLS listener"
 topic=mcmp-consumption-demo
-"$tansu_bin" topic create "$topic" --partitions 3 --broker "tcp://127.0.0.1:$plain" >/dev/null
-echo "Kafka broker behind mutual TLS on localhost:$tls, topic $topic" >&2
+timeout 900 bash scripts/broker.sh "$work/kafka" "$topic" &
+pids+=($!)
+for _ in $(seq 300); do [[ -f $work/kafka/brokers ]] && break; sleep 0.1; done
+if [[ ! -f $work/kafka/brokers ]]; then
+    echo "demo: the broker did not start; its logs are in $work/kafka" >&2
+    DEMO_KEEP=1
+    exit 1
+fi
+brokers=$(cat "$work/kafka/brokers")
+pki=$work/kafka/pki
+echo "Kafka broker behind mutual TLS on $brokers, topic $topic" >&2
 
-kafka=(--kafka-brokers "localhost:$tls" --kafka-topic "$topic" --kafka-ca "$pki/ca.pem"
+kafka=(--kafka-brokers "$brokers" --kafka-topic "$topic" --kafka-ca "$pki/ca.pem"
     --kafka-cert "$pki/client.pem" --kafka-key "$pki/client.key"
     # `localhost` may resolve to ::1 first; the listener is on 127.0.0.1.
     --kafka-property broker.address.family=v4)
