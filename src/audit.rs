@@ -756,7 +756,7 @@ async fn recompute_hours(
     let collector = Collector::connect(&prometheus, &config.collect, first).await?;
     let mut index = 0;
     for span in window::spans(&settings.hours, config.collect.hours_per_query) {
-        for usage in collector.collect_span(&span).await? {
+        for usage in collector.collect_span(&span).await?.hours() {
             let report = &mut hours[index];
             index += 1;
             let Some(seen) = seen.get(&usage.window) else {

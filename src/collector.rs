@@ -268,7 +268,7 @@ impl<'a> Collector<'a> {
 
     /// Collect every hour of `span` (consecutive hours), one query per dimension.
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
-    pub async fn collect_span(&self, span: &[HourWindow]) -> Result<Vec<HourUsage>> {
+    pub async fn collect_span(&self, span: &[HourWindow]) -> Result<SpanUsage> {
         let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
         let mut namespaces = self
             .query_from(
@@ -329,42 +329,37 @@ impl<'a> Collector<'a> {
         // Counters (usage) are not samples; the max basis weighs in its query.
         let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&weights);
 
-        let mut hours: BTreeMap<i64, HourUsage> = span
-            .iter()
-            .map(|w| {
-                (
-                    w.end().timestamp(),
-                    HourUsage {
-                        window: *w,
-                        namespaces: BTreeMap::new(),
-                    },
-                )
-            })
-            .collect();
+        let mut parts = Vec::new();
         let cpu_what = match self.config.cpu_basis {
             CpuBasis::Request => "cpu (request)",
             CpuBasis::Usage => "cpu (usage)",
             CpuBasis::Max => "cpu (max)",
         };
-        self.apply(&mut hours, "namespaces", namespaces, None, |_, _, _| {})?;
-        self.apply(&mut hours, cpu_what, cpu, cpu_weights, |u, _, v| u.cpu += v)?;
-        let mut unweighted = std::collections::BTreeSet::new();
-        let mut shared = None;
-        self.apply(&mut hours, "gpu", gpu, Some(&weights), |u, labels, v| {
-            let resource = labels.get("resource").map(String::as_str).unwrap_or("");
-            match self.config.gpu_weights.weight(resource) {
-                Weight::Known(w) => u.gpu += v * w,
-                Weight::Unknown => {
-                    unweighted.insert(resource.to_string());
-                }
-                Weight::SharedUnconfigured if v > 0.0 => shared = Some(resource.to_string()),
-                Weight::SharedUnconfigured => {}
-            }
+        let (none, unweighted) = (None, Some(&weights));
+        self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
+            Ok(Dim::None)
         })?;
-        if let Some(resource) = shared {
-            return Err(CollectError::SharedGpu { resource });
-        }
-        for resource in unweighted
+        self.validate(&mut parts, span, cpu_what, cpu, cpu_weights, |_| {
+            Ok(Dim::Cpu)
+        })?;
+        let mut unknown = std::collections::BTreeSet::new();
+        self.validate(&mut parts, span, "gpu", gpu, unweighted, |s| {
+            let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
+            Ok(match self.config.gpu_weights.weight(resource) {
+                Weight::Known(w) => Dim::Gpu(w),
+                Weight::Unknown => {
+                    unknown.insert(resource.to_string());
+                    Dim::None
+                }
+                Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
+                    return Err(CollectError::SharedGpu {
+                        resource: resource.to_string(),
+                    });
+                }
+                Weight::SharedUnconfigured => Dim::None,
+            })
+        })?;
+        for resource in unknown
             .into_iter()
             .filter(|r| self.first_warning(&format!("gpu {r}")))
         {
@@ -375,29 +370,25 @@ impl<'a> Collector<'a> {
             );
         }
         let mut unmapped = std::collections::BTreeSet::new();
-        self.apply(
-            &mut hours,
-            "storage",
-            storage,
-            Some(&weights),
-            |u, labels, v| {
-                let rwx = labels.get("rwx").map(String::as_str) == Some("true");
-                if !rwx {
-                    u.storage_rwo_standard += v;
-                    return;
+        self.validate(&mut parts, span, "storage", storage, unweighted, |s| {
+            if s.labels.get("rwx").map(String::as_str) != Some("true") {
+                return Ok(Dim::RwoStandard);
+            }
+            let class = s
+                .labels
+                .get("storageclass")
+                .map(String::as_str)
+                .unwrap_or("");
+            Ok(match self.config.storage_tiers.get(class) {
+                Some(Tier::Premium) => Dim::RwxPremium,
+                Some(Tier::Basic) => Dim::RwxBasic,
+                Some(Tier::Standard) => Dim::RwxStandard,
+                None => {
+                    unmapped.insert(class.to_string());
+                    Dim::RwxStandard
                 }
-                let class = labels.get("storageclass").map(String::as_str).unwrap_or("");
-                match self.config.storage_tiers.get(class) {
-                    Some(Tier::Premium) => u.storage_rwx_premium += v,
-                    Some(Tier::Basic) => u.storage_rwx_basic += v,
-                    Some(Tier::Standard) => u.storage_rwx_standard += v,
-                    None => {
-                        unmapped.insert(class.to_string());
-                        u.storage_rwx_standard += v
-                    }
-                }
-            },
-        )?;
+            })
+        })?;
         for class in unmapped
             .into_iter()
             .filter(|c| self.first_warning(&format!("class {c}")))
@@ -407,7 +398,10 @@ impl<'a> Collector<'a> {
                 "RWX StorageClass has no tier (--storage-tier); billing it as standard"
             );
         }
-        Ok(hours.into_values().collect())
+        Ok(SpanUsage {
+            hours: span.to_vec(),
+            parts,
+        })
     }
 
     /// Whether `what` is warned about for the first time this run.
@@ -425,26 +419,25 @@ impl<'a> Collector<'a> {
             .any(|p| p.matches(namespace))
     }
 
-    /// Add each point of `series` to its namespace-hour with `add`, times the hour's weight
-    /// when `weights` are given (sums of gauge samples).
-    fn apply(
+    /// Check every series of one query before anything of the span is billed (labels, points
+    /// on the evaluation times, values), and keep what each adds to its namespace-hours: its
+    /// [`Dim`] (from `dim`), and its values, times the hour's weight when `weights` are given
+    /// (sums of gauge samples).
+    fn validate(
         &self,
-        hours: &mut BTreeMap<i64, HourUsage>,
+        parts: &mut Vec<Part>,
+        span: &[HourWindow],
         what: &'static str,
         series: Vec<Series>,
         weights: Option<&BTreeMap<i64, f64>>,
-        mut add: impl FnMut(&mut NamespaceUsage, &BTreeMap<String, String>, f64),
+        mut dim: impl FnMut(&Series) -> Result<Dim>,
     ) -> Result<()> {
-        let span = match (hours.values().next(), hours.values().last()) {
-            (Some(f), Some(l)) => format!(
-                "[{}, {})",
-                rfc3339(f.window.start()),
-                rfc3339(l.window.end())
-            ),
+        let span_text = match (span.first(), span.last()) {
+            (Some(f), Some(l)) => format!("[{}, {})", rfc3339(f.start()), rfc3339(l.end())),
             _ => String::new(),
         };
         let mut seen = std::collections::BTreeSet::new();
-        for s in series {
+        for mut s in series {
             let namespace = match s.labels.get("namespace") {
                 Some(n) if !n.is_empty() => n.clone(),
                 _ => {
@@ -468,37 +461,110 @@ impl<'a> Collector<'a> {
             if self.excluded(&namespace) {
                 continue;
             }
-            for (ts, value) in &s.points {
-                let Some(hour) = hours.get_mut(ts) else {
+            s.points.sort_by_key(|(ts, _)| *ts);
+            let mut last = None;
+            for (ts, value) in &mut s.points {
+                let hour = span.iter().find(|w| w.end().timestamp() == *ts);
+                // A point off the evaluation times, or the same time twice.
+                let (Some(hour), false) = (hour, last == Some(*ts)) else {
                     return Err(CollectError::UnexpectedTimestamp {
                         what,
                         namespace,
                         at: chrono::DateTime::from_timestamp(*ts, 0)
                             .map(rfc3339)
                             .unwrap_or_else(|| ts.to_string()),
-                        span,
+                        span: span_text,
                     });
                 };
+                last = Some(*ts);
+                let raw = *value;
                 let weight = weights.and_then(|w| w.get(ts)).copied().unwrap_or(1.0);
-                let value = value * weight;
-                let value = if (-NOISE..0.0).contains(&value) {
+                let weighted = if (-NOISE..0.0).contains(&raw) {
                     0.0
                 } else {
-                    value
+                    raw * weight
                 };
-                if !value.is_finite() || !(0.0..=MAX_QUANTITY).contains(&value) {
+                if !weighted.is_finite() || !(0.0..=MAX_QUANTITY).contains(&weighted) {
                     return Err(CollectError::BadValue {
                         what,
                         namespace,
-                        hour: hour.window.to_string(),
-                        value,
+                        hour: hour.to_string(),
+                        value: raw,
                     });
                 }
-                let usage = hour.namespaces.entry(namespace.clone()).or_default();
-                add(usage, &s.labels, value);
+                *value = weighted;
             }
+            let dim = dim(&s)?;
+            parts.push(Part {
+                namespace,
+                dim,
+                points: s.points,
+            });
         }
         Ok(())
+    }
+}
+
+/// What one series adds to its namespace's usage.
+#[derive(Debug, Clone, Copy)]
+enum Dim {
+    /// Nothing: the namespace is billed (the namespace list), or a GPU without a weight.
+    None,
+    Cpu,
+    /// GPUs per unit of this resource.
+    Gpu(f64),
+    RwoStandard,
+    RwxStandard,
+    RwxBasic,
+    RwxPremium,
+}
+
+/// One validated series: its namespace, what it adds, and its values by hour end (sorted).
+#[derive(Debug)]
+struct Part {
+    namespace: String,
+    dim: Dim,
+    points: Vec<(i64, f64)>,
+}
+
+/// A span's answers, checked: [`SpanUsage::hours`] gives one hour's usage at a time, so that
+/// a span of 24 hours holds its numbers once, not also as 24 hours of per-namespace maps.
+#[derive(Debug)]
+pub struct SpanUsage {
+    hours: Vec<HourWindow>,
+    parts: Vec<Part>,
+}
+
+impl SpanUsage {
+    /// The span's hours, oldest first, each with every billed namespace.
+    pub fn hours(&self) -> impl Iterator<Item = HourUsage> + '_ {
+        self.hours.iter().map(|window| {
+            let t = window.end().timestamp();
+            let mut namespaces: BTreeMap<String, NamespaceUsage> = BTreeMap::new();
+            for p in &self.parts {
+                let Ok(i) = p.points.binary_search_by_key(&t, |(ts, _)| *ts) else {
+                    continue;
+                };
+                let v = p.points[i].1;
+                let u = match namespaces.get_mut(p.namespace.as_str()) {
+                    Some(u) => u,
+                    None => namespaces.entry(p.namespace.clone()).or_default(),
+                };
+                match p.dim {
+                    Dim::None => {}
+                    Dim::Cpu => u.cpu += v,
+                    Dim::Gpu(w) => u.gpu += v * w,
+                    Dim::RwoStandard => u.storage_rwo_standard += v,
+                    Dim::RwxStandard => u.storage_rwx_standard += v,
+                    Dim::RwxBasic => u.storage_rwx_basic += v,
+                    Dim::RwxPremium => u.storage_rwx_premium += v,
+                }
+            }
+            HourUsage {
+                window: *window,
+                namespaces,
+            }
+        })
     }
 }
 

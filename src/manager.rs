@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, instrument, warn};
 
 use crate::checkpoint::{Checkpoint, Cursor};
-use crate::collector::{Collector, HourUsage};
+use crate::collector::{Collector, HourUsage, SpanUsage};
 use crate::config::Config;
 use crate::kafka::Publisher;
 use crate::message::{self, KafkaMessage};
@@ -128,7 +128,8 @@ impl Manager {
         let collector = Collector::connect(&prometheus, &settings, first.end()).await?;
         self.report.windows = Some(collector.windows());
         for span in window::spans(&hours, settings.hours_per_query) {
-            for hour in self.collect(&collector, &span).await? {
+            let usage = self.collect(&collector, &span).await?;
+            for hour in usage.hours() {
                 let messages = self.shape(&hour)?;
                 self.deliver(&hour, &messages).await?;
                 self.advance(hour.window).await?;
@@ -152,7 +153,7 @@ impl Manager {
         &mut self,
         collector: &Collector<'_>,
         span: &[HourWindow],
-    ) -> Result<Vec<HourUsage>> {
+    ) -> Result<SpanUsage> {
         let collecting = Instant::now();
         let usage = collector.collect_span(span).await?;
         self.report.collect += collecting.elapsed();

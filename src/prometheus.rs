@@ -228,7 +228,73 @@ struct ApiData {
 struct ApiSeries {
     metric: BTreeMap<String, String>,
     #[serde(default)]
-    values: Vec<(f64, String)>,
+    values: Points,
+}
+
+/// A series' `[unix seconds, "value"]` pairs, read straight into `(i64, f64)` while the answer
+/// is parsed: an answer of a million points must not first become a million strings (most of a
+/// span's memory, measured). The first pair that is not a whole-second time and a number is
+/// kept aside, text and all, for the error; the rest of the series is then skipped.
+#[derive(Default)]
+struct Points {
+    points: Vec<(i64, f64)>,
+    bad: Option<(f64, String)>,
+}
+
+impl<'de> Deserialize<'de> for Points {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = Points;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of [time, \"value\"] pairs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Points, A::Error> {
+                let mut out = Points::default();
+                while let Some((ts, text)) = seq.next_element::<(f64, Text)>()? {
+                    if out.bad.is_some() {
+                        continue;
+                    }
+                    match text.0.parse::<f64>() {
+                        // Evaluation times are whole seconds (whole hours, even): a fraction
+                        // is not an answer to our query, so it is not rounded into one.
+                        Ok(v) if ts.is_finite() && ts.fract() == 0.0 => {
+                            out.points.push((ts as i64, v))
+                        }
+                        _ => out.bad = Some((ts, text.0.into_owned())),
+                    }
+                }
+                out.points.shrink_to_fit();
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Seq)
+    }
+}
+
+/// A sample value's text, borrowed from the answer unless it had to be unescaped.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sample value as a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 /// A Prometheus API client for one run.
@@ -635,21 +701,15 @@ impl Answer<'_> {
         data.result
             .into_iter()
             .map(|s| {
-                let points = s
-                    .values
-                    .into_iter()
-                    .map(|(ts, raw)| match raw.parse::<f64>() {
-                        // Evaluation times are whole seconds (whole hours, even): a fraction
-                        // is not an answer to our query, so it is not rounded into one.
-                        Ok(v) if ts.is_finite() && ts.fract() == 0.0 => Ok((ts as i64, v)),
-                        _ => Err(PrometheusError::Sample {
-                            what: self.what.into(),
-                            range: self.range.to_string(),
-                            value: self.shown(&raw),
-                            ts,
-                        }),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                if let Some((ts, value)) = s.values.bad {
+                    return Err(PrometheusError::Sample {
+                        what: self.what.into(),
+                        range: self.range.to_string(),
+                        value: self.shown(&value),
+                        ts,
+                    });
+                }
+                let points = s.values.points;
                 Ok(Series {
                     labels: s.metric,
                     points,

@@ -643,8 +643,9 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
     let end = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
         .unwrap()
         .timestamp();
-    let count = matrix(&[(r#"{}"#, &[(end, "120")])]);
+    // The first query lists the namespaces with their sample counts.
     let ns = r#"{"namespace":"team-a"}"#;
+    let count = matrix(&[(ns, &[(end, "120")])]);
     let cases: Vec<(String, &[&str])> = vec![
         (
             matrix(&[(ns, &[(end, "1e305")])]),
