@@ -1,63 +1,264 @@
 #!/usr/bin/env bash
-# Benchmark: a dry-run over a synthetic cluster of $BENCH_NAMESPACES tenant namespaces (default
-# 10,000) loaded into a real Prometheus. Prints wall time and peak RSS of consumption-metrics
-# for one hour (the CronJob's usual run) and for the whole data range, per CPU basis, plus the
-# size of the output. The TSDB is generated once and kept in target/bench-<N>/ (several GB of
-# OpenMetrics text pass through promtool the first time: minutes).
+# The benchmark: consumption-metrics side by side with plain baselines measured in the same run
+# on the same machine, printed as one table (README, "Performance"). Three synthetic clusters,
+# each generated once and kept as a TSDB in target/bench-<namespaces>-<hours>h-<interval>s/:
+#
+#   one hour   BENCH_NAMESPACES (10,000) namespaces, 2 hours at 120 s (about 420,000 series):
+#              per CPU basis, one billed hour as the CronJob runs it: the job's wall and CPU
+#              time against the same requests replayed one after another by curl, Prometheus's
+#              CPU time (/proc) and samples read (its query log) against one query that reads
+#              every sample the hour needs once;
+#   long runs  BENCH_LONG_NAMESPACES (1,000) namespaces, 170 hours at 1800 s: peak RSS and wall
+#              of 1-, 24- and 168-hour runs, dry-run and publishing to a local broker over mTLS;
+#   publish    BENCH_PUBLISH_NAMESPACES (20,000) namespaces, 2 hours at 1800 s: one hour of
+#              several parts published, against kcat (librdkafka's plain producer) sending the
+#              same bytes to the same broker over mTLS.
+#
+# The scrape intervals keep the OpenMetrics text promtool holds in memory near 5 GB; the series
+# count, which drives query cost, does not depend on them. First run: about 10 minutes of data
+# generation; later runs: a few minutes. Progress goes to stderr, the table to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --bench
 
 N=${BENCH_NAMESPACES:-10000}
-# 2 hours at 120 s keep the OpenMetrics text near 5 GB for 10,000 namespaces (promtool holds it
-# in memory); the series count, which drives query cost, does not depend on either.
-HOURS=${BENCH_HOURS:-2}
-INTERVAL=${BENCH_INTERVAL:-120}
-dir=target/bench-$N-${HOURS}h-${INTERVAL}s
+LONG_N=${BENCH_LONG_NAMESPACES:-1000}
+PUB_N=${BENCH_PUBLISH_NAMESPACES:-20000}
+REPEAT=${BENCH_REPEAT:-3}
 start=2026-11-01T00:00:00Z
 
 cargo build --locked --release --quiet --bins
 bin=target/release/consumption-metrics
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/consumption-metrics-bench.XXXXXX")
+servers=()
+cleanup() {
+    for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
 
-if [[ ! -d $dir/tsdb ]]; then
-    echo "generating $N namespaces x $HOURS h at ${INTERVAL}s into $dir" >&2
-    rm -rf "$dir"
-    /usr/bin/time -f "synth-cluster: %e s, %M KiB peak" target/release/synth-cluster \
-        --out-dir "$dir/data" --start "$start" --hours "$HOURS" --interval "$INTERVAL" \
-        --namespaces "$N" --only-random
-    ls -l "$dir/data/metrics.om" >&2
-fi
+at() { date -u -d "$start + $1 hours" +%Y-%m-%dT%H:%M:%SZ; }
+clk_tck=$(getconf CLK_TCK)
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v t="$clk_tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+verdict() { # value, op, target
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        if (v == "-") { print "-"; exit }
+        ok = (op == "<=") ? v <= t : v >= t
+        print (ok ? "met" : "MISSED") }'
+}
+row() { # part, measure, job, baseline, ratio, target (e.g. "<= 0.8" or "")
+    local verdict_text=""
+    if [[ -n ${6:-} ]]; then verdict_text="$6 $(verdict "$5" ${6% *} ${6#* })"; fi
+    printf '%-9s %-52s %12s %12s %7s  %s\n' "$1" "$2" "$3" "$4" "$5" "$verdict_text"
+}
 
-# Loads the data into $dir/tsdb the first time (promtool: minutes for 10,000 namespaces), then
-# starts Prometheus; the TSDB is kept for the next run.
-timeout 7200 bash scripts/prometheus.sh "$dir/data/metrics.om" "$dir" &
-prom=$!
-trap 'kill $prom 2>/dev/null || true' EXIT
-while [[ ! -f $dir/url ]]; do
-    kill -0 $prom 2>/dev/null || { echo "bench: Prometheus did not start; see $dir" >&2; exit 1; }
-    sleep 0.5
-done
-url=$(cat "$dir/url")
-
-last=$(date -u -d "$start + $HOURS hours" +%Y-%m-%dT%H:%M:%SZ)
-one=$(date -u -d "$start + $((HOURS - 1)) hours" +%Y-%m-%dT%H:%M:%SZ)
-# An hour after the data ends: every hour of the range has settled, whatever BENCH_HOURS is.
-now=$(date -u -d "$start + $((HOURS + 1)) hours" +%Y-%m-%dT%H:%M:%SZ)
-
-printf '%-8s %-6s %8s %10s %8s %10s\n' basis hours wall_s peak_MiB messages json_MiB
-for basis in request usage max; do
-    for since in "$one" "$start"; do
-        hours=$(( ($(date -u -d "$last" +%s) - $(date -u -d "$since" +%s)) / 3600 ))
-        /usr/bin/time -o "$dir/time.txt" -f "%e %M" "$bin" --prometheus-url "$url" \
-            --cluster-name bench --dry-run --since "$since" --until "$last" \
-            --now "$now" --cpu-basis "$basis" --log-format text \
-            --prometheus-timeout 300s >"$dir/out.json" 2>"$dir/run.log"
-        read -r wall kib <"$dir/time.txt"
-        msgs=$(grep -c '"message_id"' "$dir/out.json")
-        size=$(stat -c %s "$dir/out.json")
-        awk -v b="$basis" -v h="$hours" -v w="$wall" -v k="$kib" -v m="$msgs" -v s="$size" \
-            'BEGIN { printf "%-8s %-6s %8s %10.1f %8s %10.1f\n", b, h, w, k / 1024, m, s / 1048576 }'
+# Generate a cluster's TSDB once; start Prometheus on it (query log in $1/queries.log).
+prometheus() { # namespaces, hours, interval; sets dir, url, prom_pid
+    dir=target/bench-$1-$2h-$3s
+    if [[ ! -d $dir/tsdb ]]; then
+        echo "generating $1 namespaces x $2 h at $3 s into $dir (once)" >&2
+        rm -rf "$dir"
+        target/release/synth-cluster --out-dir "$dir/data" --start "$start" --hours "$2" \
+            --interval "$3" --namespaces "$1" --only-random 2>/dev/null
+    fi
+    rm -f "$dir/url" "$dir/queries.log"
+    PROMETHEUS_QUERY_LOG=$(pwd)/$dir/queries.log timeout 7200 bash scripts/prometheus.sh \
+        "$dir/data/metrics.om" "$dir" &
+    servers+=($!)
+    local server=$!
+    while [[ ! -f $dir/url ]]; do
+        kill -0 "$server" 2>/dev/null || { echo "bench: Prometheus did not start; see $dir" >&2; exit 1; }
+        sleep 0.5
     done
+    url=$(cat "$dir/url")
+    prom_pid=$(cat "$dir/pid")
+}
+stop_servers() {
+    for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    servers=()
+}
+
+# Run the job under /usr/bin/time; sets wall, cpu, rss_mib. Output to $tmp/out, log $tmp/log.
+job() {
+    /usr/bin/time -o "$tmp/time" -f "%e %U %S %M" "$bin" --prometheus-url "$url" \
+        --cluster-name bench --log-format json --prometheus-timeout 300s "$@" \
+        >"$tmp/out" 2>"$tmp/log" || { tail -3 "$tmp/log" >&2; echo "bench: the job failed" >&2; exit 1; }
+    read -r wall user sys kib <"$tmp/time"
+    cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+    rss_mib=$(awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }')
+}
+
+# The requests of the query log as curl bodies ($tmp/replay/NNN), and the samples they read.
+requests_of() { # query log -> prints "requests samples"
+    rm -rf "$tmp/replay" && mkdir -p "$tmp/replay"
+    python3 - "$1" "$tmp/replay" <<'EOF'
+import json, sys, urllib.parse
+samples = n = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    p = e["params"]
+    form = {"query": p["query"]}
+    if e["httpRequest"]["path"].endswith("query_range"):
+        form.update(start=p["start"], end=p["end"], step=str(p["step"]))
+        path = "query_range"
+    else:
+        form["time"] = p.get("end") or p.get("start")
+        path = "query"
+    with open(f"{sys.argv[2]}/{n:03d}", "w") as f:
+        f.write(path + "\n" + urllib.parse.urlencode(form))
+    samples += e.get("stats", {}).get("samples", {}).get("totalQueryableSamples", 0)
+    n += 1
+print(n, samples)
+EOF
+}
+replay() { # sequentially, like a plain client; sets replay_wall
+    local t0 t1
+    t0=$(date +%s.%N)
+    for f in "$tmp"/replay/*; do
+        curl -sf -o /dev/null -H 'Content-Type: application/x-www-form-urlencoded' \
+            --data-binary "$(tail -n +2 "$f")" "$url/api/v1/$(head -1 "$f")"
+    done
+    t1=$(date +%s.%N)
+    replay_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+}
+
+echo "consumption-metrics benchmark, $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores," \
+    "$(free -g | awk '/^Mem:/ { print $2 }') GiB, $(command prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3)"
+row part measure job baseline ratio target
+
+# --- One billed hour at $N namespaces --------------------------------------------------------
+prometheus "$N" 2 120
+qlog=$dir/queries.log
+hour=(--dry-run --since "$(at 1)" --until "$(at 2)" --now "$(at 3)")
+gauges='kube_namespace_status_phase|kube_pod_container_resource_requests|kube_pod_status_phase|kube_persistentvolumeclaim_resource_requests_storage_bytes|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_access_mode'
+counter='container_cpu_usage_seconds_total{container!="", container!="POD"}'
+for basis in request usage max; do
+    echo "one hour, $basis basis" >&2
+    : >"$qlog"
+    c0=$(cpu_of "$prom_pid")
+    job "${hour[@]}" --cpu-basis "$basis"
+    c1=$(cpu_of "$prom_pid")
+    prom_job=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
+    read -r requests samples < <(requests_of "$qlog")
+    c2=$(cpu_of "$prom_pid")
+    replay
+    c3=$(cpu_of "$prom_pid")
+    prom_replay=$(awk -v a="$c2" -v b="$c3" 'BEGIN { printf "%.2f", b - a }')
+    # One pass over every sample the hour needs (the usage counters: this hour and the one
+    # before, which the telescoping reads).
+    single="sum(count_over_time({__name__=~\"$gauges\"}[3599999ms] offset 1ms))"
+    if [[ $basis != request ]]; then
+        single="$single + sum(count_over_time($counter[7199999ms] offset 1ms))"
+    fi
+    : >"$qlog"
+    c4=$(cpu_of "$prom_pid")
+    curl -sf -o /dev/null --data-urlencode "query=$single" --data-urlencode "start=$(at 2)" \
+        --data-urlencode "end=$(at 2)" --data-urlencode step=3600 "$url/api/v1/query_range"
+    c5=$(cpu_of "$prom_pid")
+    prom_single=$(awk -v a="$c4" -v b="$c5" 'BEGIN { printf "%.2f", b - a }')
+    read -r _ single_samples < <(requests_of "$qlog")
+    row 1h "$basis: wall s, job / plain replay of its requests" "$wall" "$replay_wall" \
+        "$(ratio "$wall" "$replay_wall")" "<= 0.8"
+    row 1h "$basis: CPU s, job / Prometheus during the job" "$cpu" "$prom_job" \
+        "$(ratio "$cpu" "$prom_job")" "<= 0.05"
+    row 1h "$basis: Prometheus CPU s, job / replay" "$prom_job" "$prom_replay" \
+        "$(ratio "$prom_job" "$prom_replay")"
+    row 1h "$basis: Prometheus CPU s, job / single pass" "$prom_job" "$prom_single" \
+        "$(ratio "$prom_job" "$prom_single")" "<= 1.5"
+    row 1h "$basis: samples read, job / single pass" "$samples" "$single_samples" \
+        "$(ratio "$samples" "$single_samples")" "<= 1.5"
+    row 1h "$basis: Prometheus requests" "$requests" "" ""
+    row 1h "$basis: peak RSS MiB" "$rss_mib" "" ""
 done
-ns=$(grep -c '"external_id"' "$dir/out.json")
-echo "namespace-hours in the last output: $ns" >&2
+stop_servers
+
+# --- Long runs at $LONG_N namespaces: dry-run and publishing ---------------------------------
+prometheus "$LONG_N" 170 1800
+timeout 7200 bash scripts/broker.sh "$tmp/kafka" bench-long bench-publish bench-kcat &
+servers+=($!)
+while [[ ! -f $tmp/kafka/brokers ]]; do sleep 0.2; done
+pki=$tmp/kafka/pki
+kafka=(--kafka-brokers "$(cat "$tmp/kafka/brokers")" --kafka-ca "$pki/ca.pem"
+    --kafka-cert "$pki/client.pem" --kafka-key "$pki/client.key"
+    --kafka-property broker.address.family=v4 --checkpoint-file "$tmp/checkpoint")
+for mode in dry-run publish; do
+    declare -A rss=() walls=()
+    for hours in 1 24 168; do
+        echo "long run: $hours hours, $mode" >&2
+        range=(--since "$(at $((170 - hours)))" --until "$(at 170)" --now "$(at 171)")
+        if [[ $mode == dry-run ]]; then
+            job "${range[@]}" --dry-run
+        else
+            job "${range[@]}" "${kafka[@]}" --kafka-topic bench-long
+        fi
+        rss[$hours]=$rss_mib
+        walls[$hours]=$wall
+    done
+    for hours in 24 168; do
+        row long "$mode, $LONG_N namespaces: peak RSS MiB, ${hours}h / 1h" "${rss[$hours]}" \
+            "${rss[1]}" "$(ratio "${rss[$hours]}" "${rss[1]}")" "<= 1.25"
+    done
+    row long "$mode, $LONG_N namespaces: wall s, 168h / 1h" "${walls[168]}" "${walls[1]}" \
+        "$(ratio "${walls[168]}" "${walls[1]}")"
+done
+stop_servers
+
+# --- Publishing one large hour at $PUB_N namespaces against kcat -----------------------------
+prometheus "$PUB_N" 2 1800
+rm -f "$tmp/kafka/brokers"
+timeout 7200 bash scripts/broker.sh "$tmp/kafka" bench-publish bench-kcat &
+servers+=($!)
+while [[ ! -f $tmp/kafka/brokers ]]; do sleep 0.2; done
+brokers=$(cat "$tmp/kafka/brokers")
+kafka=(--kafka-brokers "$brokers" --kafka-ca "$pki/ca.pem" --kafka-cert "$pki/client.pem"
+    --kafka-key "$pki/client.key" --kafka-property broker.address.family=v4
+    --checkpoint-file "$tmp/checkpoint")
+range=(--since "$(at 1)" --until "$(at 2)" --now "$(at 3)")
+# The same messages as one compact JSON document per line, for kcat.
+job "${range[@]}" --dry-run
+python3 - "$tmp/out" "$tmp/messages" <<'EOF'
+import json, sys
+with open(sys.argv[2], "w") as f:
+    for m in json.load(open(sys.argv[1])):
+        f.write(json.dumps(m, separators=(",", ":")) + "\n")
+EOF
+echo '{}' >"$tmp/one"
+kcat_run() { # file -> seconds
+    local t0 t1
+    t0=$(date +%s.%N)
+    kcat -P -b "$brokers" -t bench-kcat -X security.protocol=ssl \
+        -X ssl.ca.location="$pki/ca.pem" -X ssl.certificate.location="$pki/client.pem" \
+        -X ssl.key.location="$pki/client.key" -X ssl.endpoint.identification.algorithm=https \
+        -X broker.address.family=v4 -X message.max.bytes=1000000 -l "$1"
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+: >"$tmp/deliver" && : >"$tmp/kcat" && : >"$tmp/kcat1"
+for _ in $(seq "$REPEAT"); do
+    echo "publishing one hour of $PUB_N namespaces, and kcat" >&2
+    job "${range[@]}" "${kafka[@]}" --kafka-topic bench-publish
+    grep '"run complete"' "$tmp/log" | python3 -c '
+import json, sys
+f = json.loads(sys.stdin.read())
+print(f["deliver_seconds"], f["messages"], f["bytes"])' >>"$tmp/deliver"
+    kcat_run "$tmp/messages" >>"$tmp/kcat"
+    kcat_run "$tmp/one" >>"$tmp/kcat1"
+done
+deliver=$(cut -d' ' -f1 "$tmp/deliver" | median)
+read -r _ parts bytes <"$tmp/deliver"
+kcat_all=$(median <"$tmp/kcat")
+kcat_fixed=$(median <"$tmp/kcat1")
+kcat_net=$(awk -v a="$kcat_all" -v b="$kcat_fixed" 'BEGIN { printf "%.3f", a - b }')
+kcat_bytes=$(stat -c %s "$tmp/messages")
+row publish "$PUB_N namespaces, $parts parts, $((bytes / 1024)) KiB: job s / kcat s" \
+    "$deliver" "$kcat_all" "$(ratio "$deliver" "$kcat_all")" "<= 1.2"
+row publish "the same, kcat without its connection set-up" "$deliver" "$kcat_net" \
+    "$(ratio "$deliver" "$kcat_net")" "<= 1.2"
+echo "job: delivery time of its run report (every acknowledgement awaited), median of $REPEAT;" \
+    "kcat: whole process, $((kcat_bytes / 1024)) KiB in $parts messages, median of $REPEAT;" \
+    "kcat's connection set-up: $kcat_fixed s (one empty message)." >&2

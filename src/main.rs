@@ -8,6 +8,7 @@ use consumption_metrics::config::{AuditConfig, Config};
 use consumption_metrics::{exit, telemetry};
 
 fn main() -> ExitCode {
+    return_large_blocks_to_the_system();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return parse_error(e),
@@ -16,6 +17,21 @@ fn main() -> ExitCode {
         Some(Command::Audit(args)) => audit(args),
         Some(Command::Checkpoint { action }) => checkpoint(action),
         None => run(&cli.run),
+    }
+}
+
+/// glibc raises its mmap threshold to the size of each large block that is freed (up to
+/// 32 MiB); after that, a span's Prometheus answers are carved from the heap, whose holes stay
+/// resident, and a long backfill ends up well above a one-hour run (1000 namespaces, dry-run:
+/// 22.2 MiB for 168 hours against 17.2 for one). A fixed threshold, which turns the dynamic one
+/// off, hands every answer back to the system when it is dropped (20.5 MiB). The same as
+/// `MALLOC_MMAP_THRESHOLD_=131072` in the environment. Not glibc (musl): nothing to do.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc tunable; it is called before any other thread
+    // exists, and 128 KiB is glibc's own default value for this threshold.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
