@@ -6,7 +6,6 @@
 #   install-deps.sh --build-only    what `cargo build` needs (Dockerfile, lint and manifest jobs)
 #   install-deps.sh --demo          + Prometheus (README's first command, a dry-run)
 #   install-deps.sh --publish-demo  + stunnel4 and the tansu broker (scripts/demo.sh --publish)
-#   install-deps.sh --bench         + kcat (scripts/bench.sh: the plain producer it compares with)
 #   install-deps.sh                 everything the tests need (default)
 #
 # Build packages, and why each is there:
@@ -28,9 +27,6 @@
 #                         does not verify client certificates);
 #   tansu                 an Apache-Kafka-compatible broker, built once with cargo into
 #                         $TANSU_ROOT (not a Debian package).
-# Benchmark packages:
-#   kcat                  a plain librdkafka producer: publishing throughput is measured
-#                         against it sending the same bytes to the same broker over mTLS.
 set -euo pipefail
 
 mode=${1:---all}
@@ -39,17 +35,16 @@ case $mode in
     --build-only) pkgs=("${build_pkgs[@]}"); want_tansu=0 ;;
     --demo) pkgs=("${build_pkgs[@]}" prometheus curl); want_tansu=0 ;;
     --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
-    --bench) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4 kcat); want_tansu=1 ;;
     --all)
         pkgs=("${build_pkgs[@]}" prometheus victoria-metrics prometheus-pushgateway curl stunnel4)
         want_tansu=1
         ;;
     -h | --help)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo, --bench or no argument (everything the tests need)" >&2
+        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo or no argument (everything the tests need)" >&2
         exit 2
         ;;
 esac
