@@ -213,17 +213,17 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
     let first = format!("min_over_time({c}{start})");
     // D = 0: the climb since the hour before.
     let no_reset = format!("(({last} - {last_prev}) and ({resets_after_prev} == 0))");
-    // D = 1, the reset fell between the hours: the counter since it.
-    let reset_between =
-        format!("({last} and ({resets_after_prev} == 1) and ({first} < {last_prev}))");
-    // D = 1, an inner reset: the climb to the value before it, plus the counter since it.
-    let inner_reset = format!(
-        "((({max} - {last_prev}) + {last}) and ({resets_after_prev} == 1) \
-         and ({first} >= {last_prev}) and ({max} > {last}))"
+    // D = 1: the counter since the reset, plus, when the reset was inside the hour (F ≥ Lp) and
+    // the maximum is the value before it (M > L), the climb to that value. Both cases in one
+    // expression, so that D, the costliest part (three hours of samples), is read once for them.
+    let one_reset = format!(
+        "(({last} + ({max} - {last_prev}) * ({first} >= bool {last_prev})) \
+         and ({resets_after_prev} == 1) and (({first} < {last_prev}) or ({max} > {last})))"
     );
-    // No hour before: the climb in the hour, plus the first value if it started from zero.
+    // No hour before: the climb in the hour (L − m), plus the first value m if it started from
+    // zero (m ≤ L − m): L, or L − m when 2m > L.
     let born = format!(
-        "((({last} - {min}) + (({min} and ({min} <= {last} - {min})) or ({min} * 0))) \
+        "(({last} - {min} * (2 * {min} > bool {last})) \
          unless {last_prev} and (resets({c}{h}) == 0))"
     );
     let otherwise = format!("increase({c}{h})");
@@ -232,9 +232,7 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
         &[
             &no_reset,
             "or",
-            &reset_between,
-            "or",
-            &inner_reset,
+            &one_reset,
             "or",
             &born,
             "or",
