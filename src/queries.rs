@@ -229,15 +229,7 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
     let otherwise = format!("increase({c}{h})");
     block(
         "max by (namespace, pod, container, id) (",
-        &[
-            &no_reset,
-            "or",
-            &one_reset,
-            "or",
-            &born,
-            "or",
-            &otherwise,
-        ],
+        &[&no_reset, "or", &one_reset, "or", &born, "or", &otherwise],
         ")",
     )
 }
