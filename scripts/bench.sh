@@ -58,6 +58,14 @@ row() { # part, measure, job, baseline, ratio, target (e.g. "<= 0.8" or "")
     printf '%-9s %-52s %12s %12s %7s  %s\n' "$1" "$2" "$3" "$4" "$5" "$verdict_text"
 }
 
+# Wait for a server started in the background (pid $1) to write its ready file $2.
+wait_ready() { # pid, file, what
+    while [[ ! -f $2 ]]; do
+        kill -0 "$1" 2>/dev/null || { echo "bench: $3 did not start; see $(dirname "$2")" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+
 # Generate a cluster's TSDB once; start Prometheus on it (query log in $1/queries.log).
 prometheus() { # namespaces, hours, interval; sets dir, url, prom_pid
     dir=target/bench-$1-$2h-$3s
@@ -71,11 +79,7 @@ prometheus() { # namespaces, hours, interval; sets dir, url, prom_pid
     PROMETHEUS_QUERY_LOG=$(pwd)/$dir/queries.log timeout 7200 bash scripts/prometheus.sh \
         "$dir/data/metrics.om" "$dir" &
     servers+=($!)
-    local server=$!
-    while [[ ! -f $dir/url ]]; do
-        kill -0 "$server" 2>/dev/null || { echo "bench: Prometheus did not start; see $dir" >&2; exit 1; }
-        sleep 0.5
-    done
+    wait_ready $! "$dir/url" Prometheus
     url=$(cat "$dir/url")
     prom_pid=$(cat "$dir/pid")
 }
@@ -181,9 +185,9 @@ stop_servers
 
 # --- Long runs at $LONG_N namespaces: dry-run and publishing ---------------------------------
 prometheus "$LONG_N" 170 1800
-timeout 7200 bash scripts/broker.sh "$tmp/kafka" bench-long bench-publish bench-kcat &
+timeout 7200 bash scripts/broker.sh "$tmp/kafka" bench-long &
 servers+=($!)
-while [[ ! -f $tmp/kafka/brokers ]]; do sleep 0.2; done
+wait_ready $! "$tmp/kafka/brokers" "the broker"
 pki=$tmp/kafka/pki
 kafka=(--kafka-brokers "$(cat "$tmp/kafka/brokers")" --kafka-ca "$pki/ca.pem"
     --kafka-cert "$pki/client.pem" --kafka-key "$pki/client.key"
@@ -215,7 +219,7 @@ prometheus "$PUB_N" 2 1800
 rm -f "$tmp/kafka/brokers"
 timeout 7200 bash scripts/broker.sh "$tmp/kafka" bench-publish bench-plain &
 servers+=($!)
-while [[ ! -f $tmp/kafka/brokers ]]; do sleep 0.2; done
+wait_ready $! "$tmp/kafka/brokers" "the broker"
 brokers=$(cat "$tmp/kafka/brokers")
 kafka=(--kafka-brokers "$brokers" --kafka-ca "$pki/ca.pem" --kafka-cert "$pki/client.pem"
     --kafka-key "$pki/client.key" --kafka-property broker.address.family=v4

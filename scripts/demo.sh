@@ -41,6 +41,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Wait for a server started in the background (pid $1) to write its ready file $2.
+wait_ready() { # pid, file, what
+    for _ in $(seq 1200); do
+        [[ -f $2 ]] && return 0
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "demo: $3 did not start; its logs are in $(dirname "$2")" >&2
+    DEMO_KEEP=1
+    exit 1
+}
+
 cargo build --locked --quiet --bins
 bin=./target/debug/consumption-metrics
 
@@ -56,12 +68,7 @@ echo "generating a synthetic cluster from $(iso $start_s) to $(iso $until_s)" >&
 # timeout: the demo's servers stop by themselves even if this script is killed.
 timeout 900 bash scripts/prometheus.sh "$work/data/metrics.om" "$work/prometheus" &
 pids+=($!)
-for _ in $(seq 600); do [[ -f $work/prometheus/url ]] && break; sleep 0.1; done
-if [[ ! -f $work/prometheus/url ]]; then
-    echo "demo: Prometheus did not start; its log is in $work/prometheus" >&2
-    DEMO_KEEP=1
-    exit 1
-fi
+wait_ready $! "$work/prometheus/url" Prometheus
 prometheus_url=$(cat "$work/prometheus/url")
 echo "Prometheus ready at $prometheus_url" >&2
 
@@ -79,12 +86,7 @@ fi
 topic=mcmp-consumption-demo
 timeout 900 bash scripts/broker.sh "$work/kafka" "$topic" &
 pids+=($!)
-for _ in $(seq 300); do [[ -f $work/kafka/brokers ]] && break; sleep 0.1; done
-if [[ ! -f $work/kafka/brokers ]]; then
-    echo "demo: the broker did not start; its logs are in $work/kafka" >&2
-    DEMO_KEEP=1
-    exit 1
-fi
+wait_ready $! "$work/kafka/brokers" "the broker"
 brokers=$(cat "$work/kafka/brokers")
 pki=$work/kafka/pki
 echo "Kafka broker behind mutual TLS on $brokers, topic $topic" >&2

@@ -432,6 +432,8 @@ impl<'a> Collector<'a> {
         weights: Option<&BTreeMap<i64, f64>>,
         mut dim: impl FnMut(&Series) -> Result<Dim>,
     ) -> Result<()> {
+        let by_end: BTreeMap<i64, &HourWindow> =
+            span.iter().map(|w| (w.end().timestamp(), w)).collect();
         let span_text = match (span.first(), span.last()) {
             (Some(f), Some(l)) => format!("[{}, {})", rfc3339(f.start()), rfc3339(l.end())),
             _ => String::new(),
@@ -464,7 +466,7 @@ impl<'a> Collector<'a> {
             s.points.sort_by_key(|(ts, _)| *ts);
             let mut last = None;
             for (ts, value) in &mut s.points {
-                let hour = span.iter().find(|w| w.end().timestamp() == *ts);
+                let hour = by_end.get(ts);
                 // A point off the evaluation times, or the same time twice.
                 let (Some(hour), false) = (hour, last == Some(*ts)) else {
                     return Err(CollectError::UnexpectedTimestamp {

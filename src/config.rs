@@ -636,12 +636,6 @@ impl AuditConfig {
 }
 
 impl Config {
-    /// Whether this run writes the checkpoint: a publishing run that is scheduled, or a
-    /// backfill asked to with --advance-checkpoint. A dry-run never does.
-    pub fn moves_checkpoint(&self) -> bool {
-        matches!(self.output, Output::Publish(_)) && self.plan.advances_checkpoint()
-    }
-
     /// How far a scheduled run of this configuration reaches.
     pub fn reach(&self) -> Reach {
         Reach {

@@ -153,10 +153,6 @@ impl Cursor {
     pub fn value(&self) -> Option<DateTime<Utc>> {
         self.next.map(|n| n.start())
     }
-
-    pub fn describe(&self) -> String {
-        self.store.describe()
-    }
 }
 
 #[cfg(test)]
