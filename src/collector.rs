@@ -8,8 +8,7 @@ use tracing::{info, instrument, warn};
 
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
-use crate::queries::CpuBasis;
-use crate::queries::{self, Windows};
+use crate::queries::{self, Counters, CpuBasis, Namespaces, Windows};
 use crate::window::{HourWindow, rfc3339};
 
 /// Storage tier of an RWX volume.
@@ -206,6 +205,35 @@ pub fn interval_from_count(count: f64) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
+/// More namespaces than this with a counter that fell: the whole CPU query takes the exact
+/// form (a regular expression of thousands of names would cost more than the split saves).
+const MAX_SPLIT: usize = 1000;
+
+/// The namespaces of a [`queries::counter_resets`] answer with a counter that fell in any hour,
+/// sorted. Their names go into a regular expression, so they are checked like every answer's.
+fn fallen_counters(resets: Vec<Series>) -> Result<Vec<String>> {
+    let what = "counter resets";
+    let mut names = std::collections::BTreeSet::new();
+    for s in resets {
+        let Some(namespace) = s.labels.get("namespace").filter(|n| !n.is_empty()) else {
+            return Err(CollectError::MissingLabel {
+                what,
+                labels: s.labels,
+            });
+        };
+        if !is_namespace_name(namespace) {
+            return Err(CollectError::BadNamespace {
+                what,
+                namespace: namespace.clone(),
+            });
+        }
+        if s.points.iter().any(|(_, v)| *v > 0.0) {
+            names.insert(namespace.clone());
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
 impl<'a> Collector<'a> {
     /// A collector for the engine behind `prometheus`: the window semantics come from
     /// `--window-semantics`, or from one probe query evaluated at `at` (an hour-aligned time).
@@ -270,14 +298,23 @@ impl<'a> Collector<'a> {
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
     pub async fn collect_span(&self, span: &[HourWindow]) -> Result<SpanUsage> {
         let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
-        let mut namespaces = self
-            .query_from(
-                "namespaces",
-                &queries::namespace_samples(self.windows),
-                span,
-                context,
-            )
-            .await?;
+        let basis = self.config.cpu_basis;
+        let (counts_q, resets_q) = (
+            queries::namespace_samples(self.windows),
+            queries::counter_resets(self.windows),
+        );
+        let (mut namespaces, resets) = tokio::try_join!(
+            self.query_from("namespaces", &counts_q, span, context),
+            async {
+                match basis {
+                    CpuBasis::Request => Ok(Vec::new()),
+                    CpuBasis::Usage | CpuBasis::Max => {
+                        self.query("counter resets", &resets_q, span).await
+                    }
+                }
+            },
+        )?;
+        let reset = fallen_counters(resets)?;
         // Each hour's largest sample count (span and context).
         let mut counts: BTreeMap<i64, f64> = BTreeMap::new();
         for (t, v) in namespaces.iter().flat_map(|s| &s.points) {
@@ -316,30 +353,56 @@ impl<'a> Collector<'a> {
             s.points.retain(|(t, _)| *t >= first_end);
         }
 
-        let (cpu_q, gpu_q, storage_q) = (
-            queries::cpu(self.windows, self.config.cpu_basis, interval),
-            queries::gpu(self.windows),
-            queries::storage(self.windows),
-        );
-        let (cpu, gpu, storage) = tokio::try_join!(
+        // The usage counters in two parts (queries module documentation): namespaces with a
+        // counter that fell within the span take the exact case analysis, the rest the steady
+        // form. Both parts are disjoint by namespace matchers.
+        let cpu_q = |counters, namespaces| {
+            queries::cpu(self.windows, basis, interval, counters, namespaces)
+        };
+        let (cpu_q, exact_q) = match basis {
+            CpuBasis::Request => (cpu_q(Counters::Exact, Namespaces::All), None),
+            _ if reset.is_empty() => (cpu_q(Counters::Steady, Namespaces::All), None),
+            _ if reset.len() > MAX_SPLIT => (cpu_q(Counters::Exact, Namespaces::All), None),
+            _ => {
+                info!(
+                    namespaces = reset.len(),
+                    "usage counters fell within the span in these namespaces: read exactly"
+                );
+                (
+                    cpu_q(Counters::Steady, Namespaces::Except(&reset)),
+                    Some(cpu_q(Counters::Exact, Namespaces::Only(&reset))),
+                )
+            }
+        };
+        let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
+        let (cpu, cpu_exact, gpu, storage) = tokio::try_join!(
             self.query("cpu", &cpu_q, span),
+            async {
+                match &exact_q {
+                    Some(q) => self.query("cpu (fallen counters)", q, span).await,
+                    None => Ok(Vec::new()),
+                }
+            },
             self.query("gpu", &gpu_q, span),
             self.query("storage", &storage_q, span),
         )?;
         // Counters (usage) are not samples; the max basis weighs in its query.
-        let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&weights);
+        let cpu_weights = (basis == CpuBasis::Request).then_some(&weights);
 
         let mut parts = Vec::new();
-        let cpu_what = match self.config.cpu_basis {
-            CpuBasis::Request => "cpu (request)",
-            CpuBasis::Usage => "cpu (usage)",
-            CpuBasis::Max => "cpu (max)",
+        let (cpu_what, exact_what) = match basis {
+            CpuBasis::Request => ("cpu (request)", ""),
+            CpuBasis::Usage => ("cpu (usage)", "cpu (usage, fallen counters)"),
+            CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
         };
         let (none, unweighted) = (None, Some(&weights));
         self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
             Ok(Dim::None)
         })?;
         self.validate(&mut parts, span, cpu_what, cpu, cpu_weights, |_| {
+            Ok(Dim::Cpu)
+        })?;
+        self.validate(&mut parts, span, exact_what, cpu_exact, cpu_weights, |_| {
             Ok(Dim::Cpu)
         })?;
         let mut unknown = std::collections::BTreeSet::new();
@@ -602,6 +665,30 @@ pub async fn probe_windows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn series(namespace: &str, points: &[(i64, f64)]) -> Series {
+        Series {
+            labels: [("namespace".to_string(), namespace.to_string())].into(),
+            points: points.to_vec(),
+        }
+    }
+
+    /// The names go into a regular expression: only namespace names pass, and a namespace is
+    /// listed once, whatever hour its counter fell in.
+    #[test]
+    fn fallen_counters_are_checked_namespace_names() {
+        let listed = fallen_counters(vec![
+            series("team-b", &[(3600, 1.0), (7200, 1.0)]),
+            series("team-a", &[(7200, 1.0)]),
+            series("quiet", &[]),
+        ])
+        .unwrap();
+        assert_eq!(listed, ["team-a", "team-b"]);
+        let err = fallen_counters(vec![series("a|b", &[(3600, 1.0)])]).unwrap_err();
+        assert!(matches!(err, CollectError::BadNamespace { .. }), "{err}");
+        let err = fallen_counters(vec![series("", &[(3600, 1.0)])]).unwrap_err();
+        assert!(matches!(err, CollectError::MissingLabel { .. }), "{err}");
+    }
 
     #[test]
     fn interval_is_snapped_to_whole_seconds() {

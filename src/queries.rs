@@ -45,6 +45,19 @@
 //!     the hour after an inner reset): `increase()`, the only engine-dependent estimate.
 //!     Kubernetes gives a restarted container a new cAdvisor series, so same-series resets
 //!     come from cAdvisor or node restarts, and two in one hour are rarer still.
+//! * **Counters are read in two parts.** PromQL has no shared sub-expressions: every mention of
+//!   a selector reads its samples again, and the case analysis above mentions the hour's
+//!   counters 22 hour-reads' worth. Yet a reset inside an hour is rare (see above), and without
+//!   one the cases collapse. So one cheap query ([`counter_resets`], one hour-read) lists the
+//!   namespaces with a counter whose `resets` over the hour is non-zero; their CPU is read with
+//!   the full case analysis ([`Counters::Exact`], [`Namespaces::Only`]), every other
+//!   namespace's with the steady form ([`Counters::Steady`], [`Namespaces::Except`], seven
+//!   hour-reads): with `m` the hour's minimum, which is its first value when nothing fell
+//!   within the hour, `L − Lp` when `m ≥ Lp`, `L` when `m < Lp` (the reset fell between the
+//!   hours), and the born case as above. The two parts select disjoint namespaces by label
+//!   matchers, so every namespace is read by exactly one of them, and the split does not rely
+//!   on what an engine's `resets` counts: on VictoriaMetrics, whose `resets` also counts a
+//!   fall at the window's start, such a namespace simply takes the exact part.
 
 use std::time::Duration;
 
@@ -173,9 +186,16 @@ fn sample_seconds(w: Windows, interval: Duration) -> String {
 
 /// Per container: the resource requested times the pod's Running samples, labels
 /// `namespace, pod, uid, container` and those in `keep`, for the resources `matcher` selects.
-/// With `weigh`, times the seconds a sample stands for (resource-seconds); without, the
-/// collector weighs each hour.
-fn requested(w: Windows, matcher: &str, keep: &str, weigh: Option<Duration>) -> String {
+/// `scope` narrows the pods' phases alike (a [`Namespaces`] matcher, or nothing). With
+/// `weigh`, times the seconds a sample stands for (resource-seconds); without, the collector
+/// weighs each hour.
+fn requested(
+    w: Windows,
+    matcher: &str,
+    scope: &str,
+    keep: &str,
+    weigh: Option<Duration>,
+) -> String {
     let h = w.hour();
     let requested = format!(
         "max by (namespace, pod, uid, container{keep}) \
@@ -183,7 +203,7 @@ fn requested(w: Windows, matcher: &str, keep: &str, weigh: Option<Duration>) -> 
     );
     let running = format!(
         "max by (namespace, pod, uid) \
-         (sum_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h}))"
+         (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
     );
     let weight = weigh.map(|interval| format!("* {}", sample_seconds(w, interval)));
     let mut parts = vec![
@@ -195,10 +215,56 @@ fn requested(w: Windows, matcher: &str, keep: &str, weigh: Option<Duration>) -> 
     block("(", &parts, ")")
 }
 
+/// How usage counters are read (module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counters {
+    /// Only for namespaces none of whose counters fell within the hour ([`counter_resets`]):
+    /// the climb since the hour before, the counter since a reset between the hours, or a
+    /// counter born in the hour.
+    Steady,
+    /// Every case, resets within the hour included.
+    Exact,
+}
+
+/// The namespaces a CPU query covers, by label matcher. The names are namespace names
+/// (the collector checks them), so they need no escaping in a regular expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespaces<'a> {
+    All,
+    Except(&'a [String]),
+    Only(&'a [String]),
+}
+
+impl Namespaces<'_> {
+    /// The matcher to add to a selector's braces (with its leading comma), or nothing.
+    fn matcher(self) -> String {
+        match self {
+            Namespaces::All => String::new(),
+            Namespaces::Except(n) => format!(", namespace!~\"{}\"", n.join("|")),
+            Namespaces::Only(n) => format!(", namespace=~\"{}\"", n.join("|")),
+        }
+    }
+}
+
+/// The usage counter of every container, in the namespaces `scope` matcher selects.
+fn usage_counter(scope: &str) -> String {
+    format!(r#"container_cpu_usage_seconds_total{{container!="", container!="POD"{scope}}}"#)
+}
+
+/// The namespaces with a usage counter that fell within an hour (`resets` over the hour is
+/// non-zero): their CPU takes [`Counters::Exact`], everyone else's [`Counters::Steady`].
+pub fn counter_resets(w: Windows) -> String {
+    format!(
+        "group by (namespace) (resets({}{}) > 0)",
+        usage_counter(""),
+        w.hour()
+    )
+}
+
 /// Per container series: CPU-seconds used in the hour, labels `namespace, pod, container, id`.
 /// The cases are explained in the module documentation.
-fn used_seconds(w: Windows, interval: Duration) -> String {
-    let c = r#"container_cpu_usage_seconds_total{container!="", container!="POD"}"#;
+fn used_seconds(w: Windows, interval: Duration, counters: Counters, scope: &str) -> String {
+    let c = usage_counter(scope);
     let (h, p, two, start) = (
         w.hour(),
         w.previous_hour(),
@@ -207,9 +273,22 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
     );
     let last = format!("last_over_time({c}{h})");
     let last_prev = format!("last_over_time({c}{p})");
+    let min = format!("min_over_time({c}{h})");
+    // No hour before: the climb in the hour (L − m), plus the first value m if it started from
+    // zero (m ≤ L − m): L, or L − m when 2m > L.
+    let born_start = format!("{min} * (2 * {min} > bool {last})");
+    if counters == Counters::Steady {
+        // Nothing fell within the hour, so m is its first value: L − Lp, or L when the counter
+        // fell between the hours (m < Lp); born counters (no Lp) as below.
+        let since = format!("({last_prev} * ({min} >= bool {last_prev}))");
+        return block(
+            "max by (namespace, pod, container, id) (",
+            &[&format!("{last} - ({since} or {born_start})")],
+            ")",
+        );
+    }
     let resets_after_prev = format!("(resets({c}{two}) - resets({c}{p}))");
     let max = format!("max_over_time({c}{h})");
-    let min = format!("min_over_time({c}{h})");
     let first = format!("min_over_time({c}{start})");
     // D = 0: the climb since the hour before.
     let no_reset = format!("(({last} - {last_prev}) and ({resets_after_prev} == 0))");
@@ -220,10 +299,8 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
         "(({last} + ({max} - {last_prev}) * ({first} >= bool {last_prev})) \
          and ({resets_after_prev} == 1) and (({first} < {last_prev}) or ({max} > {last})))"
     );
-    // No hour before: the climb in the hour (L − m), plus the first value m if it started from
-    // zero (m ≤ L − m): L, or L − m when 2m > L.
     let born = format!(
-        "(({last} - {min} * (2 * {min} > bool {last})) \
+        "(({last} - {born_start}) \
          unless {last_prev} and (resets({c}{h}) == 0))"
     );
     let otherwise = format!("increase({c}{h})");
@@ -234,13 +311,23 @@ fn used_seconds(w: Windows, interval: Duration) -> String {
     )
 }
 
-/// Core-hours per namespace for the chosen basis; for `request`, per second a sample stands for
-/// (the collector weighs each hour with [`sample_weight`]).
-pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
-    let requested = |weigh| requested(w, "resource=\"cpu\"", "", weigh);
+/// Core-hours per namespace of the namespaces in `namespaces`, for the chosen basis; for
+/// `request`, per second a sample stands for (the collector weighs each hour with
+/// [`sample_weight`]). `counters` says how usage counters are read (the `request` basis reads
+/// none).
+pub fn cpu(
+    w: Windows,
+    basis: CpuBasis,
+    interval: Duration,
+    counters: Counters,
+    namespaces: Namespaces,
+) -> String {
+    let scope = namespaces.matcher();
+    let requested = |weigh| requested(w, &format!("resource=\"cpu\"{scope}"), &scope, "", weigh);
+    let used = || used_seconds(w, interval, counters, &scope);
     match basis {
         CpuBasis::Request => format!("sum by (namespace) {} / 3600", requested(None)),
-        CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used_seconds(w, interval)),
+        CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used()),
         CpuBasis::Max => {
             let request = format!(
                 "label_replace(max by (namespace, pod, container) {}, \
@@ -250,7 +337,7 @@ pub fn cpu(w: Windows, basis: CpuBasis, interval: Duration) -> String {
             let usage = format!(
                 "label_replace(sum by (namespace, pod, container) ({}), \
                  \"basis\", \"usage\", \"\", \"\")",
-                used_seconds(w, interval)
+                used()
             );
             let larger = block(
                 "max by (namespace, pod, container) (",
@@ -270,6 +357,7 @@ pub fn gpu(w: Windows) -> String {
     let requested = requested(
         w,
         &format!("resource=~\"{GPU_RESOURCES}\""),
+        "",
         ", resource",
         None,
     );
@@ -324,15 +412,31 @@ mod tests {
     #[test]
     fn queries_snapshot() {
         let w = Windows::Closed;
-        insta::assert_snapshot!("cpu_request", cpu(w, CpuBasis::Request, THIRTY));
-        insta::assert_snapshot!("cpu_usage", cpu(w, CpuBasis::Usage, THIRTY));
-        insta::assert_snapshot!("cpu_max", cpu(w, CpuBasis::Max, THIRTY));
+        let cpu = |basis, counters, namespaces| cpu(w, basis, THIRTY, counters, namespaces);
+        let (all, steady, exact) = (Namespaces::All, Counters::Steady, Counters::Exact);
+        let reset = ["team-a".to_string(), "team-b".to_string()];
+        insta::assert_snapshot!("cpu_request", cpu(CpuBasis::Request, exact, all));
+        insta::assert_snapshot!("cpu_usage", cpu(CpuBasis::Usage, exact, all));
+        insta::assert_snapshot!("cpu_max", cpu(CpuBasis::Max, exact, all));
+        insta::assert_snapshot!(
+            "cpu_usage_steady",
+            cpu(CpuBasis::Usage, steady, Namespaces::Except(&reset))
+        );
+        insta::assert_snapshot!(
+            "cpu_max_steady",
+            cpu(CpuBasis::Max, steady, Namespaces::Except(&reset))
+        );
+        insta::assert_snapshot!(
+            "cpu_max_after_resets",
+            cpu(CpuBasis::Max, exact, Namespaces::Only(&reset))
+        );
+        insta::assert_snapshot!("counter_resets", counter_resets(w));
         insta::assert_snapshot!("gpu", gpu(w));
         insta::assert_snapshot!("storage", storage(w));
         insta::assert_snapshot!("namespaces", namespace_samples(w));
         insta::assert_snapshot!(
             "cpu_usage_left_open",
-            cpu(Windows::LeftOpen, CpuBasis::Usage, THIRTY)
+            super::cpu(Windows::LeftOpen, CpuBasis::Usage, THIRTY, exact, all)
         );
     }
 
@@ -340,13 +444,37 @@ mod tests {
     fn no_query_names_a_namespace_or_a_time() {
         let w = Windows::LeftOpen;
         for q in [
-            cpu(w, CpuBasis::Max, THIRTY),
+            cpu(w, CpuBasis::Max, THIRTY, Counters::Exact, Namespaces::All),
+            cpu(w, CpuBasis::Max, THIRTY, Counters::Steady, Namespaces::All),
+            counter_resets(w),
             gpu(w),
             storage(w),
             namespace_samples(w),
         ] {
             assert!(!q.contains("namespace=\""), "{q}");
+            assert!(!q.contains("namespace!~"), "{q}");
             assert!(!q.contains('@'), "{q}");
+        }
+    }
+
+    /// The two parts of a split CPU query narrow every selector of per-namespace data (not
+    /// only the counters: the `max` basis would otherwise bill a reset namespace's requests in
+    /// both parts), and never the sample count behind the scrape-gap weight, which is global.
+    #[test]
+    fn split_queries_narrow_every_per_namespace_selector() {
+        let reset = ["team-a".to_string()];
+        for (namespaces, matcher) in [
+            (Namespaces::Except(&reset), "namespace!~\"team-a\""),
+            (Namespaces::Only(&reset), "namespace=~\"team-a\""),
+        ] {
+            for counters in [Counters::Steady, Counters::Exact] {
+                let q = cpu(Windows::Closed, CpuBasis::Max, THIRTY, counters, namespaces);
+                for selector in q.split('{').skip(1) {
+                    let braces = selector.split('}').next().unwrap_or_default();
+                    assert!(braces.contains(matcher), "{braces} in {q}");
+                }
+                assert!(q.contains("max(count_over_time(kube_namespace_status_phase["));
+            }
         }
     }
 

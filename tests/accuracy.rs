@@ -54,6 +54,11 @@ fn dry_run(basis: &str, extra: &[&str]) -> Vec<Value> {
 }
 
 fn dry_run_on(p: &TestPrometheus, basis: &str, extra: &[&str]) -> Vec<Value> {
+    dry_run_logged(p, basis, extra).0
+}
+
+/// The messages of a dry-run of every truth hour, and its log.
+fn dry_run_logged(p: &TestPrometheus, basis: &str, extra: &[&str]) -> (Vec<Value>, String) {
     let since = rfc3339(p.dataset.first_truth_hour);
     let until = rfc3339(p.dataset.data_end);
     let out = run(bin()
@@ -84,7 +89,10 @@ fn dry_run_on(p: &TestPrometheus, basis: &str, extra: &[&str]) -> Vec<Value> {
         .args(extra));
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let messages: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
-    messages.as_array().expect("a JSON array").clone()
+    (
+        messages.as_array().expect("a JSON array").clone(),
+        out.stderr,
+    )
 }
 
 /// (hour start, namespace) → consumption object.
@@ -379,4 +387,87 @@ fn unweighted_gpus_are_refused_or_named() {
         "once per run, not per span: {}",
         out.stderr
     );
+}
+
+/// The usage counters are read in two parts (the exact case analysis for namespaces with a
+/// counter that fell, a steady form for the rest): on both engines and both clusters, the job's
+/// numbers equal those of the whole case analysis sent as one query for every namespace, and
+/// the split did happen (the synthetic clusters restart containers).
+#[tokio::test(flavor = "multi_thread")]
+async fn split_counter_reads_equal_the_whole_case_analysis() {
+    use consumption_metrics::prometheus::{Prometheus, RangeQuery};
+    use consumption_metrics::queries::{self, Counters, CpuBasis, Namespaces, Windows};
+    let engines = [
+        ("Prometheus", standard(), Windows::Closed, 30),
+        ("Prometheus, 15s", other(), Windows::Closed, 15),
+        ("VictoriaMetrics", standard_vm(), Windows::LeftOpen, 30),
+        ("VictoriaMetrics, 15s", other_vm(), Windows::LeftOpen, 15),
+    ];
+    for (engine, p, windows, interval) in engines {
+        let config = common::publishing_config(
+            &p.url,
+            "2026-11-02T00:00:00Z",
+            common::mock_kafka_settings(String::new(), "unused"),
+        );
+        let prometheus = Prometheus::new(&config.prometheus).unwrap();
+        for (name, basis) in [("usage", CpuBasis::Usage), ("max", CpuBasis::Max)] {
+            let (messages, stderr) =
+                tokio::task::spawn_blocking(move || dry_run_logged(p, name, &[]))
+                    .await
+                    .unwrap();
+            assert!(
+                stderr.contains("usage counters fell within the span in these namespaces"),
+                "{engine}, {name}: no namespace was read exactly, the split is not tested:\n\
+                 {stderr}"
+            );
+            let got = by_namespace_hour(&messages);
+            let whole = queries::cpu(
+                windows,
+                basis,
+                std::time::Duration::from_secs(interval),
+                Counters::Exact,
+                Namespaces::All,
+            );
+            let answer = prometheus
+                .query_range(&RangeQuery {
+                    what: "whole case analysis",
+                    expr: &whole,
+                    start: chrono::DateTime::from_timestamp(p.dataset.first_truth_hour + 3600, 0)
+                        .unwrap(),
+                    end: chrono::DateTime::from_timestamp(p.dataset.data_end, 0).unwrap(),
+                    step: std::time::Duration::from_secs(3600),
+                })
+                .await
+                .unwrap();
+            let mut want: BTreeMap<(i64, String), f64> = BTreeMap::new();
+            for s in answer {
+                let ns = s.labels["namespace"].clone();
+                for (end, v) in s.points {
+                    want.insert((end - 3600, ns.clone()), v);
+                }
+            }
+            let mut compared = 0;
+            for ((hour, ns), c) in &got {
+                let have = c["cpu"].as_f64().unwrap();
+                let want = want.get(&(*hour, ns.clone())).copied().unwrap_or(0.0);
+                assert!(
+                    (have - consumption_metrics::message::round(want)).abs() <= EXACT,
+                    "{engine}, {name}, {} {ns}: split {have}, whole {want}",
+                    rfc3339(*hour)
+                );
+                compared += 1;
+            }
+            assert!(compared > 100, "{engine}, {name}: only {compared} compared");
+            let hours: BTreeSet<i64> = got.keys().map(|(h, _)| *h).collect();
+            for ((hour, ns), v) in &want {
+                if hours.contains(hour) && !excluded(ns) && *v > EXACT {
+                    assert!(
+                        got.contains_key(&(*hour, ns.clone())),
+                        "{engine}, {name}: {ns} used {v} core-hours in {} but was not billed",
+                        rfc3339(*hour)
+                    );
+                }
+            }
+        }
+    }
 }
