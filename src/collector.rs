@@ -356,21 +356,22 @@ impl<'a> Collector<'a> {
         // The usage counters in two parts (queries module documentation): namespaces with a
         // counter that fell within the span take the exact case analysis, the rest the steady
         // form. Both parts are disjoint by namespace matchers.
-        let cpu_q = |counters, namespaces| {
+        let cpu = |counters, namespaces| {
             queries::cpu(self.windows, basis, interval, counters, namespaces)
         };
         let (cpu_q, exact_q) = match basis {
-            CpuBasis::Request => (cpu_q(Counters::Exact, Namespaces::All), None),
-            _ if reset.is_empty() => (cpu_q(Counters::Steady, Namespaces::All), None),
-            _ if reset.len() > MAX_SPLIT => (cpu_q(Counters::Exact, Namespaces::All), None),
+            CpuBasis::Request => (cpu(Counters::Exact, Namespaces::All), None),
+            _ if reset.is_empty() => (cpu(Counters::Steady, Namespaces::All), None),
+            _ if reset.len() > MAX_SPLIT => (cpu(Counters::Exact, Namespaces::All), None),
             _ => {
                 info!(
                     namespaces = reset.len(),
-                    "usage counters fell within the span in these namespaces: read exactly"
+                    "a usage counter fell within the span in some namespaces: their CPU is \
+                     read with the full case analysis"
                 );
                 (
-                    cpu_q(Counters::Steady, Namespaces::Except(&reset)),
-                    Some(cpu_q(Counters::Exact, Namespaces::Only(&reset))),
+                    cpu(Counters::Steady, Namespaces::Except(&reset)),
+                    Some(cpu(Counters::Exact, Namespaces::Only(&reset))),
                 )
             }
         };

@@ -416,7 +416,7 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
                     .await
                     .unwrap();
             assert!(
-                stderr.contains("usage counters fell within the span in these namespaces"),
+                stderr.contains("their CPU is read with the full case analysis"),
                 "{engine}, {name}: no namespace was read exactly, the split is not tested:\n\
                  {stderr}"
             );
