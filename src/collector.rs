@@ -8,7 +8,7 @@ use tracing::{info, instrument, warn};
 
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
-use crate::queries::{self, Counters, CpuBasis, Namespaces, Windows};
+use crate::queries::{self, Counters, CpuBasis, Namespaces, SampleWeight, Windows};
 use crate::window::{HourWindow, rfc3339};
 
 /// Storage tier of an RWX volume.
@@ -356,8 +356,18 @@ impl<'a> Collector<'a> {
         // The usage counters in two parts (queries module documentation): namespaces with a
         // counter that fell within the span take the exact case analysis, the rest the steady
         // form. Both parts are disjoint by namespace matchers.
+        // The max basis weighs requests inside its query: with the weight the collector has
+        // already when every hour of the span has the same, so that the query does not count
+        // the samples again.
+        let mut span_weights = span
+            .iter()
+            .filter_map(|w| weights.get(&w.end().timestamp()));
+        let weight = match span_weights.next() {
+            Some(first) if span_weights.all(|w| w == first) => SampleWeight::Constant(*first),
+            _ => SampleWeight::PerHour,
+        };
         let cpu = |counters, namespaces| {
-            queries::cpu(self.windows, basis, interval, counters, namespaces)
+            queries::cpu(self.windows, basis, interval, weight, counters, namespaces)
         };
         let (cpu_q, exact_q) = match basis {
             CpuBasis::Request => (cpu(Counters::Exact, Namespaces::All), None),

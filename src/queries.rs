@@ -173,8 +173,23 @@ fn block(open: &str, parts: &[&str], close: &str) -> String {
     s
 }
 
+/// How the `max` basis weighs requests inside its query: the seconds one kube-state-metrics
+/// sample stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleWeight {
+    /// The same in every hour of the span, computed by the collector with [`sample_weight`]
+    /// from the sample counts it has read already: a constant in the query.
+    Constant(f64),
+    /// Computed for each hour inside the query from the sample counts (the hours of the span
+    /// differ: a scrape gap), the same arithmetic as [`sample_weight`].
+    PerHour,
+}
+
 /// Seconds one sample stands for in the hour, with the scrape-gap compensation.
-fn sample_seconds(w: Windows, interval: Duration) -> String {
+fn sample_seconds(w: Windows, interval: Duration, weight: SampleWeight) -> String {
+    if let SampleWeight::Constant(secs) = weight {
+        return format!("{secs}");
+    }
     let secs = interval.as_secs_f64();
     let expected = (3600.0 / secs).floor().max(1.0);
     let observed = format!(
@@ -187,15 +202,9 @@ fn sample_seconds(w: Windows, interval: Duration) -> String {
 /// Per container: the resource requested times the pod's Running samples, labels
 /// `namespace, pod, uid, container` and those in `keep`, for the resources `matcher` selects.
 /// `scope` narrows the pods' phases alike (a [`Namespaces`] matcher, or nothing). With
-/// `weigh`, times the seconds a sample stands for (resource-seconds); without, the collector
+/// `weigh` (a [`sample_seconds`] expression), in resource-seconds; without, the collector
 /// weighs each hour.
-fn requested(
-    w: Windows,
-    matcher: &str,
-    scope: &str,
-    keep: &str,
-    weigh: Option<Duration>,
-) -> String {
+fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&str>) -> String {
     let h = w.hour();
     let requested = format!(
         "max by (namespace, pod, uid, container{keep}) \
@@ -205,7 +214,7 @@ fn requested(
         "max by (namespace, pod, uid) \
          (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
     );
-    let weight = weigh.map(|interval| format!("* {}", sample_seconds(w, interval)));
+    let weight = weigh.map(|seconds| format!("* {seconds}"));
     let mut parts = vec![
         requested.as_str(),
         "* on (namespace, pod, uid) group_left ()",
@@ -313,12 +322,13 @@ fn used_seconds(w: Windows, interval: Duration, counters: Counters, scope: &str)
 
 /// Core-hours per namespace of the namespaces in `namespaces`, for the chosen basis; for
 /// `request`, per second a sample stands for (the collector weighs each hour with
-/// [`sample_weight`]). `counters` says how usage counters are read (the `request` basis reads
-/// none).
+/// [`sample_weight`]; the `max` basis weighs inside the query, with `weight`). `counters` says
+/// how usage counters are read (the `request` basis reads none).
 pub fn cpu(
     w: Windows,
     basis: CpuBasis,
     interval: Duration,
+    weight: SampleWeight,
     counters: Counters,
     namespaces: Namespaces,
 ) -> String {
@@ -332,7 +342,7 @@ pub fn cpu(
             let request = format!(
                 "label_replace(max by (namespace, pod, container) {}, \
                  \"basis\", \"request\", \"\", \"\")",
-                requested(Some(interval))
+                requested(Some(&sample_seconds(w, interval, weight)))
             );
             let usage = format!(
                 "label_replace(sum by (namespace, pod, container) ({}), \
@@ -412,7 +422,10 @@ mod tests {
     #[test]
     fn queries_snapshot() {
         let w = Windows::Closed;
-        let cpu = |basis, counters, namespaces| cpu(w, basis, THIRTY, counters, namespaces);
+        let per_hour = SampleWeight::PerHour;
+        let cpu = |basis, counters, namespaces| {
+            super::cpu(w, basis, THIRTY, per_hour, counters, namespaces)
+        };
         let (all, steady, exact) = (Namespaces::All, Counters::Steady, Counters::Exact);
         let reset = ["team-a".to_string(), "team-b".to_string()];
         insta::assert_snapshot!("cpu_request", cpu(CpuBasis::Request, exact, all));
@@ -422,9 +435,11 @@ mod tests {
             "cpu_usage_steady",
             cpu(CpuBasis::Usage, steady, Namespaces::Except(&reset))
         );
+        let constant = SampleWeight::Constant(37.5);
+        let except = Namespaces::Except(&reset);
         insta::assert_snapshot!(
             "cpu_max_steady",
-            cpu(CpuBasis::Max, steady, Namespaces::Except(&reset))
+            super::cpu(w, CpuBasis::Max, THIRTY, constant, steady, except)
         );
         insta::assert_snapshot!(
             "cpu_max_after_resets",
@@ -436,7 +451,14 @@ mod tests {
         insta::assert_snapshot!("namespaces", namespace_samples(w));
         insta::assert_snapshot!(
             "cpu_usage_left_open",
-            super::cpu(Windows::LeftOpen, CpuBasis::Usage, THIRTY, exact, all)
+            super::cpu(
+                Windows::LeftOpen,
+                CpuBasis::Usage,
+                THIRTY,
+                per_hour,
+                exact,
+                all
+            )
         );
     }
 
@@ -444,8 +466,22 @@ mod tests {
     fn no_query_names_a_namespace_or_a_time() {
         let w = Windows::LeftOpen;
         for q in [
-            cpu(w, CpuBasis::Max, THIRTY, Counters::Exact, Namespaces::All),
-            cpu(w, CpuBasis::Max, THIRTY, Counters::Steady, Namespaces::All),
+            cpu(
+                w,
+                CpuBasis::Max,
+                THIRTY,
+                SampleWeight::PerHour,
+                Counters::Exact,
+                Namespaces::All,
+            ),
+            cpu(
+                w,
+                CpuBasis::Max,
+                THIRTY,
+                SampleWeight::Constant(30.0),
+                Counters::Steady,
+                Namespaces::All,
+            ),
             counter_resets(w),
             gpu(w),
             storage(w),
@@ -468,7 +504,15 @@ mod tests {
             (Namespaces::Only(&reset), "namespace=~\"team-a\""),
         ] {
             for counters in [Counters::Steady, Counters::Exact] {
-                let q = cpu(Windows::Closed, CpuBasis::Max, THIRTY, counters, namespaces);
+                let weight = SampleWeight::PerHour;
+                let q = cpu(
+                    Windows::Closed,
+                    CpuBasis::Max,
+                    THIRTY,
+                    weight,
+                    counters,
+                    namespaces,
+                );
                 for selector in q.split('{').skip(1) {
                     let braces = selector.split('}').next().unwrap_or_default();
                     assert!(braces.contains(matcher), "{braces} in {q}");
@@ -491,9 +535,16 @@ mod tests {
     fn sample_weight_uses_the_interval() {
         let w = Windows::Closed;
         assert!(
-            sample_seconds(w, Duration::from_secs(7)).starts_with("(7 * scalar(clamp_min(514 /")
+            sample_seconds(w, Duration::from_secs(7), SampleWeight::PerHour)
+                .starts_with("(7 * scalar(clamp_min(514 /")
         );
-        assert!(sample_seconds(w, THIRTY).starts_with("(30 * scalar(clamp_min(120 /"));
+        let per_hour = sample_seconds(w, THIRTY, SampleWeight::PerHour);
+        assert!(per_hour.starts_with("(30 * scalar(clamp_min(120 /"));
+        // A weight the collector knows for every hour of the span is sent as it is.
+        assert_eq!(
+            sample_seconds(w, THIRTY, SampleWeight::Constant(37.5)),
+            "37.5"
+        );
     }
 
     /// Both forms select `[E - offset - len, E - offset)`: closed windows include their left

@@ -227,10 +227,11 @@ fn max_basis_matches_the_truth() {
     eprintln!("max basis: largest error where exact was required: {worst:e}");
 }
 
-/// One query per hour or one per span: the same numbers, byte for byte.
+/// One query per hour or one per span: the same numbers, byte for byte (the `max` basis
+/// weighs one-hour spans with a constant, and spans with a scrape gap inside the query).
 #[test]
 fn span_size_does_not_change_the_result() {
-    for basis in ["request", "usage"] {
+    for basis in ["request", "usage", "max"] {
         let whole = by_namespace_hour(&dry_run(basis, &["--hours-per-query", "24"]));
         let hourly = by_namespace_hour(&dry_run(basis, &["--hours-per-query", "1"]));
         assert_eq!(whole.len(), hourly.len());
@@ -396,7 +397,9 @@ fn unweighted_gpus_are_refused_or_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn split_counter_reads_equal_the_whole_case_analysis() {
     use consumption_metrics::prometheus::{Prometheus, RangeQuery};
-    use consumption_metrics::queries::{self, Counters, CpuBasis, Namespaces, Windows};
+    use consumption_metrics::queries::{
+        self, Counters, CpuBasis, Namespaces, SampleWeight, Windows,
+    };
     let engines = [
         ("Prometheus", standard(), Windows::Closed, 30),
         ("Prometheus, 15s", other(), Windows::Closed, 15),
@@ -425,6 +428,7 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
                 windows,
                 basis,
                 std::time::Duration::from_secs(interval),
+                SampleWeight::PerHour,
                 Counters::Exact,
                 Namespaces::All,
             );
