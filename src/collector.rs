@@ -355,7 +355,7 @@ impl<'a> Collector<'a> {
 
         // The usage counters in two parts (queries module documentation): namespaces with a
         // counter that fell within the span take the exact case analysis, the rest the steady
-        // form. Both parts are disjoint by namespace matchers.
+        // form over every namespace, whose answer for the listed ones is dropped.
         // The max basis weighs requests inside its query: with the weight the collector has
         // already when every hour of the span has the same, so that the query does not count
         // the samples again.
@@ -380,13 +380,13 @@ impl<'a> Collector<'a> {
                      read with the full case analysis"
                 );
                 (
-                    cpu(Counters::Steady, Namespaces::Except(&reset)),
+                    cpu(Counters::Steady, Namespaces::All),
                     Some(cpu(Counters::Exact, Namespaces::Only(&reset))),
                 )
             }
         };
         let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
-        let (cpu, cpu_exact, gpu, storage) = tokio::try_join!(
+        let (mut cpu, cpu_exact, gpu, storage) = tokio::try_join!(
             self.query("cpu", &cpu_q, span),
             async {
                 match &exact_q {
@@ -410,6 +410,14 @@ impl<'a> Collector<'a> {
         self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
             Ok(Dim::None)
         })?;
+        if exact_q.is_some() {
+            let listed = |s: &Series| {
+                s.labels
+                    .get("namespace")
+                    .is_some_and(|n| reset.binary_search(n).is_ok())
+            };
+            cpu.retain(|s| !listed(s));
+        }
         self.validate(&mut parts, span, cpu_what, cpu, cpu_weights, |_| {
             Ok(Dim::Cpu)
         })?;
