@@ -271,6 +271,42 @@ pub fn counter_resets(w: Windows) -> String {
     )
 }
 
+/// CPU-seconds used in the hour per namespace, for namespaces none of whose counters fell
+/// within the hour ([`Counters::Steady`]): the per-series steady form summed term by term,
+/// `Σ L − Σ Lp [m ≥ Lp] − Σ m [2m > L, no Lp]`. Prometheus's cost is one pass per selector
+/// mention and per operation between two per-series vectors (about 0.2 s each at 35,000
+/// series, whatever the window's length): the per-series form takes 7 mentions and 6
+/// operations, this one 6 mentions and 3, and its three sums meet at the namespace level
+/// (labelled apart by `part`, so that `or` keeps all three, then added). Duplicates of a
+/// series (scraped by two jobs) are merged by `max` before any arithmetic.
+fn used_seconds_steady_by_namespace(w: Windows, scope: &str) -> String {
+    let c = usage_counter(scope);
+    let (h, p) = (w.hour(), w.previous_hour());
+    let each = "max by (namespace, pod, container, id)";
+    let last = format!("{each} (last_over_time({c}{h}))");
+    let last_prev = format!("{each} (last_over_time({c}{p}))");
+    let min = format!("{each} (min_over_time({c}{h}))");
+    let part =
+        |name: &str, sum: String| format!("label_replace({sum}, \"part\", \"{name}\", \"\", \"\")");
+    // `Lp <= m` keeps Lp where the counter did not fall between the hours; `2m > L` keeps 2m
+    // of a born counter that started from zero.
+    let parts = [
+        part("last", format!("sum by (namespace) ({last})")),
+        "or".to_string(),
+        part(
+            "since",
+            format!("-sum by (namespace) ({last_prev} <= {min})"),
+        ),
+        "or".to_string(),
+        part(
+            "born",
+            format!("-sum by (namespace) (({min} * 2 > {last}) unless {last_prev}) / 2"),
+        ),
+    ];
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    block("sum by (namespace) (", &parts, ")")
+}
+
 /// Per container series: CPU-seconds used in the hour, labels `namespace, pod, container, id`.
 /// The cases are explained in the module documentation.
 fn used_seconds(w: Windows, interval: Duration, counters: Counters, scope: &str) -> String {
@@ -338,6 +374,9 @@ pub fn cpu(
     let used = || used_seconds(w, interval, counters, &scope);
     match basis {
         CpuBasis::Request => format!("sum by (namespace) {} / 3600", requested(None)),
+        CpuBasis::Usage if counters == Counters::Steady => {
+            format!("{} / 3600", used_seconds_steady_by_namespace(w, &scope))
+        }
         CpuBasis::Usage => format!("sum by (namespace) ({}) / 3600", used()),
         CpuBasis::Max => {
             let request = format!(
