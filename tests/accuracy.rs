@@ -475,3 +475,127 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
         }
     }
 }
+
+/// One counter of each shape, in a namespace of its own, written by hand (30 s scrapes, 7 s
+/// after the tick, over three hours) and billed for the middle hour by both counter bases:
+/// the climb since the hour before; a reset between the hours (the counter since it); a
+/// counter born in the hour from zero (all of it) and one first seen with a large value (only
+/// its climb in the hour); a reset inside the hour (the climb to it plus the counter since).
+/// The values follow from the samples by these definitions, not from the job's PromQL, and
+/// the last two shapes exist nowhere in the synthetic clusters.
+#[test]
+fn each_counter_shape_is_billed_by_its_definition() {
+    use std::fmt::Write;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .timestamp();
+    let (hour, end) = (t0 + 3600, t0 + 7200);
+    let times: Vec<i64> = (0..360).map(|k| t0 + 7 + 30 * k).collect();
+    // namespace -> value at t, None before the series exists.
+    type Shape = fn(i64, i64) -> Option<f64>;
+    let shapes: [(&str, Shape); 5] = [
+        ("steady", |t0, t| Some(1000.0 + 0.5 * (t - t0) as f64)),
+        ("between", |t0, t| {
+            Some(if t < t0 + 3600 {
+                5000.0 + 0.25 * (t - t0) as f64
+            } else {
+                0.25 * (t - t0 - 3590) as f64
+            })
+        }),
+        ("born-zero", |t0, t| {
+            (t >= t0 + 4200).then(|| 0.5 * (t - t0 - 4190) as f64)
+        }),
+        ("born-history", |t0, t| {
+            (t >= t0 + 4200).then(|| 200_000.0 + 0.5 * (t - t0 - 4190) as f64)
+        }),
+        ("inner-reset", |t0, t| {
+            Some(if t < t0 + 5400 {
+                90_000.0 + 2.0 * (t - t0) as f64
+            } else {
+                0.5 * (t - t0 - 5390) as f64
+            })
+        }),
+    ];
+    let mut om = String::from("# TYPE kube_namespace_status_phase gauge\n");
+    for (ns, _) in &shapes {
+        for t in &times {
+            writeln!(
+                om,
+                "kube_namespace_status_phase{{namespace=\"{ns}\",phase=\"Active\"}} 1 {t}"
+            )
+            .unwrap();
+        }
+    }
+    om.push_str("# TYPE container_cpu_usage_seconds counter\n");
+    for (ns, f) in &shapes {
+        let labels =
+            format!("namespace=\"{ns}\",pod=\"p\",container=\"c\",id=\"/kubepods/{ns}/c\"");
+        for t in &times {
+            if let Some(v) = f(t0, *t) {
+                writeln!(om, "container_cpu_usage_seconds_total{{{labels}}} {v} {t}").unwrap();
+            }
+        }
+    }
+    om.push_str("# EOF\n");
+    // By definition, from the samples of the billed hour and the one before.
+    let value = |f: Shape, pick: &dyn Fn(&[i64]) -> Option<i64>, from: i64, to: i64| {
+        let ts: Vec<i64> = times
+            .iter()
+            .copied()
+            .filter(|t| (from..to).contains(t) && f(t0, *t).is_some())
+            .collect();
+        pick(&ts).and_then(|t| f(t0, t))
+    };
+    let last = |ts: &[i64]| ts.last().copied();
+    let first = |ts: &[i64]| ts.first().copied();
+    let expected: BTreeMap<&str, f64> = shapes
+        .iter()
+        .map(|(ns, f)| {
+            let l = value(*f, &last, hour, end).unwrap();
+            let lp = value(*f, &last, t0, hour);
+            let m = value(*f, &first, hour, end).unwrap();
+            let seconds = match *ns {
+                "steady" => l - lp.unwrap(),
+                "between" | "born-zero" => l,
+                "born-history" => l - m,
+                // The value just before the reset, then the counter since it.
+                _ => value(*f, &last, hour, t0 + 5400).unwrap() - lp.unwrap() + l,
+            };
+            (*ns, seconds / 3600.0)
+        })
+        .collect();
+
+    let dir = common::test_dir("counter-shapes");
+    let openmetrics = dir.join("metrics.om");
+    std::fs::write(&openmetrics, om).unwrap();
+    let dataset = consumption_metrics_synth::Dataset {
+        openmetrics,
+        truth: dir.join("no-truth.json"),
+        first_truth_hour: hour,
+        data_end: end,
+    };
+    let p = common::serve_prometheus(dir, dataset);
+    for basis in ["usage", "max"] {
+        let out = run(bin()
+            .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+            .args(["--dry-run", "--cpu-basis", basis])
+            .args(["--since", &rfc3339(hour), "--until", &rfc3339(end)])
+            .args(["--now", "2026-11-02T00:00:00Z"]));
+        assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+        // The inner reset takes the exact part; everything else the steady one.
+        assert!(
+            out.stderr.contains("namespaces=1"),
+            "{basis}: one namespace read exactly: {}",
+            out.stderr
+        );
+        let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+        let got = by_namespace_hour(messages.as_array().unwrap());
+        for (ns, want) in &expected {
+            let have = got[&(hour, ns.to_string())]["cpu"].as_f64().unwrap();
+            assert!(
+                (have - consumption_metrics::message::round(*want)).abs() <= EXACT,
+                "{basis}, {ns}: billed {have} core-hours, by definition {want}"
+            );
+        }
+    }
+}

@@ -77,11 +77,23 @@ fn require(tool: &str) {
 
 /// Generate the data set for `opts` under target/, load it with promtool and start Prometheus.
 pub fn start_prometheus(name: &str, opts: &Options) -> TestPrometheus {
-    require("prometheus");
-    require("promtool");
+    let dir = test_dir(name);
+    let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
+    serve_prometheus(dir, dataset)
+}
+
+/// An empty directory for one test server under target/.
+pub fn test_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
+    std::fs::create_dir_all(&dir).expect("creating a test directory under target/");
+    dir
+}
+
+/// Load `dataset`'s OpenMetrics file with promtool and start Prometheus on it, in `dir`.
+pub fn serve_prometheus(dir: PathBuf, dataset: Dataset) -> TestPrometheus {
+    require("prometheus");
+    require("promtool");
     // The one Prometheus start-up of the tests, the demo and the benchmark.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prometheus.sh");
     let log = std::fs::File::create(dir.join("start.log")).unwrap();
