@@ -205,9 +205,37 @@ pub fn interval_from_count(count: f64) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-/// More namespaces than this with a counter that fell: the whole CPU query takes the exact
-/// form (a regular expression of thousands of names would cost more than the split saves).
-const MAX_SPLIT: usize = 1000;
+/// The longest query sent: VictoriaMetrics refuses longer ones by default
+/// (`-search.maxQueryLen`, 16,384 bytes), and the exact CPU part names namespaces.
+const MAX_QUERY_BYTES: usize = 16_000;
+
+/// More exact CPU parts than this (each a request): one exact query for every namespace
+/// instead, as before the split.
+const MAX_EXACT_PARTS: usize = 32;
+
+/// The exact CPU part for the namespaces `listed` (sorted, not empty), as queries of at most
+/// [`MAX_QUERY_BYTES`] each, or `None` when that takes more than [`MAX_EXACT_PARTS`].
+/// `build` writes the query for some of them.
+fn exact_parts(listed: &[String], build: impl Fn(&[String]) -> String) -> Option<Vec<String>> {
+    // A query's length is linear in the names: each appears once per selector.
+    let first = listed.first()?;
+    let one = build(std::slice::from_ref(first));
+    let mentions = one.matches("namespace=~\"").count().max(1);
+    let base = one.len().saturating_sub(mentions * first.len());
+    let mut parts = Vec::new();
+    let (mut start, mut len) = (0, base);
+    for (i, name) in listed.iter().enumerate() {
+        let more = mentions * (name.len() + 1);
+        if i > start && len + more > MAX_QUERY_BYTES {
+            parts.push(build(&listed[start..i]));
+            (start, len) = (i, base);
+        }
+        len += more;
+    }
+    parts.push(build(&listed[start..]));
+    (parts.len() <= MAX_EXACT_PARTS && parts.iter().all(|q| q.len() <= MAX_QUERY_BYTES))
+        .then_some(parts)
+}
 
 /// The namespaces of a [`queries::counter_resets`] answer with a counter that fell in any hour,
 /// sorted. Their names go into a regular expression, so they are checked like every answer's.
@@ -366,33 +394,37 @@ impl<'a> Collector<'a> {
             Some(first) if span_weights.all(|w| w == first) => SampleWeight::Constant(*first),
             _ => SampleWeight::PerHour,
         };
-        let cpu = |counters, namespaces| {
+        let cpu = |counters: Counters, namespaces: Namespaces<'_>| {
             queries::cpu(self.windows, basis, interval, weight, counters, namespaces)
         };
-        let (cpu_q, exact_q) = match basis {
-            CpuBasis::Request => (cpu(Counters::Exact, Namespaces::All), None),
-            _ if reset.is_empty() => (cpu(Counters::Steady, Namespaces::All), None),
-            _ if reset.len() > MAX_SPLIT => (cpu(Counters::Exact, Namespaces::All), None),
-            _ => {
+        let exact_q = match basis {
+            CpuBasis::Request => None,
+            _ => exact_parts(&reset, |some| cpu(Counters::Exact, Namespaces::Only(some))),
+        };
+        let cpu_q = match (basis, &exact_q) {
+            (CpuBasis::Request, _) => cpu(Counters::Exact, Namespaces::All),
+            _ if reset.is_empty() => cpu(Counters::Steady, Namespaces::All),
+            (_, None) => cpu(Counters::Exact, Namespaces::All),
+            (_, Some(parts)) => {
                 info!(
                     namespaces = reset.len(),
+                    requests = parts.len(),
                     "a usage counter fell within the span in some namespaces: their CPU is \
                      read with the full case analysis"
                 );
-                (
-                    cpu(Counters::Steady, Namespaces::All),
-                    Some(cpu(Counters::Exact, Namespaces::Only(&reset))),
-                )
+                cpu(Counters::Steady, Namespaces::All)
             }
         };
         let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
         let (mut cpu, cpu_exact, gpu, storage) = tokio::try_join!(
             self.query("cpu", &cpu_q, span),
             async {
-                match &exact_q {
-                    Some(q) => self.query("cpu (fallen counters)", q, span).await,
-                    None => Ok(Vec::new()),
+                // One after another, beside the other dimensions: usually one or none.
+                let mut series = Vec::new();
+                for q in exact_q.iter().flatten() {
+                    series.extend(self.query("cpu (fallen counters)", q, span).await?);
                 }
+                Ok(series)
             },
             self.query("gpu", &gpu_q, span),
             self.query("storage", &storage_q, span),
@@ -410,7 +442,7 @@ impl<'a> Collector<'a> {
         self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
             Ok(Dim::None)
         })?;
-        if exact_q.is_some() {
+        if exact_q.is_some() && !reset.is_empty() {
             let listed = |s: &Series| {
                 s.labels
                     .get("namespace")
@@ -707,6 +739,38 @@ mod tests {
         assert!(matches!(err, CollectError::BadNamespace { .. }), "{err}");
         let err = fallen_counters(vec![series("", &[(3600, 1.0)])]).unwrap_err();
         assert!(matches!(err, CollectError::MissingLabel { .. }), "{err}");
+    }
+
+    /// Every exact part fits VictoriaMetrics' default query length, every listed namespace is
+    /// in exactly one, and too many parts fall back to one query for all.
+    #[test]
+    fn exact_parts_fit_the_query_length() {
+        let build = |some: &[String]| {
+            queries::cpu(
+                Windows::LeftOpen,
+                CpuBasis::Max,
+                Duration::from_secs(30),
+                SampleWeight::PerHour,
+                Counters::Exact,
+                Namespaces::Only(some),
+            )
+        };
+        let names =
+            |n: usize| -> Vec<String> { (0..n).map(|i| format!("tenant-{i:05}")).collect() };
+        assert_eq!(exact_parts(&names(3), build).unwrap().len(), 1);
+        assert_eq!(exact_parts(&[], build), None);
+        let listed = names(400);
+        let parts = exact_parts(&listed, build).unwrap();
+        assert!(parts.len() > 1, "{}", parts.len());
+        let mut seen = Vec::new();
+        for q in &parts {
+            assert!(q.len() <= MAX_QUERY_BYTES, "{}", q.len());
+            let (_, rest) = q.split_once("namespace=~\"").unwrap();
+            let (matched, _) = rest.split_once('"').unwrap();
+            seen.extend(matched.split('|').map(String::from));
+        }
+        assert_eq!(seen, listed);
+        assert_eq!(exact_parts(&names(5000), build), None);
     }
 
     #[test]
