@@ -51,7 +51,9 @@
 //!   one the cases collapse. So one cheap query ([`counter_resets`], one hour-read) lists the
 //!   namespaces with a counter whose `resets` over the hour is non-zero; their CPU is read with
 //!   the full case analysis ([`Counters::Exact`], [`Namespaces::Only`]: a label matcher, so
-//!   only their series are read), every other namespace's with the steady form
+//!   only their series are read; the collector sends them in parts of at most 16,000 bytes,
+//!   under VictoriaMetrics' default `-search.maxQueryLen`), every other namespace's with the
+//!   steady form
 //!   ([`Counters::Steady`], seven hour-reads): with `m` the hour's minimum, which is its first
 //!   value when nothing fell within the hour, `L − Lp` when `m ≥ Lp`, `L` when `m < Lp` (the
 //!   reset fell between the hours), and the born case as above. The steady query covers every
