@@ -552,7 +552,16 @@ impl<'a> Collector<'a> {
             (Some(f), Some(l)) => format!("[{}, {})", rfc3339(f.start()), rfc3339(l.end())),
             _ => String::new(),
         };
-        let mut seen = std::collections::BTreeSet::new();
+        // Each query aggregates by its labels: the same label set twice is an engine (or
+        // something in front of it) answering twice, never two real things.
+        let mut seen = std::collections::HashSet::with_capacity(series.len());
+        if let Some(twice) = series.iter().find(|s| !seen.insert(&s.labels)) {
+            return Err(CollectError::DuplicateSeries {
+                what,
+                labels: twice.labels.clone(),
+            });
+        }
+        drop(seen);
         for mut s in series {
             let namespace = match s.labels.get("namespace") {
                 Some(n) if !n.is_empty() => n.clone(),
@@ -565,14 +574,6 @@ impl<'a> Collector<'a> {
             };
             if !is_namespace_name(&namespace) {
                 return Err(CollectError::BadNamespace { what, namespace });
-            }
-            // Each query aggregates by its labels: the same label set twice is an engine (or
-            // something in front of it) answering twice, never two real things.
-            if !seen.insert(s.labels.clone()) {
-                return Err(CollectError::DuplicateSeries {
-                    what,
-                    labels: s.labels,
-                });
             }
             if self.excluded(&namespace) {
                 continue;
