@@ -79,7 +79,11 @@ pub enum CollectError {
          `consumption-metrics checkpoint set --to {end}` (README, Runbook)"
     )]
     NoData { hour: String, end: String },
-    #[error("the {what} query returned a series without a namespace label: {labels:?}")]
+    #[error(
+        "the {what} query returned a series without a namespace label: {labels:?}; nothing was \
+         billed for these hours. Check the metrics' relabelling: billing needs the namespace of \
+         every series"
+    )]
     MissingLabel {
         what: &'static str,
         labels: BTreeMap<String, String>,
@@ -237,26 +241,29 @@ fn exact_parts(listed: &[String], build: impl Fn(&[String]) -> String) -> Option
         .then_some(parts)
 }
 
+/// The namespace a series of the `what` query is for: present, and a namespace name.
+fn namespace_of<'s>(what: &'static str, s: &'s Series) -> Result<&'s str> {
+    match s.labels.get("namespace") {
+        Some(n) if is_namespace_name(n) => Ok(n),
+        Some(n) if !n.is_empty() => Err(CollectError::BadNamespace {
+            what,
+            namespace: n.clone(),
+        }),
+        _ => Err(CollectError::MissingLabel {
+            what,
+            labels: s.labels.clone(),
+        }),
+    }
+}
+
 /// The namespaces of a [`queries::counter_resets`] answer with a counter that fell in any hour,
 /// sorted. Their names go into a regular expression, so they are checked like every answer's.
 fn fallen_counters(resets: Vec<Series>) -> Result<Vec<String>> {
-    let what = "counter resets";
     let mut names = std::collections::BTreeSet::new();
-    for s in resets {
-        let Some(namespace) = s.labels.get("namespace").filter(|n| !n.is_empty()) else {
-            return Err(CollectError::MissingLabel {
-                what,
-                labels: s.labels,
-            });
-        };
-        if !is_namespace_name(namespace) {
-            return Err(CollectError::BadNamespace {
-                what,
-                namespace: namespace.clone(),
-            });
-        }
+    for s in &resets {
+        let namespace = namespace_of("counter resets", s)?;
         if s.points.iter().any(|(_, v)| *v > 0.0) {
-            names.insert(namespace.clone());
+            names.insert(namespace.to_string());
         }
     }
     Ok(names.into_iter().collect())
@@ -442,7 +449,7 @@ impl<'a> Collector<'a> {
         self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
             Ok(Dim::None)
         })?;
-        if exact_q.is_some() && !reset.is_empty() {
+        if exact_q.is_some() {
             let listed = |s: &Series| {
                 s.labels
                     .get("namespace")
@@ -563,18 +570,7 @@ impl<'a> Collector<'a> {
         }
         drop(seen);
         for mut s in series {
-            let namespace = match s.labels.get("namespace") {
-                Some(n) if !n.is_empty() => n.clone(),
-                _ => {
-                    return Err(CollectError::MissingLabel {
-                        what,
-                        labels: s.labels,
-                    });
-                }
-            };
-            if !is_namespace_name(&namespace) {
-                return Err(CollectError::BadNamespace { what, namespace });
-            }
+            let namespace = namespace_of(what, &s)?.to_string();
             if self.excluded(&namespace) {
                 continue;
             }
