@@ -219,13 +219,17 @@ fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&
         "max by (namespace, pod, uid) \
          (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
     );
-    let weight = weigh.map(|seconds| format!("* {seconds}"));
-    let mut parts = vec![
+    // Weighed per pod, before the join: pods are fewer than their containers' requests (those
+    // of pods that did not run included), and the scalar product costs per series.
+    let running = match weigh {
+        Some(seconds) => format!("({running} * {seconds})"),
+        None => running,
+    };
+    let parts = [
         requested.as_str(),
         "* on (namespace, pod, uid) group_left ()",
         running.as_str(),
     ];
-    parts.extend(weight.as_deref());
     block("(", &parts, ")")
 }
 
