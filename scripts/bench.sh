@@ -152,34 +152,39 @@ qlog=$dir/queries.log
 hour=(--dry-run --since "$(at 1)" --until "$(at 2)" --now "$(at 3)")
 gauges='kube_namespace_status_phase|kube_pod_container_resource_requests|kube_pod_status_phase|kube_persistentvolumeclaim_resource_requests_storage_bytes|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_access_mode'
 counter='container_cpu_usage_seconds_total{container!="", container!="POD"}'
+# The median of an awk expression of the fields of $tmp/rounds (one line per round).
+col() { awk "{ print $1 }" "$tmp/rounds" | median | awk '{ printf "%.2f", $1 }'; }
 for basis in request usage max; do
-    echo "one hour, $basis basis" >&2
+    echo "one hour, $basis basis: $REPEAT rounds of job, replay and single pass" >&2
     # Once unmeasured: the first reads of a freshly started Prometheus fault its blocks into
     # memory, which would be charged to the job and not to the replay that follows it.
     job "${hour[@]}" --cpu-basis "$basis"
-    : >"$qlog"
-    c0=$(cpu_of "$prom_pid")
-    job "${hour[@]}" --cpu-basis "$basis"
-    c1=$(cpu_of "$prom_pid")
-    prom_job=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
-    read -r requests samples < <(requests_of "$qlog")
-    c2=$(cpu_of "$prom_pid")
-    replay
-    c3=$(cpu_of "$prom_pid")
-    prom_replay=$(awk -v a="$c2" -v b="$c3" 'BEGIN { printf "%.2f", b - a }')
     # One pass over every sample the hour needs (the usage counters: this hour and the one
     # before, which the telescoping reads).
     single="sum(count_over_time({__name__=~\"$gauges\"}[3599999ms] offset 1ms))"
     if [[ $basis != request ]]; then
         single="$single + sum(count_over_time($counter[7199999ms] offset 1ms))"
     fi
-    : >"$qlog"
-    c4=$(cpu_of "$prom_pid")
-    curl -sf -o /dev/null --data-urlencode "query=$single" --data-urlencode "start=$(at 2)" \
-        --data-urlencode "end=$(at 2)" --data-urlencode step=3600 "$url/api/v1/query_range"
-    c5=$(cpu_of "$prom_pid")
-    prom_single=$(awk -v a="$c4" -v b="$c5" 'BEGIN { printf "%.2f", b - a }')
-    read -r _ single_samples < <(requests_of "$qlog")
+    # Rounds of the three, interleaved, so that a slow moment of this shared machine falls on
+    # one round rather than on one side; each figure is the median of its rounds.
+    : >"$tmp/rounds"
+    for _ in $(seq "$REPEAT"); do
+        : >"$qlog"
+        c0=$(cpu_of "$prom_pid")
+        job "${hour[@]}" --cpu-basis "$basis"
+        c1=$(cpu_of "$prom_pid")
+        read -r requests samples < <(requests_of "$qlog")
+        replay
+        c2=$(cpu_of "$prom_pid")
+        : >"$qlog"
+        curl -sf -o /dev/null --data-urlencode "query=$single" --data-urlencode "start=$(at 2)" \
+            --data-urlencode "end=$(at 2)" --data-urlencode step=3600 "$url/api/v1/query_range"
+        c3=$(cpu_of "$prom_pid")
+        read -r _ single_samples < <(requests_of "$qlog")
+        echo "$wall $cpu $rss_mib $replay_wall $c0 $c1 $c2 $c3" >>"$tmp/rounds"
+    done
+    wall=$(col '$1') cpu=$(col '$2') rss_mib=$(col '$3') replay_wall=$(col '$4')
+    prom_job=$(col '$6 - $5') prom_replay=$(col '$7 - $6') prom_single=$(col '$8 - $7')
     row 1h "$basis: wall s, job / plain replay of its requests" "$wall" "$replay_wall" \
         "$(ratio "$wall" "$replay_wall")" "<= 0.8"
     row 1h "$basis: CPU s, job / Prometheus during the job" "$cpu" "$prom_job" \

@@ -332,6 +332,127 @@ impl<'a> Collector<'a> {
     /// Collect every hour of `span` (consecutive hours), one query per dimension.
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
     pub async fn collect_span(&self, span: &[HourWindow]) -> Result<SpanUsage> {
+        let basis = self.config.cpu_basis;
+        // What needs nothing from the sample counts goes beside them: GPU, storage, and CPU
+        // on the request basis and the usage basis' steady part. With 2 cores, this saves the
+        // counts' time from every run's wall time.
+        let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
+        let early_cpu_q = queries::cpu_before_counts(self.windows, basis);
+        let (counted, early_cpu, gpu, storage) = tokio::try_join!(
+            self.counted_cpu(span),
+            async {
+                match &early_cpu_q {
+                    Some(q) => self.query("cpu", q, span).await,
+                    None => Ok(Vec::new()),
+                }
+            },
+            self.query("gpu", &gpu_q, span),
+            self.query("storage", &storage_q, span),
+        )?;
+        let Counted {
+            namespaces,
+            weights,
+            reset,
+            cpu: late_cpu,
+            exact: cpu_exact,
+        } = counted;
+        let exact_listed = cpu_exact.is_some();
+        let cpu_exact = cpu_exact.unwrap_or_default();
+        let mut cpu = late_cpu.unwrap_or(early_cpu);
+        // Counters (usage) are not samples; the max basis weighs in its query.
+        let cpu_weights = (basis == CpuBasis::Request).then_some(&weights);
+
+        let mut parts = Vec::new();
+        let (cpu_what, exact_what) = match basis {
+            CpuBasis::Request => ("cpu (request)", ""),
+            CpuBasis::Usage => ("cpu (usage)", "cpu (usage, fallen counters)"),
+            CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
+        };
+        let (none, unweighted) = (None, Some(&weights));
+        self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
+            Ok(Dim::None)
+        })?;
+        if exact_listed {
+            let listed = |s: &Series| {
+                s.labels
+                    .get("namespace")
+                    .is_some_and(|n| reset.binary_search(n).is_ok())
+            };
+            cpu.retain(|s| !listed(s));
+        }
+        self.validate(&mut parts, span, cpu_what, cpu, cpu_weights, |_| {
+            Ok(Dim::Cpu)
+        })?;
+        self.validate(&mut parts, span, exact_what, cpu_exact, cpu_weights, |_| {
+            Ok(Dim::Cpu)
+        })?;
+        let mut unknown = std::collections::BTreeSet::new();
+        self.validate(&mut parts, span, "gpu", gpu, unweighted, |s| {
+            let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
+            Ok(match self.config.gpu_weights.weight(resource) {
+                Weight::Known(w) => Dim::Gpu(w),
+                Weight::Unknown => {
+                    unknown.insert(resource.to_string());
+                    Dim::None
+                }
+                Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
+                    return Err(CollectError::SharedGpu {
+                        resource: resource.to_string(),
+                    });
+                }
+                Weight::SharedUnconfigured => Dim::None,
+            })
+        })?;
+        for resource in unknown
+            .into_iter()
+            .filter(|r| self.first_warning(&format!("gpu {r}")))
+        {
+            warn!(
+                resource,
+                "a GPU-like extended resource has no weight and is billed 0; set \
+                 --gpu-resource <name>=<GPUs per unit>"
+            );
+        }
+        let mut unmapped = std::collections::BTreeSet::new();
+        self.validate(&mut parts, span, "storage", storage, unweighted, |s| {
+            if s.labels.get("rwx").map(String::as_str) != Some("true") {
+                return Ok(Dim::RwoStandard);
+            }
+            let class = s
+                .labels
+                .get("storageclass")
+                .map(String::as_str)
+                .unwrap_or("");
+            Ok(match self.config.storage_tiers.get(class) {
+                Some(Tier::Premium) => Dim::RwxPremium,
+                Some(Tier::Basic) => Dim::RwxBasic,
+                Some(Tier::Standard) => Dim::RwxStandard,
+                None => {
+                    unmapped.insert(class.to_string());
+                    Dim::RwxStandard
+                }
+            })
+        })?;
+        for class in unmapped
+            .into_iter()
+            .filter(|c| self.first_warning(&format!("class {c}")))
+        {
+            warn!(
+                storageclass = class,
+                "RWX StorageClass has no tier (--storage-tier); billing it as standard"
+            );
+        }
+        Ok(SpanUsage {
+            hours: span.to_vec(),
+            parts,
+        })
+    }
+
+    /// The namespaces and sample counts of the span's hours, and what of CPU depends on them:
+    /// the exact part for namespaces whose usage counters fell (usage and max bases), and the
+    /// CPU query itself on the max basis (it weighs requests with the counts), or on the usage
+    /// basis when too many namespaces are listed for exact parts.
+    async fn counted_cpu(&self, span: &[HourWindow]) -> Result<Counted> {
         let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
         let basis = self.config.cpu_basis;
         let (counts_q, resets_q) = (
@@ -408,120 +529,46 @@ impl<'a> Collector<'a> {
             CpuBasis::Request => None,
             _ => exact_parts(&reset, |some| cpu(Counters::Exact, Namespaces::Only(some))),
         };
+        // What the early query (queries::cpu_before_counts) does not answer.
         let cpu_q = match (basis, &exact_q) {
-            (CpuBasis::Request, _) => cpu(Counters::Exact, Namespaces::All),
-            _ if reset.is_empty() => cpu(Counters::Steady, Namespaces::All),
-            (_, None) => cpu(Counters::Exact, Namespaces::All),
-            (_, Some(parts)) => {
-                info!(
-                    namespaces = reset.len(),
-                    requests = parts.len(),
-                    "a usage counter fell within the span in some namespaces: their CPU is \
-                     read with the full case analysis"
-                );
-                cpu(Counters::Steady, Namespaces::All)
-            }
+            (CpuBasis::Request, _) => None,
+            (_, None) if !reset.is_empty() => Some(cpu(Counters::Exact, Namespaces::All)),
+            (CpuBasis::Usage, _) => None,
+            (CpuBasis::Max, _) => Some(cpu(Counters::Steady, Namespaces::All)),
         };
-        let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
-        let (mut cpu, cpu_exact, gpu, storage) = tokio::try_join!(
-            self.query("cpu", &cpu_q, span),
+        if let Some(parts) = &exact_q {
+            info!(
+                namespaces = reset.len(),
+                requests = parts.len(),
+                "a usage counter fell within the span in some namespaces: their CPU is read \
+                 with the full case analysis"
+            );
+        }
+        let (cpu, exact) = tokio::try_join!(
             async {
-                // One after another, beside the other dimensions: usually one or none.
+                match &cpu_q {
+                    Some(q) => self.query("cpu", q, span).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                let Some(parts) = &exact_q else {
+                    return Ok(None);
+                };
+                // One after another, beside the CPU query: usually one or none.
                 let mut series = Vec::new();
-                for q in exact_q.iter().flatten() {
+                for q in parts {
                     series.extend(self.query("cpu (fallen counters)", q, span).await?);
                 }
-                Ok(series)
+                Ok(Some(series))
             },
-            self.query("gpu", &gpu_q, span),
-            self.query("storage", &storage_q, span),
         )?;
-        // Counters (usage) are not samples; the max basis weighs in its query.
-        let cpu_weights = (basis == CpuBasis::Request).then_some(&weights);
-
-        let mut parts = Vec::new();
-        let (cpu_what, exact_what) = match basis {
-            CpuBasis::Request => ("cpu (request)", ""),
-            CpuBasis::Usage => ("cpu (usage)", "cpu (usage, fallen counters)"),
-            CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
-        };
-        let (none, unweighted) = (None, Some(&weights));
-        self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
-            Ok(Dim::None)
-        })?;
-        if exact_q.is_some() {
-            let listed = |s: &Series| {
-                s.labels
-                    .get("namespace")
-                    .is_some_and(|n| reset.binary_search(n).is_ok())
-            };
-            cpu.retain(|s| !listed(s));
-        }
-        self.validate(&mut parts, span, cpu_what, cpu, cpu_weights, |_| {
-            Ok(Dim::Cpu)
-        })?;
-        self.validate(&mut parts, span, exact_what, cpu_exact, cpu_weights, |_| {
-            Ok(Dim::Cpu)
-        })?;
-        let mut unknown = std::collections::BTreeSet::new();
-        self.validate(&mut parts, span, "gpu", gpu, unweighted, |s| {
-            let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
-            Ok(match self.config.gpu_weights.weight(resource) {
-                Weight::Known(w) => Dim::Gpu(w),
-                Weight::Unknown => {
-                    unknown.insert(resource.to_string());
-                    Dim::None
-                }
-                Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
-                    return Err(CollectError::SharedGpu {
-                        resource: resource.to_string(),
-                    });
-                }
-                Weight::SharedUnconfigured => Dim::None,
-            })
-        })?;
-        for resource in unknown
-            .into_iter()
-            .filter(|r| self.first_warning(&format!("gpu {r}")))
-        {
-            warn!(
-                resource,
-                "a GPU-like extended resource has no weight and is billed 0; set \
-                 --gpu-resource <name>=<GPUs per unit>"
-            );
-        }
-        let mut unmapped = std::collections::BTreeSet::new();
-        self.validate(&mut parts, span, "storage", storage, unweighted, |s| {
-            if s.labels.get("rwx").map(String::as_str) != Some("true") {
-                return Ok(Dim::RwoStandard);
-            }
-            let class = s
-                .labels
-                .get("storageclass")
-                .map(String::as_str)
-                .unwrap_or("");
-            Ok(match self.config.storage_tiers.get(class) {
-                Some(Tier::Premium) => Dim::RwxPremium,
-                Some(Tier::Basic) => Dim::RwxBasic,
-                Some(Tier::Standard) => Dim::RwxStandard,
-                None => {
-                    unmapped.insert(class.to_string());
-                    Dim::RwxStandard
-                }
-            })
-        })?;
-        for class in unmapped
-            .into_iter()
-            .filter(|c| self.first_warning(&format!("class {c}")))
-        {
-            warn!(
-                storageclass = class,
-                "RWX StorageClass has no tier (--storage-tier); billing it as standard"
-            );
-        }
-        Ok(SpanUsage {
-            hours: span.to_vec(),
-            parts,
+        Ok(Counted {
+            namespaces,
+            weights,
+            reset,
+            cpu,
+            exact,
         })
     }
 
@@ -616,6 +663,21 @@ impl<'a> Collector<'a> {
         }
         Ok(())
     }
+}
+
+/// What [`Collector::counted_cpu`] found.
+struct Counted {
+    /// Per namespace billed, its sample counts in the span's hours.
+    namespaces: Vec<Series>,
+    /// Seconds a gauge sample stands for, per hour end.
+    weights: BTreeMap<i64, f64>,
+    /// The namespaces whose usage counters fell within the span, sorted.
+    reset: Vec<String>,
+    /// The CPU answer when it depends on the counts; otherwise the early query's stands.
+    cpu: Option<Vec<Series>>,
+    /// The exact part's answer, when there is one: the namespaces in `reset` are billed from
+    /// it, and dropped from the CPU answer.
+    exact: Option<Vec<Series>>,
 }
 
 /// What one series adds to its namespace's usage.

@@ -403,6 +403,24 @@ pub fn cpu(
     }
 }
 
+/// The CPU query of every namespace that reads nothing the sample counts give (the scrape
+/// interval, the weight, the namespaces whose counters fell), so that it can be sent beside
+/// them: the request basis', and the usage basis' steady form. `None` for the `max` basis,
+/// which weighs requests inside its query.
+pub fn cpu_before_counts(w: Windows, basis: CpuBasis) -> Option<String> {
+    match basis {
+        CpuBasis::Request => Some(format!(
+            "sum by (namespace) {} / 3600",
+            requested(w, "resource=\"cpu\"", "", "", None)
+        )),
+        CpuBasis::Usage => Some(format!(
+            "{} / 3600",
+            used_seconds_steady(w, "", "namespace")
+        )),
+        CpuBasis::Max => None,
+    }
+}
+
 /// Hours of every GPU-like extended resource requested, per namespace and resource (the
 /// kube-state-metrics name), per second a sample stands for; the collector weights each
 /// resource into GPU-hours ([`crate::gpu`]), so that one query serves every MIG profile and
@@ -566,6 +584,36 @@ mod tests {
             only,
         );
         assert!(max.contains("max(count_over_time(kube_namespace_status_phase["));
+    }
+
+    /// The query sent before the sample counts are known is the one they would have chosen.
+    #[test]
+    fn the_cpu_query_before_the_counts_is_the_same_query() {
+        let w = Windows::LeftOpen;
+        let all = Namespaces::All;
+        for (interval, weight) in [
+            (THIRTY, SampleWeight::PerHour),
+            (Duration::from_secs(7), SampleWeight::Constant(9.0)),
+        ] {
+            for counters in [Counters::Steady, Counters::Exact] {
+                assert_eq!(
+                    cpu_before_counts(w, CpuBasis::Request),
+                    Some(cpu(w, CpuBasis::Request, interval, weight, counters, all))
+                );
+            }
+            assert_eq!(
+                cpu_before_counts(w, CpuBasis::Usage),
+                Some(cpu(
+                    w,
+                    CpuBasis::Usage,
+                    interval,
+                    weight,
+                    Counters::Steady,
+                    all
+                ))
+            );
+        }
+        assert_eq!(cpu_before_counts(w, CpuBasis::Max), None);
     }
 
     /// The weight the collector applies is the one the `max` basis computes in the query.
