@@ -47,6 +47,19 @@ at() { date -u -d "$start + $1 hours" +%Y-%m-%dT%H:%M:%SZ; }
 clk_tck=$(getconf CLK_TCK)
 # CPU seconds (user + system) a process has used so far.
 cpu_of() { awk -v t="$clk_tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# Wait until process $1 is idle (under 0.02 s of CPU in 0.5 s, at most 10 s): Prometheus's
+# garbage collector and memory scavenger work on after a query has been answered, and their
+# CPU belongs to that query, not to the next measurement.
+settle() {
+    local a b
+    a=$(cpu_of "$1")
+    for _ in $(seq 20); do
+        sleep 0.5
+        b=$(cpu_of "$1")
+        if awk -v a="$a" -v b="$b" 'BEGIN { exit !(b - a < 0.02) }'; then return; fi
+        a=$b
+    done
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 verdict() { # value, op, target
@@ -170,21 +183,28 @@ for basis in request usage max; do
     : >"$tmp/rounds"
     for _ in $(seq "$REPEAT"); do
         : >"$qlog"
+        settle "$prom_pid"
         c0=$(cpu_of "$prom_pid")
         job "${hour[@]}" --cpu-basis "$basis"
+        settle "$prom_pid"
         c1=$(cpu_of "$prom_pid")
         read -r requests samples < <(requests_of "$qlog")
+        settle "$prom_pid"
+        c1b=$(cpu_of "$prom_pid")
         replay
+        settle "$prom_pid"
         c2=$(cpu_of "$prom_pid")
         : >"$qlog"
         curl -sf -o /dev/null --data-urlencode "query=$single" --data-urlencode "start=$(at 2)" \
             --data-urlencode "end=$(at 2)" --data-urlencode step=3600 "$url/api/v1/query_range"
+        settle "$prom_pid"
         c3=$(cpu_of "$prom_pid")
         read -r _ single_samples < <(requests_of "$qlog")
-        echo "$wall $cpu $rss_mib $replay_wall $c0 $c1 $c2 $c3" >>"$tmp/rounds"
+        echo "$wall $cpu $rss_mib $replay_wall $c0 $c1 $c1b $c2 $c3" >>"$tmp/rounds"
     done
+    awk -v b="$basis" '{ printf "  %s round %d: wall %.2f / %.2f s, Prometheus CPU job %.2f, replay %.2f, single pass %.2f s\n", b, NR, $1, $4, $6 - $5, $8 - $7, $9 - $8 }' "$tmp/rounds" >&2
     wall=$(col '$1') cpu=$(col '$2') rss_mib=$(col '$3') replay_wall=$(col '$4')
-    prom_job=$(col '$6 - $5') prom_replay=$(col '$7 - $6') prom_single=$(col '$8 - $7')
+    prom_job=$(col '$6 - $5') prom_replay=$(col '$8 - $7') prom_single=$(col '$9 - $8')
     row 1h "$basis: wall s, job / plain replay of its requests" "$wall" "$replay_wall" \
         "$(ratio "$wall" "$replay_wall")" "<= 0.8"
     row 1h "$basis: CPU s, job / Prometheus during the job" "$cpu" "$prom_job" \

@@ -53,10 +53,11 @@
 //!   the full case analysis ([`Counters::Exact`], [`Namespaces::Only`]: a label matcher, so
 //!   only their series are read; the collector sends them in parts of at most 16,000 bytes,
 //!   under VictoriaMetrics' default `-search.maxQueryLen`), every other namespace's with the
-//!   steady form ([`Counters::Steady`], seven hour-reads): with `m` the hour's minimum, which
+//!   steady form ([`Counters::Steady`], five hour-reads): with `m` the hour's minimum, which
 //!   is its first value when nothing fell within the hour, `L − Lp` when `m ≥ Lp`, `L` when
-//!   `m < Lp` (the reset fell between the hours), and the born case as above (the usage basis
-//!   sums it term by term per namespace: six mentions). The steady query covers every
+//!   `m < Lp` (the reset fell between the hours), and the born case as above, summed per
+//!   namespace (per container for the `max` basis) as `Σ L − Σ X`, one expression giving
+//!   every series' starting value `X` (`used_seconds_steady`). The steady query covers every
 //!   namespace and the collector drops its answer for the listed ones: excluding them in the
 //!   query (`namespace!~"a|b|…"`) cost Prometheus 0.13 s of regular-expression matching per
 //!   selector at 10,000 namespaces and 755 listed, more than reading their few series. So each
