@@ -294,8 +294,8 @@ pub fn counter_resets(w: Windows) -> String {
 /// they must stay apart under `or`: the first is labelled `part`, the second keeps the
 /// series' `id`. Each is deduplicated (a series scraped by two jobs) with `max` after the
 /// operations between its own series, not before each mention. Measured at 10,000
-/// namespaces, the usage basis' steady query takes a quarter less CPU than three sums each
-/// labelled and deduplicated mention by mention.
+/// namespaces, the usage basis' steady query takes about a third less CPU (2.2–2.5 s against
+/// 3.4–3.9 s) than three sums each labelled and deduplicated mention by mention.
 fn used_seconds_steady(w: Windows, scope: &str, by: &str) -> String {
     let c = usage_counter(scope);
     let (h, p) = (w.hour(), w.previous_hour());
