@@ -7,7 +7,8 @@
 #              per CPU basis, one billed hour as the CronJob runs it: the job's wall and CPU
 #              time against the same requests replayed one after another by curl, Prometheus's
 #              CPU time (/proc) and samples read (its query log) against one query that reads
-#              every sample the hour needs once;
+#              every sample the hour needs once; medians of BENCH_REPEAT interleaved rounds,
+#              each phase measured from an idle Prometheus to an idle Prometheus;
 #   long runs  BENCH_LONG_NAMESPACES (1,000) namespaces, 170 hours at 1800 s: peak RSS and wall
 #              of 1-, 24- and 168-hour runs, dry-run and publishing to a local broker over mTLS;
 #   publish    BENCH_PUBLISH_NAMESPACES (20,000) namespaces, 2 hours at 1800 s: one hour of
