@@ -522,19 +522,21 @@ impl<'a> Collector<'a> {
             Some(first) if span_weights.all(|w| w == first) => SampleWeight::Constant(*first),
             _ => SampleWeight::PerHour,
         };
-        let cpu = |counters: Counters, namespaces: Namespaces<'_>| {
+        let cpu_query = |counters: Counters, namespaces: Namespaces<'_>| {
             queries::cpu(self.windows, basis, interval, weight, counters, namespaces)
         };
         let exact_q = match basis {
             CpuBasis::Request => None,
-            _ => exact_parts(&reset, |some| cpu(Counters::Exact, Namespaces::Only(some))),
+            _ => exact_parts(&reset, |some| {
+                cpu_query(Counters::Exact, Namespaces::Only(some))
+            }),
         };
         // What the early query (queries::cpu_before_counts) does not answer.
         let cpu_q = match (basis, &exact_q) {
             (CpuBasis::Request, _) => None,
-            (_, None) if !reset.is_empty() => Some(cpu(Counters::Exact, Namespaces::All)),
+            (_, None) if !reset.is_empty() => Some(cpu_query(Counters::Exact, Namespaces::All)),
             (CpuBasis::Usage, _) => None,
-            (CpuBasis::Max, _) => Some(cpu(Counters::Steady, Namespaces::All)),
+            (CpuBasis::Max, _) => Some(cpu_query(Counters::Steady, Namespaces::All)),
         };
         if let Some(parts) = &exact_q {
             info!(

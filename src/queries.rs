@@ -410,15 +410,13 @@ pub fn cpu(
 /// them: the request basis', and the usage basis' steady form. `None` for the `max` basis,
 /// which weighs requests inside its query.
 pub fn cpu_before_counts(w: Windows, basis: CpuBasis) -> Option<String> {
+    // Neither of these reads the interval (only the exact form's first-value window does) nor
+    // the weight (only the max basis): any value gives the same query (unit test).
+    let (interval, weight) = (Duration::from_secs(1), SampleWeight::PerHour);
+    let all = |counters| cpu(w, basis, interval, weight, counters, Namespaces::All);
     match basis {
-        CpuBasis::Request => Some(format!(
-            "sum by (namespace) {} / 3600",
-            requested(w, "resource=\"cpu\"", "", "", None)
-        )),
-        CpuBasis::Usage => Some(format!(
-            "{} / 3600",
-            used_seconds_steady(w, "", "namespace")
-        )),
+        CpuBasis::Request => Some(all(Counters::Exact)),
+        CpuBasis::Usage => Some(all(Counters::Steady)),
         CpuBasis::Max => None,
     }
 }
