@@ -268,20 +268,33 @@ pub fn schema_validator() -> jsonschema::Validator {
 
 /// A scripted HTTP server on 127.0.0.1 for fault injection: answers each request with the next
 /// canned response (the last one repeats), and records each request (line, headers, body). Stops with the
-/// test process; every connection is bounded by a read timeout.
+/// test process; every connection is bounded by a read timeout. The job sends some queries side
+/// by side, so which query comes first is not fixed: where that matters, use [`routed_http`].
 pub struct ScriptedHttp {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn scripted_http(responses: Vec<(u16, &'static str, String)>) -> ScriptedHttp {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    routed_http(move |_| {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        responses[i.min(responses.len() - 1)].clone()
+    })
+}
+
+/// A scripted HTTP server like [`scripted_http`] that answers each request with what `route`
+/// returns for it (its line, headers and body, as recorded).
+pub fn routed_http(
+    route: impl Fn(&str) -> (u16, &'static str, String) + Send + 'static,
+) -> ScriptedHttp {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = requests.clone();
     std::thread::spawn(move || {
-        for (i, stream) in listener.incoming().enumerate() {
+        for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -304,8 +317,8 @@ pub fn scripted_http(responses: Vec<(u16, &'static str, String)>) -> ScriptedHtt
             let _ = reader.read_exact(&mut body);
             head.push('\n');
             head.push_str(&String::from_utf8_lossy(&body));
+            let (status, content_type, text) = route(&head);
             seen.lock().unwrap().push(head);
-            let (status, content_type, text) = &responses[i.min(responses.len() - 1)];
             let reply = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                 text.len()
