@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditFormat;
+use crate::collector::FallenCounters;
 use crate::message::IdFormat;
 use crate::queries::CpuBasis;
 
@@ -235,6 +236,13 @@ pub struct Args {
     /// CPU billing basis.
     #[arg(long, env = "CPU_BASIS", value_enum, default_value_t = CpuBasis::Request)]
     pub cpu_basis: CpuBasis,
+
+    /// How the CPU of namespaces whose usage counters fell within an hour is read (usage and
+    /// max bases): `samples` computes it from the counters' raw samples (one read, exact),
+    /// `queries` with PromQL alone (22 reads, for an engine or proxy that refuses instant
+    /// queries of raw samples).
+    #[arg(long, env = "FALLEN_COUNTERS", value_enum, default_value_t = FallenCounters::Samples)]
+    pub fallen_counters: FallenCounters,
 
     /// GPU weight of an extended resource, repeatable; comma-separated in the environment.
     /// GPU-hours = count × weight × hours. Defaults: nvidia.com/gpu=1, amd.com/gpu=1,

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tracing::{info, instrument, warn};
 
+use crate::counters::{self, Container};
 use crate::gpu::Weight;
-use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, Series};
+use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, SampleQuery, Series};
 use crate::queries::{self, Counters, CpuBasis, Namespaces, SampleWeight, Windows};
 use crate::window::{HourWindow, rfc3339};
 
@@ -31,10 +32,24 @@ impl std::str::FromStr for Tier {
     }
 }
 
+/// How the CPU of namespaces whose usage counters fell within an hour is read (queries module
+/// documentation, "Counters are read in two parts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FallenCounters {
+    /// From the counters' raw samples, computed by the job: one read, exact. With PromQL when
+    /// they would be too many (over 2,000 namespace-hours, or an answer over the limit of
+    /// answers)
+    Samples,
+    /// With PromQL alone: 22 reads of those counters, and the engine's increase() for a counter
+    /// that fell twice in an hour
+    Queries,
+}
+
 /// What is billed and how.
 #[derive(Debug, Clone)]
 pub struct CollectConfig {
     pub cpu_basis: CpuBasis,
+    pub fallen_counters: FallenCounters,
     /// `None`: detect with a probe query at the start of a run.
     pub windows: Option<crate::queries::Windows>,
     /// `None`: derive from the data.
@@ -217,10 +232,18 @@ const MAX_QUERY_BYTES: usize = 16_000;
 /// instead, as before the split.
 const MAX_EXACT_PARTS: usize = 32;
 
-/// The exact CPU part for the namespaces `listed` (sorted, not empty), as queries of at most
-/// [`MAX_QUERY_BYTES`] each, or `None` when that takes more than [`MAX_EXACT_PARTS`].
-/// `build` writes the query for some of them.
-fn exact_parts(listed: &[String], build: impl Fn(&[String]) -> String) -> Option<Vec<String>> {
+/// The most namespace-hours (listed namespaces × the span's hours and the hour before) whose
+/// counters' raw samples are read for [`counters`]: about 4 kB of answer each at 10,000
+/// namespaces and 2-minute scrapes, 30 kB at 15-second ones, so at most about 60 MB. Beyond, the
+/// exact part is read with PromQL's case analysis, whose answers are per namespace.
+const MAX_SAMPLED_NAMESPACE_HOURS: usize = 2_000;
+
+/// The namespaces `listed` (sorted, not empty) in parts whose queries, written by `build`, are
+/// at most [`MAX_QUERY_BYTES`] each, or `None` when that takes more than [`MAX_EXACT_PARTS`].
+fn split_by_length(
+    listed: &[String],
+    build: impl Fn(&[String]) -> String,
+) -> Option<Vec<&[String]>> {
     // A query's length is linear in the names: each appears once per selector.
     let first = listed.first()?;
     let one = build(std::slice::from_ref(first));
@@ -231,14 +254,20 @@ fn exact_parts(listed: &[String], build: impl Fn(&[String]) -> String) -> Option
     for (i, name) in listed.iter().enumerate() {
         let more = mentions * (name.len() + 1);
         if i > start && len + more > MAX_QUERY_BYTES {
-            parts.push(build(&listed[start..i]));
+            parts.push(&listed[start..i]);
             (start, len) = (i, base);
         }
         len += more;
     }
-    parts.push(build(&listed[start..]));
-    (parts.len() <= MAX_EXACT_PARTS && parts.iter().all(|q| q.len() <= MAX_QUERY_BYTES))
+    parts.push(&listed[start..]);
+    (parts.len() <= MAX_EXACT_PARTS && parts.iter().all(|p| build(p).len() <= MAX_QUERY_BYTES))
         .then_some(parts)
+}
+
+/// The exact CPU part for the namespaces `listed` as PromQL queries ([`split_by_length`]).
+fn exact_parts(listed: &[String], build: impl Fn(&[String]) -> String) -> Option<Vec<String>> {
+    let parts = split_by_length(listed, &build)?;
+    Some(parts.into_iter().map(build).collect())
 }
 
 /// The namespace a series of the `what` query is for: present, and a namespace name.
@@ -531,17 +560,40 @@ impl<'a> Collector<'a> {
                 cpu_query(Counters::Exact, Namespaces::Only(some))
             }),
         };
+        // Their counters' raw samples, when few enough ([`counters`]): for the max basis, parts
+        // short enough for its requests query, which names them twice.
+        let sampled = basis != CpuBasis::Request
+            && self.config.fallen_counters == FallenCounters::Samples
+            && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS;
+        let sample_parts = sampled
+            .then(|| {
+                split_by_length(&reset, |some| {
+                    queries::requested_cpu_seconds(
+                        self.windows,
+                        interval,
+                        weight,
+                        Namespaces::Only(some),
+                    )
+                })
+            })
+            .flatten();
         // What the early query (queries::cpu_before_counts) does not answer.
-        let cpu_q = match (basis, &exact_q) {
-            (CpuBasis::Request, _) => None,
-            (_, None) if !reset.is_empty() => Some(cpu_query(Counters::Exact, Namespaces::All)),
-            (CpuBasis::Usage, _) => None,
-            (CpuBasis::Max, _) => Some(cpu_query(Counters::Steady, Namespaces::All)),
+        let cpu_q = match (basis, &exact_q, &sample_parts) {
+            (CpuBasis::Request, ..) => None,
+            (_, None, None) if !reset.is_empty() => {
+                Some(cpu_query(Counters::Exact, Namespaces::All))
+            }
+            (CpuBasis::Usage, ..) => None,
+            (CpuBasis::Max, ..) => Some(cpu_query(Counters::Steady, Namespaces::All)),
         };
-        if let Some(parts) = &exact_q {
+        if exact_q.is_some() || sample_parts.is_some() {
             info!(
                 namespaces = reset.len(),
-                requests = parts.len(),
+                from = if sample_parts.is_some() {
+                    "samples"
+                } else {
+                    "queries"
+                },
                 "a usage counter fell within the span in some namespaces: their CPU is read \
                  with the full case analysis"
             );
@@ -554,6 +606,18 @@ impl<'a> Collector<'a> {
                 }
             },
             async {
+                if let Some(parts) = &sample_parts {
+                    match self.used_from_samples(span, parts, interval, weight).await {
+                        Ok(series) => return Ok(Some(series)),
+                        // An answer over the limit: the queries' answers are per namespace.
+                        Err(CollectError::Prometheus(e @ PrometheusError::TooLarge { .. }))
+                            if exact_q.is_some() =>
+                        {
+                            warn!(error = %e, "reading the fallen counters with PromQL instead");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 let Some(parts) = &exact_q else {
                     return Ok(None);
                 };
@@ -572,6 +636,77 @@ impl<'a> Collector<'a> {
             cpu,
             exact,
         })
+    }
+
+    /// Per namespace of `parts`, the CPU it used in each hour of `span` (core-hours, the max
+    /// basis' larger of requested and used per container), from its usage counters' raw
+    /// samples ([`counters`]): what the exact CPU queries answer, read once.
+    async fn used_from_samples(
+        &self,
+        span: &[HourWindow],
+        parts: &[&[String]],
+        interval: Duration,
+        weight: SampleWeight,
+    ) -> Result<Vec<Series>> {
+        let Some(last) = span.last() else {
+            return Ok(Vec::new());
+        };
+        let hour_ends: Vec<i64> = span.iter().map(|w| w.end().timestamp()).collect();
+        let mut out = Vec::new();
+        for part in parts {
+            let samples_q =
+                queries::counter_samples(self.windows, span.len(), Namespaces::Only(part));
+            let samples_q = SampleQuery {
+                what: "cpu samples (fallen counters)",
+                expr: &samples_q,
+                at: last.end(),
+            };
+            let samples = self.prometheus.query_samples(&samples_q);
+            let (samples, requested) = match self.config.cpu_basis {
+                CpuBasis::Max => {
+                    let requested_q = queries::requested_cpu_seconds(
+                        self.windows,
+                        interval,
+                        weight,
+                        Namespaces::Only(part),
+                    );
+                    let requested =
+                        self.query("cpu requests (fallen counters)", &requested_q, span);
+                    let (samples, requested) = tokio::join!(samples, requested);
+                    (samples?, requested?)
+                }
+                _ => (samples.await?, Vec::new()),
+            };
+            let mut containers = counters::used_seconds(&samples, &hour_ends);
+            drop(samples);
+            // The max basis: per container, the larger of requested and used.
+            for s in requested {
+                let label = |name: &str| s.labels.get(name).cloned().unwrap_or_default();
+                let container: Container = (label("namespace"), label("pod"), label("container"));
+                let hours = containers.entry(container).or_default();
+                for (end, requested) in s.points {
+                    let larger = hours.entry(end).or_insert(requested);
+                    *larger = larger.max(requested);
+                }
+            }
+            let mut namespaces: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+            for ((namespace, _, _), hours) in containers {
+                let sums = namespaces.entry(namespace).or_default();
+                for (end, seconds) in hours {
+                    *sums.entry(end).or_insert(0.0) += seconds;
+                }
+            }
+            out.extend(namespaces.into_iter().map(|(namespace, hours)| {
+                Series {
+                    labels: BTreeMap::from([("namespace".to_string(), namespace)]),
+                    points: hours
+                        .into_iter()
+                        .map(|(end, s)| (end, s / 3600.0))
+                        .collect(),
+                }
+            }));
+        }
+        Ok(out)
     }
 
     /// Whether `what` is warned about for the first time this run.

@@ -532,6 +532,7 @@ impl Config {
             prometheus_flavor: args.prometheus_flavor,
             collect: CollectConfig {
                 cpu_basis: args.cpu_basis,
+                fallen_counters: args.fallen_counters,
                 windows: match args.window_semantics {
                     WindowSemantics::Auto => None,
                     WindowSemantics::Closed => Some(crate::queries::Windows::Closed),

@@ -1,4 +1,5 @@
-//! The Prometheus HTTP API: range queries with authentication, timeouts and bounded retries.
+//! The Prometheus HTTP API: range queries, and the raw samples of a range selector, with
+//! authentication, timeouts and bounded retries.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -175,7 +176,8 @@ impl PrometheusError {
 
 pub type Result<T, E = PrometheusError> = std::result::Result<T, E>;
 
-/// One series of a range query: its labels and `(unix seconds, value)` points.
+/// One series of a range query: its labels and `(unix seconds, value)` points; of a
+/// [`SampleQuery`], `(unix milliseconds, value)` samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: BTreeMap<String, String>,
@@ -204,11 +206,58 @@ impl RangeQuery<'_> {
     }
 }
 
+/// The raw samples a range selector (`expr`, e.g. `x[2h] offset 1ms`) selects at `at`: an
+/// instant query whose answer is the samples themselves, with their own times.
+#[derive(Debug, Clone)]
+pub struct SampleQuery<'a> {
+    /// Short name for errors and logs, e.g. "cpu samples".
+    pub what: &'a str,
+    pub expr: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// One request as sent: the API path, its parameters besides the query, and how errors name
+/// what it asked for.
+struct Request<'a> {
+    what: &'a str,
+    expr: &'a str,
+    endpoint: &'a reqwest::Url,
+    params: Vec<(&'static str, String)>,
+    range: String,
+    times: Times,
+}
+
+/// How an answer's times are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Times {
+    /// Evaluation times of a range query: whole seconds.
+    Seconds,
+    /// Sample times: milliseconds, as Prometheus stores them.
+    Millis,
+}
+
+impl Times {
+    /// The time in this unit, or `None` when `ts` is not one.
+    fn of(self, ts: f64) -> Option<i64> {
+        if !ts.is_finite() {
+            return None;
+        }
+        match self {
+            // Evaluation times are whole seconds (whole hours, even): a fraction is not an
+            // answer to our query, so it is not rounded into one.
+            Times::Seconds => (ts.fract() == 0.0).then_some(ts as i64),
+            // Written with three decimals; the product is within rounding of a whole number.
+            Times::Millis => Some((ts * 1000.0).round() as i64),
+        }
+    }
+}
+
 #[derive(Deserialize)]
-struct ApiResponse {
+#[serde(bound = "")]
+struct ApiResponse<T: Unit> {
     status: String,
     #[serde(default)]
-    data: Option<ApiData>,
+    data: Option<ApiData<T>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -218,52 +267,75 @@ struct ApiResponse {
 }
 
 #[derive(Deserialize)]
-struct ApiData {
+#[serde(bound = "")]
+struct ApiData<T: Unit> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: Vec<ApiSeries>,
+    result: Vec<ApiSeries<T>>,
 }
 
 #[derive(Deserialize)]
-struct ApiSeries {
+#[serde(bound = "")]
+struct ApiSeries<T: Unit> {
     metric: BTreeMap<String, String>,
     #[serde(default)]
-    values: Points,
+    values: Points<T>,
+}
+
+/// The unit an answer's times are read in, as a type: the answer is parsed in one pass.
+trait Unit {
+    const TIMES: Times;
+}
+
+struct InSeconds;
+impl Unit for InSeconds {
+    const TIMES: Times = Times::Seconds;
+}
+
+struct InMillis;
+impl Unit for InMillis {
+    const TIMES: Times = Times::Millis;
 }
 
 /// A series' `[unix seconds, "value"]` pairs, read straight into `(i64, f64)` while the answer
 /// is parsed: an answer of a million points must not first become a million strings (most of a
-/// span's memory, measured). The first pair that is not a whole-second time and a number is
-/// kept aside, text and all, for the error; the rest of the series is then skipped.
-#[derive(Default)]
-struct Points {
+/// span's memory, measured). The first pair that is not a time in `T` (see [`Times::of`]) and
+/// a number is kept aside, text and all, for the error; the rest of the series is then skipped.
+struct Points<T> {
     points: Vec<(i64, f64)>,
     bad: Option<(f64, String)>,
+    unit: std::marker::PhantomData<T>,
 }
 
-impl<'de> Deserialize<'de> for Points {
+impl<T> Default for Points<T> {
+    fn default() -> Self {
+        Self {
+            points: Vec::new(),
+            bad: None,
+            unit: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Unit> Deserialize<'de> for Points<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Seq;
-        impl<'de> serde::de::Visitor<'de> for Seq {
-            type Value = Points;
+        struct Seq<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Unit> serde::de::Visitor<'de> for Seq<T> {
+            type Value = Points<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of [time, \"value\"] pairs")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> std::result::Result<Points, A::Error> {
+            ) -> std::result::Result<Points<T>, A::Error> {
                 let mut out = Points::default();
                 while let Some((ts, text)) = seq.next_element::<(f64, Text)>()? {
                     if out.bad.is_some() {
                         continue;
                     }
-                    match text.0.parse::<f64>() {
-                        // Evaluation times are whole seconds (whole hours, even): a fraction
-                        // is not an answer to our query, so it is not rounded into one.
-                        Ok(v) if ts.is_finite() && ts.fract() == 0.0 => {
-                            out.points.push((ts as i64, v))
-                        }
+                    match (T::TIMES.of(ts), text.0.parse::<f64>()) {
+                        (Some(t), Ok(v)) => out.points.push((t, v)),
                         _ => out.bad = Some((ts, text.0.into_owned())),
                     }
                 }
@@ -271,7 +343,7 @@ impl<'de> Deserialize<'de> for Points {
                 Ok(out)
             }
         }
-        d.deserialize_seq(Seq)
+        d.deserialize_seq(Seq(std::marker::PhantomData))
     }
 }
 
@@ -301,7 +373,9 @@ impl<'de> Deserialize<'de> for Text<'de> {
 pub struct Prometheus {
     http: reqwest::Client,
     config: PrometheusConfig,
-    endpoint: reqwest::Url,
+    /// `/api/v1/query_range` and `/api/v1/query` under the configured root.
+    range_endpoint: reqwest::Url,
+    instant_endpoint: reqwest::Url,
     stats: Stats,
 }
 
@@ -377,15 +451,17 @@ impl Prometheus {
             .default_headers(headers)
             .build()
             .map_err(|e| PrometheusError::Client(e.to_string()))?;
-        let mut endpoint = config.url.clone();
-        {
+        let endpoint = |api: &str| {
+            let mut endpoint = config.url.clone();
             let path = endpoint.path().trim_end_matches('/').to_string();
-            endpoint.set_path(&format!("{path}/api/v1/query_range"));
-        }
+            endpoint.set_path(&format!("{path}/api/v1/{api}"));
+            endpoint
+        };
         let prometheus = Self {
             http,
             config: config.clone(),
-            endpoint,
+            range_endpoint: endpoint("query_range"),
+            instant_endpoint: endpoint("query"),
             stats: Stats::default(),
         };
         prometheus.bearer_token()?;
@@ -423,6 +499,37 @@ impl Prometheus {
     /// `Retry-After` beyond [`MAX_RETRY_AFTER`] is not waited for: the run stops and the next
     /// one retries.
     pub async fn query_range(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+        self.send(&Request {
+            what: q.what,
+            expr: q.expr,
+            endpoint: &self.range_endpoint,
+            params: vec![
+                ("start", q.start.timestamp().to_string()),
+                ("end", q.end.timestamp().to_string()),
+                ("step", format!("{}s", q.step.as_secs())),
+            ],
+            range: q.range(),
+            times: Times::Seconds,
+        })
+        .await
+    }
+
+    /// The raw samples of a range selector, as [`Series`] of `(unix milliseconds, value)`
+    /// samples, with the retries of [`Prometheus::query_range`].
+    pub async fn query_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
+        self.send(&Request {
+            what: q.what,
+            expr: q.expr,
+            endpoint: &self.instant_endpoint,
+            params: vec![("time", q.at.timestamp().to_string())],
+            range: format!("samples at {}", crate::window::rfc3339(q.at)),
+            times: Times::Millis,
+        })
+        .await
+    }
+
+    /// Send `q`, retrying as [`Prometheus::query_range`] says.
+    async fn send(&self, q: &Request<'_>) -> Result<Vec<Series>> {
         let mut attempt = 0;
         loop {
             match self.query_once(q).await {
@@ -475,7 +582,7 @@ impl Prometheus {
         )
     }
 
-    async fn query_once(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+    async fn query_once(&self, q: &Request<'_>) -> Result<Vec<Series>> {
         use std::sync::atomic::Ordering::Relaxed;
         let started = std::time::Instant::now();
         let result = self.query_timed(q).await;
@@ -485,26 +592,22 @@ impl Prometheus {
         result
     }
 
-    async fn query_timed(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+    async fn query_timed(&self, q: &Request<'_>) -> Result<Vec<Series>> {
         let url = redacted(&self.config.url);
-        let range = q.range();
-        let mut form = vec![
-            ("query", q.expr.to_string()),
-            ("start", q.start.timestamp().to_string()),
-            ("end", q.end.timestamp().to_string()),
-            ("step", format!("{}s", q.step.as_secs())),
-            (
-                "timeout",
-                format!("{}s", self.config.timeout.as_secs().max(1)),
-            ),
-        ];
+        let range = q.range.clone();
+        let mut form = vec![("query", q.expr.to_string())];
+        form.extend(q.params.iter().map(|(k, v)| (*k, v.clone())));
+        form.push((
+            "timeout",
+            format!("{}s", self.config.timeout.as_secs().max(1)),
+        ));
         form.extend(
             self.config
                 .extra_params
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.clone())),
         );
-        let mut request = self.http.post(self.endpoint.clone()).form(&form);
+        let mut request = self.http.post(q.endpoint.clone()).form(&form);
         let token = self.bearer_token()?;
         if let Some(token) = &token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -569,7 +672,7 @@ impl Prometheus {
             }
             body.extend_from_slice(&chunk);
         }
-        Answer {
+        let answer = Answer {
             url: &url,
             what: q.what,
             range: &range,
@@ -578,8 +681,11 @@ impl Prometheus {
             retry_after,
             secrets: &secrets,
             allow_partial_data: self.config.allow_partial_data,
+        };
+        match q.times {
+            Times::Seconds => answer.interpret(&body),
+            Times::Millis => answer.interpret_samples(&body),
         }
-        .interpret(&body)
     }
 }
 
@@ -609,7 +715,17 @@ impl Answer<'_> {
 
     /// The series of a successful range query, or the error the answer means.
     pub fn interpret(&self, body: &[u8]) -> Result<Vec<Series>> {
-        let parsed: Option<ApiResponse> = serde_json::from_slice(body).ok();
+        self.interpret_in::<InSeconds>(body)
+    }
+
+    /// The series of a successful [`SampleQuery`] (times in milliseconds), or the error the
+    /// answer means.
+    pub fn interpret_samples(&self, body: &[u8]) -> Result<Vec<Series>> {
+        self.interpret_in::<InMillis>(body)
+    }
+
+    fn interpret_in<T: Unit>(&self, body: &[u8]) -> Result<Vec<Series>> {
+        let parsed: Option<ApiResponse<T>> = serde_json::from_slice(body).ok();
         if !(200..300).contains(&self.status) {
             let detail = match &parsed {
                 Some(ApiResponse {
@@ -842,6 +958,29 @@ mod tests {
             assert!(!e.contains("s3cr3t-token"), "{e}");
             assert!(e.len() < 600, "{} characters", e.len());
         }
+    }
+
+    /// Raw samples keep their millisecond times; range queries refuse a fraction of a second.
+    #[test]
+    fn sample_times_are_milliseconds() {
+        let answer = Answer {
+            url: "http://p",
+            what: "cpu samples",
+            range: "samples at 2026-11-01T04:00:00Z",
+            status: 200,
+            content_type: "application/json",
+            retry_after: None,
+            secrets: &[],
+            allow_partial_data: false,
+        };
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"namespace":"a"},"values":[[1793498400.007,"1.5"],[1793498430,"2"]]}]}}"#;
+        let series = answer.interpret_samples(body).unwrap();
+        assert_eq!(
+            series[0].points,
+            [(1_793_498_400_007, 1.5), (1_793_498_430_000, 2.0)]
+        );
+        let e = answer.interpret(body).unwrap_err().to_string();
+        assert!(e.contains("unreadable sample"), "{e}");
     }
 
     #[test]

@@ -63,7 +63,11 @@
 //!   selector at 10,000 namespaces and 755 listed, more than reading their few series. So each
 //!   namespace is billed from exactly one part, and the split does not rely on what an engine's
 //!   `resets` counts: on VictoriaMetrics, whose `resets` also counts a fall at the window's
-//!   start, such a namespace simply takes the exact part.
+//!   start, such a namespace simply takes the exact part. The exact part itself is usually not
+//!   PromQL: the listed namespaces' counters are read as raw samples ([`counter_samples`], one
+//!   read) and [`crate::counters`] applies these definitions, with every climb counted instead
+//!   of `increase()`; [`Counters::Exact`] serves spans whose samples would be too many, and
+//!   `--fallen-counters queries`.
 
 use std::time::Duration;
 
@@ -425,6 +429,38 @@ pub fn cpu_before_counts(w: Windows, basis: CpuBasis) -> Option<String> {
         CpuBasis::Usage => Some(all(Counters::Steady)),
         CpuBasis::Max => None,
     }
+}
+
+/// The raw samples of the usage counters of the namespaces `namespaces` in the `hours` hours
+/// ending at the evaluation time and the hour before them, for [`crate::counters`]: one read,
+/// evaluated once at the last hour's end by an instant query.
+pub fn counter_samples(w: Windows, hours: usize, namespaces: Namespaces) -> String {
+    let hours = u128::try_from(hours).unwrap_or(u128::MAX).saturating_add(1);
+    format!(
+        "{}{}",
+        usage_counter(&namespaces.matcher()),
+        w.select(hours.saturating_mul(HOUR_MS), 0)
+    )
+}
+
+/// Per container (`namespace, pod, container`) of the namespaces `namespaces`, the CPU-seconds
+/// requested in the hour, weighed inside the query as the `max` basis does: the request side
+/// of that basis, for the containers whose usage [`crate::counters`] computes.
+pub fn requested_cpu_seconds(
+    w: Windows,
+    interval: Duration,
+    weight: SampleWeight,
+    namespaces: Namespaces,
+) -> String {
+    let scope = namespaces.matcher();
+    let requested = requested(
+        w,
+        &format!("resource=\"cpu\"{scope}"),
+        &scope,
+        ", resource",
+        Some(&sample_seconds(w, interval, weight)),
+    );
+    format!("max by (namespace, pod, container) {requested}")
 }
 
 /// Hours of every GPU-like extended resource requested, per namespace and resource (the

@@ -393,7 +393,10 @@ fn unweighted_gpus_are_refused_or_named() {
 /// The usage counters are read in two parts (the exact case analysis for namespaces with a
 /// counter that fell, a steady form for the rest): on both engines and both clusters, the job's
 /// numbers equal those of the whole case analysis sent as one query for every namespace, and
-/// the split did happen (the synthetic clusters restart containers).
+/// the split did happen (the synthetic clusters restart containers). Both ways of reading the
+/// fallen counters: their raw samples, computed by the job, and PromQL. (Where they may differ,
+/// a counter that fell twice in an hour, PromQL estimates: these clusters have none, and
+/// `each_counter_shape_is_billed_by_its_definition` has one.)
 #[tokio::test(flavor = "multi_thread")]
 async fn split_counter_reads_equal_the_whole_case_analysis() {
     use consumption_metrics::prometheus::{Prometheus, RangeQuery};
@@ -413,15 +416,20 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
             common::mock_kafka_settings(String::new(), "unused"),
         );
         let prometheus = Prometheus::new(&config.prometheus).unwrap();
-        for (name, basis) in [("usage", CpuBasis::Usage), ("max", CpuBasis::Max)] {
-            let (messages, stderr) =
-                tokio::task::spawn_blocking(move || dry_run_logged(p, name, &[]))
-                    .await
-                    .unwrap();
+        let ways = [("usage", CpuBasis::Usage), ("max", CpuBasis::Max)]
+            .into_iter()
+            .flat_map(|b| [(b, "samples"), (b, "queries")]);
+        for ((name, basis), way) in ways {
+            let (messages, stderr) = tokio::task::spawn_blocking(move || {
+                dry_run_logged(p, name, &["--fallen-counters", way])
+            })
+            .await
+            .unwrap();
             assert!(
-                stderr.contains("their CPU is read with the full case analysis"),
-                "{engine}, {name}: no namespace was read exactly, the split is not tested:\n\
-                 {stderr}"
+                stderr.contains("their CPU is read with the full case analysis")
+                    && stderr.contains(&format!("from=\"{way}\"")),
+                "{engine}, {name}: no namespace was read exactly from {way}, the split is not \
+                 tested:\n{stderr}"
             );
             let got = by_namespace_hour(&messages);
             let whole = queries::cpu(
@@ -456,18 +464,22 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
                 let want = want.get(&(*hour, ns.clone())).copied().unwrap_or(0.0);
                 assert!(
                     (have - consumption_metrics::message::round(want)).abs() <= EXACT,
-                    "{engine}, {name}, {} {ns}: split {have}, whole {want}",
+                    "{engine}, {name} from {way}, {} {ns}: split {have}, whole {want}",
                     rfc3339(*hour)
                 );
                 compared += 1;
             }
-            assert!(compared > 100, "{engine}, {name}: only {compared} compared");
+            assert!(
+                compared > 100,
+                "{engine}, {name} from {way}: only {compared} compared"
+            );
             let hours: BTreeSet<i64> = got.keys().map(|(h, _)| *h).collect();
             for ((hour, ns), v) in &want {
                 if hours.contains(hour) && !excluded(ns) && *v > EXACT {
                     assert!(
                         got.contains_key(&(*hour, ns.clone())),
-                        "{engine}, {name}: {ns} used {v} core-hours in {} but was not billed",
+                        "{engine}, {name} from {way}: {ns} used {v} core-hours in {} but was \
+                         not billed",
                         rfc3339(*hour)
                     );
                 }
@@ -477,12 +489,14 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
 }
 
 /// One counter of each shape, in a namespace of its own, written by hand (30 s scrapes, 7 s
-/// after the tick, over three hours) and billed for the middle hour by both counter bases:
-/// the climb since the hour before; a reset between the hours (the counter since it); a
-/// counter born in the hour from zero (all of it) and one first seen with a large value (only
-/// its climb in the hour); a reset inside the hour (the climb to it plus the counter since).
-/// The values follow from the samples by these definitions, not from the job's PromQL, and
-/// the last two shapes exist nowhere in the synthetic clusters.
+/// after the tick, over three hours) and billed for the middle hour by both counter bases,
+/// reading the fallen counters both ways: the climb since the hour before; a reset between the
+/// hours (the counter since it); a counter born in the hour from zero (all of it) and one first
+/// seen with a large value (only its climb in the hour); a reset inside the hour (the climb to
+/// it plus the counter since); two resets inside the hour (every climb: only from the samples,
+/// PromQL estimates it with `increase()`). The values follow from the samples by these
+/// definitions, not from the job's PromQL or arithmetic, and the last three shapes exist
+/// nowhere in the synthetic clusters.
 #[test]
 fn each_counter_shape_is_billed_by_its_definition() {
     use std::fmt::Write;
@@ -493,7 +507,7 @@ fn each_counter_shape_is_billed_by_its_definition() {
     let times: Vec<i64> = (0..360).map(|k| t0 + 7 + 30 * k).collect();
     // namespace -> value at t, None before the series exists.
     type Shape = fn(i64, i64) -> Option<f64>;
-    let shapes: [(&str, Shape); 5] = [
+    let shapes: [(&str, Shape); 6] = [
         ("steady", |t0, t| Some(1000.0 + 0.5 * (t - t0) as f64)),
         ("between", |t0, t| {
             Some(if t < t0 + 3600 {
@@ -513,6 +527,15 @@ fn each_counter_shape_is_billed_by_its_definition() {
                 90_000.0 + 2.0 * (t - t0) as f64
             } else {
                 0.5 * (t - t0 - 5390) as f64
+            })
+        }),
+        ("two-resets", |t0, t| {
+            Some(if t < t0 + 4800 {
+                50_000.0 + (t - t0) as f64
+            } else if t < t0 + 6000 {
+                0.5 * (t - t0 - 4790) as f64
+            } else {
+                0.25 * (t - t0 - 5990) as f64
             })
         }),
     ];
@@ -559,7 +582,13 @@ fn each_counter_shape_is_billed_by_its_definition() {
                 "between" | "born-zero" => l,
                 "born-history" => l - m,
                 // The value just before the reset, then the counter since it.
-                _ => value(*f, &last, hour, t0 + 5400).unwrap() - lp.unwrap() + l,
+                "inner-reset" => value(*f, &last, hour, t0 + 5400).unwrap() - lp.unwrap() + l,
+                // The climb to the first reset, the counter up to the second, then since it.
+                _ => {
+                    value(*f, &last, hour, t0 + 4800).unwrap() - lp.unwrap()
+                        + value(*f, &last, t0 + 4800, t0 + 6000).unwrap()
+                        + l
+                }
             };
             (*ns, seconds / 3600.0)
         })
@@ -575,26 +604,32 @@ fn each_counter_shape_is_billed_by_its_definition() {
         data_end: end,
     };
     let p = common::serve_prometheus(dir, dataset);
-    for basis in ["usage", "max"] {
+    for (basis, way) in ["usage", "max"]
+        .into_iter()
+        .flat_map(|b| [(b, "samples"), (b, "queries")])
+    {
         let out = run(bin()
             .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
-            .args(["--dry-run", "--cpu-basis", basis])
+            .args(["--dry-run", "--cpu-basis", basis, "--fallen-counters", way])
             .args(["--since", &rfc3339(hour), "--until", &rfc3339(end)])
             .args(["--now", "2026-11-02T00:00:00Z"]));
         assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-        // The inner reset takes the exact part; everything else the steady one.
+        // The inner resets take the exact part; everything else the steady one.
         assert!(
-            out.stderr.contains("namespaces=1"),
-            "{basis}: one namespace read exactly: {}",
+            out.stderr.contains("namespaces=2") && out.stderr.contains(&format!("from=\"{way}\"")),
+            "{basis}: two namespaces read exactly, from {way}: {}",
             out.stderr
         );
         let messages: Value = serde_json::from_str(&out.stdout).unwrap();
         let got = by_namespace_hour(messages.as_array().unwrap());
         for (ns, want) in &expected {
+            if way == "queries" && *ns == "two-resets" {
+                continue;
+            }
             let have = got[&(hour, ns.to_string())]["cpu"].as_f64().unwrap();
             assert!(
                 (have - consumption_metrics::message::round(*want)).abs() <= EXACT,
-                "{basis}, {ns}: billed {have} core-hours, by definition {want}"
+                "{basis} from {way}, {ns}: billed {have} core-hours, by definition {want}"
             );
         }
     }

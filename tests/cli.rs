@@ -703,6 +703,69 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
     }
 }
 
+/// The fallen counters' raw samples are one answer; when it is over the answer limit, their
+/// namespaces are read with PromQL's case analysis instead and the run still bills them, once:
+/// the steady form's answer for them is dropped.
+#[test]
+fn fallen_counters_over_the_answer_limit_are_read_with_promql() {
+    let end = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
+        .unwrap()
+        .timestamp();
+    let ns = r#"{"namespace":"team-a"}"#;
+    let answer = |v: &str| matrix(&[(ns, &[(end, v)])]);
+    let (count, fell, steady, exact) = (answer("120"), answer("1"), answer("9"), answer("0.25"));
+    // Valid JSON, 1.5 MiB: refused for its size before it is read.
+    let samples = format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[]}},"pad":"{}"}}"#,
+        "x".repeat(1536 * 1024)
+    );
+    let server = routed_http(move |request| {
+        let body = if request.starts_with("POST /api/v1/query ") {
+            samples.clone()
+        } else if request.contains("kube_namespace_status_phase") {
+            count.clone()
+        } else if request.contains("increase") {
+            exact.clone()
+        } else if request.contains("resets") {
+            fell.clone()
+        } else if request.contains("last_over_time") {
+            steady.clone()
+        } else {
+            matrix(&[])
+        };
+        (200, "application/json", body)
+    });
+    let out = run(base(&server.url)
+        .args(["--scrape-interval", "30s", "--cpu-basis", "usage"])
+        .args(["--prometheus-max-response-mib", "1"])
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("reading the fallen counters with PromQL instead")
+            && out
+                .stderr
+                .contains("larger than --prometheus-max-response-mib"),
+        "{}",
+        out.stderr
+    );
+    let messages: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let cpu: Vec<f64> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["payload"].as_array().unwrap())
+        .filter(|e| e["external_id"] == "synth-01_team-a")
+        .map(|e| e["consumption"]["cpu"].as_f64().unwrap())
+        .collect();
+    assert_eq!(cpu, [0.25]);
+}
+
 /// The system namespaces are never billed by accident: an empty exclusion list is refused,
 /// `none` says "bill everything" explicitly.
 #[test]

@@ -1,5 +1,5 @@
 //! Any bytes as a Prometheus answer, through the same `Answer::interpret` a real query uses:
-//! no panic, and every accepted sample is finite-timestamped, whole-second.
+//! no panic, and every accepted sample is finite-timestamped (whole-second for range queries).
 #![no_main]
 use consumption_metrics::prometheus::Answer;
 use libfuzzer_sys::fuzz_target;
@@ -20,18 +20,21 @@ fuzz_target!(|data: &[u8]| {
         secrets: &secrets,
         allow_partial_data: head & 16 != 0,
     };
-    match answer.interpret(body) {
-        Ok(series) => {
-            assert!(status == 200);
-            for s in series {
-                for (_, v) in s.points {
-                    let _ = v; // any f64; the collector judges values
+    // Range queries (whole-second times) and raw samples (milliseconds) alike.
+    for result in [answer.interpret(body), answer.interpret_samples(body)] {
+        match result {
+            Ok(series) => {
+                assert!(status == 200);
+                for s in series {
+                    for (_, v) in s.points {
+                        let _ = v; // any f64; the collector judges values
+                    }
                 }
             }
-        }
-        Err(e) => {
-            let text = e.to_string();
-            assert!(!text.contains("s3cr3t-token"), "a secret in an error: {text}");
+            Err(e) => {
+                let text = e.to_string();
+                assert!(!text.contains("s3cr3t-token"), "a secret in an error: {text}");
+            }
         }
     }
 });
