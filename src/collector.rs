@@ -9,7 +9,7 @@ use tracing::{info, instrument, warn};
 use crate::counters::{self, Container};
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, PrometheusError, RangeQuery, SampleQuery, Series};
-use crate::queries::{self, Counters, CpuBasis, Namespaces, SampleWeight, Windows};
+use crate::queries::{self, Counters, CpuBasis, Half, Namespaces, SampleWeight, Windows};
 use crate::window::{HourWindow, rfc3339};
 
 /// Storage tier of an RWX volume.
@@ -334,6 +334,25 @@ impl<'a> Collector<'a> {
         self.query_from(what, expr, span, 0).await
     }
 
+    /// The queries `qs` side by side, their series together (the halves of a CPU query, whose
+    /// namespaces do not overlap).
+    async fn query_together(
+        &self,
+        what: &str,
+        qs: &[String],
+        span: &[HourWindow],
+    ) -> Result<Vec<Series>> {
+        let Some((first, rest)) = qs.split_first() else {
+            return Ok(Vec::new());
+        };
+        let (mut series, more) = tokio::try_join!(
+            self.query(what, first, span),
+            Box::pin(self.query_together(what, rest, span)),
+        )?;
+        series.extend(more);
+        Ok(series)
+    }
+
     /// Query the hours of `span`, and `context` hours before it.
     async fn query_from(
         &self,
@@ -366,12 +385,16 @@ impl<'a> Collector<'a> {
         // on the request basis and the usage basis' steady part. With 2 cores, this saves the
         // counts' time from every run's wall time.
         let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
-        let early_cpu_q = queries::cpu_before_counts(self.windows, basis);
+        // In two halves side by side (queries::Half).
+        let early_cpu_q: Option<Vec<String>> = Half::BOTH
+            .iter()
+            .map(|h| queries::cpu_before_counts(self.windows, basis, Namespaces::Half(*h)))
+            .collect();
         let (counted, early_cpu, gpu, storage) = tokio::try_join!(
             self.counted_cpu(span),
             async {
                 match &early_cpu_q {
-                    Some(q) => self.query("cpu", q, span).await,
+                    Some(qs) => self.query_together("cpu", qs, span).await,
                     None => Ok(Vec::new()),
                 }
             },
@@ -581,10 +604,14 @@ impl<'a> Collector<'a> {
         let cpu_q = match (basis, &exact_q, &sample_parts) {
             (CpuBasis::Request, ..) => None,
             (_, None, None) if !reset.is_empty() => {
-                Some(cpu_query(Counters::Exact, Namespaces::All))
+                Some(vec![cpu_query(Counters::Exact, Namespaces::All)])
             }
             (CpuBasis::Usage, ..) => None,
-            (CpuBasis::Max, ..) => Some(cpu_query(Counters::Steady, Namespaces::All)),
+            (CpuBasis::Max, ..) => Some(
+                Half::BOTH
+                    .map(|h| cpu_query(Counters::Steady, Namespaces::Half(h)))
+                    .to_vec(),
+            ),
         };
         if exact_q.is_some() || sample_parts.is_some() {
             info!(
@@ -601,7 +628,7 @@ impl<'a> Collector<'a> {
         let (cpu, exact) = tokio::try_join!(
             async {
                 match &cpu_q {
-                    Some(q) => self.query("cpu", q, span).await.map(Some),
+                    Some(qs) => self.query_together("cpu", qs, span).await.map(Some),
                     None => Ok(None),
                 }
             },

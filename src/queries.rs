@@ -261,7 +261,33 @@ pub enum Counters {
 pub enum Namespaces<'a> {
     All,
     Only(&'a [String]),
+    /// One of two halves of every namespace, by the last character of its name (`0`–`4`,
+    /// `a`–`m`, or any other): a regular expression and its negation, so each namespace is in
+    /// exactly one half on every engine.
+    Half(Half),
 }
+
+/// A half of the namespaces ([`Namespaces::Half`]).
+///
+/// Why halves: Prometheus evaluates one query on about one core, so the largest CPU query is
+/// the run's critical path; its two halves, sent side by side, take 2.6–3.6 s instead of
+/// 4.0–4.9 s for the max basis at 10,000 namespaces, for about the same CPU. Every operation
+/// of a CPU query stays within a namespace (joins on pods, sums by namespace), so a half's
+/// answer is its namespaces' part of the whole one. Matching the expression costs little: it
+/// runs once per label value, not per series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    First,
+    Second,
+}
+
+impl Half {
+    pub const BOTH: [Half; 2] = [Half::First, Half::Second];
+}
+
+/// The namespaces of [`Half::First`]: about half of typical names (a digit or a letter), and
+/// of the synthetic clusters' `tenant-NNNNN`.
+const FIRST_HALF: &str = ".*[0-4a-m]";
 
 impl Namespaces<'_> {
     /// The matcher to add to a selector's braces (with its leading comma), or nothing.
@@ -269,6 +295,8 @@ impl Namespaces<'_> {
         match self {
             Namespaces::All => String::new(),
             Namespaces::Only(n) => format!(", namespace=~\"{}\"", n.join("|")),
+            Namespaces::Half(Half::First) => format!(", namespace=~\"{FIRST_HALF}\""),
+            Namespaces::Half(Half::Second) => format!(", namespace!~\"{FIRST_HALF}\""),
         }
     }
 }
@@ -415,15 +443,15 @@ pub fn cpu(
     }
 }
 
-/// The CPU query of every namespace that reads nothing the sample counts give (the scrape
-/// interval, the weight, the namespaces whose counters fell), so that it can be sent beside
-/// them: the request basis', and the usage basis' steady form. `None` for the `max` basis,
-/// which weighs requests inside its query.
-pub fn cpu_before_counts(w: Windows, basis: CpuBasis) -> Option<String> {
+/// The CPU query of the namespaces `namespaces` that reads nothing the sample counts give (the
+/// scrape interval, the weight, the namespaces whose counters fell), so that it can be sent
+/// beside them: the request basis', and the usage basis' steady form. `None` for the `max`
+/// basis, which weighs requests inside its query.
+pub fn cpu_before_counts(w: Windows, basis: CpuBasis, namespaces: Namespaces) -> Option<String> {
     // Neither of these reads the interval (only the exact form's first-value window does) nor
     // the weight (only the max basis): any value gives the same query (unit test).
     let (interval, weight) = (Duration::from_secs(1), SampleWeight::PerHour);
-    let all = |counters| cpu(w, basis, interval, weight, counters, Namespaces::All);
+    let all = |counters| cpu(w, basis, interval, weight, counters, namespaces);
     match basis {
         CpuBasis::Request => Some(all(Counters::Exact)),
         CpuBasis::Usage => Some(all(Counters::Steady)),
@@ -636,19 +664,19 @@ mod tests {
     #[test]
     fn the_cpu_query_before_the_counts_is_the_same_query() {
         let w = Windows::LeftOpen;
-        let all = Namespaces::All;
+        let all = Namespaces::Half(Half::Second);
         for (interval, weight) in [
             (THIRTY, SampleWeight::PerHour),
             (Duration::from_secs(7), SampleWeight::Constant(9.0)),
         ] {
             for counters in [Counters::Steady, Counters::Exact] {
                 assert_eq!(
-                    cpu_before_counts(w, CpuBasis::Request),
+                    cpu_before_counts(w, CpuBasis::Request, all),
                     Some(cpu(w, CpuBasis::Request, interval, weight, counters, all))
                 );
             }
             assert_eq!(
-                cpu_before_counts(w, CpuBasis::Usage),
+                cpu_before_counts(w, CpuBasis::Usage, all),
                 Some(cpu(
                     w,
                     CpuBasis::Usage,
@@ -659,7 +687,38 @@ mod tests {
                 ))
             );
         }
-        assert_eq!(cpu_before_counts(w, CpuBasis::Max), None);
+        assert_eq!(cpu_before_counts(w, CpuBasis::Max, all), None);
+    }
+
+    /// Each half's query narrows every per-namespace selector to its half (and the weight's
+    /// count to none), with a regular expression and its negation.
+    #[test]
+    fn halves_narrow_every_per_namespace_selector() {
+        for basis in [CpuBasis::Request, CpuBasis::Usage, CpuBasis::Max] {
+            for (half, matcher) in [
+                (Half::First, "namespace=~\".*[0-4a-m]\""),
+                (Half::Second, "namespace!~\".*[0-4a-m]\""),
+            ] {
+                let q = cpu(
+                    Windows::Closed,
+                    basis,
+                    THIRTY,
+                    SampleWeight::PerHour,
+                    Counters::Steady,
+                    Namespaces::Half(half),
+                );
+                let mut selectors = 0;
+                for (at, _) in q.match_indices('{') {
+                    if q[..at].ends_with("kube_namespace_status_phase") {
+                        continue;
+                    }
+                    let braces = q[at + 1..].split('}').next().unwrap_or_default();
+                    assert!(braces.contains(matcher), "{braces} in {q}");
+                    selectors += 1;
+                }
+                assert!(selectors >= 2, "{q}");
+            }
+        }
     }
 
     /// The weight the collector applies is the one the `max` basis computes in the query.
