@@ -285,6 +285,19 @@ fn namespace_of<'s>(what: &'static str, s: &'s Series) -> Result<&'s str> {
     }
 }
 
+/// How the max basis weighs requests in its query for `span`: with the weight the collector
+/// has already when every hour of the span has the same, so that the query does not count the
+/// samples again.
+fn span_weight(span: &[HourWindow], weights: &BTreeMap<i64, f64>) -> SampleWeight {
+    let mut span_weights = span
+        .iter()
+        .filter_map(|w| weights.get(&w.end().timestamp()));
+    match span_weights.next() {
+        Some(first) if span_weights.all(|w| w == first) => SampleWeight::Constant(*first),
+        _ => SampleWeight::PerHour,
+    }
+}
+
 /// The namespaces of a [`queries::counter_resets`] answer with a counter that fell in any hour,
 /// sorted. Their names go into a regular expression, so they are checked like every answer's.
 fn fallen_counters(resets: Vec<Series>) -> Result<Vec<String>> {
@@ -501,28 +514,74 @@ impl<'a> Collector<'a> {
     }
 
     /// The namespaces and sample counts of the span's hours, and what of CPU depends on them:
-    /// the exact part for namespaces whose usage counters fell (usage and max bases), and the
-    /// CPU query itself on the max basis (it weighs requests with the counts), or on the usage
-    /// basis when too many namespaces are listed for exact parts.
+    /// the CPU query itself on the max basis (it weighs requests with the counts), and, on the
+    /// usage and max bases, the exact part for namespaces whose usage counters fell. Each query
+    /// goes as soon as what it needs is there: the max basis' CPU query when the counts are
+    /// in, not the list of fallen counters too.
     async fn counted_cpu(&self, span: &[HourWindow]) -> Result<Counted> {
-        let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
         let basis = self.config.cpu_basis;
-        let (counts_q, resets_q) = (
-            queries::namespace_samples(self.windows),
-            queries::counter_resets(self.windows),
-        );
-        let (mut namespaces, resets) = tokio::try_join!(
-            self.query_from("namespaces", &counts_q, span, context),
+        let resets_q = queries::counter_resets(self.windows);
+        let (weighed_tx, weighed_rx) = tokio::sync::oneshot::channel();
+        let ((namespaces, weights, steady), (reset, exact, instead)) = tokio::try_join!(
             async {
-                match basis {
-                    CpuBasis::Request => Ok(Vec::new()),
-                    CpuBasis::Usage | CpuBasis::Max => {
-                        self.query("counter resets", &resets_q, span).await
+                let (namespaces, interval, weights) = self.sample_counts(span).await?;
+                let weight = span_weight(span, &weights);
+                // Dropped unsent only when the counts failed, whose error then ends the run.
+                let _ = weighed_tx.send((interval, weight));
+                let steady = match basis {
+                    CpuBasis::Max => {
+                        let halves = Half::BOTH.map(|h| {
+                            let half = Namespaces::Half(h);
+                            queries::cpu(
+                                self.windows,
+                                basis,
+                                interval,
+                                weight,
+                                Counters::Steady,
+                                half,
+                            )
+                        });
+                        Some(self.query_together("cpu", &halves, span).await?)
                     }
+                    CpuBasis::Request | CpuBasis::Usage => None,
+                };
+                Ok((namespaces, weights, steady))
+            },
+            async {
+                if basis == CpuBasis::Request {
+                    return Ok((Vec::new(), None, None));
                 }
+                let reset = fallen_counters(self.query("counter resets", &resets_q, span).await?)?;
+                if reset.is_empty() {
+                    return Ok((reset, None, None));
+                }
+                let Ok((interval, weight)) = weighed_rx.await else {
+                    // The counts failed: their error is the run's.
+                    return Ok((reset, None, None));
+                };
+                self.fallen_cpu(span, reset, interval, weight).await
             },
         )?;
-        let reset = fallen_counters(resets)?;
+        Ok(Counted {
+            namespaces,
+            weights,
+            reset,
+            cpu: instead.or(steady),
+            exact,
+        })
+    }
+
+    /// Per namespace billed, its sample counts in the span's hours; the scrape interval; and
+    /// per hour end, the seconds a gauge sample stands for.
+    async fn sample_counts(
+        &self,
+        span: &[HourWindow],
+    ) -> Result<(Vec<Series>, Duration, BTreeMap<i64, f64>)> {
+        let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
+        let counts_q = queries::namespace_samples(self.windows);
+        let mut namespaces = self
+            .query_from("namespaces", &counts_q, span, context)
+            .await?;
         // Each hour's largest sample count (span and context).
         let mut counts: BTreeMap<i64, f64> = BTreeMap::new();
         for (t, v) in namespaces.iter().flat_map(|s| &s.points) {
@@ -560,109 +619,72 @@ impl<'a> Collector<'a> {
         for s in &mut namespaces {
             s.points.retain(|(t, _)| *t >= first_end);
         }
+        Ok((namespaces, interval, weights))
+    }
 
-        // The usage counters in two parts (queries module documentation): namespaces with a
-        // counter that fell within the span take the exact case analysis, the rest the steady
-        // form over every namespace, whose answer for the listed ones is dropped.
-        // The max basis weighs requests inside its query: with the weight the collector has
-        // already when every hour of the span has the same, so that the query does not count
-        // the samples again.
-        let mut span_weights = span
-            .iter()
-            .filter_map(|w| weights.get(&w.end().timestamp()));
-        let weight = match span_weights.next() {
-            Some(first) if span_weights.all(|w| w == first) => SampleWeight::Constant(*first),
-            _ => SampleWeight::PerHour,
-        };
+    /// The CPU of the namespaces `reset` (not empty), whose usage counters fell within the
+    /// span (queries module documentation): from their counters' samples ([`counters`]), or
+    /// with PromQL's case analysis in parts (the exact part), or, when they are too many for
+    /// parts, with one exact query over every namespace, whose answer replaces the CPU
+    /// answer (`instead`; the max basis' steady one is then discarded). Returns `reset`, the
+    /// exact part, and `instead`.
+    async fn fallen_cpu(
+        &self,
+        span: &[HourWindow],
+        reset: Vec<String>,
+        interval: Duration,
+        weight: SampleWeight,
+    ) -> Result<(Vec<String>, Option<Vec<Series>>, Option<Vec<Series>>)> {
+        let basis = self.config.cpu_basis;
         let cpu_query = |counters: Counters, namespaces: Namespaces<'_>| {
             queries::cpu(self.windows, basis, interval, weight, counters, namespaces)
         };
-        let exact_q = match basis {
-            CpuBasis::Request => None,
-            _ => exact_parts(&reset, |some| {
-                cpu_query(Counters::Exact, Namespaces::Only(some))
-            }),
-        };
-        // Their counters' raw samples, when few enough ([`counters`]): for the max basis, parts
-        // short enough for its requests query, which names them twice.
-        let sampled = basis != CpuBasis::Request
-            && self.config.fallen_counters == FallenCounters::Samples
+        let exact_q = exact_parts(&reset, |some| {
+            cpu_query(Counters::Exact, Namespaces::Only(some))
+        });
+        // Their counters' raw samples, when few enough: for the max basis, in parts short
+        // enough for its requests query, which names them twice.
+        let sampled = self.config.fallen_counters == FallenCounters::Samples
             && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS;
         let sample_parts = sampled
             .then(|| {
                 split_by_length(&reset, |some| {
-                    queries::requested_cpu_seconds(
-                        self.windows,
-                        interval,
-                        weight,
-                        Namespaces::Only(some),
-                    )
+                    let some = Namespaces::Only(some);
+                    queries::requested_cpu_seconds(self.windows, interval, weight, some)
                 })
             })
             .flatten();
-        // What the early query (queries::cpu_before_counts) does not answer.
-        let cpu_q = match (basis, &exact_q, &sample_parts) {
-            (CpuBasis::Request, ..) => None,
-            (_, None, None) if !reset.is_empty() => {
-                Some(vec![cpu_query(Counters::Exact, Namespaces::All)])
+        info!(
+            namespaces = reset.len(),
+            from = if sample_parts.is_some() {
+                "samples"
+            } else {
+                "queries"
+            },
+            "a usage counter fell within the span in some namespaces: their CPU is read \
+             with the full case analysis"
+        );
+        if let Some(parts) = &sample_parts {
+            match self.used_from_samples(span, parts, interval, weight).await {
+                Ok(series) => return Ok((reset, Some(series), None)),
+                // An answer over the limit: the queries' answers are per namespace.
+                Err(CollectError::Prometheus(e @ PrometheusError::TooLarge { .. })) => {
+                    warn!(error = %e, "reading the fallen counters with PromQL instead");
+                }
+                Err(e) => return Err(e),
             }
-            (CpuBasis::Usage, ..) => None,
-            (CpuBasis::Max, ..) => Some(
-                Half::BOTH
-                    .map(|h| cpu_query(Counters::Steady, Namespaces::Half(h)))
-                    .to_vec(),
-            ),
-        };
-        if exact_q.is_some() || sample_parts.is_some() {
-            info!(
-                namespaces = reset.len(),
-                from = if sample_parts.is_some() {
-                    "samples"
-                } else {
-                    "queries"
-                },
-                "a usage counter fell within the span in some namespaces: their CPU is read \
-                 with the full case analysis"
-            );
         }
-        let (cpu, exact) = tokio::try_join!(
-            async {
-                match &cpu_q {
-                    Some(qs) => self.query_together("cpu", qs, span).await.map(Some),
-                    None => Ok(None),
-                }
-            },
-            async {
-                if let Some(parts) = &sample_parts {
-                    match self.used_from_samples(span, parts, interval, weight).await {
-                        Ok(series) => return Ok(Some(series)),
-                        // An answer over the limit: the queries' answers are per namespace.
-                        Err(CollectError::Prometheus(e @ PrometheusError::TooLarge { .. }))
-                            if exact_q.is_some() =>
-                        {
-                            warn!(error = %e, "reading the fallen counters with PromQL instead");
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                let Some(parts) = &exact_q else {
-                    return Ok(None);
-                };
-                // One after another, beside the CPU query: usually one or none.
-                let mut series = Vec::new();
-                for q in parts {
-                    series.extend(self.query("cpu (fallen counters)", q, span).await?);
-                }
-                Ok(Some(series))
-            },
-        )?;
-        Ok(Counted {
-            namespaces,
-            weights,
-            reset,
-            cpu,
-            exact,
-        })
+        if let Some(parts) = &exact_q {
+            // One after another, beside the CPU query: usually one or none.
+            let mut series = Vec::new();
+            for q in parts {
+                series.extend(self.query("cpu (fallen counters)", q, span).await?);
+            }
+            return Ok((reset, Some(series), None));
+        }
+        let all = cpu_query(Counters::Exact, Namespaces::All);
+        let instead = self.query("cpu", &all, span).await?;
+        Ok((reset, None, Some(instead)))
     }
 
     /// Per namespace of `parts`, the CPU it used in each hour of `span` (core-hours, the max
