@@ -642,15 +642,22 @@ impl<'a> Collector<'a> {
         let exact_q = exact_parts(&reset, |some| {
             cpu_query(Counters::Exact, Namespaces::Only(some))
         });
-        // Their counters' raw samples, when few enough: for the max basis, in parts short
-        // enough for its requests query, which names them twice.
+        // Their counters' raw samples, when few enough: in parts short enough for the longest
+        // query a part sends (the max basis' requests query names them twice).
         let sampled = self.config.fallen_counters == FallenCounters::Samples
             && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS;
         let sample_parts = sampled
             .then(|| {
                 split_by_length(&reset, |some| {
                     let some = Namespaces::Only(some);
-                    queries::requested_cpu_seconds(self.windows, interval, weight, some)
+                    match basis {
+                        CpuBasis::Max => {
+                            queries::requested_cpu_seconds(self.windows, interval, weight, some)
+                        }
+                        CpuBasis::Request | CpuBasis::Usage => {
+                            queries::counter_samples(self.windows, span.len(), some)
+                        }
+                    }
                 })
             })
             .flatten();
