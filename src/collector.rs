@@ -559,7 +559,8 @@ impl<'a> Collector<'a> {
                     // The counts failed: their error is the run's.
                     return Ok((reset, None, None));
                 };
-                self.fallen_cpu(span, reset, interval, weight).await
+                let (exact, instead) = self.fallen_cpu(span, &reset, interval, weight).await?;
+                Ok::<_, CollectError>((reset, exact, instead))
             },
         )?;
         Ok(Counted {
@@ -626,29 +627,26 @@ impl<'a> Collector<'a> {
     /// span (queries module documentation): from their counters' samples ([`counters`]), or
     /// with PromQL's case analysis in parts (the exact part), or, when they are too many for
     /// parts, with one exact query over every namespace, whose answer replaces the CPU
-    /// answer (`instead`; the max basis' steady one is then discarded). Returns `reset`, the
-    /// exact part, and `instead`.
+    /// answer (`instead`; the max basis' steady one is then discarded). Returns the exact part
+    /// and `instead`.
     async fn fallen_cpu(
         &self,
         span: &[HourWindow],
-        reset: Vec<String>,
+        reset: &[String],
         interval: Duration,
         weight: SampleWeight,
-    ) -> Result<(Vec<String>, Option<Vec<Series>>, Option<Vec<Series>>)> {
+    ) -> Result<(Option<Vec<Series>>, Option<Vec<Series>>)> {
         let basis = self.config.cpu_basis;
         let cpu_query = |counters: Counters, namespaces: Namespaces<'_>| {
             queries::cpu(self.windows, basis, interval, weight, counters, namespaces)
         };
-        let exact_q = exact_parts(&reset, |some| {
-            cpu_query(Counters::Exact, Namespaces::Only(some))
-        });
         // Their counters' raw samples, when few enough: in parts short enough for the longest
         // query a part sends (the max basis' requests query names them twice).
         let sampled = self.config.fallen_counters == FallenCounters::Samples
             && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS;
         let sample_parts = sampled
             .then(|| {
-                split_by_length(&reset, |some| {
+                split_by_length(reset, |some| {
                     let some = Namespaces::Only(some);
                     match basis {
                         CpuBasis::Max => {
@@ -673,7 +671,7 @@ impl<'a> Collector<'a> {
         );
         if let Some(parts) = &sample_parts {
             match self.used_from_samples(span, parts, interval, weight).await {
-                Ok(series) => return Ok((reset, Some(series), None)),
+                Ok(series) => return Ok((Some(series), None)),
                 // An answer over the limit: the queries' answers are per namespace.
                 Err(CollectError::Prometheus(e @ PrometheusError::TooLarge { .. })) => {
                     warn!(error = %e, "reading the fallen counters with PromQL instead");
@@ -681,17 +679,20 @@ impl<'a> Collector<'a> {
                 Err(e) => return Err(e),
             }
         }
+        let exact_q = exact_parts(reset, |some| {
+            cpu_query(Counters::Exact, Namespaces::Only(some))
+        });
         if let Some(parts) = &exact_q {
             // One after another, beside the CPU query: usually one or none.
             let mut series = Vec::new();
             for q in parts {
                 series.extend(self.query("cpu (fallen counters)", q, span).await?);
             }
-            return Ok((reset, Some(series), None));
+            return Ok((Some(series), None));
         }
         let all = cpu_query(Counters::Exact, Namespaces::All);
         let instead = self.query("cpu", &all, span).await?;
-        Ok((reset, None, Some(instead)))
+        Ok((None, Some(instead)))
     }
 
     /// Per namespace of `parts`, the CPU it used in each hour of `span` (core-hours, the max

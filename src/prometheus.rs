@@ -224,37 +224,35 @@ struct Request<'a> {
     endpoint: &'a reqwest::Url,
     params: Vec<(&'static str, String)>,
     range: String,
-    times: Times,
 }
 
-/// How an answer's times are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Times {
-    /// Evaluation times of a range query: whole seconds.
-    Seconds,
-    /// Sample times: milliseconds, as Prometheus stores them.
-    Millis,
+/// How an answer's times are read, as a type, so that the answer is parsed in one pass.
+trait Times {
+    /// The time in this unit, or `None` when `ts` (finite) is not one.
+    fn of(ts: f64) -> Option<i64>;
 }
 
-impl Times {
-    /// The time in this unit, or `None` when `ts` is not one.
-    fn of(self, ts: f64) -> Option<i64> {
-        if !ts.is_finite() {
-            return None;
-        }
-        match self {
-            // Evaluation times are whole seconds (whole hours, even): a fraction is not an
-            // answer to our query, so it is not rounded into one.
-            Times::Seconds => (ts.fract() == 0.0).then_some(ts as i64),
-            // Written with three decimals; the product is within rounding of a whole number.
-            Times::Millis => Some((ts * 1000.0).round() as i64),
-        }
+/// Evaluation times of a range query: whole seconds (whole hours, even). A fraction is not an
+/// answer to our query, so it is not rounded into one.
+struct Seconds;
+impl Times for Seconds {
+    fn of(ts: f64) -> Option<i64> {
+        (ts.fract() == 0.0).then_some(ts as i64)
+    }
+}
+
+/// Sample times: milliseconds, as Prometheus stores them. Written with three decimals, so the
+/// product is within rounding of a whole number.
+struct Millis;
+impl Times for Millis {
+    fn of(ts: f64) -> Option<i64> {
+        Some((ts * 1000.0).round() as i64)
     }
 }
 
 #[derive(Deserialize)]
 #[serde(bound = "")]
-struct ApiResponse<T: Unit> {
+struct ApiResponse<T: Times> {
     status: String,
     #[serde(default)]
     data: Option<ApiData<T>>,
@@ -268,7 +266,7 @@ struct ApiResponse<T: Unit> {
 
 #[derive(Deserialize)]
 #[serde(bound = "")]
-struct ApiData<T: Unit> {
+struct ApiData<T: Times> {
     #[serde(rename = "resultType")]
     result_type: String,
     result: Vec<ApiSeries<T>>,
@@ -276,30 +274,15 @@ struct ApiData<T: Unit> {
 
 #[derive(Deserialize)]
 #[serde(bound = "")]
-struct ApiSeries<T: Unit> {
+struct ApiSeries<T: Times> {
     metric: BTreeMap<String, String>,
     #[serde(default)]
     values: Points<T>,
 }
 
-/// The unit an answer's times are read in, as a type: the answer is parsed in one pass.
-trait Unit {
-    const TIMES: Times;
-}
-
-struct InSeconds;
-impl Unit for InSeconds {
-    const TIMES: Times = Times::Seconds;
-}
-
-struct InMillis;
-impl Unit for InMillis {
-    const TIMES: Times = Times::Millis;
-}
-
 /// A series' `[unix seconds, "value"]` pairs, read straight into `(i64, f64)` while the answer
 /// is parsed: an answer of a million points must not first become a million strings (most of a
-/// span's memory, measured). The first pair that is not a time in `T` (see [`Times::of`]) and
+/// span's memory, measured). The first pair that is not a time in `T` (see [`Times`]) and
 /// a number is kept aside, text and all, for the error; the rest of the series is then skipped.
 struct Points<T> {
     points: Vec<(i64, f64)>,
@@ -317,10 +300,10 @@ impl<T> Default for Points<T> {
     }
 }
 
-impl<'de, T: Unit> Deserialize<'de> for Points<T> {
+impl<'de, T: Times> Deserialize<'de> for Points<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct Seq<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Unit> serde::de::Visitor<'de> for Seq<T> {
+        impl<'de, T: Times> serde::de::Visitor<'de> for Seq<T> {
             type Value = Points<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of [time, \"value\"] pairs")
@@ -334,7 +317,8 @@ impl<'de, T: Unit> Deserialize<'de> for Points<T> {
                     if out.bad.is_some() {
                         continue;
                     }
-                    match (T::TIMES.of(ts), text.0.parse::<f64>()) {
+                    let time = ts.is_finite().then(|| T::of(ts)).flatten();
+                    match (time, text.0.parse::<f64>()) {
                         (Some(t), Ok(v)) => out.points.push((t, v)),
                         _ => out.bad = Some((ts, text.0.into_owned())),
                     }
@@ -499,7 +483,7 @@ impl Prometheus {
     /// `Retry-After` beyond [`MAX_RETRY_AFTER`] is not waited for: the run stops and the next
     /// one retries.
     pub async fn query_range(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
-        self.send(&Request {
+        self.send::<Seconds>(&Request {
             what: q.what,
             expr: q.expr,
             endpoint: &self.range_endpoint,
@@ -509,7 +493,6 @@ impl Prometheus {
                 ("step", format!("{}s", q.step.as_secs())),
             ],
             range: q.range(),
-            times: Times::Seconds,
         })
         .await
     }
@@ -517,22 +500,21 @@ impl Prometheus {
     /// The raw samples of a range selector, as [`Series`] of `(unix milliseconds, value)`
     /// samples, with the retries of [`Prometheus::query_range`].
     pub async fn query_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
-        self.send(&Request {
+        self.send::<Millis>(&Request {
             what: q.what,
             expr: q.expr,
             endpoint: &self.instant_endpoint,
             params: vec![("time", q.at.timestamp().to_string())],
             range: format!("samples at {}", crate::window::rfc3339(q.at)),
-            times: Times::Millis,
         })
         .await
     }
 
     /// Send `q`, retrying as [`Prometheus::query_range`] says.
-    async fn send(&self, q: &Request<'_>) -> Result<Vec<Series>> {
+    async fn send<T: Times>(&self, q: &Request<'_>) -> Result<Vec<Series>> {
         let mut attempt = 0;
         loop {
-            match self.query_once(q).await {
+            match self.query_once::<T>(q).await {
                 Ok(series) => return Ok(series),
                 Err(e) if e.is_retryable() && attempt < self.config.retries => {
                     let asked = match &e {
@@ -582,17 +564,17 @@ impl Prometheus {
         )
     }
 
-    async fn query_once(&self, q: &Request<'_>) -> Result<Vec<Series>> {
+    async fn query_once<T: Times>(&self, q: &Request<'_>) -> Result<Vec<Series>> {
         use std::sync::atomic::Ordering::Relaxed;
         let started = std::time::Instant::now();
-        let result = self.query_timed(q).await;
+        let result = self.query_timed::<T>(q).await;
         self.stats.requests.fetch_add(1, Relaxed);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.stats.nanos.fetch_add(nanos, Relaxed);
         result
     }
 
-    async fn query_timed(&self, q: &Request<'_>) -> Result<Vec<Series>> {
+    async fn query_timed<T: Times>(&self, q: &Request<'_>) -> Result<Vec<Series>> {
         let url = redacted(&self.config.url);
         let range = q.range.clone();
         let mut form = vec![("query", q.expr.to_string())];
@@ -682,10 +664,7 @@ impl Prometheus {
             secrets: &secrets,
             allow_partial_data: self.config.allow_partial_data,
         };
-        match q.times {
-            Times::Seconds => answer.interpret(&body),
-            Times::Millis => answer.interpret_samples(&body),
-        }
+        answer.interpret_in::<T>(&body)
     }
 }
 
@@ -715,16 +694,16 @@ impl Answer<'_> {
 
     /// The series of a successful range query, or the error the answer means.
     pub fn interpret(&self, body: &[u8]) -> Result<Vec<Series>> {
-        self.interpret_in::<InSeconds>(body)
+        self.interpret_in::<Seconds>(body)
     }
 
     /// The series of a successful [`SampleQuery`] (times in milliseconds), or the error the
     /// answer means.
     pub fn interpret_samples(&self, body: &[u8]) -> Result<Vec<Series>> {
-        self.interpret_in::<InMillis>(body)
+        self.interpret_in::<Millis>(body)
     }
 
-    fn interpret_in<T: Unit>(&self, body: &[u8]) -> Result<Vec<Series>> {
+    fn interpret_in<T: Times>(&self, body: &[u8]) -> Result<Vec<Series>> {
         let parsed: Option<ApiResponse<T>> = serde_json::from_slice(body).ok();
         if !(200..300).contains(&self.status) {
             let detail = match &parsed {

@@ -425,13 +425,7 @@ pub fn cpu(
             // either (0.2 s of Prometheus CPU each at 35,000 containers), and `max by` takes
             // the larger. A pod name reused within the hour (a new uid) counts its larger
             // request, as before.
-            let request = requested(
-                w,
-                &cpu,
-                &scope,
-                ", resource",
-                Some(&sample_seconds(w, interval, weight)),
-            );
+            let request = requested_cpu_weighed(w, interval, weight, &scope);
             let usage = used("namespace, pod, container");
             let larger = block(
                 "max by (namespace, pod, container) (",
@@ -480,15 +474,25 @@ pub fn requested_cpu_seconds(
     weight: SampleWeight,
     namespaces: Namespaces,
 ) -> String {
-    let scope = namespaces.matcher();
-    let requested = requested(
+    let requested = requested_cpu_weighed(w, interval, weight, &namespaces.matcher());
+    format!("max by (namespace, pod, container) {requested}")
+}
+
+/// The `max` basis' request side: per container (and `uid`, `resource`), CPU-seconds requested,
+/// weighed inside the query, in the namespaces `scope` selects.
+fn requested_cpu_weighed(
+    w: Windows,
+    interval: Duration,
+    weight: SampleWeight,
+    scope: &str,
+) -> String {
+    requested(
         w,
         &format!("resource=\"cpu\"{scope}"),
-        &scope,
+        scope,
         ", resource",
         Some(&sample_seconds(w, interval, weight)),
-    );
-    format!("max by (namespace, pod, container) {requested}")
+    )
 }
 
 /// Hours of every GPU-like extended resource requested, per namespace and resource (the

@@ -634,6 +634,21 @@ fn redirects_leave_the_origin_only_with_an_error() {
 
 /// A Prometheus answer with one series per entry of `series` (labels JSON, points), every
 /// point given as (unix seconds, value text).
+/// The hour billed by the tests whose scripted answers carry points, and its end (unix
+/// seconds), the one evaluation time of their queries.
+const ONE_HOUR: [&str; 4] = [
+    "--since",
+    "2026-11-01T03:00:00Z",
+    "--until",
+    "2026-11-01T04:00:00Z",
+];
+
+fn one_hour_end() -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ONE_HOUR[3])
+        .unwrap()
+        .timestamp()
+}
+
 /// Whether a request is the second half of a CPU query (queries::Half): `namespace!~"…"`,
 /// form-encoded. A scripted answer is for one half; both halves answering it would be two
 /// series for one namespace.
@@ -663,9 +678,7 @@ fn matrix(series: &[(&str, &[(i64, &str)])]) -> String {
 /// namespace label that is not a namespace name.
 #[test]
 fn answers_that_would_bill_wrong_fail_the_hour() {
-    let end = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
-        .unwrap()
-        .timestamp();
+    let end = one_hour_end();
     // The namespace query (kube_namespace_status_phase) lists the namespaces with their sample
     // counts; every other query gets the answer under test.
     let ns = r#"{"namespace":"team-a"}"#;
@@ -702,12 +715,9 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
                 (200, "application/json", answer.clone())
             }
         });
-        let out = run(base(&server.url).args(["--scrape-interval", "30s"]).args([
-            "--since",
-            "2026-11-01T03:00:00Z",
-            "--until",
-            "2026-11-01T04:00:00Z",
-        ]));
+        let out = run(base(&server.url)
+            .args(["--scrape-interval", "30s"])
+            .args(ONE_HOUR));
         assert_fails(&out, 4, says);
     }
 }
@@ -717,9 +727,7 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
 /// the steady form's answer for them is dropped.
 #[test]
 fn fallen_counters_over_the_answer_limit_are_read_with_promql() {
-    let end = chrono::DateTime::parse_from_rfc3339("2026-11-01T04:00:00Z")
-        .unwrap()
-        .timestamp();
+    let end = one_hour_end();
     let ns = r#"{"namespace":"team-a"}"#;
     let answer = |v: &str| matrix(&[(ns, &[(end, v)])]);
     let (count, fell, steady, exact) = (answer("120"), answer("1"), answer("9"), answer("0.25"));
@@ -749,12 +757,7 @@ fn fallen_counters_over_the_answer_limit_are_read_with_promql() {
     let out = run(base(&server.url)
         .args(["--scrape-interval", "30s", "--cpu-basis", "usage"])
         .args(["--prometheus-max-response-mib", "1"])
-        .args([
-            "--since",
-            "2026-11-01T03:00:00Z",
-            "--until",
-            "2026-11-01T04:00:00Z",
-        ]));
+        .args(ONE_HOUR));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
@@ -896,12 +899,7 @@ fn an_oversized_answer_is_refused_with_advice() {
     let server = scripted_http(vec![(200, "application/json", big)]);
     let out = run(base(&server.url)
         .args(["--prometheus-max-response-mib", "1"])
-        .args([
-            "--since",
-            "2026-11-01T03:00:00Z",
-            "--until",
-            "2026-11-01T04:00:00Z",
-        ]));
+        .args(ONE_HOUR));
     assert_fails(
         &out,
         4,
