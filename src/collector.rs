@@ -137,6 +137,18 @@ pub enum CollectError {
         labels: BTreeMap<String, String>,
     },
     #[error(
+        "the {what} query, which aggregates by ({grouped_by}), returned a series with the label \
+         {label:?} as well: {labels:?}; nothing was billed for these hours, as series that \
+         differ by such a label would be added up. A proxy, a federation or a query frontend \
+         adds labels to the answer: query the engine directly, or have it drop {label:?}"
+    )]
+    ExtraLabel {
+        what: &'static str,
+        label: String,
+        labels: BTreeMap<String, String>,
+        grouped_by: String,
+    },
+    #[error(
         "the {what} query returned a point at {at} for namespace {namespace}, which is not one \
          of the evaluation times asked for (the ends of the hours {span}); nothing was billed \
          for these hours. The engine or a proxy in front of it does not answer range queries \
@@ -198,6 +210,9 @@ pub struct Collector<'a> {
     /// per run, not once per span.
     warned: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
+
+/// The labels of an answer aggregated `by (namespace)`.
+const BY_NAMESPACE: &[&str] = &["namespace"];
 
 /// Hours the scrape interval is derived from at least: a short span (a scheduled run bills one
 /// hour) is read with the hours before it, so that a scrape gap in it does not pass for a
@@ -434,7 +449,7 @@ impl<'a> Collector<'a> {
             CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
         };
         let (none, unweighted) = (None, Some(&weights));
-        self.validate(&mut parts, span, "namespaces", namespaces, none, |_| {
+        self.validate(&mut parts, span, "namespaces", BY_NAMESPACE, namespaces, none, |_| {
             Ok(Dim::None)
         })?;
         if exact_listed {
@@ -445,14 +460,14 @@ impl<'a> Collector<'a> {
             };
             cpu.retain(|s| !listed(s));
         }
-        self.validate(&mut parts, span, cpu_what, cpu, cpu_weights, |_| {
+        self.validate(&mut parts, span, cpu_what, BY_NAMESPACE, cpu, cpu_weights, |_| {
             Ok(Dim::Cpu)
         })?;
-        self.validate(&mut parts, span, exact_what, cpu_exact, cpu_weights, |_| {
+        self.validate(&mut parts, span, exact_what, BY_NAMESPACE, cpu_exact, cpu_weights, |_| {
             Ok(Dim::Cpu)
         })?;
         let mut unknown = std::collections::BTreeSet::new();
-        self.validate(&mut parts, span, "gpu", gpu, unweighted, |s| {
+        self.validate(&mut parts, span, "gpu", &["namespace", "resource"], gpu, unweighted, |s| {
             let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
             Ok(match self.config.gpu_weights.weight(resource) {
                 Weight::Known(w) => Dim::Gpu(w),
@@ -479,7 +494,8 @@ impl<'a> Collector<'a> {
             );
         }
         let mut unmapped = std::collections::BTreeSet::new();
-        self.validate(&mut parts, span, "storage", storage, unweighted, |s| {
+        let by_class = &["namespace", "storageclass", "rwx"];
+        self.validate(&mut parts, span, "storage", by_class, storage, unweighted, |s| {
             if s.labels.get("rwx").map(String::as_str) != Some("true") {
                 return Ok(Dim::RwoStandard);
             }
@@ -790,6 +806,7 @@ impl<'a> Collector<'a> {
         parts: &mut Vec<Part>,
         span: &[HourWindow],
         what: &'static str,
+        grouped_by: &[&str],
         series: Vec<Series>,
         weights: Option<&BTreeMap<i64, f64>>,
         mut dim: impl FnMut(&Series) -> Result<Dim>,
@@ -810,6 +827,22 @@ impl<'a> Collector<'a> {
             });
         }
         drop(seen);
+        // Each query aggregates `by` exactly these labels, so a label beyond them (a replica
+        // label, a stray `__name__`) is not our query's answer: summing such series could
+        // bill one namespace twice.
+        if let Some((s, label)) = series.iter().find_map(|s| {
+            s.labels
+                .keys()
+                .find(|k| !grouped_by.contains(&k.as_str()))
+                .map(|k| (s, k))
+        }) {
+            return Err(CollectError::ExtraLabel {
+                what,
+                label: label.clone(),
+                labels: s.labels.clone(),
+                grouped_by: grouped_by.join(", "),
+            });
+        }
         for mut s in series {
             let namespace = namespace_of(what, &s)?.to_string();
             if self.excluded(&namespace) {

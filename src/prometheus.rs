@@ -145,6 +145,17 @@ pub enum PrometheusError {
         range: String,
         warnings: String,
     },
+    #[error(
+        "the answer of {url} to the {what} query for {range} is JSON but not a Prometheus \
+         answer to it ({reason}); nothing was billed for these hours. A proxy or an engine \
+         that changes the API's answers is in front of Prometheus: check --prometheus-url"
+    )]
+    Shape {
+        url: String,
+        what: String,
+        range: String,
+        reason: String,
+    },
     #[error("the {what} query for {range} returned {result_type} data, expected a matrix")]
     ResultType {
         what: String,
@@ -262,21 +273,28 @@ struct ApiResponse<T: Times> {
     error: Option<String>,
     #[serde(default)]
     warnings: Vec<String>,
+    /// VictoriaMetrics cluster's mark of an answer some storage node did not contribute to.
+    #[serde(default, rename = "isPartial")]
+    is_partial: bool,
 }
 
+/// The data of an answer: exactly these fields, so that an answer in a shape we do not know
+/// fails instead of being read as no series.
 #[derive(Deserialize)]
-#[serde(bound = "")]
+#[serde(bound = "", deny_unknown_fields)]
 struct ApiData<T: Times> {
     #[serde(rename = "resultType")]
     result_type: String,
     result: Vec<ApiSeries<T>>,
 }
 
+/// One series of a matrix: its labels and its float samples, both required, nothing else
+/// (an instant vector's `value`, or native `histograms`, would otherwise read as a series with
+/// no points, billed 0).
 #[derive(Deserialize)]
-#[serde(bound = "")]
+#[serde(bound = "", deny_unknown_fields)]
 struct ApiSeries<T: Times> {
     metric: BTreeMap<String, String>,
-    #[serde(default)]
     values: Points<T>,
 }
 
@@ -704,7 +722,14 @@ impl Answer<'_> {
     }
 
     fn interpret_in<T: Times>(&self, body: &[u8]) -> Result<Vec<Series>> {
-        let parsed: Option<ApiResponse<T>> = serde_json::from_slice(body).ok();
+        let parsed: std::result::Result<ApiResponse<T>, _> = serde_json::from_slice(body);
+        // JSON in a shape that is not an answer (a missing or unknown field) is refused as such;
+        // JSON cut off in transit is told apart below.
+        let (parsed, shape) = match parsed {
+            Ok(p) => (Some(p), None),
+            Err(e) if e.is_data() => (None, Some(e.to_string())),
+            Err(_) => (None, None),
+        };
         if !(200..300).contains(&self.status) {
             let detail = match &parsed {
                 Some(ApiResponse {
@@ -737,8 +762,16 @@ impl Answer<'_> {
                 retry_after: self.retry_after,
             });
         }
-        let parsed = match parsed {
+        let mut parsed = match parsed {
             Some(p) => p,
+            None if shape.is_some() => {
+                return Err(PrometheusError::Shape {
+                    url: self.url.to_string(),
+                    what: self.what.into(),
+                    range: self.range.to_string(),
+                    reason: self.shown(shape.as_deref().unwrap_or_default()),
+                });
+            }
             // Said to be JSON but unreadable: cut off in transit, most likely; worth a retry.
             None if self.content_type.contains("json") => {
                 let reason = serde_json::from_slice::<serde::de::IgnoredAny>(body)
@@ -769,6 +802,11 @@ impl Answer<'_> {
                 error_type: self.shown(&parsed.error_type.unwrap_or_else(|| "error".into())),
                 error: self.shown(&parsed.error.unwrap_or_default()),
             });
+        }
+        if parsed.is_partial && parsed.warnings.is_empty() {
+            parsed
+                .warnings
+                .push("isPartial: true (a storage node did not answer)".into());
         }
         if !parsed.warnings.is_empty() {
             if self.allow_partial_data {

@@ -703,6 +703,36 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
             matrix(&[(r#"{"namespace":"a\"b\nc"}"#, &[(end, "1")])]),
             &["not a Kubernetes namespace name"],
         ),
+        // One more label than the query groups by: two series, one namespace.
+        (
+            matrix(&[
+                (ns, &[(end, "1")]),
+                (
+                    r#"{"namespace":"team-a","prometheus_replica":"b"}"#,
+                    &[(end, "1")],
+                ),
+            ]),
+            &["with the label \"prometheus_replica\"", "added up"],
+        ),
+        // An instant vector's `value` inside a matrix: no `values`, once read as no points.
+        (
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{ns},"value":[{end},"1"]}}]}}}}"#
+            ),
+            &["not a Prometheus answer", "unknown field `value`"],
+        ),
+        (
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{ns}}}]}}}}"#
+            ),
+            &["not a Prometheus answer", "missing field `values`"],
+        ),
+        (
+            format!(
+                r#"{{"status":"success","isPartial":true,"data":{{"resultType":"matrix","result":[]}}}}"#
+            ),
+            &["partial data", "isPartial"],
+        ),
     ];
     for (answer, says) in cases {
         let (count, answer) = (count.clone(), answer);
