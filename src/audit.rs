@@ -450,7 +450,7 @@ impl Reader {
         let context = Context::default();
         let consumer: BaseConsumer<Context> = to_rdkafka_consumer(settings)
             .create_with_context(context.clone())
-            .map_err(|e| AuditError::Create(e.to_string()))?;
+            .map_err(|e| AuditError::Create(settings.scrub(e.to_string())))?;
         Ok(Self {
             consumer: Arc::new(consumer),
             context,

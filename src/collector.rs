@@ -449,9 +449,15 @@ impl<'a> Collector<'a> {
             CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
         };
         let (none, unweighted) = (None, Some(&weights));
-        self.validate(&mut parts, span, "namespaces", BY_NAMESPACE, namespaces, none, |_| {
-            Ok(Dim::None)
-        })?;
+        self.validate(
+            &mut parts,
+            span,
+            "namespaces",
+            BY_NAMESPACE,
+            namespaces,
+            none,
+            |_| Ok(Dim::None),
+        )?;
         if exact_listed {
             let listed = |s: &Series| {
                 s.labels
@@ -460,29 +466,49 @@ impl<'a> Collector<'a> {
             };
             cpu.retain(|s| !listed(s));
         }
-        self.validate(&mut parts, span, cpu_what, BY_NAMESPACE, cpu, cpu_weights, |_| {
-            Ok(Dim::Cpu)
-        })?;
-        self.validate(&mut parts, span, exact_what, BY_NAMESPACE, cpu_exact, cpu_weights, |_| {
-            Ok(Dim::Cpu)
-        })?;
+        self.validate(
+            &mut parts,
+            span,
+            cpu_what,
+            BY_NAMESPACE,
+            cpu,
+            cpu_weights,
+            |_| Ok(Dim::Cpu),
+        )?;
+        self.validate(
+            &mut parts,
+            span,
+            exact_what,
+            BY_NAMESPACE,
+            cpu_exact,
+            cpu_weights,
+            |_| Ok(Dim::Cpu),
+        )?;
         let mut unknown = std::collections::BTreeSet::new();
-        self.validate(&mut parts, span, "gpu", &["namespace", "resource"], gpu, unweighted, |s| {
-            let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
-            Ok(match self.config.gpu_weights.weight(resource) {
-                Weight::Known(w) => Dim::Gpu(w),
-                Weight::Unknown => {
-                    unknown.insert(resource.to_string());
-                    Dim::None
-                }
-                Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
-                    return Err(CollectError::SharedGpu {
-                        resource: resource.to_string(),
-                    });
-                }
-                Weight::SharedUnconfigured => Dim::None,
-            })
-        })?;
+        self.validate(
+            &mut parts,
+            span,
+            "gpu",
+            &["namespace", "resource"],
+            gpu,
+            unweighted,
+            |s| {
+                let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
+                Ok(match self.config.gpu_weights.weight(resource) {
+                    Weight::Known(w) => Dim::Gpu(w),
+                    Weight::Unknown => {
+                        unknown.insert(resource.to_string());
+                        Dim::None
+                    }
+                    Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
+                        return Err(CollectError::SharedGpu {
+                            resource: resource.to_string(),
+                        });
+                    }
+                    Weight::SharedUnconfigured => Dim::None,
+                })
+            },
+        )?;
         for resource in unknown
             .into_iter()
             .filter(|r| self.first_warning(&format!("gpu {r}")))
@@ -495,25 +521,33 @@ impl<'a> Collector<'a> {
         }
         let mut unmapped = std::collections::BTreeSet::new();
         let by_class = &["namespace", "storageclass", "rwx"];
-        self.validate(&mut parts, span, "storage", by_class, storage, unweighted, |s| {
-            if s.labels.get("rwx").map(String::as_str) != Some("true") {
-                return Ok(Dim::RwoStandard);
-            }
-            let class = s
-                .labels
-                .get("storageclass")
-                .map(String::as_str)
-                .unwrap_or("");
-            Ok(match self.config.storage_tiers.get(class) {
-                Some(Tier::Premium) => Dim::RwxPremium,
-                Some(Tier::Basic) => Dim::RwxBasic,
-                Some(Tier::Standard) => Dim::RwxStandard,
-                None => {
-                    unmapped.insert(class.to_string());
-                    Dim::RwxStandard
+        self.validate(
+            &mut parts,
+            span,
+            "storage",
+            by_class,
+            storage,
+            unweighted,
+            |s| {
+                if s.labels.get("rwx").map(String::as_str) != Some("true") {
+                    return Ok(Dim::RwoStandard);
                 }
-            })
-        })?;
+                let class = s
+                    .labels
+                    .get("storageclass")
+                    .map(String::as_str)
+                    .unwrap_or("");
+                Ok(match self.config.storage_tiers.get(class) {
+                    Some(Tier::Premium) => Dim::RwxPremium,
+                    Some(Tier::Basic) => Dim::RwxBasic,
+                    Some(Tier::Standard) => Dim::RwxStandard,
+                    None => {
+                        unmapped.insert(class.to_string());
+                        Dim::RwxStandard
+                    }
+                })
+            },
+        )?;
         for class in unmapped
             .into_iter()
             .filter(|c| self.first_warning(&format!("class {c}")))

@@ -33,6 +33,14 @@ pub enum ConfigError {
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
+/// The largest `--max-message-bytes`: librdkafka refuses a `message.max.bytes` over 10⁹, and
+/// the job sets it 64 KiB above ours (kafka::settings).
+const MAX_MESSAGE_BYTES: usize = 1_000_000_000 - 64 * 1024;
+
+/// The most hours one run bills (and plans): a leap year. Larger values would only let a run's
+/// plan and messages grow with the checkpoint's age.
+const MAX_HOURS_PER_RUN: u32 = 366 * 24;
+
 /// Thanos querier parameters that keep a bill exact: replicas deduplicated, no partial answer
 /// when a store is down, raw samples only (downsampled 5m/1h blocks would change every
 /// integral). Prometheus, VictoriaMetrics and Mimir ignore them.
@@ -309,12 +317,20 @@ fn cluster_name(args: &Args) -> Result<String> {
     }
     // It starts every external_id and every message key (`<cluster>/<hour>`): no '/', no
     // quotes, spaces or control characters that the billing side would have to escape.
+    // It is also a path segment of the self-metrics push (`.../cluster/<name>`): `.` or `..`
+    // there would be resolved away, so it must begin and end with a letter or digit.
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    if name.len() > 253 || !name.chars().all(ok) {
+    let edges = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.len() > 253
+        || !name.chars().all(ok)
+        || !edges(name.chars().next())
+        || !edges(name.chars().last())
+    {
         return Err(invalid(
             "--cluster-name",
             raw,
-            "use letters, digits, '-', '.' and '_' only (at most 253), e.g. prod-alln-01",
+            "use letters, digits, '-', '.' and '_' only, beginning and ending with a letter or \
+             digit (at most 253), e.g. prod-alln-01",
         ));
     }
     Ok(name.to_string())
@@ -391,6 +407,13 @@ impl Config {
         if args.max_hours_per_run == 0 {
             return Err(invalid("--max-hours-per-run", "0", "must be at least 1"));
         }
+        if args.max_hours_per_run > MAX_HOURS_PER_RUN {
+            return Err(invalid(
+                "--max-hours-per-run",
+                &args.max_hours_per_run.to_string(),
+                "must be at most 8784 (a leap year of hours); catch up over several runs",
+            ));
+        }
         // Validated whatever the plan, so that a wrong value in the CronJob's settings shows
         // on a manual backfill too.
         let start_from = match &args.start_from {
@@ -439,11 +462,12 @@ impl Config {
                 return Err(invalid(flag, value, "must not contain control characters"));
             }
         }
-        if args.max_message_bytes < 1024 {
+        if !(1024..=MAX_MESSAGE_BYTES).contains(&args.max_message_bytes) {
             return Err(invalid(
                 "--max-message-bytes",
                 &args.max_message_bytes.to_string(),
-                "must be at least 1024",
+                "must be between 1024 and 999934464 (librdkafka's message.max.bytes limit of \
+                 1000000000, less the 64 KiB the job leaves for key, headers and batch)",
             ));
         }
         if !(1..=24).contains(&args.hours_per_query) {

@@ -104,11 +104,14 @@ pub fn latest_billable_end(now: DateTime<Utc>, settle: Duration) -> DateTime<Utc
     )
 }
 
-/// Hours `[from, until)` one after another.
-fn hours_between(from: HourWindow, until: DateTime<Utc>) -> Vec<HourWindow> {
+/// Hours `[from, until)` one after another, at most `cap`: a run plans only the hours it can
+/// bill, so a checkpoint in year 0001 (or `--now` in year 9999) costs no more memory than a
+/// fresh one.
+fn hours_between(from: HourWindow, until: DateTime<Utc>, cap: u32) -> Vec<HourWindow> {
+    let cap = cap as usize;
     let mut out = Vec::new();
     let mut w = from;
-    while w.end() <= until {
+    while w.end() <= until && out.len() < cap {
         out.push(w);
         w = w.next();
     }
@@ -123,9 +126,7 @@ pub fn plan_scheduled(
     settle: Duration,
     cap: u32,
 ) -> Vec<HourWindow> {
-    let mut hours = hours_between(checkpoint, latest_billable_end(now, settle));
-    hours.truncate(cap as usize);
-    hours
+    hours_between(checkpoint, latest_billable_end(now, settle), cap)
 }
 
 /// A first run without a checkpoint: only the newest billable hour.
@@ -167,7 +168,7 @@ pub fn plan_backfill(
             cap,
         });
     }
-    Ok(hours_between(first, until))
+    Ok(hours_between(first, until, cap))
 }
 
 /// Consecutive runs of hours, each at most `max_hours` long: one range query per dimension
@@ -196,6 +197,17 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
     const TEN_MIN: Duration = Duration::from_secs(600);
+
+    /// A checkpoint in year 0001 and a clock in year 9999: the plan holds the run's cap of
+    /// hours, and never held the 70 million between (its capacity shows what was allocated).
+    #[test]
+    fn planning_holds_only_the_hours_a_run_bills() {
+        let first = HourWindow::starting_at(t("0001-01-01T00:00:00Z"), "x").unwrap();
+        let hours = plan_scheduled(first, t("9999-12-31T23:59:59Z"), TEN_MIN, 168);
+        assert_eq!(hours.len(), 168);
+        assert_eq!(hours[0], first);
+        assert!(hours.capacity() < 2 * 168, "{}", hours.capacity());
+    }
 
     #[test]
     fn windows_are_half_open_and_hour_aligned() {

@@ -25,6 +25,8 @@ struct FakeApi {
     forbidden: bool,
     /// Whether POST (create) is allowed; the shipped Role does not grant it.
     may_create: bool,
+    /// Whether PUT (update) is refused: a Role that grants `get` only.
+    read_only: bool,
     requests: Vec<String>,
 }
 
@@ -74,7 +76,9 @@ fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
             let body = body.collect_bytes().await.unwrap_or_default();
             let mut s = state.lock().unwrap();
             let path = parts.uri.path().to_string();
-            s.requests.push(format!("{} {path}", parts.method));
+            let dry_run = parts.uri.query().unwrap_or_default().contains("dryRun=All");
+            let shown = if dry_run { " (dry run)" } else { "" };
+            s.requests.push(format!("{} {path}{shown}", parts.method));
             let own = format!("/api/v1/namespaces/{NS}/configmaps/{NAME}");
             let resp = if s.forbidden {
                 status(
@@ -108,6 +112,12 @@ fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
                 Response::new(Body::from(
                     serde_json::to_vec(s.object.as_ref().unwrap()).unwrap(),
                 ))
+            } else if parts.method == http::Method::PUT && s.read_only {
+                status(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "configmaps is forbidden: User \"system:serviceaccount:billing:cm\" cannot update resource",
+                )
             } else if parts.method == http::Method::PUT {
                 let mut sent: Value = serde_json::from_slice(&body).unwrap();
                 let precondition = sent["metadata"]["resourceVersion"]
@@ -119,6 +129,9 @@ fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
                         "Conflict",
                         "the object has been modified",
                     )
+                } else if dry_run {
+                    // Checked and authorized as a real update, stored nowhere.
+                    Response::new(Body::from(serde_json::to_vec(&sent).unwrap()))
                 } else {
                     s.version += 1;
                     sent["metadata"]["resourceVersion"] = json!(s.version.to_string());
@@ -299,6 +312,48 @@ async fn a_missing_configmap_that_may_not_be_created_stops_before_publishing() {
     assert_eq!(high - low, 0, "nothing may be published");
 }
 
+/// A blank value (`lastPublishedTime: ""`, from `kubectl edit` or a GitOps manifest) is not a
+/// first run: that would bill only the newest hour and never the ones in between.
+#[tokio::test]
+async fn a_blank_value_is_refused_and_only_an_absent_key_is_a_first_run() {
+    for blank in ["", "  \n"] {
+        let api = FakeApi::with_data(json!({ "lastPublishedTime": blank }));
+        let e = store(&api).load(t(NOW)).await.unwrap_err();
+        assert!(matches!(e, CheckpointError::Malformed { .. }), "{e}");
+        assert!(e.to_string().contains("Correct it"), "{e}");
+        let e = consumption_metrics::Error::from(e);
+        assert_eq!(e.exit_code(), consumption_metrics::exit::CHECKPOINT, "{e}");
+    }
+}
+
+/// A Role that grants `get` but not `update`: the run stops before it sends anything, instead
+/// of publishing the oldest hour again on every run and failing only at the write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configmap_that_may_not_be_updated_stops_before_publishing() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mock = mock_kafka();
+    let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T01:00:00Z"}));
+    api.lock().unwrap().read_only = true;
+    let e = scheduled_run(&api, &mock).await.unwrap_err();
+    assert_eq!(e.exit_code(), consumption_metrics::exit::CHECKPOINT, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("may not update"), "{text}");
+    assert!(text.contains("grant get and update"), "{text}");
+    assert_eq!(
+        api.lock().unwrap().value().as_deref(),
+        Some("2026-11-01T01:00:00Z")
+    );
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "check")
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks("mcmp", 0, std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(high - low, 0, "nothing may be published");
+}
+
 #[tokio::test]
 async fn the_checkpoint_never_moves_backwards() {
     let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-22T10:00:00Z"}));
@@ -325,6 +380,15 @@ async fn a_publishing_run_advances_the_configmap_hour_by_hour() {
     assert_eq!(report.published, 3);
     let s = api.lock().unwrap();
     assert_eq!(s.value().as_deref(), Some("2026-11-01T04:00:00Z"));
-    let puts = s.requests.iter().filter(|r| r.starts_with("PUT")).count();
+    let puts = s
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("PUT") && !r.ends_with("(dry run)"))
+        .count();
     assert_eq!(puts, 3, "one precondition-guarded update per hour");
+    assert_eq!(
+        s.requests[1],
+        format!("PUT /api/v1/namespaces/{NS}/configmaps/{NAME} (dry run)"),
+        "the update is proven allowed before anything is sent"
+    );
 }

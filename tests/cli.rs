@@ -835,6 +835,54 @@ fn an_empty_exclusion_list_is_refused() {
     assert_fails(&out, 2, &["--cluster-name"]);
 }
 
+/// Values that `--check-config` once accepted and a run then failed on late (librdkafka's
+/// limit), or that would be resolved away in a URL path (the self-metrics push), or that let
+/// a run's plan grow with the checkpoint's age, are usage errors.
+#[test]
+fn values_that_fail_late_or_escape_a_path_are_usage_errors() {
+    let check = |extra: &[&str]| {
+        run(bin()
+            .args(["--prometheus-url", "http://127.0.0.1:9", "--dry-run"])
+            .arg("--check-config")
+            .args(extra))
+    };
+    for name in ["..", ".", ".hidden", "trailing-"] {
+        let out = check(&["--cluster-name", name]);
+        assert_fails(&out, 2, &["--cluster-name", "beginning and ending"]);
+    }
+    let out = check(&["--cluster-name", "c", "--max-message-bytes", "2000000000"]);
+    assert_fails(&out, 2, &["--max-message-bytes", "999934464"]);
+    let out = check(&["--cluster-name", "c", "--max-hours-per-run", "100000"]);
+    assert_fails(&out, 2, &["--max-hours-per-run", "at most 8784"]);
+    let ok = check(&["--cluster-name", "c", "--max-message-bytes", "999934464"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+/// A property that makes librdkafka load native code (plugins, OpenSSL providers) is refused.
+#[test]
+fn kafka_properties_that_load_code_are_refused() {
+    for prop in ["plugin.library.paths=/tmp/x.so", "ssl.providers=legacy"] {
+        let out = run(bin()
+            .args([
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+                "--cluster-name",
+                "c",
+            ])
+            .args(["--kafka-brokers", "b:9093", "--kafka-topic", "t"])
+            .args([
+                "--kafka-ca",
+                "/ca",
+                "--kafka-cert",
+                "/c",
+                "--kafka-key",
+                "/k",
+            ])
+            .args(["--kafka-property", prop]));
+        assert_fails(&out, 2, &["is refused", "native code"]);
+    }
+}
+
 /// `Retry-After` on 429/503 is honoured (the wait is at least what the server asked), and one
 /// beyond the run's budget stops the run at once instead of sleeping through the next run.
 #[test]

@@ -49,8 +49,15 @@ fn wait_http(url: &str) {
 /// needs).
 fn monitoring(dir: &Path) -> Monitoring {
     let (pg_port, prom_port) = (free_port(), free_port());
+    // Debian's package defaults to --persistence.file=/var/lib/prometheus/pushgateway.data:
+    // every Pushgateway started without this would load what earlier ones (and anything else
+    // on the machine) pushed. Its own file in the test's directory keeps it empty.
     let pushgateway = server("prometheus-pushgateway")
         .arg(format!("--web.listen-address=127.0.0.1:{pg_port}"))
+        .arg(format!(
+            "--persistence.file={}",
+            dir.join("pushgateway.data").display()
+        ))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("pushgateway.log")).unwrap())
         .spawn()
@@ -82,6 +89,17 @@ fn monitoring(dir: &Path) -> Monitoring {
     };
     wait_http(&format!("{}/-/ready", m.pushgateway));
     wait_http(&format!("{}/-/ready", m.prometheus));
+    // Hermetic: nothing pushed before this test is there.
+    let groups = Command::new("curl")
+        .args(["-sf", &format!("{}/api/v1/metrics", m.pushgateway)])
+        .output()
+        .unwrap();
+    let groups: Value = serde_json::from_slice(&groups.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        groups["data"],
+        serde_json::json!([]),
+        "the Pushgateway starts empty"
+    );
     m
 }
 

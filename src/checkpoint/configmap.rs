@@ -70,6 +70,9 @@ impl ConfigMapCheckpoint {
 
     /// Read the ConfigMap. A missing key or a missing ConfigMap is a first run (`None`); a
     /// publishing run creates a missing ConfigMap in [`Self::prepare`] before it sends anything.
+    /// A key that is present but blank (`lastPublishedTime: ""` from `kubectl edit` or a GitOps
+    /// manifest) is refused like a blank checkpoint file: taken for a first run it would bill
+    /// only the newest hour and never the ones since the checkpoint was lost.
     pub async fn load(&mut self, now: DateTime<Utc>) -> Result<Option<HourWindow>> {
         let cm = match self.api.get_opt(&self.name).await {
             Ok(Some(cm)) => cm,
@@ -86,7 +89,6 @@ impl ConfigMapCheckpoint {
         self.missing = false;
         match value {
             None => Ok(None),
-            Some(v) if v.trim().is_empty() => Ok(None),
             Some(v) => parse_value(&self.describe(), &v, now).map(Some),
         }
     }
@@ -94,9 +96,25 @@ impl ConfigMapCheckpoint {
     /// Make sure the checkpoint can be written before anything is published: create the
     /// ConfigMap (without the key) if the last read found none. The shipped Role does not grant
     /// `create` (it cannot be limited to one name), so there a missing ConfigMap stops the run
-    /// here, with nothing sent.
+    /// here, with nothing sent. An existing one gets a dry-run update (`dryRun=All`) with the
+    /// resourceVersion read: the API server authorizes and checks the precondition exactly as
+    /// for the real update and stores nothing, so a service account that may read but not
+    /// update it (403), or a run that already lost the race (409), stops before anything is
+    /// sent instead of publishing its oldest hour again on every run.
     pub async fn prepare(&mut self) -> Result<()> {
         if !self.missing {
+            let Some(current) = &self.current else {
+                return Ok(());
+            };
+            let dry_run = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            self.api
+                .replace(&self.name, &dry_run, current)
+                .await
+                .map_err(|e| self.api_error("update", e))?;
+            debug!(configmap = %self.describe(), "the checkpoint may be updated (dry run)");
             return Ok(());
         }
         let cm = ConfigMap {

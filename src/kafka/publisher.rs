@@ -94,7 +94,7 @@ impl Publisher {
         let context = Context::default();
         let producer: FutureProducer<Context> = to_rdkafka(settings)
             .create_with_context(context.clone())
-            .map_err(|e| PublishError::Create(e.to_string()))?;
+            .map_err(|e| PublishError::Create(settings.scrub(e.to_string())))?;
         let publisher = Self {
             producer,
             context,

@@ -93,6 +93,7 @@ const OWNED: &[(&str, &str)] = &[
 pub fn is_secret(key: &str) -> bool {
     [
         "password",
+        "passwd",
         "secret",
         "pem",
         "ssl_key",
@@ -134,6 +135,11 @@ fn refusal(key: &str, value: &str) -> Option<&'static str> {
         "ssl.certificate.verify_cb" | "ssl_engine_callback_data" | "ssl.engine.location" => {
             Some("the job verifies certificates with OpenSSL's own checks only")
         }
+        // librdkafka loads these as native code into the job's process (plugins' interceptors
+        // see every message; OpenSSL providers every key).
+        "plugin.library.paths" | "ssl.providers" | "ssl.engine.id" => {
+            Some("it loads native code into the producer; the job runs only its own code")
+        }
         "retries" | "message.send.max.retries" => {
             (value == "0").then_some("without retries a transient error loses the hour")
         }
@@ -142,6 +148,18 @@ fn refusal(key: &str, value: &str) -> Option<&'static str> {
             Some("the job authenticates with mutual TLS only (--kafka-cert/--kafka-key)")
         }
         _ => None,
+    }
+}
+
+impl KafkaSettings {
+    /// `text` (librdkafka's error, which may quote a property's value) with the value of every
+    /// `--kafka-property` replaced: a mistyped secret key (`ssl.key.passwd=…`) is not one
+    /// [`is_secret`] knows, and its value must not reach the log either.
+    pub fn scrub(&self, mut text: String) -> String {
+        for (_, value) in self.properties.iter().filter(|(_, v)| v.len() >= 4) {
+            text = text.replace(value.as_str(), "<hidden>");
+        }
+        text
     }
 }
 
@@ -318,6 +336,9 @@ mod tests {
             "ssl.endpoint.identification.algorithm=",
             "ssl.cipher.suites=eNULL",
             "ssl.engine.location=/x.so",
+            // Native code loaded into the process.
+            "plugin.library.paths=/tmp/evil.so",
+            "ssl.providers=legacy",
             // Not mutual TLS.
             "sasl.mechanism=PLAIN",
             "sasl.password=hunter2",
@@ -341,6 +362,27 @@ mod tests {
             let e = props(&bad).unwrap_err();
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    /// librdkafka's refusal of a mistyped key quotes its value; the producer's error does not.
+    #[tokio::test]
+    async fn a_mistyped_secret_key_is_not_echoed_by_librdkafka_errors() {
+        let properties = props(&["ssl.key.passwd=hunter2-value"]).unwrap();
+        let s = KafkaSettings {
+            brokers: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            transport: Transport::PlaintextMockCluster,
+            properties,
+            max_message_bytes: 900_000,
+            delivery_timeout: Duration::from_secs(60),
+            preflight_timeout: Duration::from_secs(1),
+        };
+        let Err(e) = crate::kafka::Publisher::connect(&s).await else {
+            panic!("librdkafka accepted ssl.key.passwd");
+        };
+        let text = e.to_string();
+        assert!(text.contains("ssl.key.passwd"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]
