@@ -582,6 +582,13 @@ impl Config {
                 None | Some("") => None,
                 Some(raw) => Some(crate::pushgateway::PushSettings {
                     url: parse_http_url("--pushgateway-url", raw)?,
+                    // A dry-run publishes nothing: under the CronJob's key it would set
+                    // last_run_success 1 and silence the alerts on the runs that bill.
+                    job: if args.dry_run {
+                        crate::pushgateway::DRY_RUN_JOB
+                    } else {
+                        crate::pushgateway::JOB
+                    },
                     cluster: cluster_name.clone(),
                     timeout: Duration::from_secs(10),
                 }),
@@ -777,8 +784,9 @@ impl Config {
             },
             match &self.pushgateway {
                 Some(p) => format!(
-                    "pushed to {} (job consumption-metrics, cluster {})",
+                    "pushed to {} (job {}, cluster {})",
                     crate::prometheus::redacted(&p.url),
+                    p.job,
                     p.cluster
                 ),
                 None => "not pushed (no --pushgateway-url)".to_string(),

@@ -3,7 +3,8 @@
 //! stops is the worst failure. The alerts in `kustomize/components/alerts` and the dashboard in
 //! `deploy/grafana` read these metrics.
 //!
-//! One group per job and cluster (`/metrics/job/consumption-metrics/cluster/<cluster>`), sent
+//! One group per job and cluster (`/metrics/job/consumption-metrics/cluster/<cluster>`; a
+//! dry-run's under the job `consumption-metrics-dry-run`, which no alert reads), sent
 //! with POST: metrics of the same name are replaced, others kept, so
 //! `consumption_metrics_last_success_timestamp_seconds`, pushed only by a successful run,
 //! survives the failed runs after it, which is what "no success for N hours" needs.
@@ -20,11 +21,20 @@ use tracing::{info, warn};
 
 use crate::manager::RunReport;
 
+/// The grouping key's job of the runs that bill: the alerts and the dashboard read it.
+pub const JOB: &str = "consumption-metrics";
+
+/// The grouping key's job of dry-runs, so that a dry-run's success never stands for a billing
+/// run's.
+pub const DRY_RUN_JOB: &str = "consumption-metrics-dry-run";
+
 /// Where to push.
 #[derive(Debug, Clone)]
 pub struct PushSettings {
     /// The Pushgateway's base URL, e.g. `http://pushgateway.monitoring:9091`.
     pub url: reqwest::Url,
+    /// The grouping key's job: [`JOB`] or [`DRY_RUN_JOB`].
+    pub job: &'static str,
     pub cluster: String,
     pub timeout: Duration,
 }
@@ -189,8 +199,8 @@ pub async fn push(settings: &PushSettings, report: Option<&RunReport>, outcome: 
     let mut url = settings.url.clone();
     let path = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!(
-        "{path}/metrics/job/consumption-metrics/cluster/{}",
-        settings.cluster
+        "{path}/metrics/job/{}/cluster/{}",
+        settings.job, settings.cluster
     ));
     let shown = crate::prometheus::redacted(&url);
     let client = match reqwest::Client::builder()

@@ -258,6 +258,35 @@ fn runs_push_their_metrics_and_prometheus_scrapes_them() {
         checkpoint,
     );
     dashboard_queries_return_data(p);
+
+    // A dry-run that succeeds pushes under its own job: the CronJob's failure stays visible
+    // (last_run_success 0, the last success unchanged) to the alerts.
+    let out = run(bin()
+        .args([
+            "--prometheus-url",
+            &standard().url,
+            "--cluster-name",
+            "synth-01",
+        ])
+        .args(["--dry-run", "--now", "2026-11-01T05:10:00Z"])
+        .args(["--pushgateway-url", &m.pushgateway]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dry = r#"{job="consumption-metrics-dry-run",cluster="synth-01"}"#;
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_success{dry}"),
+        1.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_run_success{sel}"),
+        0.0,
+    );
+    eventually(
+        p,
+        &format!("consumption_metrics_last_success_timestamp_seconds{sel}"),
+        success,
+    );
 }
 
 /// A Pushgateway that is down never fails the run.
