@@ -852,10 +852,19 @@ impl Answer<'_> {
     }
 }
 
-/// The start of an answer for an error message, with our secrets scrubbed first.
+/// The start of an answer for an error message, with our secrets scrubbed first and control
+/// characters escaped (`\n`, `\u{1b}`): text a server chose must not forge further log lines
+/// or send escape codes to an operator's terminal.
 fn snippet(body: &[u8], secrets: &[String]) -> String {
     let text = scrub(String::from_utf8_lossy(body).into_owned(), secrets);
-    let mut s: String = text.trim().chars().take(120).collect();
+    let mut s = String::new();
+    for c in text.trim().chars().take(120) {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
     if text.trim().chars().count() > 120 {
         s.push('…');
     }

@@ -294,6 +294,21 @@ fn a_4xx_shows_prometheus_error_body() {
     assert_fails(&out, 4, &["HTTP 400", "bad_data", "parse error"]);
 }
 
+/// Text from the server reaches the log with its control characters escaped: it cannot forge
+/// a log line of its own or send escape codes to a terminal.
+#[test]
+fn server_text_cannot_forge_log_lines_or_escape_codes() {
+    let body = "{\"status\":\"error\",\"errorType\":\"execution\",\"error\":\"bad\\nerror: forged line\\u001b[2J\"}";
+    let http = scripted_http(vec![(422, "application/json", body.into())]);
+    let out = run(&mut backfill(&http.url));
+    let line = assert_fails(&out, 4, &["HTTP 422", "bad\\nerror: forged line\\u{1b}[2J"]);
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("error: forged")),
+        "{line}"
+    );
+}
+
 #[test]
 fn a_query_execution_error_is_reported() {
     let body = r#"{"status":"error","errorType":"execution","error":"found duplicate series for the match group"}"#;
