@@ -273,6 +273,11 @@ struct Seen {
     foreign: Vec<String>,
 }
 
+/// The most parts an hour of ours has: one namespace per part at the smallest
+/// `--max-message-bytes` is far fewer. A record claiming more (our key and id are public and
+/// deterministic, so anyone can write one) is not ours, and its count is never allocated.
+const MAX_PARTS: usize = 1_000_000;
+
 /// One record under this cluster's key prefix, checked against what we would produce.
 /// `Ok((part, parts))`, or why it is not ours.
 fn check_record(
@@ -287,8 +292,10 @@ fn check_record(
     let (k, n) = part_header
         .split_once('/')
         .and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
-        .filter(|(k, n)| *k >= 1 && k <= n)
-        .ok_or_else(|| format!("`part` header {part_header:?} is not k/n with 1 <= k <= n"))?;
+        .filter(|(k, n)| *k >= 1 && k <= n && *n <= MAX_PARTS)
+        .ok_or_else(|| {
+            format!("`part` header {part_header:?} is not k/n with 1 <= k <= n <= {MAX_PARTS}")
+        })?;
     let id = message_id.ok_or("no `message_id` header")?;
     let expected = id_format.id(cluster, window, k - 1);
     if id != expected {

@@ -254,6 +254,45 @@ fn every_way_an_hour_can_be_wrong_is_reported() {
     }
 }
 
+/// A forged record with our key and id claiming a trillion parts is not ours: the audit
+/// reports it and does not allocate for the claim (it once aborted, out of memory).
+#[test]
+fn a_forged_part_count_is_foreign_not_an_allocation() {
+    let k = kafka();
+    let topic = "mcmp-audit-forged-parts";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", &[]);
+    let h3 = hour("2026-11-01T03:00:00Z");
+    k.produce(
+        topic,
+        "synth-01/2026-11-01T03:00:00Z",
+        &[
+            ("message_id", &message_id("synth-01", &h3, 0)),
+            ("part", "1/1000000000000"),
+        ],
+        b"{}",
+        None,
+    );
+    let out = audit(
+        topic,
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T04:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    assert_eq!(
+        statuses(&r),
+        pairs(&[("02:00", "complete"), ("03:00", "foreign")])
+    );
+    assert!(
+        r["hours"][1]["findings"]
+            .to_string()
+            .contains("1/1000000000000"),
+        "{r}"
+    );
+}
+
 #[test]
 fn recompute_compares_the_topic_with_prometheus() {
     let k = kafka();
