@@ -363,7 +363,7 @@ async fn the_checkpoint_never_moves_backwards() {
         .advance(t("2026-11-22T08:00:00Z"), t(NOW))
         .await
         .unwrap_err();
-    assert!(matches!(e, CheckpointError::Backwards { .. }), "{e}");
+    assert!(matches!(e, CheckpointError::Overtaken { .. }), "{e}");
     assert_eq!(
         api.lock().unwrap().value().as_deref(),
         Some("2026-11-22T10:00:00Z")

@@ -256,6 +256,8 @@ fn certificate_problems_fail_fast_and_leave_the_checkpoint() {
             assert!(line.contains(n), "{what}: {n:?} not in {line:?}");
         }
         assert!(took < Duration::from_secs(20), "{what}: took {took:?}");
+        // No later run succeeds unchanged: a TLS refusal is not marked retryable.
+        assert!(line.contains("[not retryable"), "{what}: {line:?}");
         assert_eq!(
             std::fs::read_to_string(&cp).unwrap().trim(),
             "2026-11-01T01:00:00Z",

@@ -284,7 +284,15 @@ mod tests {
             .advance(t("2026-11-22T09:00:00Z"), now)
             .await
             .unwrap_err();
+        // A run is overtaken, and not told to use a flag only `checkpoint set` has.
+        assert!(matches!(e, CheckpointError::Overtaken { .. }), "{e}");
+        assert!(!e.to_string().contains("--force"), "{e}");
+        let e = store
+            .set(t("2026-11-22T09:00:00Z"), now, false)
+            .await
+            .unwrap_err();
         assert!(matches!(e, CheckpointError::Backwards { .. }), "{e}");
+        assert!(e.to_string().contains("--force"), "{e}");
         assert_eq!(stored(&path), "2026-11-22T10:00:00Z\n");
         store
             .set(t("2026-11-22T09:00:00Z"), now, true)

@@ -28,6 +28,19 @@ impl FileCheckpoint {
     /// The checkpoint as the start of the next hour to publish, or `None` on a first run
     /// (no file). Refuses malformed, unaligned and future values.
     pub fn load(&self, now: DateTime<Utc>) -> Result<Option<HourWindow>> {
+        // Only a regular file (through links): reading a FIFO or a device would block the run
+        // or read without end.
+        match std::fs::metadata(&self.path) {
+            Ok(m) if !m.is_file() => {
+                return Err(CheckpointError::Read {
+                    location: self.location(),
+                    reason: "it is not a regular file (a FIFO, a device or a directory); point \
+                             --checkpoint-file at a file on a volume"
+                        .into(),
+                });
+            }
+            _ => {}
+        }
         let content = match std::fs::read_to_string(&self.path) {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -116,6 +129,26 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    /// A FIFO as the checkpoint once blocked the run in its first read.
+    #[test]
+    fn a_fifo_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("cp");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = FileCheckpoint::new(&fifo)
+            .load(t("2026-11-22T10:00:00Z"))
+            .unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = FileCheckpoint::new(dir.path())
+            .load(t("2026-11-22T10:00:00Z"))
+            .unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

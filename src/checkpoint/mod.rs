@@ -78,6 +78,17 @@ pub enum CheckpointError {
         current: String,
         requested: String,
     },
+    #[error(
+        "the {location} is already at {current}, past {requested} that this run published up \
+         to: another run (or a backfill) advanced it meanwhile. This run stops and leaves it \
+         there; nothing is lost, and hours sent by both carry the same message ids, which the \
+         billing side drops as duplicates. Check that only one CronJob bills this cluster"
+    )]
+    Overtaken {
+        location: String,
+        current: String,
+        requested: String,
+    },
     #[error("could not write the {location}: {reason}")]
     Write { location: String, reason: String },
     #[error(
@@ -227,9 +238,22 @@ impl Checkpoint {
         }
     }
 
-    /// Record that every hour before `end` is published; never backwards.
+    /// Record that every hour before `end` is published; never backwards. A run finding the
+    /// checkpoint already past `end` was overtaken by another run: told so, not told to force
+    /// it (a flag only `checkpoint set` has).
     pub async fn advance(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
-        self.set(end, now, false).await
+        match self.set(end, now, false).await {
+            Err(CheckpointError::Backwards {
+                location,
+                current,
+                requested,
+            }) => Err(CheckpointError::Overtaken {
+                location,
+                current,
+                requested,
+            }),
+            other => other,
+        }
     }
 
     /// Write `end`; backwards only with `allow_backwards` (an operator's deliberate move). The

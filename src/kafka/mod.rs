@@ -63,11 +63,32 @@ pub enum PublishError {
     },
 }
 
+/// Whether librdkafka's account of a failed connection is a TLS verification or handshake
+/// refusal (ours of the broker's certificate, or the broker's of ours).
+fn is_tls_refusal(error: &str, reason: &str) -> bool {
+    let text = format!("{error} {reason}").to_ascii_lowercase();
+    [
+        "certificate verify failed",
+        "ssl handshake failed",
+        "unknown ca",
+        "bad certificate",
+        "certificate required",
+        "certificate expired",
+        "certificate revoked",
+        "unsupported certificate",
+        "handshake failure",
+    ]
+    .iter()
+    .any(|n| text.contains(n))
+}
+
 impl PublishError {
     /// Whether the next run may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
-            PublishError::Preflight { .. } => true,
+            // A broker that is down may come back; a certificate that does not verify will
+            // not, unchanged: retrying it only hides the cause.
+            PublishError::Preflight { error, reason, .. } => !is_tls_refusal(error, reason),
             PublishError::Delivery { retryable, .. } => *retryable,
             _ => false,
         }
