@@ -137,6 +137,22 @@ pub enum CollectError {
         labels: BTreeMap<String, String>,
     },
     #[error(
+        "in the hour {hour}, namespace {namespace} has {count} samples of \
+         kube_namespace_status_phase{{phase=\"Active\"}} {how} where a namespace has {typical} \
+         at most: a second exporter (another kube-state-metrics, a duplicated ServiceMonitor or \
+         scrape job) writes it too, and one sample weight cannot bill every namespace right. \
+         Nothing was billed for these hours. Find the exporters with `count by (job, instance) \
+         (kube_namespace_status_phase{{namespace=\"{namespace}\",phase=\"Active\"}})` and drop \
+         the extra scrape"
+    )]
+    ExportersDisagree {
+        hour: String,
+        namespace: String,
+        count: f64,
+        typical: f64,
+        how: &'static str,
+    },
+    #[error(
         "the {what} query, which aggregates by ({grouped_by}), returned a series with the label \
          {label:?} as well: {labels:?}; nothing was billed for these hours, as series that \
          differ by such a label would be added up. A proxy, a federation or a query frontend \
@@ -300,6 +316,34 @@ fn namespace_of<'s>(what: &'static str, s: &'s Series) -> Result<&'s str> {
     }
 }
 
+/// One hour's sample counts over the namespaces.
+struct HourCounts {
+    /// The largest: an object present all hour.
+    max: f64,
+    /// The upper median: the typical namespace's, which a few namespaces created or deleted
+    /// in the hour, or one written by another exporter, do not move.
+    typical: f64,
+}
+
+/// Per hour end, the counts of `series` (one point per namespace and hour).
+fn hourly_counts(series: &[Series]) -> BTreeMap<i64, HourCounts> {
+    let mut by_hour: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for (t, v) in series.iter().flat_map(|s| &s.points) {
+        if v.is_finite() && *v >= 1.0 {
+            by_hour.entry(*t).or_default().push(*v);
+        }
+    }
+    by_hour
+        .into_iter()
+        .map(|(t, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let max = v.last().copied().unwrap_or(0.0);
+            let typical = v[v.len() / 2];
+            (t, HourCounts { max, typical })
+        })
+        .collect()
+}
+
 /// How the max basis weighs requests in its query for `span`: with the weight the collector
 /// has already when every hour of the span has the same, so that the query does not count the
 /// samples again.
@@ -452,8 +496,7 @@ impl<'a> Collector<'a> {
         self.validate(
             &mut parts,
             span,
-            "namespaces",
-            BY_NAMESPACE,
+            ("namespaces", BY_NAMESPACE),
             namespaces,
             none,
             |_| Ok(Dim::None),
@@ -469,8 +512,7 @@ impl<'a> Collector<'a> {
         self.validate(
             &mut parts,
             span,
-            cpu_what,
-            BY_NAMESPACE,
+            (cpu_what, BY_NAMESPACE),
             cpu,
             cpu_weights,
             |_| Ok(Dim::Cpu),
@@ -478,8 +520,7 @@ impl<'a> Collector<'a> {
         self.validate(
             &mut parts,
             span,
-            exact_what,
-            BY_NAMESPACE,
+            (exact_what, BY_NAMESPACE),
             cpu_exact,
             cpu_weights,
             |_| Ok(Dim::Cpu),
@@ -488,8 +529,7 @@ impl<'a> Collector<'a> {
         self.validate(
             &mut parts,
             span,
-            "gpu",
-            &["namespace", "resource"],
+            ("gpu", &["namespace", "resource"]),
             gpu,
             unweighted,
             |s| {
@@ -524,8 +564,7 @@ impl<'a> Collector<'a> {
         self.validate(
             &mut parts,
             span,
-            "storage",
-            by_class,
+            ("storage", by_class),
             storage,
             unweighted,
             |s| {
@@ -623,47 +662,92 @@ impl<'a> Collector<'a> {
     }
 
     /// Per namespace billed, its sample counts in the span's hours; the scrape interval; and
-    /// per hour end, the seconds a gauge sample stands for.
+    /// per hour end, the seconds a gauge sample stands for ([`queries::namespace_samples`]).
     async fn sample_counts(
         &self,
         span: &[HourWindow],
     ) -> Result<(Vec<Series>, Duration, BTreeMap<i64, f64>)> {
         let context = INTERVAL_HOURS.saturating_sub(span.len()) as i64;
         let counts_q = queries::namespace_samples(self.windows);
-        let mut namespaces = self
+        let answer = self
             .query_from("namespaces", &counts_q, span, context)
             .await?;
-        // Each hour's largest sample count (span and context).
-        let mut counts: BTreeMap<i64, f64> = BTreeMap::new();
-        for (t, v) in namespaces.iter().flat_map(|s| &s.points) {
-            if v.is_finite() && *v >= 1.0 {
-                let c = counts.entry(*t).or_insert(0.0);
-                *c = c.max(*v);
+        // The two parts: counts in one series, and summed over every series.
+        let (mut series, mut namespaces) = (Vec::new(), Vec::new());
+        for mut s in answer {
+            match s.labels.remove("samples").as_deref() {
+                Some("series") => series.push(s),
+                Some("exporters") => namespaces.push(s),
+                _ => {
+                    return Err(CollectError::MissingLabel {
+                        what: "namespaces",
+                        labels: s.labels,
+                    });
+                }
             }
         }
+        let span_ends: std::collections::BTreeSet<i64> =
+            span.iter().map(|w| w.end().timestamp()).collect();
+        let per_series = hourly_counts(&series);
+        let summed = hourly_counts(&namespaces);
         for w in span {
-            if !counts.contains_key(&w.end().timestamp()) {
+            if !summed.contains_key(&w.end().timestamp()) {
                 return Err(CollectError::NoData {
                     hour: w.to_string(),
                     end: rfc3339(w.end()),
                 });
             }
         }
+        // The interval: of the typical namespace, so one denser series does not set it.
         let interval = match self.config.scrape_interval {
             Some(d) => d,
             None => {
-                let max = counts.values().copied().fold(0.0, f64::max);
-                interval_from_count(max).ok_or_else(|| CollectError::NoData {
+                let typical = per_series.values().map(|c| c.typical).fold(0.0, f64::max);
+                interval_from_count(typical).ok_or_else(|| CollectError::NoData {
                     hour: span.first().map(|w| w.to_string()).unwrap_or_default(),
                     end: span.first().map(|w| rfc3339(w.end())).unwrap_or_default(),
                 })?
             }
         };
+        // One weight serves every namespace only if every namespace is written by the same
+        // exporters at the same interval: refuse a namespace with more samples than that.
+        let expected = (3600.0 / interval.as_secs_f64()).floor();
+        let hour_of = |t: i64| {
+            span.iter()
+                .find(|w| w.end().timestamp() == t)
+                .map(|w| w.to_string())
+                .unwrap_or_default()
+        };
+        for (counts, limit, how) in [
+            (&series, None, "in one series"),
+            (&namespaces, Some(&summed), "over all its series"),
+        ] {
+            for s in counts {
+                for (t, v) in &s.points {
+                    if !span_ends.contains(t) {
+                        continue;
+                    }
+                    let typical = match limit {
+                        None => expected,
+                        Some(summed) => summed.get(t).map_or(0.0, |c| c.typical),
+                    };
+                    if *v > typical * 1.05 + 2.0 {
+                        return Err(CollectError::ExportersDisagree {
+                            hour: hour_of(*t),
+                            namespace: s.labels.get("namespace").cloned().unwrap_or_default(),
+                            count: *v,
+                            typical,
+                            how,
+                        });
+                    }
+                }
+            }
+        }
         info!(scrape_interval = ?interval, "integrating gauges");
-        // Seconds a gauge sample stands for, per hour.
-        let weights: BTreeMap<i64, f64> = counts
+        // Seconds a gauge sample stands for, per hour: of an object present all hour.
+        let weights: BTreeMap<i64, f64> = summed
             .iter()
-            .map(|(t, n)| (*t, queries::sample_weight(interval, *n)))
+            .map(|(t, c)| (*t, queries::sample_weight(c.max)))
             .collect();
         // The context hours only served the interval.
         let first_end = span.first().map(|w| w.end().timestamp()).unwrap_or(0);
@@ -699,9 +783,7 @@ impl<'a> Collector<'a> {
                 split_by_length(reset, |some| {
                     let some = Namespaces::Only(some);
                     match basis {
-                        CpuBasis::Max => {
-                            queries::requested_cpu_seconds(self.windows, interval, weight, some)
-                        }
+                        CpuBasis::Max => queries::requested_cpu_seconds(self.windows, weight, some),
                         CpuBasis::Request | CpuBasis::Usage => {
                             queries::counter_samples(self.windows, span.len(), some)
                         }
@@ -720,7 +802,7 @@ impl<'a> Collector<'a> {
              with the full case analysis"
         );
         if let Some(parts) = &sample_parts {
-            match self.used_from_samples(span, parts, interval, weight).await {
+            match self.used_from_samples(span, parts, weight).await {
                 Ok(series) => return Ok((Some(series), None)),
                 // An answer over the limit: the queries' answers are per namespace.
                 Err(CollectError::Prometheus(e @ PrometheusError::TooLarge { .. })) => {
@@ -752,7 +834,6 @@ impl<'a> Collector<'a> {
         &self,
         span: &[HourWindow],
         parts: &[&[String]],
-        interval: Duration,
         weight: SampleWeight,
     ) -> Result<Vec<Series>> {
         let Some(last) = span.last() else {
@@ -773,7 +854,6 @@ impl<'a> Collector<'a> {
                 CpuBasis::Max => {
                     let requested_q = queries::requested_cpu_seconds(
                         self.windows,
-                        interval,
                         weight,
                         Namespaces::Only(part),
                     );
@@ -839,8 +919,7 @@ impl<'a> Collector<'a> {
         &self,
         parts: &mut Vec<Part>,
         span: &[HourWindow],
-        what: &'static str,
-        grouped_by: &[&str],
+        (what, grouped_by): (&'static str, &[&str]),
         series: Vec<Series>,
         weights: Option<&BTreeMap<i64, f64>>,
         mut dim: impl FnMut(&Series) -> Result<Dim>,

@@ -9,23 +9,29 @@
 //!   writes every selector with [`Windows::select`], which selects exactly the samples in
 //!   `[E-1h, E)` on either: `[3599999ms] offset 1ms` on closed windows, `[1h] offset 1ms` on
 //!   left-open ones. A sample exactly on the hour is counted in one hour, never in two or none.
-//! * Gauges (requests, phases, PVC sizes) are integrated as `sum_over_time(x) * Δ`, where `Δ` is
-//!   the kube-state-metrics scrape interval: every sample stands for one interval. This is exact
-//!   for objects that exist the whole hour and within one interval for objects that start or
-//!   stop inside it. `avg_over_time` would be wrong for partial hours. The queries return the
-//!   sums in samples; the collector multiplies each hour by its [`sample_weight`] (only the
-//!   `max` CPU basis, which compares requested with used seconds per container, weighs inside
-//!   the query).
-//! * Requests are constant over a pod's life, so `request × (Running samples × Δ)` equals the
+//! * Gauges (requests, phases, PVC sizes) are integrated as `sum_over_time(x) * w`, where `w`
+//!   is the seconds one sample stands for: `3600 / n`, `n` the samples of an object present
+//!   all hour (the largest count of `kube_namespace_status_phase{phase="Active"}` over the
+//!   namespaces, summed over every series of a namespace). This is exact for objects that
+//!   exist the whole hour and within one interval for objects that start or stop inside it.
+//!   `avg_over_time` would be wrong for partial hours. The queries return the sums in
+//!   samples; the collector multiplies each hour by its [`sample_weight`] (only the `max` CPU
+//!   basis, which compares requested with used seconds per container, weighs inside the query).
+//! * Requests are constant over a pod's life, so `request × (Running samples × w)` equals the
 //!   integral of `request × [phase = Running]` without a subquery (subqueries would fill gaps with
 //!   the 5 minute lookback and bill stopped pods for up to 5 more minutes).
-//! * kube-state-metrics may run as several replicas: every series is reduced with `max by` its
-//!   identity before anything is summed, so replicas never add up.
-//! * A scrape gap of kube-state-metrics (all replicas missing scrapes) is compensated per hour:
-//!   the sample weight is `Δ × N / n`, where `N = floor(3600 / Δ)` is the expected and `n` the
-//!   observed largest sample count of `kube_namespace_status_phase{phase="Active"}` in that hour. One query
-//!   ([`namespace_samples`]) gives `n`, `Δ` and the namespaces of every hour: the sample counts
-//!   are read once, not once per dimension.
+//! * Sample counts are **summed over series**, not taken per series: a kube-state-metrics pod
+//!   replaced inside the hour (a rollout, an eviction) gives each series a new `instance`, and
+//!   its two halves must add up to the hour rather than each pass for a half-hour gap.
+//!   Replicas' samples add up the same way, and `n` counts them too, so `w` divides them back
+//!   (two replicas at 30 s: 240 samples, 15 s each). Requested values (`avg_over_time`) are
+//!   reduced with `max by` their identity, so replicas never add up there.
+//! * A scrape gap of kube-state-metrics (all replicas missing scrapes) is compensated per hour
+//!   by the same `3600 / n`. One query ([`namespace_samples`]) gives `n`, the scrape interval
+//!   and the namespaces of every hour: the sample counts are read once, not once per
+//!   dimension. One weight serves every namespace only when the same exporters write each at
+//!   the same interval: the collector refuses an hour in which a namespace has more samples
+//!   (in one series, or over all its series) than the typical one — a second exporter.
 //! * **CPU usage counters** are telescoped from sample values, which mean the same on every
 //!   engine, never from `increase()`, whose extrapolation differs between engines (Prometheus
 //!   extrapolates to the window's edges, VictoriaMetrics uses the sample before the window).
@@ -151,18 +157,34 @@ pub fn windows_from_probe(points: f64) -> Option<Windows> {
     }
 }
 
-/// Per namespace seen in the hour, its largest sample count of `kube_namespace_status_phase`:
-/// the namespaces to bill, and (their maximum) the hour's sample count, which gives the scrape
-/// interval and the scrape-gap compensation.
+/// Per namespace seen in the hour, two sample counts of `kube_namespace_status_phase`, told
+/// apart by the label `samples`:
+///
+/// * `samples="series"`: its largest count in one series. The scrape interval comes from it,
+///   and one namespace whose count is far above the others' is a second exporter scraping it
+///   at another interval (the collector refuses the hour).
+/// * `samples="exporters"`: its count summed over every series: the samples every exporter
+///   wrote for it, whatever their series. A kube-state-metrics restart inside the hour (a new
+///   `instance`, each series split in two halves) sums to a whole hour's; replicas sum to
+///   their number of hours. Its maximum over the namespaces, the samples of an object present
+///   all hour, gives the seconds a sample stands for ([`sample_weight`]).
+///
+/// The namespaces to bill are those of either part.
 pub fn namespace_samples(w: Windows) -> String {
-    format!("max by (namespace) ({})", namespace_phase_samples(w))
+    let c = namespace_phase_samples(w);
+    let parts = [
+        format!("label_replace(max by (namespace) ({c}), \"samples\", \"series\", \"\", \"\")"),
+        "or".to_string(),
+        format!("label_replace(sum by (namespace) ({c}), \"samples\", \"exporters\", \"\", \"\")"),
+    ];
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    block("(", &parts, ")")
 }
 
-/// Per namespace (and kube-state-metrics replica), its samples of the phase series in the
+/// Per namespace (and kube-state-metrics series), its samples of the phase series in the
 /// hour. kube-state-metrics writes one series per phase for every namespace, `Active` and
 /// `Terminating`, the one not current with 0: the `Active` series alone has every sample time,
-/// and reading it alone halves what the count reads (Prometheus CPU: 0.25 s against 0.44 s
-/// at 10,000 namespaces).
+/// and reading it alone halves what the count reads.
 fn namespace_phase_samples(w: Windows) -> String {
     format!(
         "count_over_time(kube_namespace_status_phase{{phase=\"Active\"}}{})",
@@ -170,12 +192,13 @@ fn namespace_phase_samples(w: Windows) -> String {
     )
 }
 
-/// Seconds one gauge sample stands for in an hour whose largest sample count is `observed`:
-/// `Δ × max(N / n, 1)` (module documentation). The same arithmetic as [`sample_seconds`].
-pub fn sample_weight(interval: Duration, observed: f64) -> f64 {
-    let secs = interval.as_secs_f64();
-    let expected = (3600.0 / secs).floor().max(1.0);
-    secs * (expected / observed).max(1.0)
+/// Seconds one gauge sample stands for in an hour whose object present all hour has
+/// `observed` samples summed over every exporter's series: `3600 / n` (module documentation).
+/// It compensates a scrape gap (fewer samples stand for more seconds), a kube-state-metrics
+/// restart (two half series sum to a whole hour) and replicas (each sample stands for its
+/// share) alike. The same arithmetic as [`sample_seconds`].
+pub fn sample_weight(observed: f64) -> f64 {
+    3600.0 / observed.max(1.0)
 }
 
 /// `open`, then each part on lines of its own indented two spaces (a part's own lines
@@ -205,14 +228,12 @@ pub enum SampleWeight {
 }
 
 /// Seconds one sample stands for in the hour, with the scrape-gap compensation.
-fn sample_seconds(w: Windows, interval: Duration, weight: SampleWeight) -> String {
+fn sample_seconds(w: Windows, weight: SampleWeight) -> String {
     if let SampleWeight::Constant(secs) = weight {
         return format!("{secs}");
     }
-    let secs = interval.as_secs_f64();
-    let expected = (3600.0 / secs).floor().max(1.0);
-    let observed = format!("max({})", namespace_phase_samples(w));
-    format!("({secs} * scalar(clamp_min({expected} / {observed}, 1)))")
+    let observed = format!("max(sum by (namespace) ({}))", namespace_phase_samples(w));
+    format!("scalar(3600 / clamp_min({observed}, 1))")
 }
 
 /// Per container: the resource requested times the pod's Running samples, labels
@@ -226,8 +247,11 @@ fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&
         "max by (namespace, pod, uid, container{keep}) \
          (avg_over_time(kube_pod_container_resource_requests{{{matcher}}}{h}))"
     );
+    // Summed over every series of the pod, not `max`: the halves of a series split by a
+    // kube-state-metrics restart add up, and replicas' samples add up to what the weight
+    // (`3600 / n` over every series) divides back.
     let running = format!(
-        "max by (namespace, pod, uid) \
+        "sum by (namespace, pod, uid) \
          (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
     );
     // Weighed per pod, before the join: pods are fewer than their containers' requests (those
@@ -425,7 +449,7 @@ pub fn cpu(
             // either (0.2 s of Prometheus CPU each at 35,000 containers), and `max by` takes
             // the larger. A pod name reused within the hour (a new uid) counts its larger
             // request, as before.
-            let request = requested_cpu_weighed(w, interval, weight, &scope);
+            let request = requested_cpu_weighed(w, weight, &scope);
             let usage = used("namespace, pod, container");
             let larger = block(
                 "max by (namespace, pod, container) (",
@@ -468,30 +492,20 @@ pub fn counter_samples(w: Windows, hours: usize, namespaces: Namespaces) -> Stri
 /// Per container (`namespace, pod, container`) of the namespaces `namespaces`, the CPU-seconds
 /// requested in the hour, weighed inside the query as the `max` basis does: the request side
 /// of that basis, for the containers whose usage [`crate::counters`] computes.
-pub fn requested_cpu_seconds(
-    w: Windows,
-    interval: Duration,
-    weight: SampleWeight,
-    namespaces: Namespaces,
-) -> String {
-    let requested = requested_cpu_weighed(w, interval, weight, &namespaces.matcher());
+pub fn requested_cpu_seconds(w: Windows, weight: SampleWeight, namespaces: Namespaces) -> String {
+    let requested = requested_cpu_weighed(w, weight, &namespaces.matcher());
     format!("max by (namespace, pod, container) {requested}")
 }
 
 /// The `max` basis' request side: per container (and `uid`, `resource`), CPU-seconds requested,
 /// weighed inside the query, in the namespaces `scope` selects.
-fn requested_cpu_weighed(
-    w: Windows,
-    interval: Duration,
-    weight: SampleWeight,
-    scope: &str,
-) -> String {
+fn requested_cpu_weighed(w: Windows, weight: SampleWeight, scope: &str) -> String {
     requested(
         w,
         &format!("resource=\"cpu\"{scope}"),
         scope,
         ", resource",
-        Some(&sample_seconds(w, interval, weight)),
+        Some(&sample_seconds(w, weight)),
     )
 }
 
@@ -519,8 +533,9 @@ const GPU_RESOURCES: &str = ".*(gpu|mig).*";
 pub fn storage(w: Windows) -> String {
     let h = w.hour();
     let pvc = "namespace, persistentvolumeclaim";
+    // Summed over series like the pods' Running samples ([`requested`]).
     let requested = format!(
-        "max by ({pvc}) \
+        "sum by ({pvc}) \
          (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes{h}))"
     );
     let class =
@@ -661,7 +676,9 @@ mod tests {
             Counters::Exact,
             only,
         );
-        assert!(max.contains("max(count_over_time(kube_namespace_status_phase{phase=\"Active\"}["));
+        assert!(max.contains(
+            "max(sum by (namespace) (count_over_time(kube_namespace_status_phase{phase=\"Active\"}["
+        ));
     }
 
     /// The query sent before the sample counts are known is the one they would have chosen.
@@ -728,26 +745,25 @@ mod tests {
     /// The weight the collector applies is the one the `max` basis computes in the query.
     #[test]
     fn sample_weight_compensates_scrape_gaps() {
-        assert_eq!(sample_weight(THIRTY, 120.0), 30.0);
-        assert_eq!(sample_weight(THIRTY, 121.0), 30.0);
-        assert_eq!(sample_weight(THIRTY, 96.0), 37.5);
-        assert_eq!(sample_weight(Duration::from_secs(7), 514.0), 7.0);
+        assert_eq!(sample_weight(120.0), 30.0);
+        // A gap: fewer samples stand for more seconds.
+        assert_eq!(sample_weight(96.0), 37.5);
+        // Two replicas, or a restart's halves summed: the same hour.
+        assert_eq!(sample_weight(240.0), 15.0);
+        assert_eq!(sample_weight(0.0), 3600.0);
     }
 
     #[test]
-    fn sample_weight_uses_the_interval() {
+    fn sample_weight_in_the_query_divides_the_hour() {
         let w = Windows::Closed;
+        let per_hour = sample_seconds(w, SampleWeight::PerHour);
         assert!(
-            sample_seconds(w, Duration::from_secs(7), SampleWeight::PerHour)
-                .starts_with("(7 * scalar(clamp_min(514 /")
+            per_hour
+                .starts_with("scalar(3600 / clamp_min(max(sum by (namespace) (count_over_time("),
+            "{per_hour}"
         );
-        let per_hour = sample_seconds(w, THIRTY, SampleWeight::PerHour);
-        assert!(per_hour.starts_with("(30 * scalar(clamp_min(120 /"));
         // A weight the collector knows for every hour of the span is sent as it is.
-        assert_eq!(
-            sample_seconds(w, THIRTY, SampleWeight::Constant(37.5)),
-            "37.5"
-        );
+        assert_eq!(sample_seconds(w, SampleWeight::Constant(37.5)), "37.5");
     }
 
     /// Both forms select `[E - offset - len, E - offset)`: closed windows include their left

@@ -285,6 +285,71 @@ fn another_cluster_at_15s_matches_the_truth() {
     }
 }
 
+/// One kube-state-metrics replica (OpenShift's default) whose pod is replaced twice inside
+/// hours (a rollout at 02:30, an eviction at 04:15): no scrape is missed, but every series
+/// continues under a new `instance`. Its halves must add up to the hour, not each be taken
+/// for a half-hour scrape gap (which billed every object starting or stopping in the hour up
+/// to twice). Prometheus and VictoriaMetrics, every basis, the truth's tolerances.
+fn restarted_options() -> Options {
+    Options {
+        seed: 23,
+        random_namespaces: 40,
+        ksm_offsets: vec![7],
+        ksm_restarts: vec![2.5, 4.25],
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_kube_state_metrics_restart_inside_an_hour_bills_the_truth() {
+    let prometheus = common::start_prometheus("restarted", &restarted_options());
+    let vm = common::start_victoria_metrics("restarted-vm", &restarted_options());
+    for (name, p) in [("Prometheus", &prometheus), ("VictoriaMetrics", &vm)] {
+        for basis in ["request", "usage", "max"] {
+            let messages = dry_run_on(p, basis, &[]);
+            validate(&messages);
+            let worst = check_on(p, basis, &messages);
+            eprintln!("restarted, {name}, {basis} basis: largest error where exact: {worst:e}");
+        }
+    }
+}
+
+/// A second exporter writing one namespace's phase every 10 s (a tenant's own
+/// kube-state-metrics behind the same store): once it set the interval for everyone and
+/// billed every namespace at a third. One sample weight cannot serve both, so the run stops
+/// before billing and names the namespace and the query that finds the exporters.
+#[test]
+fn a_second_exporter_at_another_interval_is_refused() {
+    let opts = Options {
+        seed: 29,
+        random_namespaces: 10,
+        second_exporter: Some(("team-steady".into(), 10)),
+        ..Options::default()
+    };
+    let p = common::start_prometheus("second-exporter", &opts);
+    for basis in ["request", "max"] {
+        let out = run(bin()
+            .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+            .args(["--dry-run", "--now", "2026-11-02T00:00:00Z"])
+            .args([
+                "--since",
+                "2026-11-01T02:00:00Z",
+                "--until",
+                "2026-11-01T03:00:00Z",
+            ])
+            .args(["--cpu-basis", basis]));
+        assert_eq!(out.code, 4, "{basis}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        for needle in [
+            "namespace team-steady has 360 samples",
+            "in one series",
+            "count by (job, instance)",
+        ] {
+            assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
+        }
+    }
+}
+
 /// VictoriaMetrics, both clusters (scrapes offset from the hour, and exactly on it), all three
 /// bases: the same tolerances as on Prometheus. The job must detect left-open windows.
 #[test]

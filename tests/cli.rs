@@ -743,9 +743,8 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
             &["not a Prometheus answer", "missing field `values`"],
         ),
         (
-            format!(
-                r#"{{"status":"success","isPartial":true,"data":{{"resultType":"matrix","result":[]}}}}"#
-            ),
+            r#"{"status":"success","isPartial":true,"data":{"resultType":"matrix","result":[]}}"#
+                .to_string(),
             &["partial data", "isPartial"],
         ),
     ];

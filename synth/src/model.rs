@@ -160,6 +160,13 @@ pub struct Cluster {
     pub cadvisor_offset: i64,
     /// Periods `[from, to)` in which no kube-state-metrics replica was scraped.
     pub ksm_gaps: Vec<(i64, i64)>,
+    /// Times at which every kube-state-metrics replica's pod is replaced (a rollout, an
+    /// eviction): no scrape is missed, but the new pod is a new scrape target, so every
+    /// series continues under a new `instance` label from then on.
+    pub ksm_restarts: Vec<i64>,
+    /// A second exporter (a tenant's own kube-state-metrics, a duplicated ServiceMonitor)
+    /// writing `kube_namespace_status_phase` of one namespace every this many seconds.
+    pub second_exporter: Option<(String, i64)>,
     pub namespaces: Vec<Namespace>,
 }
 

@@ -7,23 +7,33 @@ use super::model::{Cluster, Phase};
 
 const KSM_JOB: &str = "kube-state-metrics";
 
-fn ksm_instance(replica: usize) -> String {
-    format!("10.128.0.{}:8080", 11 + replica)
+/// The scrape target of a replica's pod, after `restarts` restarts: a replaced pod has a new
+/// address, and Prometheus gives its series a new `instance`.
+fn ksm_instance(replica: usize, restarts: usize) -> String {
+    format!("10.128.{restarts}.{}:8080", 11 + replica)
 }
 
 /// Write every family. Samples of one series are in time order; timestamps are in seconds.
 pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
-    let ksm: Vec<(String, Vec<i64>)> = cluster
-        .ksm_offsets
-        .iter()
-        .enumerate()
-        .map(|(r, off)| {
-            (
-                ksm_instance(r),
-                cluster.scrape_times(*off, &cluster.ksm_gaps),
-            )
-        })
-        .collect();
+    // Per replica and pod (one more after each restart), its instance and scrape times.
+    let mut ksm: Vec<(String, Vec<i64>)> = Vec::new();
+    for (r, off) in cluster.ksm_offsets.iter().enumerate() {
+        let times = cluster.scrape_times(*off, &cluster.ksm_gaps);
+        let mut edges = cluster.ksm_restarts.clone();
+        edges.sort_unstable();
+        let mut from = i64::MIN;
+        for (i, to) in edges.iter().copied().chain([i64::MAX]).enumerate() {
+            let part: Vec<i64> = times
+                .iter()
+                .copied()
+                .filter(|t| (from..to).contains(t))
+                .collect();
+            if !part.is_empty() {
+                ksm.push((ksm_instance(r, i), part));
+            }
+            from = to;
+        }
+    }
     let cadvisor = cluster.scrape_times(cluster.cadvisor_offset, &[]);
 
     // kube_namespace_status_phase
@@ -43,6 +53,18 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                     writeln!(out, "kube_namespace_status_phase{{{labels}}} {v} {t}")?;
                 }
             }
+        }
+    }
+    if let Some((name, every)) = &cluster.second_exporter
+        && let Some(ns) = cluster.namespaces.iter().find(|n| &n.name == name)
+    {
+        let labels = format!(
+            "job=\"tenant-kube-state-metrics\",instance=\"10.129.0.5:8080\",namespace=\"{name}\",phase=\"Active\""
+        );
+        let mut t = cluster.data_start.max(ns.created);
+        while t < cluster.data_end.min(ns.deleted) {
+            writeln!(out, "kube_namespace_status_phase{{{labels}}} 1 {t}")?;
+            t += every.max(&1);
         }
     }
 

@@ -31,6 +31,11 @@ pub struct Options {
     pub ksm_offsets: Vec<i64>,
     /// Seconds after each tick at which cAdvisor is scraped.
     pub cadvisor_offset: i64,
+    /// Hours after `start` (fractions allowed, e.g. 2.5) at which every kube-state-metrics
+    /// pod is replaced: each series continues under a new `instance`.
+    pub ksm_restarts: Vec<f64>,
+    /// A second exporter writing one namespace's phase every so many seconds.
+    pub second_exporter: Option<(String, i64)>,
     /// Add a pod on a time-sliced GPU (`nvidia.com/gpu.shared`), billed at 1/4: the job must
     /// then run with `--gpu-resource nvidia.com/gpu.shared=1/4`.
     pub shared_gpus: bool,
@@ -47,6 +52,8 @@ impl Default for Options {
             only_random: false,
             ksm_offsets: vec![7, 13],
             cadvisor_offset: 11,
+            ksm_restarts: Vec::new(),
+            second_exporter: None,
             shared_gpus: false,
         }
     }
@@ -546,6 +553,12 @@ pub fn build(opts: &Options) -> Cluster {
         ksm_offsets: opts.ksm_offsets.iter().map(|o| offset(*o)).collect(),
         cadvisor_offset: offset(opts.cadvisor_offset),
         ksm_gaps,
+        ksm_restarts: opts
+            .ksm_restarts
+            .iter()
+            .map(|h| t0 + (h * H as f64) as i64)
+            .collect(),
+        second_exporter: opts.second_exporter.clone(),
         namespaces,
     }
 }
