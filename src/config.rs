@@ -163,23 +163,47 @@ pub fn parse_tiers(values: &[String]) -> Result<BTreeMap<String, Tier>> {
     Ok(map)
 }
 
+/// `--prometheus-header NAME=VALUE` items. A value is usually a credential (`Authorization=Bearer
+/// …`), so no error prints one: not the value, and not an item without `=`, which may be the
+/// part of a value after a comma (the list is comma-separated).
 fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
     values
         .iter()
         .filter(|v| !v.trim().is_empty())
-        .map(|raw| {
+        .enumerate()
+        .map(|(i, raw)| {
             let (name, value) = raw.split_once('=').ok_or_else(|| {
                 invalid(
                     "--prometheus-header",
-                    raw,
-                    "expected NAME=VALUE, for example X-Scope-OrgID=tenant-a",
+                    &format!("item {} (not shown, in case it is part of a secret)", i + 1),
+                    "expected NAME=VALUE, for example X-Scope-OrgID=tenant-a; PROMETHEUS_HEADERS \
+                     separates headers with commas, so a value cannot contain one",
                 )
             })?;
             let name = name.trim();
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid("--prometheus-header", raw, "not a valid header name"))?;
-            reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| invalid("--prometheus-header", raw, "not a valid header value"))?;
+            let shown = |name: &str| format!("{name}=<hidden>");
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                invalid(
+                    "--prometheus-header",
+                    &format!("item {} (not shown, in case it is a secret)", i + 1),
+                    "not a valid header name: expected NAME=VALUE",
+                )
+            })?;
+            if value.chars().any(char::is_control) {
+                return Err(invalid(
+                    "--prometheus-header",
+                    &shown(name),
+                    "the value holds a control character (a CR or LF, often the line end of a \
+                     file read with $(cat …)); remove it",
+                ));
+            }
+            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                invalid(
+                    "--prometheus-header",
+                    &shown(name),
+                    "not a valid header value",
+                )
+            })?;
             Ok((name.to_string(), value.to_string()))
         })
         .collect()

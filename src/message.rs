@@ -217,14 +217,18 @@ pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessag
         window: window.to_string(),
         source,
     };
-    // Size of a message with an empty payload; every part has a header of the same length
-    // (ids are all 36 characters).
+    // Size of a message with an empty payload, with the longest id a part may have: UUIDs
+    // are all 36 characters, legacy ids (`YYYY-MM-DD-HH:00:<bits>`) up to 36, as short as 18
+    // for part 0 when its bits are few, so part 0's header alone would undercount the others.
+    let first = header(0);
+    let id_slack = LONGEST_ID.saturating_sub(first.message_id.len());
     let empty = serde_json::to_vec(&KafkaMessage {
-        header: header(0),
+        header: first,
         payload: Vec::new(),
     })
     .map_err(serialize_err)?
-    .len();
+    .len()
+        + id_slack;
 
     let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
     let mut size = empty;
@@ -338,6 +342,10 @@ pub fn validate(
     }
     Ok(())
 }
+
+/// The longest `message_id` of either format: a UUID (36), or a legacy id's 17 characters of
+/// hour and up to 19 digits of a 63-bit number.
+const LONGEST_ID: usize = 36;
 
 #[cfg(test)]
 mod tests {
@@ -501,6 +509,35 @@ mod tests {
         // Parts are filled: all but the last are close to the limit.
         let first = serde_json::to_vec(&msgs[0]).unwrap().len();
         assert!(first > 899_000, "{first}");
+    }
+
+    /// Legacy ids differ in length between parts: every part stays within the limit anyway
+    /// (they once ended up a byte or more over it when part 0's id was the shorter one).
+    #[test]
+    fn legacy_id_parts_stay_under_the_limit() {
+        let mut short_first = 0;
+        for h in 0..24 {
+            let mut usage = hour(40);
+            let start: DateTime<Utc> = "2026-11-20T00:00:00Z".parse().unwrap();
+            usage.window =
+                HourWindow::starting_at(start + chrono::TimeDelta::hours(h), "x").unwrap();
+            for max in 850..950 {
+                let config = MessageConfig {
+                    id_format: IdFormat::Legacy,
+                    ..config(max)
+                };
+                let msgs = shape(&usage, &config).unwrap();
+                short_first += usize::from(msgs[0].header.message_id.len() < LONGEST_ID);
+                for m in &msgs {
+                    let bytes = serde_json::to_vec(m).unwrap().len();
+                    assert!(bytes <= max, "{bytes} > {max} ({})", m.header.message_id);
+                }
+            }
+        }
+        assert!(
+            short_first > 0,
+            "no hour whose part 0 has a short id: the test proves nothing"
+        );
     }
 
     #[test]

@@ -671,6 +671,18 @@ fn second_half(request: &str) -> bool {
     request.contains("namespace%21%7E%22")
 }
 
+/// The namespaces query's answer for `team-a`: its sample count `n` in one series and over
+/// every series (queries::namespace_samples), in the hour ending at `end`.
+fn namespace_counts(end: i64, n: &str) -> String {
+    matrix(&[
+        (r#"{"namespace":"team-a","samples":"series"}"#, &[(end, n)]),
+        (
+            r#"{"namespace":"team-a","samples":"exporters"}"#,
+            &[(end, n)],
+        ),
+    ])
+}
+
 fn matrix(series: &[(&str, &[(i64, &str)])]) -> String {
     let result: Vec<String> = series
         .iter()
@@ -697,7 +709,7 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
     // The namespace query (kube_namespace_status_phase) lists the namespaces with their sample
     // counts; every other query gets the answer under test.
     let ns = r#"{"namespace":"team-a"}"#;
-    let count = matrix(&[(ns, &[(end, "120")])]);
+    let count = namespace_counts(end, "120");
     let cases: Vec<(String, &[&str])> = vec![
         (
             matrix(&[(ns, &[(end, "1e305")])]),
@@ -774,7 +786,8 @@ fn fallen_counters_over_the_answer_limit_are_read_with_promql() {
     let end = one_hour_end();
     let ns = r#"{"namespace":"team-a"}"#;
     let answer = |v: &str| matrix(&[(ns, &[(end, v)])]);
-    let (count, fell, steady, exact) = (answer("120"), answer("1"), answer("9"), answer("0.25"));
+    let count = namespace_counts(end, "120");
+    let (fell, steady, exact) = (answer("1"), answer("9"), answer("0.25"));
     // Valid JSON, 1.5 MiB: refused for its size before it is read.
     let samples = format!(
         r#"{{"status":"success","data":{{"resultType":"matrix","result":[]}},"pad":"{}"}}"#,
@@ -870,6 +883,31 @@ fn values_that_fail_late_or_escape_a_path_are_usage_errors() {
     assert_fails(&out, 2, &["--max-hours-per-run", "at most 8784"]);
     let ok = check(&["--cluster-name", "c", "--max-message-bytes", "999934464"]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+/// A header value is a credential: no usage error prints it, nor the fragment after a comma in
+/// PROMETHEUS_HEADERS, and a CR/LF in a value is refused.
+#[test]
+fn header_values_never_appear_in_usage_errors() {
+    let check = |cmd: &mut std::process::Command| {
+        run(cmd
+            .args([
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+                "--cluster-name",
+                "c",
+            ])
+            .args(["--dry-run", "--check-config"]))
+    };
+    let out = check(bin().args(["--prometheus-header", "Authorization=Bearer SECRET-1\r\n"]));
+    let line = assert_fails(&out, 2, &["Authorization=<hidden>", "control character"]);
+    assert!(!out.stderr.contains("SECRET-1"), "{line}");
+    let out = check(bin().env("PROMETHEUS_HEADERS", "Authorization=Basic SECRET-2,PART-3"));
+    let line = assert_fails(&out, 2, &["item 2", "NAME=VALUE"]);
+    assert!(
+        !out.stderr.contains("SECRET-2") && !out.stderr.contains("PART-3"),
+        "{line}"
+    );
 }
 
 /// A property that makes librdkafka load native code (plugins, OpenSSL providers) is refused.
