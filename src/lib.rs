@@ -44,6 +44,9 @@ pub mod exit {
     /// `audit` read everything and found an hour that is not published exactly once and
     /// right (missing, conflicting, foreign or, with --recompute, different).
     pub const AUDIT_FINDINGS: u8 = 6;
+    /// Stopped by SIGTERM or SIGINT (the CronJob's `activeDeadlineSeconds`, a node drain, a
+    /// person): 128 + SIGTERM, as a shell reports it.
+    pub const INTERRUPTED: u8 = 143;
 }
 
 /// Everything that stops a run.
@@ -67,6 +70,14 @@ pub enum Error {
     Stdout(#[from] sink::StdoutError),
     #[error("internal error: {0}; please report it with the logs")]
     Internal(String),
+    #[error(
+        "stopped by {signal} (activeDeadlineSeconds, a node drain or a person) before the run \
+         ended; the checkpoint stays at the last hour Kafka fully acknowledged and the next run \
+         resumes there, re-sending any hour in flight with the same message ids. If it recurs, \
+         the run needs longer than the CronJob's activeDeadlineSeconds: raise it, or lower \
+         --max-hours-per-run"
+    )]
+    Interrupted { signal: &'static str },
 }
 
 impl Error {
@@ -75,6 +86,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::USAGE,
             Error::Internal(_) => exit::INTERNAL,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Checkpoint(_) => exit::CHECKPOINT,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
             Error::Message(_) | Error::Stdout(_) | Error::Publish(_) | Error::Audit(_) => {

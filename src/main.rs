@@ -51,6 +51,25 @@ fn prepare<C>(
     Ok((config, runtime()?, json))
 }
 
+/// The first SIGTERM or SIGINT. The run is then dropped where it is: the checkpoint only ever
+/// moves after an hour is fully acknowledged (and a checkpoint file is replaced atomically), so
+/// stopping anywhere loses nothing; what follows is the one-line error and the failure's push,
+/// which a killed process would never send.
+async fn terminated() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // No handler could be installed: the default action (termination) stays.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,7 +99,12 @@ fn run(args: &consumption_metrics::cli::Args) -> ExitCode {
     };
     let pushgateway = config.pushgateway.clone();
     let mut stdout = std::io::stdout().lock();
-    let (run_report, result) = runtime.block_on(consumption_metrics::run(config, &mut stdout));
+    let (run_report, result) = runtime.block_on(async {
+        tokio::select! {
+            done = consumption_metrics::run(config, &mut stdout) => done,
+            signal = terminated() => (None, Err(consumption_metrics::Error::Interrupted { signal })),
+        }
+    });
     if let Some(settings) = &pushgateway {
         let outcome = consumption_metrics::pushgateway::Outcome {
             exit_code: result

@@ -49,13 +49,14 @@ pub struct Outcome {
 }
 
 /// The exit classes, by code.
-const CLASSES: [(u8, &str); 6] = [
+const CLASSES: [(u8, &str); 7] = [
     (crate::exit::OK, "ok"),
     (crate::exit::INTERNAL, "internal"),
     (crate::exit::USAGE, "usage"),
     (crate::exit::CHECKPOINT, "checkpoint"),
     (crate::exit::COLLECT, "collect"),
     (crate::exit::OUTPUT, "output"),
+    (crate::exit::INTERRUPTED, "interrupted"),
 ];
 
 fn escape(value: &str) -> String {

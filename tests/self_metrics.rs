@@ -405,3 +405,71 @@ fn dashboard_queries_return_data(prometheus: &str) {
     }
     assert!(checked >= 10, "{checked} queries");
 }
+
+/// SIGTERM (what `activeDeadlineSeconds` and a node drain send) mid-run: the one-line error,
+/// the failure pushed, a non-zero exit (143), nothing on stdout. It once left no `run failed`
+/// event and pushed nothing.
+#[test]
+fn sigterm_is_reported_pushed_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = monitoring(dir.path());
+    // A Prometheus that accepts connections and never answers: the run waits in a query.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    let child = bin()
+        .args(["--prometheus-url", &url, "--cluster-name", "synth-sigterm"])
+        .args(["--dry-run", "--now", "2026-11-02T00:00:00Z"])
+        .args([
+            "--since",
+            "2026-11-01T03:00:00Z",
+            "--until",
+            "2026-11-01T04:00:00Z",
+        ])
+        .args([
+            "--window-semantics",
+            "closed",
+            "--pushgateway-url",
+            &m.pushgateway,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(line.contains("stopped by SIGTERM"), "{line}");
+    assert!(line.contains("activeDeadlineSeconds"), "{line}");
+    let sel = r#"{job="consumption-metrics-dry-run",cluster="synth-sigterm"}"#;
+    eventually(
+        &m.prometheus,
+        &format!("consumption_metrics_last_run_exit_code{sel}"),
+        143.0,
+    );
+    eventually(
+        &m.prometheus,
+        &format!("consumption_metrics_last_run_success{sel}"),
+        0.0,
+    );
+}
