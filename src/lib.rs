@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod manager;
 pub mod message;
 pub mod operator;
+pub mod pem;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod queries;

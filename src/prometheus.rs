@@ -431,6 +431,27 @@ impl Prometheus {
         if let Some((cert, key)) = &config.client_cert {
             let cert_pem = read_file("--prometheus-cert", cert)?;
             let key_pem = read_file("--prometheus-key", key)?;
+            // reqwest says only "builder error" of a key that does not match, and OpenSSL
+            // would prompt for an encrypted one: both are checked here first.
+            let pem_err = |what: &'static str, path: &std::path::Path| {
+                let path = path.display().to_string();
+                move |reason: String| PrometheusError::Pem { what, path, reason }
+            };
+            let parsed =
+                crate::pem::private_key(&key_pem).map_err(pem_err("--prometheus-key", key))?;
+            if !crate::pem::key_matches(&cert_pem, &parsed)
+                .map_err(pem_err("--prometheus-cert", cert))?
+            {
+                return Err(PrometheusError::Pem {
+                    what: "--prometheus-key",
+                    path: key.display().to_string(),
+                    reason: format!(
+                        "it does not belong to --prometheus-cert {}; mount the key issued with \
+                         that certificate",
+                        cert.display()
+                    ),
+                });
+            }
             let identity = reqwest::Identity::from_pkcs8_pem(&cert_pem, &key_pem).map_err(|e| {
                 PrometheusError::Pem {
                     what: "--prometheus-cert/--prometheus-key",

@@ -202,7 +202,24 @@ fn certificate_problems_fail_fast_and_leave_the_checkpoint() {
     k.create_topic("mcmp-tls");
     let flags_with = |replace: &[(&str, &Path)]| k.flags_with("mcmp-tls", replace);
     let pki = &k.pki;
+    // The client key encrypted with a pass phrase: OpenSSL once asked for it on a terminal.
+    let keys = tempfile::tempdir().unwrap();
+    let encrypted = keys.path().join("encrypted.pem");
+    {
+        let key = std::fs::read(&pki.client.key).unwrap();
+        let key = openssl::pkey::PKey::private_key_from_pem(&key).unwrap();
+        let pem = key
+            .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pass")
+            .unwrap();
+        std::fs::write(&encrypted, pem).unwrap();
+    }
     let cases: Vec<(&str, Vec<String>, i32, &[&str])> = vec![
+        (
+            "encrypted key",
+            flags_with(&[("--kafka-key", &encrypted)]),
+            5,
+            &["encrypted with a pass phrase", "openssl pkey"],
+        ),
         (
             "certificate from another CA",
             flags_with(&[
@@ -265,6 +282,41 @@ fn certificate_problems_fail_fast_and_leave_the_checkpoint() {
         );
     }
     assert!(k.consume("mcmp-tls", 1, Duration::from_secs(2)).is_empty());
+}
+
+/// A Prometheus client key that does not belong to its certificate, or is encrypted, is named
+/// as such before any query (reqwest said only "builder error"; OpenSSL would prompt).
+#[test]
+fn a_prometheus_client_key_is_checked_against_its_certificate() {
+    let pki = &kafka().pki;
+    let with = |key: &Path| {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                "https://127.0.0.1:9",
+                "--cluster-name",
+                "c",
+            ])
+            .args(["--dry-run", "--now", "2026-11-02T00:00:00Z"])
+            .arg("--prometheus-cert")
+            .arg(&pki.client.cert)
+            .arg("--prometheus-key")
+            .arg(key))
+    };
+    let out = with(&pki.other_ca_client.key);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not belong to --prometheus-cert"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("builder error"), "{}", out.stderr);
+    let out = with(&pki.client.key);
+    assert!(
+        !out.stderr.contains("does not belong"),
+        "the matching key is accepted: {}",
+        out.stderr
+    );
 }
 
 /// Without a client certificate the job refuses to start, and the terminator really does

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
-use openssl::pkey::PKey;
 use openssl::x509::X509;
 
 use super::settings::TlsFiles;
@@ -73,8 +72,11 @@ pub fn check(files: &TlsFiles) -> Result<(), TlsError> {
     let cert = X509::from_pem(&cert_pem)
         .map_err(|e| parse_err("--kafka-cert", &files.cert, "certificate")(e.to_string()))?;
     let key_pem = read("--kafka-key", &files.key)?;
-    let key = PKey::private_key_from_pem(&key_pem)
-        .map_err(|e| parse_err("--kafka-key", &files.key, "private key")(e.to_string()))?;
+    let key = crate::pem::private_key(&key_pem).map_err(parse_err(
+        "--kafka-key",
+        &files.key,
+        "private key",
+    ))?;
     let public = cert
         .public_key()
         .map_err(|e| parse_err("--kafka-cert", &files.cert, "certificate")(e.to_string()))?;
