@@ -315,6 +315,12 @@ fn parse_http_url(flag: &'static str, raw: &str) -> Result<reqwest::Url> {
 /// An unparsable URL for an error message: whatever stands between `://` and the last `@`
 /// before the path may be credentials, and is hidden.
 fn hide_userinfo(raw: &str) -> String {
+    // A query string may carry a token: never shown in an unparsed URL.
+    let raw = match raw.split_once('?') {
+        Some((before, _)) => format!("{before}?***"),
+        None => raw.to_string(),
+    };
+    let raw = raw.as_str();
     let Some((scheme, rest)) = raw.split_once("://") else {
         return raw.to_string();
     };

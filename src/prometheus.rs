@@ -591,6 +591,16 @@ impl Prometheus {
             secrets.push(openssl::base64::encode_block(basic.as_bytes()));
         }
         secrets.extend(self.config.headers.iter().map(|(_, v)| v.clone()));
+        // Query values of the URL (a token), as written and as decoded.
+        if let Some(query) = url.query() {
+            secrets.extend(
+                query
+                    .split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(_, v)| v.to_string()),
+            );
+            secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+        }
         secrets
     }
 
@@ -912,6 +922,15 @@ pub fn redacted(url: &reqwest::Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
         let _ = shown.set_password(Some("***"));
+    }
+    // A query string may carry a token (`?access_token=…`): its names are kept, values hidden.
+    if shown.query().is_some() {
+        let names: Vec<String> = shown.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut pairs = shown.query_pairs_mut();
+        pairs.clear();
+        for name in &names {
+            pairs.append_pair(name, "***");
+        }
     }
     shown.to_string()
 }

@@ -910,6 +910,22 @@ fn header_values_never_appear_in_usage_errors() {
     );
 }
 
+/// A token in the URL's query string (`?access_token=…`) is never printed: errors show the
+/// parameter's name only.
+#[test]
+fn a_token_in_the_url_query_is_never_printed() {
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}/?access_token=TOKEN-QUERY-77");
+    let out = run(&mut backfill(&url));
+    let line = assert_fails(&out, 4, &["could not reach Prometheus", "access_token=***"]);
+    assert!(!out.stderr.contains("TOKEN-QUERY-77"), "{line}");
+    let out = run(bin()
+        .args(["--prometheus-url", "ftp://x/?access_token=TOKEN-QUERY-77"])
+        .args(["--cluster-name", "c", "--dry-run"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(!out.stderr.contains("TOKEN-QUERY-77"), "{}", out.stderr);
+}
+
 /// A property that makes librdkafka load native code (plugins, OpenSSL providers) is refused.
 #[test]
 fn kafka_properties_that_load_code_are_refused() {
