@@ -475,8 +475,8 @@ fn the_data_range_matches_the_fixture() {
     assert_eq!(rfc3339(p.dataset.data_end), "2026-11-01T06:00:00Z");
 }
 
-/// Every alias of a key another flag owns, every weakened TLS check and every non-mTLS login
-/// is refused, and a refusal never prints a secret value.
+/// Every alias of a key another flag owns, every weakened TLS check, every key that loads code
+/// and every non-mTLS login is refused, and a refusal never prints a secret value.
 #[test]
 fn tls_weakening_and_alias_properties_are_refused() {
     let kafka = |prop: &str| {
@@ -509,6 +509,9 @@ fn tls_weakening_and_alias_properties_are_refused() {
         ("ssl.key.pem=hunter2", "set by --kafka-key"),
         ("sasl.password=hunter2", "mutual TLS only"),
         ("ssl.cipher.suites=eNULL", "NULL cipher"),
+        // Native code loaded into the producer (plugins, OpenSSL providers).
+        ("plugin.library.paths=/tmp/x.so", "native code"),
+        ("ssl.providers=legacy", "native code"),
     ] {
         let out = kafka(prop);
         let line = assert_fails(&out, 2, &["--kafka-property", says]);
@@ -924,31 +927,6 @@ fn a_token_in_the_url_query_is_never_printed() {
         .args(["--cluster-name", "c", "--dry-run"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(!out.stderr.contains("TOKEN-QUERY-77"), "{}", out.stderr);
-}
-
-/// A property that makes librdkafka load native code (plugins, OpenSSL providers) is refused.
-#[test]
-fn kafka_properties_that_load_code_are_refused() {
-    for prop in ["plugin.library.paths=/tmp/x.so", "ssl.providers=legacy"] {
-        let out = run(bin()
-            .args([
-                "--prometheus-url",
-                "http://127.0.0.1:9",
-                "--cluster-name",
-                "c",
-            ])
-            .args(["--kafka-brokers", "b:9093", "--kafka-topic", "t"])
-            .args([
-                "--kafka-ca",
-                "/ca",
-                "--kafka-cert",
-                "/c",
-                "--kafka-key",
-                "/k",
-            ])
-            .args(["--kafka-property", prop]));
-        assert_fails(&out, 2, &["is refused", "native code"]);
-    }
 }
 
 /// `Retry-After` on 429/503 is honoured (the wait is at least what the server asked), and one
