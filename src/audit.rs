@@ -10,16 +10,25 @@
 //! commits an offset. Each partition is positioned with `offsets_for_times` at the hour `since`
 //! (a message for an hour is written after that hour ends; starting an hour earlier than that
 //! leaves room for a producer clock that is up to an hour behind) and read up to the high
-//! watermark it had when the audit started. Records written before `since` (by their
-//! timestamp) are skipped even when the broker positions earlier than asked.
+//! watermark it had when the audit started. From there on every record is read whatever its
+//! timestamp: the billing side reads by offset, so a copy written later with an old CreateTime
+//! (a replay, MirrorMaker keeping original times, a skewed clock) is judged like any other.
+//! What lies before the start offset is not read, and the report says so per partition
+//! (`not_read`); `--from-earliest` reads it too.
 //!
 //! What it keeps: for each audited hour, per part, the message id, a SHA-256 digest of the
-//! payload and where the copy lies (partition, offset); never the payloads of the whole range.
+//! payload, its first and last `external_id` and where the copy lies (partition, offset);
+//! never the payloads of the whole range. Junk under our key (records we would not produce)
+//! is kept up to [`KEEP`] lines per hour and counted beyond, so a flood of it cannot grow the
+//! audit's memory or its report. For records under other keys only a hash of their
+//! `message_id` and a digest are kept, to find a copy of one of our ids under another key
+//! (the billing side drops duplicates by id, not by key).
 //! `--recompute` fetches one hour's first copies again by offset, compares them with a fresh
 //! collection from Prometheus, and lets them go: memory is bounded by one hour's messages.
 //!
 //! How an hour is judged (the worst finding wins, every finding is listed):
-//! - **complete**: every part `1..=n` present exactly once, each a message we would produce;
+//! - **complete**: every part `1..=n` present exactly once, each a message we would produce
+//!   (the MCMP contract, this job's header fields, namespaces in order and each once);
 //! - **duplicated**: a part present more than once with equal content: harmless, the billing
 //!   side drops the copy by its `message_id`;
 //! - **conflicting**: a part present more than once with different content: an alarm, the
@@ -29,7 +38,8 @@
 //!   header, hour or shape);
 //! - **differs** (`--recompute`): the topic's numbers are not what Prometheus gives now.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,12 +79,14 @@ pub struct Recompute {
 /// What to audit, and where to read it.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
-    pub cluster: String,
-    /// The ids we would produce: a message with the other format's id is foreign.
-    pub id_format: IdFormat,
+    /// What every message of ours carries: the cluster, the id format (a message with the
+    /// other format's id is foreign) and the header fields.
+    pub message: MessageConfig,
     /// The hours `[since, until)`, oldest first.
     pub hours: Vec<HourWindow>,
     pub kafka: KafkaSettings,
+    /// Read every partition from its first record, not from the offset of `since`.
+    pub from_earliest: bool,
 }
 
 /// Why the topic could not be read. (What the topic holds is never an error: it is the report.)
@@ -174,6 +186,8 @@ pub struct HourReport {
     pub messages: usize,
     /// What is wrong, one line each; empty when complete.
     pub findings: Vec<String>,
+    /// Findings beyond the first [`KEEP`] foreign records of the hour, counted, not listed.
+    pub findings_left_out: usize,
 }
 
 /// The whole audit.
@@ -189,8 +203,13 @@ pub struct AuditReport {
     /// Hours by status.
     pub counts: BTreeMap<Status, usize>,
     pub hours: Vec<HourReport>,
-    /// Messages under this cluster's key prefix whose key names no hour.
+    /// Messages under this cluster's key prefix whose key names no hour (the first [`KEEP`]).
     pub unattributed: Vec<String>,
+    /// Unattributed messages beyond those listed.
+    pub unattributed_left_out: usize,
+    /// Offsets the audit did not read, per partition (before the offset of `since`): a copy
+    /// written there with an older record time is not checked. Empty with `--from-earliest`.
+    pub not_read: Vec<String>,
 }
 
 impl AuditReport {
@@ -231,9 +250,24 @@ impl AuditReport {
             for more in h.findings.iter().skip(1) {
                 out.push_str(&format!("{:<51}  {more}\n", ""));
             }
+            if h.findings_left_out > 0 {
+                out.push_str(&format!(
+                    "{:<51}  and {} more foreign records, not listed\n",
+                    "", h.findings_left_out
+                ));
+            }
         }
         for u in &self.unattributed {
             out.push_str(&format!("unattributed: {u}\n"));
+        }
+        if self.unattributed_left_out > 0 {
+            out.push_str(&format!(
+                "unattributed: and {} more, not listed\n",
+                self.unattributed_left_out
+            ));
+        }
+        for n in &self.not_read {
+            out.push_str(&format!("not read: {n}\n"));
         }
         let counts: Vec<String> = self
             .counts
@@ -254,40 +288,132 @@ impl AuditReport {
     }
 }
 
-/// Where one copy of a part lies, and a digest of its payload.
-#[derive(Debug, Clone)]
-struct Stored {
-    digest: [u8; 32],
-    message_id: String,
-    partition: i32,
-    offset: i64,
-}
-
-/// What was read for one hour.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Part number (1-based) → its copies, in reading order.
-    parts: BTreeMap<usize, Vec<Stored>>,
-    /// Part counts the messages claimed (more than one is itself a finding).
-    totals: BTreeSet<usize>,
-    foreign: Vec<String>,
-}
+/// Lines of junk kept per hour (foreign records), copies listed per part, unattributed keys
+/// and part counts kept per hour: enough to show what is wrong and where; the rest is counted.
+pub const KEEP: usize = 10;
 
 /// The most parts an hour of ours has: one namespace per part at the smallest
 /// `--max-message-bytes` is far fewer. A record claiming more (our key and id are public and
 /// deterministic, so anyone can write one) is not ours, and its count is never allocated.
 const MAX_PARTS: usize = 1_000_000;
 
-/// One record under this cluster's key prefix, checked against what we would produce.
-/// `Ok((part, parts))`, or why it is not ours.
+/// What a record of ours says about itself, once checked.
+#[derive(Debug, Clone, PartialEq)]
+struct Checked {
+    part: usize,
+    parts: usize,
+    /// The first and last `external_id` of its payload (`None`: an empty payload).
+    first: Option<String>,
+    last: Option<String>,
+}
+
+/// The first copy of a part: where it lies, a digest of its payload, and its namespace range.
+#[derive(Debug, Clone)]
+struct Stored {
+    digest: [u8; 32],
+    message_id: String,
+    partition: i32,
+    offset: i64,
+    first: Option<String>,
+    last: Option<String>,
+}
+
+/// Every copy of one part read for an hour.
+#[derive(Debug, Clone)]
+struct Copies {
+    first: Stored,
+    /// Copies read in all, the first included.
+    count: usize,
+    /// Whether any copy's payload differs from the first's.
+    differs: bool,
+    /// `partition@offset` of the first [`KEEP`] copies.
+    at: Vec<String>,
+}
+
+impl Copies {
+    fn new(first: Stored) -> Self {
+        let at = vec![format!("{}@{}", first.partition, first.offset)];
+        Copies {
+            first,
+            count: 1,
+            differs: false,
+            at,
+        }
+    }
+
+    fn add(&mut self, digest: [u8; 32], partition: i32, offset: i64) {
+        self.count += 1;
+        self.differs |= digest != self.first.digest;
+        if self.at.len() < KEEP {
+            self.at.push(format!("{partition}@{offset}"));
+        }
+    }
+}
+
+/// Lines of one kind, the first [`KEEP`] kept and the rest counted.
+#[derive(Debug, Default)]
+struct Bounded {
+    kept: Vec<String>,
+    left_out: usize,
+}
+
+impl Bounded {
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        if self.kept.len() < KEEP {
+            self.kept.push(line());
+        } else {
+            self.left_out += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+}
+
+/// What was read for one hour.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Part number (1-based) → its copies.
+    parts: BTreeMap<usize, Copies>,
+    /// Part counts the messages claimed (more than one is itself a finding), the first
+    /// [`KEEP`] distinct ones.
+    totals: BTreeSet<usize>,
+    foreign: Bounded,
+    /// Records read under the hour's key, ours and foreign.
+    messages: usize,
+    /// Copies of our ids under another key: one line each, with the status it earns.
+    elsewhere: Vec<(Status, String)>,
+}
+
+/// Where a record under another key with a message id lies (for finding our ids there).
+#[derive(Debug, Clone)]
+struct Elsewhere {
+    partition: i32,
+    offset: i64,
+    digest: [u8; 32],
+}
+
+/// The hash under which a message id is remembered: 8 bytes per record under other keys
+/// instead of the id; a hit is confirmed by reading the record again.
+fn id_hash(id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// One record under this cluster's key prefix, checked against what we would produce: the
+/// `part` and `message_id` headers, the MCMP contract ([`message::validate`], the same check a
+/// run makes before sending), this job's header fields, and namespaces in order, each once,
+/// with quantities rounded as we round them. `Ok`, or why it is not ours.
 fn check_record(
-    cluster: &str,
-    id_format: IdFormat,
+    expected: &MessageConfig,
     window: &HourWindow,
     message_id: Option<&str>,
     part: Option<&str>,
     payload: &[u8],
-) -> Result<(usize, usize), String> {
+) -> Result<Checked, String> {
+    let (cluster, id_format) = (expected.cluster_name.as_str(), expected.id_format);
     let part_header = part.ok_or("no `part` header")?;
     let (k, n) = part_header
         .split_once('/')
@@ -297,8 +423,8 @@ fn check_record(
             format!("`part` header {part_header:?} is not k/n with 1 <= k <= n <= {MAX_PARTS}")
         })?;
     let id = message_id.ok_or("no `message_id` header")?;
-    let expected = id_format.id(cluster, window, k - 1);
-    if id != expected {
+    let expected_id = id_format.id(cluster, window, k - 1);
+    if id != expected_id {
         let other = match id_format {
             IdFormat::Uuid => IdFormat::Legacy,
             IdFormat::Legacy => IdFormat::Uuid,
@@ -312,7 +438,7 @@ fn check_record(
             String::new()
         };
         return Err(format!(
-            "`message_id` header {id} is not the id of part {k} of this hour ({expected}){hint}"
+            "`message_id` header {id} is not the id of part {k} of this hour ({expected_id}){hint}"
         ));
     }
     let body: KafkaMessage = serde_json::from_slice(payload)
@@ -330,18 +456,67 @@ fn check_record(
             body.header.consumption_start_ts
         ));
     }
-    let prefix = format!("{cluster}_");
-    if let Some(e) = body
+    message::validate(&body, cluster, id_format)
+        .map_err(|reason| format!("part {k}: breaks the MCMP contract: {reason}"))?;
+    for (field, flag, got, want) in [
+        (
+            "service_name",
+            "--service-name",
+            &body.header.service_name,
+            &expected.service_name,
+        ),
+        (
+            "service_version",
+            "--service-version",
+            &body.header.service_version,
+            &expected.service_version,
+        ),
+        (
+            "service_location",
+            "--service-location",
+            &body.header.service_location,
+            &expected.service_location,
+        ),
+    ] {
+        if got != want {
+            return Err(format!(
+                "part {k}: {field} {got:?} is not this job's {want:?} ({flag})"
+            ));
+        }
+    }
+    // We shape namespaces in order (a sorted map), so each message's are ascending and each
+    // part's come after the previous part's (checked across parts by `judge`).
+    if let Some(pair) = body
         .payload
-        .iter()
-        .find(|e| !e.external_id.starts_with(&prefix))
+        .windows(2)
+        .find(|w| w[0].external_id >= w[1].external_id)
     {
         return Err(format!(
-            "part {k}: external_id {} is not of cluster {cluster}",
-            e.external_id
+            "part {k}: external_id {} comes after {}: not in the order we write (a namespace \
+             listed twice, or entries rearranged)",
+            pair[1].external_id, pair[0].external_id
         ));
     }
-    Ok((k, n))
+    for e in &body.payload {
+        if let Some((dim, q)) = e
+            .consumption
+            .fields()
+            .into_iter()
+            .find(|(_, q)| message::round(*q) != *q)
+        {
+            return Err(format!(
+                "part {k}: {} {dim} is {q}, with more than {} decimals: not rounded as we round",
+                e.external_id,
+                message::DECIMALS
+            ));
+        }
+    }
+    Ok(Checked {
+        part: k,
+        parts: n,
+        first: body.payload.first().map(|e| e.external_id.clone()),
+        last: body.payload.last().map(|e| e.external_id.clone()),
+    })
 }
 
 /// The verdict on one hour from what was read for it.
@@ -352,6 +527,7 @@ fn judge(window: &HourWindow, seen: Option<&Seen>) -> HourReport {
         parts: None,
         messages: 0,
         findings: Vec::new(),
+        findings_left_out: 0,
     };
     let worst = |status: Status, finding: String, report: &mut HourReport| {
         report.status = report.status.max(status);
@@ -365,23 +541,29 @@ fn judge(window: &HourWindow, seen: Option<&Seen>) -> HourReport {
         );
         return report;
     };
-    report.messages = seen.parts.values().map(Vec::len).sum::<usize>() + seen.foreign.len();
-    for f in &seen.foreign {
+    report.messages = seen.messages;
+    for f in &seen.foreign.kept {
         worst(Status::Foreign, f.clone(), &mut report);
     }
+    report.findings_left_out = seen.foreign.left_out;
     report.parts = seen.totals.iter().max().copied();
     if seen.totals.len() > 1 {
         worst(
             Status::Conflicting,
             format!(
-                "the messages disagree on the number of parts: {:?}",
-                seen.totals
+                "the messages disagree on the number of parts: {:?}{}",
+                seen.totals,
+                if seen.totals.len() >= KEEP {
+                    " (and maybe more)"
+                } else {
+                    ""
+                }
             ),
             &mut report,
         );
     }
     match report.parts {
-        None if seen.foreign.is_empty() => worst(
+        None if seen.foreign.is_empty() && seen.elsewhere.is_empty() => worst(
             Status::Missing,
             "no message for this hour".into(),
             &mut report,
@@ -390,31 +572,59 @@ fn judge(window: &HourWindow, seen: Option<&Seen>) -> HourReport {
         Some(n) => {
             let absent: Vec<usize> = (1..=n).filter(|k| !seen.parts.contains_key(k)).collect();
             if !absent.is_empty() {
+                let shown = &absent[..absent.len().min(KEEP)];
+                let more = if absent.len() > shown.len() {
+                    format!(" and {} more", absent.len() - shown.len())
+                } else {
+                    String::new()
+                };
                 worst(
                     Status::Missing,
-                    format!("parts {absent:?} of {n} missing"),
+                    format!("parts {shown:?}{more} of {n} missing"),
                     &mut report,
                 );
             }
         }
     }
+    // Our parts hold consecutive runs of the sorted namespaces: a namespace in two parts (or
+    // parts out of order) is a message we would not produce, and billed twice.
+    let mut previous: Option<(usize, &str)> = None;
     for (k, copies) in &seen.parts {
-        if copies.len() < 2 {
+        let (Some(first), Some(last)) = (&copies.first.first, &copies.first.last) else {
+            continue;
+        };
+        if let Some((j, before)) = previous
+            && before >= first.as_str()
+        {
+            worst(
+                Status::Foreign,
+                format!(
+                    "parts {j} and {k} overlap: part {j} ends with {before}, part {k} begins \
+                     with {first}; we write each namespace once, in order"
+                ),
+                &mut report,
+            );
+        }
+        previous = Some((*k, last));
+    }
+    for (k, copies) in &seen.parts {
+        if copies.count < 2 {
             continue;
         }
-        let at: Vec<String> = copies
-            .iter()
-            .map(|c| format!("{}@{}", c.partition, c.offset))
-            .collect();
-        if copies.iter().all(|c| c.digest == copies[0].digest) {
+        let more = if copies.count > copies.at.len() {
+            format!(" and {} more", copies.count - copies.at.len())
+        } else {
+            String::new()
+        };
+        if !copies.differs {
             worst(
                 Status::Duplicated,
                 format!(
-                    "part {k} ({}) sent {} times with equal content (partition@offset {}); \
+                    "part {k} ({}) sent {} times with equal content (partition@offset {}{more}); \
                      harmless: the billing side drops copies by message_id",
-                    copies[0].message_id,
-                    copies.len(),
-                    at.join(", ")
+                    copies.first.message_id,
+                    copies.count,
+                    copies.at.join(", ")
                 ),
                 &mut report,
             );
@@ -422,15 +632,18 @@ fn judge(window: &HourWindow, seen: Option<&Seen>) -> HourReport {
             worst(
                 Status::Conflicting,
                 format!(
-                    "part {k} ({}) sent {} times with DIFFERENT content (partition@offset {}); \
-                     the billing side keeps the copy it saw first",
-                    copies[0].message_id,
-                    copies.len(),
-                    at.join(", ")
+                    "part {k} ({}) sent {} times with DIFFERENT content (partition@offset \
+                     {}{more}); the billing side keeps the copy it saw first",
+                    copies.first.message_id,
+                    copies.count,
+                    copies.at.join(", ")
                 ),
                 &mut report,
             );
         }
+    }
+    for (status, finding) in &seen.elsewhere {
+        worst(*status, finding.clone(), &mut report);
     }
     report
 }
@@ -440,6 +653,33 @@ fn header<'a>(m: &'a BorrowedMessage<'a>, name: &str) -> Option<&'a str> {
         .iter()
         .find(|h| h.key == name)
         .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// What is left unread of a partition positioned by time, and how to read it.
+fn unread(partition: i32, low: i64, start: i64, from: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "partition {partition} offsets {low}..{start}: written before {} by the broker's time \
+         index; a copy written there with an older record time is not checked (audit with \
+         --from-earliest to read them)",
+        rfc3339(from)
+    )
+}
+
+/// A key someone else wrote, for the report: at most 120 characters, quoted with control
+/// characters escaped (it must not forge report lines or reach a terminal raw).
+fn shown(key: &str) -> String {
+    let cut: String = key.chars().take(120).collect();
+    format!("{cut:?}")
+}
+
+/// Partition → (first offset to read, the high watermark to read up to).
+type ReadPlan = BTreeMap<i32, (i64, i64)>;
+
+/// One record read again by its position.
+struct Fetched {
+    key: String,
+    message_id: Option<String>,
+    payload: Vec<u8>,
 }
 
 /// Reads the topic for one audit.
@@ -492,58 +732,89 @@ impl Reader {
         Ok(t.partitions().iter().map(|p| p.id()).collect())
     }
 
-    /// Read every partition from the first offset at or after `from` to its high watermark at
-    /// the start, handing each record under `prefix` to `visit`. Returns the messages read.
-    fn scan(
+    /// Where each partition's reading starts and ends: from the first offset at or after
+    /// `from` by the broker's time index (or the first record with `from` = `None`) to the high
+    /// watermark at the start. Returns the partitions to read (start, high) and a line per
+    /// partition whose earlier offsets are left unread.
+    fn plan(
         &self,
-        from: chrono::DateTime<chrono::Utc>,
-        prefix: &str,
-        mut visit: impl FnMut(&str, &BorrowedMessage<'_>),
-    ) -> Result<usize, AuditError> {
+        from: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(ReadPlan, Vec<String>), AuditError> {
         let topic = self.settings.topic.as_str();
-        let mut by_time = TopicPartitionList::new();
         let partitions = self.partitions()?;
-        for &p in &partitions {
-            by_time
-                .add_partition_offset(topic, p, Offset::Offset(from.timestamp_millis()))
-                .map_err(|e| AuditError::Create(e.to_string()))?;
-        }
-        let offsets = self
-            .consumer
-            .offsets_for_times(by_time, self.timeout())
-            .map_err(|e| AuditError::Offsets {
-                topic: topic.to_string(),
-                time: rfc3339(from),
-                error: e.to_string(),
-                reason: self.context.reason(),
-            })?;
-        let mut assign = TopicPartitionList::new();
-        // Partition → the high watermark to read up to.
-        let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
-        for e in offsets.elements() {
-            let Offset::Offset(start) = e.offset() else {
-                continue; // End: nothing written at or after `from`.
-            };
-            let (_, high) = self
+        let mut by_time: BTreeMap<i32, Offset> = BTreeMap::new();
+        if let Some(from) = from {
+            let mut tpl = TopicPartitionList::new();
+            for &p in &partitions {
+                tpl.add_partition_offset(topic, p, Offset::Offset(from.timestamp_millis()))
+                    .map_err(|e| AuditError::Create(e.to_string()))?;
+            }
+            let offsets = self
                 .consumer
-                .fetch_watermarks(topic, e.partition(), self.timeout())
+                .offsets_for_times(tpl, self.timeout())
+                .map_err(|e| AuditError::Offsets {
+                    topic: topic.to_string(),
+                    time: rfc3339(from),
+                    error: e.to_string(),
+                    reason: self.context.reason(),
+                })?;
+            for e in offsets.elements() {
+                by_time.insert(e.partition(), e.offset());
+            }
+        }
+        let mut read = BTreeMap::new();
+        let mut not_read = Vec::new();
+        for &p in &partitions {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(topic, p, self.timeout())
                 .map_err(|err| AuditError::Read {
                     topic: topic.to_string(),
-                    partition: e.partition(),
-                    offset: start,
+                    partition: p,
+                    offset: -1,
                     error: err.to_string(),
                     reason: self.context.reason(),
                 })?;
+            let start = match (from, by_time.get(&p)) {
+                (None, _) => low,
+                (Some(_), Some(Offset::Offset(o))) => (*o).clamp(low, high),
+                // End (or no answer): every record there is older than `from`.
+                (Some(_), _) => high,
+            };
+            if let Some(from) = from
+                && start > low
+            {
+                not_read.push(unread(p, low, start, from));
+            }
             if start < high {
-                assign
-                    .add_partition_offset(topic, e.partition(), Offset::Offset(start))
-                    .map_err(|err| AuditError::Create(err.to_string()))?;
-                pending.insert(e.partition(), high);
+                read.insert(p, (start, high));
             }
         }
-        debug!(?pending, "partitions to read up to their high watermarks");
+        Ok((read, not_read))
+    }
+
+    /// Read every partition as [`Reader::plan`] says, handing each record to `visit`, whatever
+    /// its timestamp (the billing side reads by offset). Returns the messages read and what was
+    /// left unread.
+    fn scan(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        mut visit: impl FnMut(Option<&str>, &BorrowedMessage<'_>),
+    ) -> Result<(usize, Vec<String>), AuditError> {
+        let topic = self.settings.topic.as_str();
+        let (plan, not_read) = self.plan(from)?;
+        let mut assign = TopicPartitionList::new();
+        // Partition → the high watermark to read up to.
+        let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+        for (&p, &(start, high)) in &plan {
+            assign
+                .add_partition_offset(topic, p, Offset::Offset(start))
+                .map_err(|err| AuditError::Create(err.to_string()))?;
+            pending.insert(p, high);
+        }
+        debug!(?plan, "partitions to read, from..to");
         if pending.is_empty() {
-            return Ok(0);
+            return Ok((0, not_read));
         }
         self.consumer
             .assign(&assign)
@@ -555,19 +826,9 @@ impl Reader {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     last_message = Instant::now();
-                    read += 1;
-                    // Positioning is an optimisation: a broker may answer ListOffsets with an
-                    // earlier offset than asked (tansu answers 0), so the time is checked here
-                    // too, and the result does not depend on the broker's answer.
-                    let written_before = m
-                        .timestamp()
-                        .to_millis()
-                        .is_some_and(|t| t < from.timestamp_millis());
-                    if !written_before
-                        && let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok())
-                        && let Some(hour) = key.strip_prefix(prefix)
-                    {
-                        visit(hour, &m);
+                    if pending.contains_key(&m.partition()) {
+                        read += 1;
+                        visit(m.key().and_then(|k| std::str::from_utf8(k).ok()), &m);
                     }
                     if pending
                         .get(&m.partition())
@@ -608,11 +869,12 @@ impl Reader {
                 );
             }
         }
-        Ok(read)
+        Ok((read, not_read))
     }
 
-    /// The payload at `partition`/`offset`, read again (for `--recompute`).
-    fn fetch(&self, partition: i32, offset: i64) -> Result<Vec<u8>, AuditError> {
+    /// The record at `partition`/`offset`, read again (for `--recompute`, and to confirm a copy
+    /// of our id under another key).
+    fn fetch(&self, partition: i32, offset: i64) -> Result<Fetched, AuditError> {
         let topic = self.settings.topic.as_str();
         let read_err = |error: String| AuditError::Read {
             topic: topic.to_string(),
@@ -631,7 +893,14 @@ impl Reader {
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) if m.partition() == partition && m.offset() == offset => {
-                    return Ok(m.payload().unwrap_or_default().to_vec());
+                    return Ok(Fetched {
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        message_id: header(&m, "message_id").map(str::to_string),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
                 }
                 Some(Ok(_)) | None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => {
@@ -660,84 +929,44 @@ pub async fn run(
     };
     let (first, last) = (*first, *last);
     info!(
-        cluster = %settings.cluster,
+        cluster = %settings.message.cluster_name,
         topic = %settings.kafka.topic,
         since = %rfc3339(first.start()),
         until = %rfc3339(last.end()),
+        from_earliest = settings.from_earliest,
         "audit: reading the topic back"
     );
     let reader = Arc::new(Reader::new(&settings.kafka)?);
     let scan_reader = reader.clone();
-    let cluster = settings.cluster.clone();
-    let id_format = settings.id_format;
-    let (seen, read) = tokio::task::spawn_blocking(move || {
-        let prefix = format!("{cluster}/");
-        let mut seen: BTreeMap<HourWindow, Seen> = BTreeMap::new();
-        let mut unattributed = Vec::new();
-        // A message for an hour is written after the hour ends: starting at the hour's start
-        // leaves an hour for a producer clock that runs behind.
-        let read = scan_reader.scan(first.start(), &prefix, |hour, m| {
-            let at = format!("partition {} offset {}", m.partition(), m.offset());
-            let window = chrono::DateTime::parse_from_rfc3339(hour)
-                .ok()
-                .and_then(|t| HourWindow::starting_at(t.to_utc(), "key").ok());
-            let Some(window) = window else {
-                unattributed.push(format!("{at}: key {cluster}/{hour} names no hour"));
-                return;
-            };
-            if window < first || window > last {
-                return;
-            }
-            let entry = seen.entry(window).or_default();
-            let payload = m.payload().unwrap_or_default();
-            match check_record(
-                &cluster,
-                id_format,
-                &window,
-                header(m, "message_id"),
-                header(m, "part"),
-                payload,
-            ) {
-                Ok((k, n)) => {
-                    entry.totals.insert(n);
-                    entry.parts.entry(k).or_default().push(Stored {
-                        digest: openssl::sha::sha256(payload),
-                        message_id: header(m, "message_id").unwrap_or_default().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    });
-                }
-                Err(why) => entry.foreign.push(format!("{at}: {why}")),
-            }
-        })?;
-        Ok::<_, AuditError>(((seen, unattributed), read))
-    })
-    .await
-    .map_err(|e| crate::Error::Audit(AuditError::Create(e.to_string())))??;
-    let (seen, unattributed) = seen;
+    let scan_settings = settings.clone();
+    let read = tokio::task::spawn_blocking(move || read_topic(&scan_reader, &scan_settings))
+        .await
+        .map_err(|e| crate::Error::Audit(AuditError::Create(e.to_string())))??;
 
     let mut hours: Vec<HourReport> = settings
         .hours
         .iter()
-        .map(|w| judge(w, seen.get(w)))
+        .map(|w| judge(w, read.seen.get(w)))
         .collect();
     if let Some(config) = recompute {
-        recompute_hours(settings, config, &reader, &seen, &mut hours).await?;
+        recompute_hours(settings, config, &reader, &read.seen, &mut hours).await?;
     }
     let mut counts = BTreeMap::new();
     for h in &hours {
         *counts.entry(h.status).or_insert(0) += 1;
     }
     let report = AuditReport {
-        cluster: settings.cluster.clone(),
+        cluster: settings.message.cluster_name.clone(),
         topic: settings.kafka.topic.clone(),
         since: rfc3339(first.start()),
         until: rfc3339(last.end()),
         recomputed: recompute.is_some(),
-        messages_read: read,
+        messages_read: read.messages,
         counts,
         hours,
-        unattributed,
+        unattributed: read.unattributed.kept,
+        unattributed_left_out: read.unattributed.left_out,
+        not_read: read.not_read,
     };
     if report.is_clean() {
         info!(
@@ -747,7 +976,177 @@ pub async fn run(
     } else {
         warn!(counts = ?report.counts, "audit: not every hour published exactly once and right");
     }
+    if !report.not_read.is_empty() {
+        warn!(
+            partitions = report.not_read.len(),
+            "audit: records before --since (by the broker's time index) were not read; \
+             --from-earliest reads them"
+        );
+    }
     Ok(report)
+}
+
+/// What one pass over the topic found.
+struct TopicRead {
+    seen: BTreeMap<HourWindow, Seen>,
+    unattributed: Bounded,
+    messages: usize,
+    not_read: Vec<String>,
+}
+
+/// Read the topic once and sort what is under our key by hour; remember where records under
+/// other keys carry a message id, then look our ids up among them.
+fn read_topic(reader: &Reader, settings: &AuditSettings) -> Result<TopicRead, AuditError> {
+    let (first, last) = match (settings.hours.first(), settings.hours.last()) {
+        (Some(f), Some(l)) => (*f, *l),
+        _ => return Err(AuditError::Create("no hours to audit".into())),
+    };
+    let expected = &settings.message;
+    let cluster = expected.cluster_name.as_str();
+    let prefix = format!("{cluster}/");
+    let mut seen: BTreeMap<HourWindow, Seen> = BTreeMap::new();
+    let mut unattributed = Bounded::default();
+    let mut elsewhere: HashMap<u64, Vec<Elsewhere>> = HashMap::new();
+    // A message for an hour is written after the hour ends: starting at the hour's start
+    // leaves an hour for a producer clock that runs behind.
+    let from = (!settings.from_earliest).then(|| first.start());
+    let (messages, not_read) = reader.scan(from, |key, m| {
+        let Some(hour) = key.and_then(|k| k.strip_prefix(&prefix)) else {
+            if let Some(id) = header(m, "message_id")
+                && expected.id_format.accepts(id)
+            {
+                elsewhere.entry(id_hash(id)).or_default().push(Elsewhere {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    digest: openssl::sha::sha256(m.payload().unwrap_or_default()),
+                });
+            }
+            return;
+        };
+        let at = || format!("partition {} offset {}", m.partition(), m.offset());
+        let window = chrono::DateTime::parse_from_rfc3339(hour)
+            .ok()
+            .and_then(|t| HourWindow::starting_at(t.to_utc(), "key").ok());
+        let Some(window) = window else {
+            unattributed.push(|| {
+                format!(
+                    "{}: key {:?} names no hour",
+                    at(),
+                    shown(key.unwrap_or_default())
+                )
+            });
+            return;
+        };
+        if window < first || window > last {
+            return;
+        }
+        let entry = seen.entry(window).or_default();
+        entry.messages += 1;
+        let payload = m.payload().unwrap_or_default();
+        match check_record(
+            expected,
+            &window,
+            header(m, "message_id"),
+            header(m, "part"),
+            payload,
+        ) {
+            Ok(checked) => {
+                if entry.totals.len() < KEEP {
+                    entry.totals.insert(checked.parts);
+                }
+                let digest = openssl::sha::sha256(payload);
+                match entry.parts.get_mut(&checked.part) {
+                    Some(copies) => copies.add(digest, m.partition(), m.offset()),
+                    None => {
+                        entry.parts.insert(
+                            checked.part,
+                            Copies::new(Stored {
+                                digest,
+                                message_id: header(m, "message_id").unwrap_or_default().to_string(),
+                                partition: m.partition(),
+                                offset: m.offset(),
+                                first: checked.first,
+                                last: checked.last,
+                            }),
+                        );
+                    }
+                }
+            }
+            Err(why) => entry.foreign.push(|| format!("{}: {why}", at())),
+        }
+    })?;
+    if !elsewhere.is_empty() {
+        for window in &settings.hours {
+            find_elsewhere(reader, expected, window, &elsewhere, &mut seen)?;
+        }
+    }
+    Ok(TopicRead {
+        seen,
+        unattributed,
+        messages,
+        not_read,
+    })
+}
+
+/// Our ids of `window`'s parts found under another key: each copy is read again to confirm the
+/// id (the hash only points at it) and reported with its key. Equal content is a duplicate; a
+/// copy that differs, or of a part we have no copy of, may be the one the billing side keeps.
+fn find_elsewhere(
+    reader: &Reader,
+    expected: &MessageConfig,
+    window: &HourWindow,
+    elsewhere: &HashMap<u64, Vec<Elsewhere>>,
+    seen: &mut BTreeMap<HourWindow, Seen>,
+) -> Result<(), AuditError> {
+    let parts = seen
+        .get(window)
+        .and_then(|s| s.totals.iter().max().copied())
+        .unwrap_or(1);
+    let mut found = Vec::new();
+    for k in 1..=parts {
+        let id = expected.id_format.id(&expected.cluster_name, window, k - 1);
+        for at in elsewhere.get(&id_hash(&id)).into_iter().flatten() {
+            if found.len() >= KEEP {
+                break;
+            }
+            let record = reader.fetch(at.partition, at.offset)?;
+            if record.message_id.as_deref() != Some(id.as_str()) {
+                continue; // Another id with the same hash.
+            }
+            let ours = seen
+                .get(window)
+                .and_then(|s| s.parts.get(&k))
+                .map(|c| c.first.digest);
+            let (status, how) = match ours {
+                Some(d) if d == at.digest => (
+                    Status::Duplicated,
+                    "with equal content; harmless: the billing side drops copies by message_id",
+                ),
+                Some(_) => (
+                    Status::Conflicting,
+                    "with DIFFERENT content; the billing side keeps whichever copy it saw first",
+                ),
+                None => (
+                    Status::Conflicting,
+                    "and no copy under this hour's key; the billing side may bill this one",
+                ),
+            };
+            found.push((
+                status,
+                format!(
+                    "part {k}'s message_id {id} is also at partition {} offset {} under another \
+                     key {} {how}",
+                    at.partition,
+                    at.offset,
+                    shown(&record.key),
+                ),
+            ));
+        }
+    }
+    if !found.is_empty() {
+        seen.entry(*window).or_default().elsewhere = found;
+    }
+    Ok(())
 }
 
 /// Collect the hours again and compare them, hour by hour, with the first copy of each part.
@@ -776,11 +1175,12 @@ async fn recompute_hours(
             // One hour's first copies, read again by offset and dropped after the comparison.
             let mut published = Vec::new();
             for copies in seen.parts.values() {
-                let (partition, offset) = (copies[0].partition, copies[0].offset);
+                let (partition, offset) = (copies.first.partition, copies.first.offset);
                 let r = reader.clone();
                 let bytes = tokio::task::spawn_blocking(move || r.fetch(partition, offset))
                     .await
-                    .map_err(|e| crate::Error::Audit(AuditError::Create(e.to_string())))??;
+                    .map_err(|e| crate::Error::Audit(AuditError::Create(e.to_string())))??
+                    .payload;
                 let m: KafkaMessage = serde_json::from_slice(&bytes).map_err(|e| {
                     crate::Error::Audit(AuditError::Read {
                         topic: settings.kafka.topic.clone(),
@@ -834,30 +1234,7 @@ fn compare(published: &[KafkaMessage], now: &[KafkaMessage]) -> Vec<String> {
             findings.push(format!("{id}: on the topic, not in Prometheus now"));
             continue;
         };
-        for (dim, x, y) in [
-            ("cpu", b.cpu, a.cpu),
-            ("gpu", b.gpu, a.gpu),
-            (
-                "storage_rwo_standard",
-                b.storage_rwo_standard,
-                a.storage_rwo_standard,
-            ),
-            (
-                "storage_rwx_standard",
-                b.storage_rwx_standard,
-                a.storage_rwx_standard,
-            ),
-            (
-                "storage_rwx_basic",
-                b.storage_rwx_basic,
-                a.storage_rwx_basic,
-            ),
-            (
-                "storage_rwx_premium",
-                b.storage_rwx_premium,
-                a.storage_rwx_premium,
-            ),
-        ] {
+        for ((dim, x), (_, y)) in b.fields().into_iter().zip(a.fields()) {
             if x != y {
                 findings.push(format!("{id} {dim}: topic {x}, now {y}"));
             }
@@ -882,8 +1259,25 @@ mod tests {
         .unwrap()
     }
 
-    fn body(cluster: &str, window: &HourWindow, part: usize, ns: &str, cpu: f64) -> Vec<u8> {
-        serde_json::to_vec(&KafkaMessage {
+    fn expected(cluster: &str, id_format: IdFormat) -> MessageConfig {
+        MessageConfig {
+            cluster_name: cluster.into(),
+            service_name: "OPENSHIFT".into(),
+            service_version: "GA".into(),
+            service_location: "X".into(),
+            max_message_bytes: 1_000_000,
+            id_format,
+        }
+    }
+
+    /// Part `part` of `window` as we write it, with one entry per (namespace, cpu).
+    fn message(
+        cluster: &str,
+        window: &HourWindow,
+        part: usize,
+        cpu: &[(&str, f64)],
+    ) -> KafkaMessage {
+        KafkaMessage {
             header: message::Header {
                 consumption_period_type: message::PeriodType::Hour,
                 consumption_start_ts: message::start_ts(window),
@@ -892,19 +1286,25 @@ mod tests {
                 service_version: "GA".into(),
                 service_location: "X".into(),
             },
-            payload: vec![message::Entry {
-                external_id: format!("{cluster}_{ns}"),
-                consumption: Consumption {
-                    cpu,
-                    gpu: 0.0,
-                    storage_rwo_standard: 0.0,
-                    storage_rwx_standard: 0.0,
-                    storage_rwx_basic: 0.0,
-                    storage_rwx_premium: 0.0,
-                },
-            }],
-        })
-        .unwrap()
+            payload: cpu
+                .iter()
+                .map(|(ns, cpu)| message::Entry {
+                    external_id: format!("{cluster}_{ns}"),
+                    consumption: Consumption {
+                        cpu: *cpu,
+                        gpu: 0.0,
+                        storage_rwo_standard: 0.0,
+                        storage_rwx_standard: 0.0,
+                        storage_rwx_basic: 0.0,
+                        storage_rwx_premium: 0.0,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn body(cluster: &str, window: &HourWindow, part: usize, ns: &str, cpu: f64) -> Vec<u8> {
+        serde_json::to_vec(&message(cluster, window, part, &[(ns, cpu)])).unwrap()
     }
 
     #[test]
@@ -912,18 +1312,24 @@ mod tests {
         let w = hour();
         let id = message::message_id("c1", &w, 1);
         let got = check_record(
-            "c1",
-            IdFormat::Uuid,
+            &expected("c1", IdFormat::Uuid),
             &w,
             Some(&id),
             Some("2/3"),
             &body("c1", &w, 2, "a", 1.0),
         );
-        assert_eq!(got, Ok((2, 3)));
+        assert_eq!(
+            got,
+            Ok(Checked {
+                part: 2,
+                parts: 3,
+                first: Some("c1_a".into()),
+                last: Some("c1_a".into())
+            })
+        );
         // Audited with the other format, it is foreign, and the reason names the flag.
         let e = check_record(
-            "c1",
-            IdFormat::Legacy,
+            &expected("c1", IdFormat::Legacy),
             &w,
             Some(&id),
             Some("2/3"),
@@ -938,6 +1344,11 @@ mod tests {
         let w = hour();
         let id1 = message::message_id("c1", &w, 0);
         let good = body("c1", &w, 1, "a", 1.0);
+        let altered = |change: &dyn Fn(&mut KafkaMessage)| {
+            let mut m = message("c1", &w, 1, &[("a", 1.0), ("b", 2.0)]);
+            change(&mut m);
+            serde_json::to_vec(&m).unwrap()
+        };
         // (message_id header, part header, payload, what the reason says)
         type Case<'a> = (Option<&'a str>, Option<&'a str>, Vec<u8>, &'a str);
         let cases: Vec<Case> = vec![
@@ -961,9 +1372,53 @@ mod tests {
                 body("c1", &w.next(), 1, "a", 1.0),
                 "differs",
             ),
+            // Everything right but the numbers or names: the contract, as a run checks it.
+            (
+                Some(&id1),
+                Some("1/1"),
+                body("c1", &w, 1, "a", -1.0),
+                "c1_a cpu is -1",
+            ),
+            (
+                Some(&id1),
+                Some("1/1"),
+                body("c1", &w, 1, "Not_A_Namespace", 1.0),
+                "is not <cluster>_<namespace>",
+            ),
+            (
+                Some(&id1),
+                Some("1/1"),
+                altered(&|m| m.payload[1].consumption.gpu = 1e300),
+                "c1_b gpu is 1e300",
+            ),
+            (
+                Some(&id1),
+                Some("1/1"),
+                altered(&|m| m.header.service_name = "OPENSTACK".into()),
+                "service_name \"OPENSTACK\" is not this job's \"OPENSHIFT\" (--service-name)",
+            ),
+            (
+                Some(&id1),
+                Some("1/1"),
+                altered(&|m| m.payload[1].external_id = "c1_a".into()),
+                "listed twice",
+            ),
+            (
+                Some(&id1),
+                Some("1/1"),
+                altered(&|m| m.payload.reverse()),
+                "comes after c1_b: not in the order we write",
+            ),
+            (
+                Some(&id1),
+                Some("1/1"),
+                altered(&|m| m.payload[0].consumption.storage_rwx_basic = 0.1234567),
+                "storage_rwx_basic is 0.1234567, with more than 6 decimals",
+            ),
         ];
         for (id, part, payload, expect) in cases {
-            let e = check_record("c1", IdFormat::Uuid, &w, id, part, &payload).unwrap_err();
+            let e =
+                check_record(&expected("c1", IdFormat::Uuid), &w, id, part, &payload).unwrap_err();
             assert!(e.contains(expect), "{e:?} should say {expect:?}");
         }
     }
@@ -974,15 +1429,25 @@ mod tests {
             message_id: "id".into(),
             partition: 0,
             offset,
+            first: None,
+            last: None,
         }
     }
 
     fn seen(parts: &[(usize, Vec<Stored>)], total: usize) -> Seen {
-        Seen {
-            parts: parts.iter().cloned().collect(),
+        let mut s = Seen {
             totals: [total].into(),
-            foreign: vec![],
+            ..Seen::default()
+        };
+        for (k, copies) in parts {
+            let mut c = Copies::new(copies[0].clone());
+            for more in &copies[1..] {
+                c.add(more.digest, more.partition, more.offset);
+            }
+            s.messages += copies.len();
+            s.parts.insert(*k, c);
         }
+        s
     }
 
     #[test]
@@ -1011,14 +1476,81 @@ mod tests {
             Status::Conflicting
         );
         let mut s = seen(&[(1, vec![copy(1, 0)])], 1);
+        s.messages += 1;
         s.foreign
-            .push("partition 0 offset 3: no `part` header".into());
+            .push(|| "partition 0 offset 3: no `part` header".into());
         let r = judge(&w, Some(&s));
         assert_eq!(r.status, Status::Foreign);
         assert_eq!(r.messages, 2);
         let mut s = seen(&[(1, vec![copy(1, 0)])], 1);
         s.totals.insert(2);
         assert_eq!(status(Some(&s)), Status::Conflicting);
+    }
+
+    /// Each message in order is not enough: a namespace at the end of one part and again at the
+    /// start of the next would be billed twice.
+    #[test]
+    fn parts_that_overlap_are_foreign() {
+        let w = hour();
+        let ranged = |offset: i64, first: &str, last: &str| Stored {
+            first: Some(first.into()),
+            last: Some(last.into()),
+            ..copy(offset as u8, offset)
+        };
+        let ok = seen(
+            &[
+                (1, vec![ranged(0, "c1_a", "c1_m")]),
+                (2, vec![ranged(1, "c1_n", "c1_z")]),
+            ],
+            2,
+        );
+        assert_eq!(judge(&w, Some(&ok)).status, Status::Complete);
+        let overlap = seen(
+            &[
+                (1, vec![ranged(0, "c1_a", "c1_m")]),
+                (2, vec![ranged(1, "c1_m", "c1_z")]),
+            ],
+            2,
+        );
+        let r = judge(&w, Some(&overlap));
+        assert_eq!(r.status, Status::Foreign);
+        assert!(r.findings[0].contains("parts 1 and 2 overlap"), "{r:?}");
+    }
+
+    /// A flood of junk keeps [`KEEP`] lines and counts the rest, and copies of one part list
+    /// [`KEEP`] positions.
+    #[test]
+    fn junk_is_kept_up_to_a_bound_and_counted() {
+        let w = hour();
+        let mut s = seen(&[(1, vec![copy(1, 0)])], 1);
+        for i in 0..1000 {
+            s.foreign.push(|| format!("offset {i}: junk"));
+            s.parts.get_mut(&1).unwrap().add([1; 32], 0, i + 1);
+        }
+        let r = judge(&w, Some(&s));
+        assert_eq!(r.status, Status::Foreign);
+        assert_eq!(r.findings_left_out, 1000 - KEEP);
+        let duplicates = r
+            .findings
+            .iter()
+            .find(|f| f.contains("1001 times"))
+            .unwrap();
+        assert!(
+            duplicates.contains(&format!("and {} more", 1001 - KEEP)),
+            "{duplicates}"
+        );
+        assert!(duplicates.len() < 400, "{duplicates}");
+    }
+
+    #[test]
+    fn what_was_not_read_says_where_and_how_to_read_it() {
+        let from = hour().start();
+        assert_eq!(
+            unread(2, 0, 17, from),
+            "partition 2 offsets 0..17: written before 2026-11-01T03:00:00Z by the broker's \
+             time index; a copy written there with an older record time is not checked (audit \
+             with --from-earliest to read them)"
+        );
     }
 
     #[test]

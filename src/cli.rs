@@ -458,6 +458,12 @@ pub struct AuditArgs {
     #[arg(long, env = "AUDIT_OUTPUT", value_enum, default_value_t = AuditFormat::Text)]
     pub output: AuditFormat,
 
+    /// Read every partition from its first record instead of positioning by time at --since:
+    /// also sees copies written with an older record time (a replay, MirrorMaker keeping
+    /// original times, a producer clock behind), at the cost of reading the whole topic.
+    #[arg(long, env = "AUDIT_FROM_EARLIEST")]
+    pub from_earliest: bool,
+
     #[command(flatten)]
     pub run: Args,
 }

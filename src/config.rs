@@ -366,6 +366,39 @@ fn cluster_name(args: &Args) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// The messages' header fields and limits, validated: what a run shapes and what `audit`
+/// expects every message under this cluster's key to carry.
+fn message_config(args: &Args, cluster_name: &str) -> Result<MessageConfig> {
+    for (flag, value) in [
+        ("--service-name", &args.service_name),
+        ("--service-version", &args.service_version),
+        ("--service-location", &args.service_location),
+    ] {
+        if value.trim().is_empty() {
+            return Err(invalid(flag, value, "must not be empty"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(invalid(flag, value, "must not contain control characters"));
+        }
+    }
+    if !(1024..=MAX_MESSAGE_BYTES).contains(&args.max_message_bytes) {
+        return Err(invalid(
+            "--max-message-bytes",
+            &args.max_message_bytes.to_string(),
+            "must be between 1024 and 999934464 (librdkafka's message.max.bytes limit of \
+             1000000000, less the 64 KiB the job leaves for key, headers and batch)",
+        ));
+    }
+    Ok(MessageConfig {
+        cluster_name: cluster_name.to_string(),
+        service_name: args.service_name.trim().to_string(),
+        service_version: args.service_version.trim().to_string(),
+        service_location: args.service_location.trim().to_string(),
+        max_message_bytes: args.max_message_bytes,
+        id_format: args.message_id_format,
+    })
+}
+
 /// Publishing needs every Kafka flag: mutual TLS is not optional.
 fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> {
     let missing = |flag: &'static str| {
@@ -480,26 +513,7 @@ impl Config {
         };
         let checkpoint = checkpoint_config(args);
         let cluster_name = cluster_name(args)?;
-        for (flag, value) in [
-            ("--service-name", &args.service_name),
-            ("--service-version", &args.service_version),
-            ("--service-location", &args.service_location),
-        ] {
-            if value.trim().is_empty() {
-                return Err(invalid(flag, value, "must not be empty"));
-            }
-            if value.chars().any(char::is_control) {
-                return Err(invalid(flag, value, "must not contain control characters"));
-            }
-        }
-        if !(1024..=MAX_MESSAGE_BYTES).contains(&args.max_message_bytes) {
-            return Err(invalid(
-                "--max-message-bytes",
-                &args.max_message_bytes.to_string(),
-                "must be between 1024 and 999934464 (librdkafka's message.max.bytes limit of \
-                 1000000000, less the 64 KiB the job leaves for key, headers and batch)",
-            ));
-        }
+        let message = message_config(args, &cluster_name)?;
         if !(1..=24).contains(&args.hours_per_query) {
             return Err(invalid(
                 "--hours-per-query",
@@ -600,14 +614,7 @@ impl Config {
                     |reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")),
                 )?,
             },
-            message: MessageConfig {
-                cluster_name: cluster_name.clone(),
-                service_name: args.service_name.trim().to_string(),
-                service_version: args.service_version.trim().to_string(),
-                service_location: args.service_location.trim().to_string(),
-                max_message_bytes: args.max_message_bytes,
-                id_format: args.message_id_format,
-            },
+            message,
             pushgateway: match args.pushgateway_url.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(raw) => Some(crate::pushgateway::PushSettings {
@@ -667,6 +674,7 @@ impl AuditConfig {
             AUDIT_MAX_HOURS,
         )?;
         let cluster = cluster_name(run)?;
+        let message = message_config(run, &cluster)?;
         let kafka = kafka_settings(run, true)?;
         let recompute = if args.recompute {
             // The same settings as a dry-run over those hours: only its hours differ, and
@@ -686,10 +694,10 @@ impl AuditConfig {
         };
         Ok(AuditConfig {
             audit: AuditSettings {
-                cluster,
-                id_format: run.message_id_format,
+                message,
                 hours,
                 kafka,
+                from_earliest: args.from_earliest,
             },
             format: args.output,
             recompute,

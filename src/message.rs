@@ -64,6 +64,29 @@ pub struct Consumption {
     pub storage_rwx_premium: f64,
 }
 
+impl Consumption {
+    /// Every quantity with its field name, in the message's order: what checks and comparisons
+    /// iterate, so that none of them can skip a dimension.
+    pub fn fields(&self) -> [(&'static str, f64); 6] {
+        let Consumption {
+            cpu,
+            gpu,
+            storage_rwo_standard,
+            storage_rwx_standard,
+            storage_rwx_basic,
+            storage_rwx_premium,
+        } = *self;
+        [
+            ("cpu", cpu),
+            ("gpu", gpu),
+            ("storage_rwo_standard", storage_rwo_standard),
+            ("storage_rwx_standard", storage_rwx_standard),
+            ("storage_rwx_basic", storage_rwx_basic),
+            ("storage_rwx_premium", storage_rwx_premium),
+        ]
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     #[error(
@@ -153,7 +176,7 @@ impl IdFormat {
 
     /// Whether `id` has this format's shape (for [`validate`]; the value is checked by the
     /// audit, which knows the part).
-    fn accepts(self, id: &str) -> bool {
+    pub fn accepts(self, id: &str) -> bool {
         match self {
             IdFormat::Uuid => Uuid::parse_str(id)
                 .is_ok_and(|u| u.get_version_num() == 5 && u.hyphenated().to_string() == id),
@@ -318,7 +341,14 @@ pub fn validate(
         }
     }
     let prefix = format!("{cluster}_");
+    let mut listed = std::collections::HashSet::with_capacity(m.payload.len());
     for e in &m.payload {
+        if !listed.insert(e.external_id.as_str()) {
+            return Err(format!(
+                "external_id {:?} is listed twice: it would be billed twice",
+                e.external_id
+            ));
+        }
         let namespace = e.external_id.strip_prefix(&prefix);
         if !namespace.is_some_and(crate::collector::is_namespace_name) {
             return Err(format!(
@@ -326,17 +356,15 @@ pub fn validate(
                 e.external_id
             ));
         }
-        let c = &e.consumption;
-        for (dim, q) in [
-            ("cpu", c.cpu),
-            ("gpu", c.gpu),
-            ("storage_rwo_standard", c.storage_rwo_standard),
-            ("storage_rwx_standard", c.storage_rwx_standard),
-            ("storage_rwx_basic", c.storage_rwx_basic),
-            ("storage_rwx_premium", c.storage_rwx_premium),
-        ] {
+        for (dim, q) in e.consumption.fields() {
             if !q.is_finite() || !(0.0..=crate::collector::MAX_QUANTITY).contains(&q) {
-                return Err(format!("{} {dim} is {q}", e.external_id));
+                // 1e300 as 1e300, not as 301 digits.
+                let shown = if q.abs() >= 1e15 {
+                    format!("{q:e}")
+                } else {
+                    q.to_string()
+                };
+                return Err(format!("{} {dim} is {shown}", e.external_id));
             }
         }
     }

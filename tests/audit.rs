@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::kafka::{TestKafka, start_kafka};
+use common::kafka::{RawRecord, TestKafka, start_kafka};
 use common::{Outcome, bin, run, standard};
 use consumption_metrics::message::{IdFormat, KafkaMessage, message_id};
 use consumption_metrics::window::HourWindow;
@@ -91,18 +91,6 @@ fn every_way_an_hour_can_be_wrong_is_reported() {
     let k = kafka();
     let topic = "mcmp-audit";
     k.create_topic(topic);
-    // Written before the audited range starts (by its record time): positioning by time skips
-    // it, though it lies in the partition of an audited hour and would be foreign.
-    let early = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:30:00Z")
-        .unwrap()
-        .timestamp_millis();
-    k.produce(
-        topic,
-        "synth-01/2026-11-01T03:00:00Z",
-        &[("message_id", "not-ours"), ("part", "1/1")],
-        b"{}",
-        Some(early),
-    );
     publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T06:00:00Z", &[]);
 
     // A clean range.
@@ -124,6 +112,11 @@ fn every_way_an_hour_can_be_wrong_is_reported() {
         ])
     );
     assert!(r["unattributed"].as_array().unwrap().is_empty());
+    assert_eq!(
+        r["not_read"],
+        serde_json::json!([]),
+        "tansu positions at 0: {r}"
+    );
 
     // Hours never published, on either side.
     let out = audit(
@@ -290,6 +283,270 @@ fn a_forged_part_count_is_foreign_not_an_allocation() {
             .to_string()
             .contains("1/1000000000000"),
         "{r}"
+    );
+}
+
+/// The published record of `start` (part 1), as consumed: (headers, body).
+fn published(topic: &str, start: &str) -> (Vec<(String, String)>, KafkaMessage) {
+    let all = kafka().consume(topic, 100, std::time::Duration::from_secs(5));
+    let key = format!("synth-01/{start}");
+    let m = all.iter().find(|m| m.key == key).expect("a published hour");
+    (
+        m.headers.clone(),
+        serde_json::from_slice(&m.payload).unwrap(),
+    )
+}
+
+/// Part `part` of `parts` of the hour `start`, made from `template` under our key with our id:
+/// everything a forger can get right, and `change` applied.
+fn forged(
+    start: &str,
+    part: usize,
+    parts: usize,
+    template: &KafkaMessage,
+    change: impl Fn(&mut KafkaMessage),
+) -> RawRecord {
+    let id = message_id("synth-01", &hour(start), part - 1);
+    let mut m = template.clone();
+    m.header.message_id = id.clone();
+    m.header.consumption_start_ts = format!("{}.000000+00:00", &start[..19]);
+    change(&mut m);
+    (
+        format!("synth-01/{start}"),
+        vec![
+            ("message_id".into(), id),
+            ("part".into(), format!("{part}/{parts}")),
+        ],
+        serde_json::to_vec(&m).unwrap(),
+    )
+}
+
+/// The billing side reads by offset: a conflicting copy written later with an old record time
+/// (a replay, MirrorMaker keeping original times, a producer clock behind) is read and
+/// reported, not skipped by its timestamp.
+#[test]
+fn a_copy_with_an_old_record_time_is_read() {
+    let k = kafka();
+    let topic = "mcmp-audit-old-time";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T04:00:00Z", &[]);
+    let early = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:30:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let h3 = hour("2026-11-01T03:00:00Z");
+    let id3 = message_id("synth-01", &h3, 0);
+    let body3 = altered(topic, "2026-11-01T03:00:00Z");
+    k.produce(
+        topic,
+        "synth-01/2026-11-01T03:00:00Z",
+        &[("message_id", &id3), ("part", "1/1")],
+        &body3,
+        Some(early),
+    );
+    for extra in [&[][..], &["--from-earliest"][..]] {
+        let out = audit(
+            topic,
+            "2026-11-01T02:00:00Z",
+            "2026-11-01T04:00:00Z",
+            &[extra, &["--output", "json"]].concat(),
+        );
+        assert_eq!(out.code, 6, "{extra:?}: {}\n{}", out.stdout, out.stderr);
+        let r = json(&out);
+        assert_eq!(
+            statuses(&r),
+            pairs(&[("02:00", "complete"), ("03:00", "conflicting")]),
+            "{extra:?}: {r}"
+        );
+        assert!(
+            r["hours"][1]["findings"]
+                .to_string()
+                .contains("DIFFERENT content"),
+            "{r}"
+        );
+        assert_eq!(r["not_read"], serde_json::json!([]), "{r}");
+    }
+}
+
+/// A message under our key with our id that this job would never write is foreign, not
+/// complete: the same contract check a run makes before sending, this job's header fields, and
+/// each namespace once across the parts of an hour.
+#[test]
+fn a_message_breaking_the_contract_is_foreign() {
+    let k = kafka();
+    let topic = "mcmp-audit-contract";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", &[]);
+    let (_, template) = published(topic, "2026-11-01T02:00:00Z");
+    assert!(template.payload.len() >= 3, "{template:?}");
+    let cases: [(&str, &str); 6] = [
+        ("2026-11-01T03:00:00Z", "cpu is -1"),
+        ("2026-11-01T04:00:00Z", "is not <cluster>_<namespace>"),
+        ("2026-11-01T05:00:00Z", "gpu is 1e300"),
+        (
+            "2026-11-01T06:00:00Z",
+            "is not this job's \\\"OPENSHIFT\\\" (--service-name)",
+        ),
+        ("2026-11-01T07:00:00Z", "listed twice"),
+        ("2026-11-01T08:00:00Z", "parts 1 and 2 overlap"),
+    ];
+    let records = vec![
+        forged(cases[0].0, 1, 1, &template, |m| {
+            m.payload[0].consumption.cpu = -1.0
+        }),
+        forged(cases[1].0, 1, 1, &template, |m| {
+            m.payload[0].external_id = "synth-01_Team A".into()
+        }),
+        forged(cases[2].0, 1, 1, &template, |m| {
+            m.payload[1].consumption.gpu = 1e300
+        }),
+        forged(cases[3].0, 1, 1, &template, |m| {
+            m.header.service_name = "OPENSTACK".into()
+        }),
+        forged(cases[4].0, 1, 1, &template, |m| {
+            let first = m.payload[0].clone();
+            m.payload.insert(1, first);
+        }),
+        // Each part in order and valid alone; the second repeats the first's last namespace.
+        forged(cases[5].0, 1, 2, &template, |m| m.payload.truncate(2)),
+        forged(cases[5].0, 2, 2, &template, |m| {
+            m.payload.remove(0);
+        }),
+    ];
+    k.produce_many(topic, &records);
+    let out = audit(
+        topic,
+        "2026-11-01T03:00:00Z",
+        "2026-11-01T09:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    for (i, (start, says)) in cases.iter().enumerate() {
+        let h = &r["hours"][i];
+        assert_eq!(h["hour"], *start);
+        assert_eq!(h["status"], "foreign", "{h}");
+        assert!(h["findings"].to_string().contains(says), "{says:?} in {h}");
+    }
+}
+
+/// A flood of junk under our key prefix keeps ten lines per hour (and ten unattributed keys)
+/// and counts the rest: the audit's memory and report stay small whatever is written there.
+#[test]
+fn junk_under_our_key_is_bounded_and_counted() {
+    let k = kafka();
+    let topic = "mcmp-audit-junk";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", &[]);
+    let mut junk = Vec::new();
+    for i in 0..300 {
+        junk.push((
+            "synth-01/2026-11-01T02:00:00Z".to_string(),
+            vec![],
+            format!("junk {i}").into_bytes(),
+        ));
+        junk.push((format!("synth-01/junk-{i}"), vec![], b"{}".to_vec()));
+    }
+    k.produce_many(topic, &junk);
+    let out = audit(
+        topic,
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T03:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    let h = &r["hours"][0];
+    assert_eq!(h["status"], "foreign", "{h}");
+    assert_eq!(h["messages"], 301, "{h}");
+    assert_eq!(h["findings"].as_array().unwrap().len(), 10, "{h}");
+    assert_eq!(h["findings_left_out"], 290, "{h}");
+    assert_eq!(r["unattributed"].as_array().unwrap().len(), 10, "{r}");
+    assert_eq!(r["unattributed_left_out"], 290, "{r}");
+    assert!(out.stdout.len() < 20_000, "{} bytes", out.stdout.len());
+
+    let text = audit(topic, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", &[]);
+    assert!(
+        text.stdout
+            .contains("and 290 more foreign records, not listed")
+            && text
+                .stdout
+                .contains("unattributed: and 290 more, not listed"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// The billing side drops duplicates by `message_id`, not by key: a copy of one of our ids
+/// under another key is reported, harmless when equal, an alarm when it differs or stands
+/// alone.
+#[test]
+fn our_id_under_another_key_is_reported() {
+    let k = kafka();
+    let topic = "mcmp-audit-other-key";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T04:00:00Z", &[]);
+    let all = k.consume(topic, 2, std::time::Duration::from_secs(5));
+    let original = |start: &str| {
+        let key = format!("synth-01/{start}");
+        all.iter()
+            .find(|m| m.key == key)
+            .expect("a published hour")
+            .clone()
+    };
+    let h2 = original("2026-11-01T02:00:00Z");
+    let h3 = original("2026-11-01T03:00:00Z");
+    let (_, template) = published(topic, "2026-11-01T02:00:00Z");
+    let (_, lone_headers, lone) = forged("2026-11-01T04:00:00Z", 1, 1, &template, |_| {});
+    k.produce_many(
+        topic,
+        &[
+            (
+                "mirror/synth-01/2026-11-01T02:00:00Z".into(),
+                h2.headers.clone(),
+                h2.payload.clone(),
+            ),
+            (
+                "replay".into(),
+                h3.headers.clone(),
+                altered(topic, "2026-11-01T03:00:00Z"),
+            ),
+            ("someone-else".into(), lone_headers, lone),
+        ],
+    );
+    let out = audit(
+        topic,
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T05:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    assert_eq!(
+        statuses(&r),
+        pairs(&[
+            ("02:00", "duplicated"),
+            ("03:00", "conflicting"),
+            ("04:00", "conflicting")
+        ]),
+        "{r}"
+    );
+    let findings = |i: usize| r["hours"][i]["findings"].to_string();
+    assert!(
+        findings(0).contains(
+            "under another key \\\"mirror/synth-01/2026-11-01T02:00:00Z\\\" with equal content"
+        ),
+        "{}",
+        findings(0)
+    );
+    assert!(
+        findings(1).contains("under another key \\\"replay\\\" with DIFFERENT content"),
+        "{}",
+        findings(1)
+    );
+    assert!(
+        findings(2).contains("no copy under this hour's key"),
+        "{}",
+        findings(2)
     );
 }
 

@@ -404,6 +404,54 @@ impl TestKafka {
             .expect("the test record was not acknowledged");
     }
 
+    /// Write many raw records with one producer (`produce` opens a connection per record):
+    /// (key, headers, payload), in order.
+    pub fn produce_many(&self, topic: &str, records: &[RawRecord]) {
+        let producer: BaseProducer = self
+            .client_config()
+            .set("message.timeout.ms", "30000")
+            // One record per batch: tansu 0.6 reports a high watermark of one past a batch's
+            // base offset, so records after the first of a batch lie beyond it and a reader
+            // that stops at the watermark (the audit) never sees them.
+            .set("batch.num.messages", "1")
+            .create()
+            .expect("creating the test producer");
+        for (key, headers, payload) in records {
+            let mut owned = OwnedHeaders::new();
+            for (k, v) in headers {
+                owned = owned.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
+            }
+            let mut record = BaseRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(owned);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, r)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "queueing: {e}"
+                        );
+                        producer.poll(Duration::from_millis(50));
+                        record = r;
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("the test records were not acknowledged");
+    }
+
     /// Every message on `topic` from the beginning, read over mTLS until `expected` arrived or
     /// `timeout` passed.
     pub fn consume(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed> {
@@ -459,6 +507,10 @@ impl TestKafka {
     }
 }
 
+/// A record to write as it is: (key, headers, payload).
+pub type RawRecord = (String, Vec<(String, String)>, Vec<u8>);
+
+#[derive(Debug, Clone)]
 pub struct Consumed {
     pub key: String,
     pub headers: Vec<(String, String)>,
