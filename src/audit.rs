@@ -500,8 +500,7 @@ fn check_record(
     for e in &body.payload {
         if let Some((dim, q)) = e
             .consumption
-            .fields()
-            .into_iter()
+            .quantities()
             .find(|(_, q)| message::round(*q) != *q)
         {
             return Err(format!(
@@ -1234,7 +1233,7 @@ fn compare(published: &[KafkaMessage], now: &[KafkaMessage]) -> Vec<String> {
             findings.push(format!("{id}: on the topic, not in Prometheus now"));
             continue;
         };
-        for ((dim, x), (_, y)) in b.fields().into_iter().zip(a.fields()) {
+        for ((dim, x), (_, y)) in b.quantities().zip(a.quantities()) {
             if x != y {
                 findings.push(format!("{id} {dim}: topic {x}, now {y}"));
             }

@@ -9,11 +9,12 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditFormat, AuditSettings, Recompute};
 use crate::checkpoint::{CheckpointConfig, Plan, Reach};
 use crate::cli::{Args, AuditArgs, Flavor, WindowSemantics};
-use crate::collector::{CollectConfig, Tier};
+use crate::collector::CollectConfig;
 use crate::kafka::{KafkaSettings, TlsFiles, Transport, settings::parse_properties};
 use crate::message::MessageConfig;
 use crate::prometheus::PrometheusConfig;
 use crate::sink::Output;
+use crate::usage::Tier;
 use crate::window::{self, HourWindow, WindowError};
 
 /// A usage error: the command line or environment asks for something impossible.
@@ -209,25 +210,6 @@ fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn parse_url(value: &str) -> Result<reqwest::Url> {
-    // A URL may carry a password (Basic authentication): errors never print it.
-    let url = reqwest::Url::parse(value.trim()).map_err(|e| {
-        invalid(
-            "--prometheus-url",
-            &hide_userinfo(value),
-            format!("{e}; use for example http://prometheus:9090"),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(
-            "--prometheus-url",
-            &crate::prometheus::redacted(&url),
-            "the scheme must be http or https",
-        ));
-    }
-    Ok(url)
-}
-
 /// Where the checkpoint lives: the ConfigMap when one is named, else the file.
 pub fn checkpoint_config(args: &Args) -> CheckpointConfig {
     match &args.checkpoint_configmap {
@@ -252,16 +234,34 @@ pub struct CheckpointCommandConfig {
     pub max_hours_per_run: u32,
 }
 
+/// The run's clock: `--now`, or the system's.
+fn now(args: &Args, system_now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    match &args.now {
+        Some(raw) => parse_time("--now", raw),
+        None => Ok(system_now),
+    }
+}
+
+/// `--max-hours-per-run`: the same bounds for a run and for `checkpoint show`'s account of one.
+fn max_hours_per_run(args: &Args) -> Result<u32> {
+    match args.max_hours_per_run {
+        0 => Err(invalid("--max-hours-per-run", "0", "must be at least 1")),
+        n if n > MAX_HOURS_PER_RUN => Err(invalid(
+            "--max-hours-per-run",
+            &n.to_string(),
+            "must be at most 8784 (a leap year of hours); catch up over several runs",
+        )),
+        n => Ok(n),
+    }
+}
+
 impl CheckpointCommandConfig {
     pub fn from_args(args: &Args, system_now: DateTime<Utc>) -> Result<Self> {
         Ok(Self {
             checkpoint: checkpoint_config(args),
-            now: match &args.now {
-                Some(raw) => parse_time("--now", raw)?,
-                None => system_now,
-            },
+            now: now(args, system_now)?,
             settle_delay: settle_delay(args)?,
-            max_hours_per_run: args.max_hours_per_run.max(1),
+            max_hours_per_run: max_hours_per_run(args)?,
         })
     }
 }
@@ -293,13 +293,14 @@ fn max_response_bytes(args: &Args) -> Result<usize> {
     Ok(mib as usize * 1024 * 1024)
 }
 
-/// An http(s) URL given to `flag`, its credentials hidden in errors.
-fn parse_http_url(flag: &'static str, raw: &str) -> Result<reqwest::Url> {
+/// An http(s) URL given to `flag`, its credentials hidden in errors, which show `example`.
+fn parse_http_url(flag: &'static str, raw: &str, example: &str) -> Result<reqwest::Url> {
+    // A URL may carry a password (Basic authentication): errors never print it.
     let url = reqwest::Url::parse(raw).map_err(|e| {
         invalid(
             flag,
             &hide_userinfo(raw),
-            format!("{e}; use for example http://host:9091"),
+            format!("{e}; use for example {example}"),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -462,21 +463,9 @@ fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> {
 impl Config {
     /// Validate `args` against the clock `system_now` (ignored when `--now` is given).
     pub fn from_args(args: &Args, system_now: DateTime<Utc>) -> Result<Self> {
-        let now = match &args.now {
-            Some(raw) => parse_time("--now", raw)?,
-            None => system_now,
-        };
+        let now = now(args, system_now)?;
         let settle_delay = settle_delay(args)?;
-        if args.max_hours_per_run == 0 {
-            return Err(invalid("--max-hours-per-run", "0", "must be at least 1"));
-        }
-        if args.max_hours_per_run > MAX_HOURS_PER_RUN {
-            return Err(invalid(
-                "--max-hours-per-run",
-                &args.max_hours_per_run.to_string(),
-                "must be at most 8784 (a leap year of hours); catch up over several runs",
-            ));
-        }
+        max_hours_per_run(args)?;
         // Validated whatever the plan, so that a wrong value in the CronJob's settings shows
         // on a manual backfill too.
         let start_from = match &args.start_from {
@@ -577,13 +566,20 @@ impl Config {
             max_hours_per_run: args.max_hours_per_run,
             checkpoint,
             prometheus: PrometheusConfig {
-                url: parse_url(args.prometheus_url.as_deref().ok_or_else(|| {
-                    ConfigError::Usage(
+                url: parse_http_url(
+                    "--prometheus-url",
+                    args.prometheus_url
+                        .as_deref()
+                        .ok_or_else(|| {
+                            ConfigError::Usage(
                         "--prometheus-url (or PROMETHEUS_URL) is required: the base URL of the \
                          Prometheus HTTP API, for example http://prometheus:9090"
                             .into(),
                     )
-                })?)?,
+                        })?
+                        .trim(),
+                    "http://prometheus:9090",
+                )?,
                 bearer_token_file: args.prometheus_bearer_token_file.clone(),
                 ca_file: args.prometheus_ca.clone(),
                 client_cert: args
@@ -618,7 +614,7 @@ impl Config {
             pushgateway: match args.pushgateway_url.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(raw) => Some(crate::pushgateway::PushSettings {
-                    url: parse_http_url("--pushgateway-url", raw)?,
+                    url: parse_http_url("--pushgateway-url", raw, "http://host:9091")?,
                     // A dry-run publishes nothing: under the CronJob's key it would set
                     // last_run_success 1 and silence the alerts on the runs that bill.
                     job: if args.dry_run {
@@ -661,10 +657,7 @@ impl AuditConfig {
                 "audit reads the topic; --dry-run does not apply to it".into(),
             ));
         }
-        let now = match &run.now {
-            Some(raw) => parse_time("--now", raw)?,
-            None => system_now,
-        };
+        let now = now(run, system_now)?;
         let settle = settle_delay(run)?;
         let hours = window::plan_backfill(
             parse_time("--since", since)?,

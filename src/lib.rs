@@ -23,8 +23,10 @@ pub mod pem;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod queries;
+pub mod report;
 pub mod sink;
 pub mod telemetry;
+pub mod usage;
 pub mod window;
 
 /// Exit codes, documented in the README.
@@ -121,14 +123,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn run(
     config: config::Config,
     out: &mut dyn std::io::Write,
-) -> (Option<manager::RunReport>, Result<()>) {
+) -> (Option<report::RunReport>, Result<()>) {
     let mut manager = match manager::Manager::new(config).await {
         Ok(m) => m,
         Err(e) => return (None, Err(e)),
     };
-    let result = match manager.run().await {
-        Ok(_) => manager.finish(out),
-        Err(e) => Err(e),
-    };
+    let result = manager.run_into(out).await.map(drop);
     (Some(manager.report()), result)
 }

@@ -81,22 +81,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn run(args: &consumption_metrics::cli::Args) -> ExitCode {
-    let json = telemetry::init(args.log_format);
-    let config = match Config::from_args(args, chrono::Utc::now()) {
-        Ok(c) => c,
-        Err(e) => {
-            report(&e, json);
-            return ExitCode::from(exit::USAGE);
-        }
+    let (config, runtime, json) = match prepare(args.log_format, |now| Config::from_args(args, now))
+    {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     if args.check_config {
         print!("{}", config.summary());
         return ExitCode::from(exit::OK);
     }
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
     let pushgateway = config.pushgateway.clone();
     let mut stdout = std::io::stdout().lock();
     let (run_report, result) = runtime.block_on(async {

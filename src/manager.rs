@@ -5,21 +5,21 @@
 //! was fully acknowledged. [`RunReport`] says what the run did, also when it failed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use tracing::{info, instrument, warn};
 
+use crate::Result;
 use crate::checkpoint::{Checkpoint, Cursor};
-use crate::collector::{Collector, HourUsage, SpanUsage};
+use crate::collector::{Collector, SpanUsage};
 use crate::config::Config;
 use crate::kafka::Publisher;
 use crate::message::{self, KafkaMessage};
 use crate::prometheus::Prometheus;
-use crate::queries::Windows;
+pub use crate::report::RunReport;
 use crate::sink::{Output, Sink, Spool};
+use crate::usage::HourUsage;
 use crate::window::{self, HourWindow};
-use crate::{Error, Result};
 
 /// Test hook, compiled only with the `test-hooks` feature (never in the image): abort the
 /// process right after the N-th hour was acknowledged by Kafka and before the checkpoint moves,
@@ -41,40 +41,10 @@ fn crash_after() -> Option<usize> {
     }
 }
 
-/// What a run did, step by step; complete after a success, up to the failure otherwise.
-#[derive(Debug, Default, Clone)]
-pub struct RunReport {
-    /// Hours the plan held.
-    pub planned: usize,
-    /// Hours collected and delivered (printed, or acknowledged by Kafka).
-    pub hours: usize,
-    /// Hours acknowledged by Kafka.
-    pub published: usize,
-    /// Messages delivered (parts included).
-    pub messages: usize,
-    /// Bytes of JSON payload delivered.
-    pub bytes: u64,
-    /// Time spent collecting from Prometheus (and shaping).
-    pub collect: Duration,
-    /// Time spent delivering (Kafka: until every acknowledgement).
-    pub deliver: Duration,
-    /// Time spent reading and writing the checkpoint.
-    pub checkpoint: Duration,
-    /// The engine's window semantics, once measured.
-    pub windows: Option<Windows>,
-    /// The checkpoint's value after the run (end of the last hour fully published), when the
-    /// run reads or writes it.
-    pub checkpoint_end: Option<DateTime<Utc>>,
-    /// Prometheus requests sent (retries included) and the time they took.
-    pub prometheus_requests: u64,
-    pub prometheus_time: Duration,
-}
-
 pub struct Manager {
     config: Config,
     prometheus: Arc<Prometheus>,
     cursor: Cursor,
-    sink: Option<Sink>,
     report: RunReport,
     /// The test hook's hour, read once ([`crash_after`]).
     crash_after: Option<usize>,
@@ -95,7 +65,6 @@ impl Manager {
             config,
             prometheus: Arc::new(prometheus),
             cursor,
-            sink: None,
             report: RunReport::default(),
             crash_after: crash_after(),
         }
@@ -111,21 +80,27 @@ impl Manager {
         }
     }
 
-    /// The Prometheus client of this run (its request counters).
-    pub fn prometheus(&self) -> &Prometheus {
-        &self.prometheus
+    /// [`Manager::run_into`] stdout.
+    pub async fn run(&mut self) -> Result<RunReport> {
+        self.run_into(&mut std::io::stdout()).await
     }
 
-    /// Run the pipeline: plan → prepare → for each hour: collect, shape, deliver, advance.
+    /// Run the pipeline: plan → prepare → for each hour: collect, shape, deliver, advance. A
+    /// dry-run prints its messages on `out` as one JSON array once every hour is collected
+    /// (nothing after an error).
     #[instrument(skip_all, fields(cluster = %self.config.message.cluster_name))]
-    pub async fn run(&mut self) -> Result<RunReport> {
+    pub async fn run_into(&mut self, out: &mut dyn std::io::Write) -> Result<RunReport> {
         let hours = self.plan().await?;
         let Some(&first) = hours.first() else {
             info!("nothing to do: every settled hour is already published");
+            if matches!(self.config.output, Output::DryRun) {
+                // A dry-run still prints an (empty) array.
+                Spool::new()?.print(out)?;
+            }
             return Ok(self.report());
         };
         info!(first = %first, count = hours.len(), "planned hours");
-        self.prepare().await?;
+        let mut sink = self.prepare().await?;
         // The collector borrows these while the steps below update the run's state.
         let (prometheus, settings) = (self.prometheus.clone(), self.config.collect.clone());
         let collector = Collector::connect(&prometheus, &settings, first.end()).await?;
@@ -134,10 +109,11 @@ impl Manager {
             let usage = self.collect(&collector, &span).await?;
             for hour in usage.hours() {
                 let messages = self.shape(&hour)?;
-                self.deliver(&hour, &messages).await?;
+                self.deliver(&mut sink, &hour, &messages).await?;
                 self.advance(hour.window).await?;
             }
         }
+        sink.finish(out)?;
         Ok(self.report())
     }
 
@@ -172,12 +148,13 @@ impl Manager {
     }
 
     /// Print the hour (dry-run) or publish it and await every acknowledgement.
-    async fn deliver(&mut self, hour: &HourUsage, messages: &[KafkaMessage]) -> Result<()> {
+    async fn deliver(
+        &mut self,
+        sink: &mut Sink,
+        hour: &HourUsage,
+        messages: &[KafkaMessage],
+    ) -> Result<()> {
         let delivering = Instant::now();
-        let sink = self
-            .sink
-            .as_mut()
-            .ok_or_else(|| Error::Internal("the sink was not prepared before delivering".into()))?;
         let delivered = sink
             .deliver(&self.config.message.cluster_name, &hour.window, messages)
             .await?;
@@ -210,27 +187,14 @@ impl Manager {
 
     /// Everything that could fail before anything is sent fails now: the sink connects (TLS
     /// files, brokers, topic) and the checkpoint proves writable.
-    async fn prepare(&mut self) -> Result<()> {
+    async fn prepare(&mut self) -> Result<Sink> {
         let sink = match &self.config.output {
             Output::DryRun => Sink::Stdout(Spool::new()?),
             Output::Publish(settings) => Sink::Kafka(Box::new(Publisher::connect(settings).await?)),
         };
-        self.sink = Some(sink);
         let preparing = Instant::now();
         self.cursor.prepare().await?;
         self.report.checkpoint += preparing.elapsed();
-        Ok(())
-    }
-
-    /// End a successful run: a dry-run prints its messages on `out`.
-    pub fn finish(&mut self, out: &mut dyn std::io::Write) -> Result<()> {
-        match self.sink.take() {
-            Some(sink) => sink.finish(out),
-            // Nothing was planned: a dry-run still prints an (empty) array.
-            None if matches!(self.config.output, Output::DryRun) => {
-                Spool::new()?.print(out).map_err(Error::from)
-            }
-            None => Ok(()),
-        }
+        Ok(sink)
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::collector::{HourUsage, NamespaceUsage};
+use crate::usage::{HourUsage, NamespaceUsage, is_billable, is_namespace_name};
 use crate::window::HourWindow;
 
 /// The header fields and limits of the MCMP messages.
@@ -53,39 +53,8 @@ pub struct Entry {
 }
 
 /// Quantities of one namespace-hour: core-hours, GPU-hours and GiB-hours, rounded to
-/// [`DECIMALS`] places.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Consumption {
-    pub cpu: f64,
-    pub gpu: f64,
-    pub storage_rwo_standard: f64,
-    pub storage_rwx_standard: f64,
-    pub storage_rwx_basic: f64,
-    pub storage_rwx_premium: f64,
-}
-
-impl Consumption {
-    /// Every quantity with its field name, in the message's order: what checks and comparisons
-    /// iterate, so that none of them can skip a dimension.
-    pub fn fields(&self) -> [(&'static str, f64); 6] {
-        let Consumption {
-            cpu,
-            gpu,
-            storage_rwo_standard,
-            storage_rwx_standard,
-            storage_rwx_basic,
-            storage_rwx_premium,
-        } = *self;
-        [
-            ("cpu", cpu),
-            ("gpu", gpu),
-            ("storage_rwo_standard", storage_rwo_standard),
-            ("storage_rwx_standard", storage_rwx_standard),
-            ("storage_rwx_basic", storage_rwx_basic),
-            ("storage_rwx_premium", storage_rwx_premium),
-        ]
-    }
-}
+/// [`DECIMALS`] places. The usage's own type, so the message carries every [`Dimension`](crate::usage::Dimension).
+pub type Consumption = NamespaceUsage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -117,19 +86,6 @@ pub fn round(x: f64) -> f64 {
     let scale = 10f64.powi(DECIMALS);
     let r = (x * scale).round() / scale;
     if r == 0.0 { 0.0 } else { r }
-}
-
-impl From<&NamespaceUsage> for Consumption {
-    fn from(u: &NamespaceUsage) -> Self {
-        Consumption {
-            cpu: round(u.cpu),
-            gpu: round(u.gpu),
-            storage_rwo_standard: round(u.storage_rwo_standard),
-            storage_rwx_standard: round(u.storage_rwx_standard),
-            storage_rwx_basic: round(u.storage_rwx_basic),
-            storage_rwx_premium: round(u.storage_rwx_premium),
-        }
-    }
 }
 
 /// `2026-11-22T10:00:00.000000+00:00`, the form MCMP expects.
@@ -225,7 +181,7 @@ pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessag
         .iter()
         .map(|(ns, usage)| Entry {
             external_id: format!("{}_{ns}", config.cluster_name),
-            consumption: usage.into(),
+            consumption: usage.rounded(round),
         })
         .collect();
     let header = |part: usize| Header {
@@ -350,14 +306,14 @@ pub fn validate(
             ));
         }
         let namespace = e.external_id.strip_prefix(&prefix);
-        if !namespace.is_some_and(crate::collector::is_namespace_name) {
+        if !namespace.is_some_and(is_namespace_name) {
             return Err(format!(
                 "external_id {:?} is not <cluster>_<namespace> with a Kubernetes namespace name",
                 e.external_id
             ));
         }
-        for (dim, q) in e.consumption.fields() {
-            if !q.is_finite() || !(0.0..=crate::collector::MAX_QUANTITY).contains(&q) {
+        for (dim, q) in e.consumption.quantities() {
+            if !is_billable(q) {
                 // 1e300 as 1e300, not as 301 digits.
                 let shown = if q.abs() >= 1e15 {
                     format!("{q:e}")

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use crate::manager::RunReport;
+use crate::report::RunReport;
 
 /// The grouping key's job of the runs that bill: the alerts and the dashboard read it.
 pub const JOB: &str = "consumption-metrics";

@@ -89,7 +89,7 @@ pub enum CpuBasis {
 }
 
 /// How the engine's range selectors treat the window's left edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Windows {
     /// `x[d]` at `T` selects `[T-d, T]` (Prometheus 2.x).
     Closed,

@@ -363,10 +363,10 @@ fn no_client_certificate_is_refused_by_job_and_broker() {
 /// acknowledged through mTLS, each part with its own id and the same header fields.
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
-    use consumption_metrics::collector::{HourUsage, NamespaceUsage};
     use consumption_metrics::kafka::{KafkaSettings, Publisher, TlsFiles, Transport};
     use consumption_metrics::message::MessageConfig;
     use consumption_metrics::message::shape;
+    use consumption_metrics::usage::{HourUsage, NamespaceUsage};
     use consumption_metrics::window::HourWindow;
 
     let k = kafka();

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use consumption_metrics::checkpoint::{Checkpoint, FileCheckpoint};
-use consumption_metrics::collector::{HourUsage, NamespaceUsage};
 use consumption_metrics::kafka::{KafkaSettings, PublishError, Publisher};
 use consumption_metrics::manager::Manager;
 use consumption_metrics::message::MessageConfig;
 use consumption_metrics::message::{KafkaMessage, shape};
 use consumption_metrics::prometheus::Prometheus;
+use consumption_metrics::usage::{HourUsage, NamespaceUsage};
 use consumption_metrics::window::HourWindow;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;

@@ -3,7 +3,7 @@
 #![no_main]
 use std::collections::BTreeMap;
 
-use consumption_metrics::collector::{HourUsage, NamespaceUsage};
+use consumption_metrics::usage::{HourUsage, NamespaceUsage};
 use consumption_metrics::message::MessageConfig;
 use consumption_metrics::message::{IdFormat, KafkaMessage, shape, validate};
 use consumption_metrics::window::HourWindow;

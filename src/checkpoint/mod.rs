@@ -138,7 +138,6 @@ pub enum CheckpointError {
 
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
-/// Parse a stored value: an hour-aligned RFC 3339 time not after `now`.
 /// A time in a format other jobs write: Unix epoch seconds (with a fraction or not), or Go's
 /// `time.Time.String()` (`2019-06-04 17:00:12.123 +0000 UTC`).
 fn parse_legacy(value: &str) -> Option<DateTime<Utc>> {
@@ -157,6 +156,7 @@ fn parse_legacy(value: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.to_utc())
 }
 
+/// Parse a stored value: an hour-aligned RFC 3339 time not after `now`.
 pub fn parse_value(location: &str, content: &str, now: DateTime<Utc>) -> Result<HourWindow> {
     let value = content.trim();
     let legacy = |t: DateTime<Utc>| {

@@ -1,0 +1,132 @@
+//! Why a span could not be collected: each variant names the query, the namespace or hour, and
+//! what to check, and says whether the next run may succeed unchanged.
+
+use std::collections::BTreeMap;
+
+use crate::prometheus::PrometheusError;
+use crate::queries;
+use crate::usage::MAX_QUANTITY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
+    #[error(
+        "Prometheus holds no kube-state-metrics data (kube_namespace_status_phase) for the hour \
+         {hour}; nothing can be billed for it. Check --prometheus-url, that kube-state-metrics \
+         is scraped, and that the hour is within Prometheus's retention. Every later run stops \
+         here too: if the data is gone for good, move the checkpoint past the hour with \
+         `consumption-metrics checkpoint set --to {end}` (README, Runbook)"
+    )]
+    NoData { hour: String, end: String },
+    #[error(
+        "the {what} query returned a series without a namespace label: {labels:?}; nothing was \
+         billed for these hours. Check the metrics' relabelling: billing needs the namespace of \
+         every series"
+    )]
+    MissingLabel {
+        what: &'static str,
+        labels: BTreeMap<String, String>,
+    },
+    #[error(
+        "the {what} query returned {value:?} for namespace {namespace} in the hour {hour}, which \
+         cannot be billed (negative, not finite, or over {MAX_QUANTITY:e} per hour); check \
+         the metrics of that namespace"
+    )]
+    BadValue {
+        what: &'static str,
+        namespace: String,
+        hour: String,
+        value: f64,
+    },
+    #[error(
+        "Running pods request {resource} (time-sliced GPUs), whose weight depends on the \
+         device plugin's replica count; nothing was billed. Set --gpu-resource \
+         nvidia.com/gpu.shared=1/<replicas> (GPU_RESOURCES)"
+    )]
+    SharedGpu { resource: String },
+    #[error(
+        "the window probe `{probe}` answered {answer}, neither 61 (closed windows, Prometheus \
+         2.x) nor 60 (left-open, Prometheus 3.x, VictoriaMetrics); set --window-semantics to \
+         closed or left-open for this engine",
+        probe = queries::probe()
+    )]
+    Probe { answer: String },
+    #[error(
+        "the {what} query returned two series with the same labels {labels:?}; adding them \
+         would bill the namespace twice. A proxy, a federation or a remote-read setup answers \
+         twice: query the engine that holds each series once, or deduplicate it there"
+    )]
+    DuplicateSeries {
+        what: &'static str,
+        labels: BTreeMap<String, String>,
+    },
+    #[error(
+        "the namespaces query returned a series without the label samples=\"series\" or \
+         samples=\"exporters\" that the query sets: {labels:?}; nothing was billed for these \
+         hours. Something in front of Prometheus rewrites answers: check --prometheus-url"
+    )]
+    NotOurAnswer { labels: BTreeMap<String, String> },
+    #[error(
+        "in the hour {hour}, namespace {namespace} has {count} samples of \
+         kube_namespace_status_phase{{phase=\"Active\"}} {how} where a namespace has {typical} \
+         at most: a second exporter (another kube-state-metrics, a duplicated ServiceMonitor or \
+         scrape job) writes it too, and one sample weight cannot bill every namespace right. \
+         Nothing was billed for these hours. Find the exporters with `count by (job, instance) \
+         (kube_namespace_status_phase{{namespace=\"{namespace}\",phase=\"Active\"}})` and drop \
+         the extra scrape"
+    )]
+    ExportersDisagree {
+        hour: String,
+        namespace: String,
+        count: f64,
+        typical: f64,
+        how: &'static str,
+    },
+    #[error(
+        "the {what} query, which aggregates by ({grouped_by}), returned a series with the label \
+         {label:?} as well: {labels:?}; nothing was billed for these hours, as series that \
+         differ by such a label would be added up. A proxy, a federation or a query frontend \
+         adds labels to the answer: query the engine directly, or have it drop {label:?}"
+    )]
+    ExtraLabel {
+        what: &'static str,
+        label: String,
+        labels: BTreeMap<String, String>,
+        grouped_by: String,
+    },
+    #[error(
+        "the {what} query returned a point at {at} for namespace {namespace}, which is not one \
+         of the evaluation times asked for (the ends of the hours {span}); nothing was billed \
+         for these hours. The engine or a proxy in front of it does not answer range queries \
+         as Prometheus does: check --prometheus-url"
+    )]
+    UnexpectedTimestamp {
+        what: &'static str,
+        namespace: String,
+        at: String,
+        span: String,
+    },
+    #[error(
+        "the {what} query returned the namespace label {namespace:?}, which is not a Kubernetes \
+         namespace name (lowercase letters, digits and '-', at most 63); check the metrics' \
+         relabelling"
+    )]
+    BadNamespace {
+        what: &'static str,
+        namespace: String,
+    },
+}
+
+impl CollectError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CollectError::Prometheus(e) => e.is_retryable(),
+            // Data may still arrive (a late scrape, a restarted kube-state-metrics).
+            CollectError::NoData { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = CollectError> = std::result::Result<T, E>;

@@ -1,0 +1,279 @@
+//! The scrape interval and the weight of a gauge sample, from the sample counts of the
+//! namespaces' phase series ([`queries::namespace_samples`]).
+//!
+//! Why counts: a gauge is billed as a sum of its samples times the seconds one stands for.
+//! Per hour that is `3600 / n`, with `n` the samples of a namespace present all hour, summed
+//! over every series of it (so a kube-state-metrics restart, whose series split in two, and
+//! replicas, whose series add up, are divided back out). The interval is the typical
+//! namespace's, and a namespace with more samples than that is refused: one weight cannot
+//! bill two exporters at two intervals right.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::error::{CollectError, Result};
+use crate::prometheus::Series;
+use crate::queries::{self, SampleWeight};
+use crate::window::{HourWindow, rfc3339};
+
+/// Hours the scrape interval is derived from at least: a short span (a scheduled run bills one
+/// hour) is read with the hours before it, so that a scrape gap in it does not pass for a
+/// longer interval unless every one of these hours has one. More would cost more than every
+/// other query of a one-hour run together.
+pub(super) const INTERVAL_HOURS: usize = 3;
+
+/// The scrape interval that explains the largest hourly sample count: `3600 / count`, snapped
+/// to whole seconds when an interval that does not divide the hour explains it (such counts
+/// alternate by one, e.g. 514 and 515 for 7s).
+pub fn interval_from_count(count: f64) -> Option<Duration> {
+    if !(count.is_finite() && count >= 1.0) {
+        return None;
+    }
+    let raw = 3600.0 / count;
+    let whole = raw.round();
+    // With interval w, an hour holds floor or ceil of 3600/w samples: 3600/count is within
+    // w²/3600 of w.
+    let secs = if whole >= 1.0 && (raw - whole).abs() <= whole * whole / 3600.0 + 1e-9 {
+        whole
+    } else {
+        raw
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// One hour's sample counts over the namespaces.
+struct HourCounts {
+    /// The largest: an object present all hour.
+    max: f64,
+    /// The upper median: the typical namespace's, which a few namespaces created or deleted
+    /// in the hour, or one written by another exporter, do not move.
+    typical: f64,
+}
+
+/// Per hour end, the counts of `series` (one point per namespace and hour).
+fn hourly_counts(series: &[Series]) -> BTreeMap<i64, HourCounts> {
+    let mut by_hour: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for (t, v) in series.iter().flat_map(|s| &s.points) {
+        if v.is_finite() && *v >= 1.0 {
+            by_hour.entry(*t).or_default().push(*v);
+        }
+    }
+    by_hour
+        .into_iter()
+        .map(|(t, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let max = v.last().copied().unwrap_or(0.0);
+            let typical = v[v.len() / 2];
+            (t, HourCounts { max, typical })
+        })
+        .collect()
+}
+
+/// What the sample counts of a span say.
+#[derive(Debug)]
+pub(super) struct Counts {
+    /// Per namespace billed, its sample counts in the span's hours (summed over its series).
+    pub namespaces: Vec<Series>,
+    /// The scrape interval the gauges are integrated at.
+    pub interval: Duration,
+    /// Seconds a gauge sample stands for, per hour end.
+    pub weights: BTreeMap<i64, f64>,
+}
+
+impl Counts {
+    /// How the max basis weighs requests in its query for `span`: with the weight the
+    /// collector has already when every hour of the span has the same, so that the query does
+    /// not count the samples again.
+    pub fn span_weight(&self, span: &[HourWindow]) -> SampleWeight {
+        let mut span_weights = span
+            .iter()
+            .filter_map(|w| self.weights.get(&w.end().timestamp()));
+        match span_weights.next() {
+            Some(first) if span_weights.all(|w| w == first) => SampleWeight::Constant(*first),
+            _ => SampleWeight::PerHour,
+        }
+    }
+}
+
+/// Read the answer of [`queries::namespace_samples`] for `span` (and the context hours before
+/// it): the interval as `configured`, or of the typical namespace; refused when a namespace
+/// has more samples than one exporter at that interval writes, or an hour has no data.
+pub(super) fn read_counts(
+    answer: Vec<Series>,
+    span: &[HourWindow],
+    configured: Option<Duration>,
+) -> Result<Counts> {
+    // The two parts: counts in one series, and summed over every series.
+    let (mut series, mut namespaces) = (Vec::new(), Vec::new());
+    for mut s in answer {
+        match s.labels.remove("samples").as_deref() {
+            Some("series") => series.push(s),
+            Some("exporters") => namespaces.push(s),
+            _ => return Err(CollectError::NotOurAnswer { labels: s.labels }),
+        }
+    }
+    let span_ends: BTreeSet<i64> = span.iter().map(|w| w.end().timestamp()).collect();
+    let per_series = hourly_counts(&series);
+    let summed = hourly_counts(&namespaces);
+    for w in span {
+        if !summed.contains_key(&w.end().timestamp()) {
+            return Err(CollectError::NoData {
+                hour: w.to_string(),
+                end: rfc3339(w.end()),
+            });
+        }
+    }
+    // The interval: of the typical namespace, so one denser series does not set it.
+    let interval = match configured {
+        Some(d) => d,
+        None => {
+            let typical = per_series.values().map(|c| c.typical).fold(0.0, f64::max);
+            interval_from_count(typical).ok_or_else(|| CollectError::NoData {
+                hour: span.first().map(|w| w.to_string()).unwrap_or_default(),
+                end: span.first().map(|w| rfc3339(w.end())).unwrap_or_default(),
+            })?
+        }
+    };
+    // One weight serves every namespace only if every namespace is written by the same
+    // exporters at the same interval: refuse a namespace with more samples than that.
+    let expected = (3600.0 / interval.as_secs_f64()).floor();
+    let hour_of = |t: i64| {
+        span.iter()
+            .find(|w| w.end().timestamp() == t)
+            .map(|w| w.to_string())
+            .unwrap_or_default()
+    };
+    for (counts, limit, how) in [
+        (&series, None, "in one series"),
+        (&namespaces, Some(&summed), "over all its series"),
+    ] {
+        for s in counts {
+            for (t, v) in &s.points {
+                if !span_ends.contains(t) {
+                    continue;
+                }
+                let typical = match limit {
+                    None => expected,
+                    Some(summed) => summed.get(t).map_or(0.0, |c| c.typical),
+                };
+                if *v > typical * 1.05 + 2.0 {
+                    return Err(CollectError::ExportersDisagree {
+                        hour: hour_of(*t),
+                        namespace: s.labels.get("namespace").cloned().unwrap_or_default(),
+                        count: *v,
+                        typical,
+                        how,
+                    });
+                }
+            }
+        }
+    }
+    // Seconds a gauge sample stands for, per hour: of an object present all hour.
+    let weights: BTreeMap<i64, f64> = summed
+        .iter()
+        .map(|(t, c)| (*t, queries::sample_weight(c.max)))
+        .collect();
+    // The context hours only served the interval.
+    let first_end = span.first().map(|w| w.end().timestamp()).unwrap_or(0);
+    for s in &mut namespaces {
+        s.points.retain(|(t, _)| *t >= first_end);
+    }
+    Ok(Counts {
+        namespaces,
+        interval,
+        weights,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_snapped_to_whole_seconds() {
+        assert_eq!(interval_from_count(120.0), Some(Duration::from_secs(30)));
+        assert_eq!(interval_from_count(515.0), Some(Duration::from_secs(7)));
+        assert_eq!(interval_from_count(514.0), Some(Duration::from_secs(7)));
+        assert_eq!(interval_from_count(240.0), Some(Duration::from_secs(15)));
+        assert_eq!(interval_from_count(0.0), None);
+        assert_eq!(interval_from_count(f64::NAN), None);
+    }
+
+    fn span() -> Vec<HourWindow> {
+        let t: chrono::DateTime<chrono::Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+        vec![HourWindow::starting_at(t, "t").unwrap()]
+    }
+
+    const END: i64 = 1_793_494_800;
+
+    /// (namespace, part, count in the hour ending at END, and in the hour before)
+    fn answer(rows: &[(&str, &str, f64, f64)]) -> Vec<Series> {
+        rows.iter()
+            .map(|(ns, part, now, before)| Series {
+                labels: [("namespace", *ns), ("samples", *part)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                points: vec![(END - 3600, *before), (END, *now)],
+            })
+            .collect()
+    }
+
+    /// A restart splits a namespace's series in two: the typical count per series sets the
+    /// interval, the counts summed over series set the weight, and the context hour is dropped.
+    #[test]
+    fn interval_from_the_typical_series_and_weight_from_the_sums() {
+        let counts = read_counts(
+            answer(&[
+                ("a", "series", 60.0, 120.0),
+                ("a", "series", 60.0, 120.0),
+                ("b", "series", 120.0, 120.0),
+                ("c", "series", 120.0, 120.0),
+                ("a", "exporters", 120.0, 120.0),
+                ("b", "exporters", 120.0, 120.0),
+                ("c", "exporters", 30.0, 120.0),
+            ]),
+            &span(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(counts.interval, Duration::from_secs(30));
+        assert_eq!(counts.weights[&END], 30.0, "seconds a sample stands for");
+        assert!(
+            counts
+                .namespaces
+                .iter()
+                .all(|s| s.points == [(END, s.points[0].1)])
+        );
+        assert_eq!(counts.span_weight(&span()), SampleWeight::Constant(30.0));
+    }
+
+    /// A namespace written by a second exporter is refused, whether in one denser series or
+    /// as extra series; an hour without counts is no data; a foreign series is not ours.
+    #[test]
+    fn counts_that_cannot_be_billed_with_one_weight_are_refused() {
+        let typical = [
+            ("b", "series", 120.0, 120.0),
+            ("c", "series", 120.0, 120.0),
+            ("b", "exporters", 120.0, 120.0),
+            ("c", "exporters", 120.0, 120.0),
+        ];
+        let with = |extra: &[(&str, &str, f64, f64)]| {
+            read_counts(answer(&[&typical[..], extra].concat()), &span(), None)
+        };
+        let e = with(&[("a", "series", 360.0, 360.0)]).unwrap_err();
+        assert!(
+            matches!(&e, CollectError::ExportersDisagree { how, .. } if *how == "in one series"),
+            "{e}"
+        );
+        let e = with(&[("a", "exporters", 240.0, 240.0)]).unwrap_err();
+        assert!(
+            matches!(&e, CollectError::ExportersDisagree { how, .. } if *how == "over all its series"),
+            "{e}"
+        );
+        let e = read_counts(answer(&[("b", "series", 0.0, 120.0)]), &span(), None).unwrap_err();
+        assert!(matches!(e, CollectError::NoData { .. }), "{e}");
+        let e = with(&[("a", "other", 1.0, 1.0)]).unwrap_err();
+        assert!(matches!(e, CollectError::NotOurAnswer { .. }), "{e}");
+    }
+}
