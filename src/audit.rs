@@ -54,7 +54,7 @@ use tracing::{debug, info, warn};
 use crate::collector::{CollectConfig, Collector};
 use crate::kafka::publisher::Context;
 use crate::kafka::settings::to_rdkafka_consumer;
-use crate::kafka::{KafkaSettings, tls};
+use crate::kafka::{KafkaSettings, cloudevents, tls};
 use crate::message::{self, Consumption, IdFormat, KafkaMessage, MessageConfig};
 use crate::prometheus::{Prometheus, PrometheusConfig};
 use crate::window::{self, HourWindow, rfc3339};
@@ -404,16 +404,19 @@ fn id_hash(id: &str) -> u64 {
 
 /// One record under this cluster's key prefix, checked against what we would produce: the
 /// `part` and `message_id` headers, the MCMP contract ([`message::validate`], the same check a
-/// run makes before sending), this job's header fields, and namespaces in order, each once,
-/// with quantities rounded as we round them. `Ok`, or why it is not ours.
+/// run makes before sending), the CloudEvents headers when it has any ([`cloudevents::check`]),
+/// this job's header fields, and namespaces in order, each once, with quantities rounded as we
+/// round them. `Ok`, or why it is not ours.
 fn check_record(
     expected: &MessageConfig,
     window: &HourWindow,
-    message_id: Option<&str>,
-    part: Option<&str>,
+    key: &str,
+    headers: &[(&str, &str)],
     payload: &[u8],
 ) -> Result<Checked, String> {
     let (cluster, id_format) = (expected.cluster_name.as_str(), expected.id_format);
+    let header = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let (message_id, part) = (header("message_id"), header("part"));
     let part_header = part.ok_or("no `part` header")?;
     let (k, n) = part_header
         .split_once('/')
@@ -458,6 +461,15 @@ fn check_record(
     }
     message::validate(&body, cluster, id_format)
         .map_err(|reason| format!("part {k}: breaks the MCMP contract: {reason}"))?;
+    cloudevents::check(
+        headers.iter().map(|(k, _)| *k),
+        header,
+        cluster,
+        window,
+        key,
+        id,
+    )
+    .map_err(|reason| format!("part {k}: {reason}"))?;
     for (field, flag, got, want) in [
         (
             "service_name",
@@ -1042,11 +1054,19 @@ fn read_topic(reader: &Reader, settings: &AuditSettings) -> Result<TopicRead, Au
         let entry = seen.entry(window).or_default();
         entry.messages += 1;
         let payload = m.payload().unwrap_or_default();
+        let headers: Vec<(&str, &str)> = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|h| Some((h.key, std::str::from_utf8(h.value?).ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         match check_record(
             expected,
             &window,
-            header(m, "message_id"),
-            header(m, "part"),
+            key.unwrap_or_default(),
+            &headers,
             payload,
         ) {
             Ok(checked) => {
@@ -1302,6 +1322,14 @@ mod tests {
         }
     }
 
+    /// A record's `message_id` and `part` headers, those given.
+    fn headers<'a>(id: Option<&'a str>, part: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+        [("message_id", id), ("part", part)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect()
+    }
+
     fn body(cluster: &str, window: &HourWindow, part: usize, ns: &str, cpu: f64) -> Vec<u8> {
         serde_json::to_vec(&message(cluster, window, part, &[(ns, cpu)])).unwrap()
     }
@@ -1310,11 +1338,12 @@ mod tests {
     fn our_own_message_passes_the_record_check() {
         let w = hour();
         let id = message::message_id("c1", &w, 1);
+        let key = "c1/2026-11-01T03:00:00Z";
         let got = check_record(
             &expected("c1", IdFormat::Uuid),
             &w,
-            Some(&id),
-            Some("2/3"),
+            key,
+            &headers(Some(&id), Some("2/3")),
             &body("c1", &w, 2, "a", 1.0),
         );
         assert_eq!(
@@ -1330,12 +1359,32 @@ mod tests {
         let e = check_record(
             &expected("c1", IdFormat::Legacy),
             &w,
-            Some(&id),
-            Some("2/3"),
+            key,
+            &headers(Some(&id), Some("2/3")),
             &body("c1", &w, 2, "a", 1.0),
         )
         .unwrap_err();
         assert!(e.contains("--message-id-format uuid"), "{e}");
+        // With the CloudEvents attributes as a run writes them; then with one wrong.
+        let mut with_ce: Vec<(String, String)> = cloudevents::headers("c1", &w, key, &id)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        with_ce.push(("content-type".into(), cloudevents::CONTENT_TYPE.into()));
+        let all = |extra: &[(String, String)]| {
+            let mut h = headers(Some(&id), Some("2/3"));
+            h.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            check_record(
+                &expected("c1", IdFormat::Uuid),
+                &w,
+                key,
+                &h,
+                &body("c1", &w, 2, "a", 1.0),
+            )
+        };
+        assert!(all(&with_ce).is_ok());
+        with_ce[2].1 = "/consumption-metrics/c2".into();
+        assert!(all(&with_ce).unwrap_err().contains("ce_source"));
     }
 
     #[test]
@@ -1416,8 +1465,14 @@ mod tests {
             ),
         ];
         for (id, part, payload, expect) in cases {
-            let e =
-                check_record(&expected("c1", IdFormat::Uuid), &w, id, part, &payload).unwrap_err();
+            let e = check_record(
+                &expected("c1", IdFormat::Uuid),
+                &w,
+                "c1/2026-11-01T03:00:00Z",
+                &headers(id, part),
+                &payload,
+            )
+            .unwrap_err();
             assert!(e.contains(expect), "{e:?} should say {expect:?}");
         }
     }

@@ -318,6 +318,17 @@ pub struct Args {
     #[arg(long, env = "KAFKA_KEY", value_name = "PATH")]
     pub kafka_key: Option<PathBuf>,
 
+    /// Write CloudEvents 1.0 attributes as `ce_` headers on every record (Kafka binding,
+    /// binary mode: the body and the other headers are unchanged). `false` leaves them out.
+    #[arg(
+        long,
+        env = "KAFKA_CLOUDEVENTS",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub kafka_cloudevents: bool,
+
     /// Extra librdkafka producer setting, repeatable; comma-separated in the environment.
     /// Settings that would weaken delivery (acks other than all, idempotence off, ...) and
     /// those owned by other flags are refused. Example: linger.ms=50

@@ -457,6 +457,7 @@ fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> {
         max_message_bytes: args.max_message_bytes,
         delivery_timeout,
         preflight_timeout: Duration::from_secs(10),
+        cloudevents: args.kafka_cloudevents,
     })
 }
 

@@ -550,6 +550,58 @@ fn our_id_under_another_key_is_reported() {
     );
 }
 
+/// The audit reads the CloudEvents attributes back: as a run writes them the hour is
+/// complete; a copy whose attributes say another source or time is not ours.
+#[test]
+fn cloudevents_attributes_are_audited() {
+    let k = kafka();
+    let topic = "mcmp-audit-cloudevents";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T04:00:00Z", &[]);
+    let all = k.consume(topic, 2, std::time::Duration::from_secs(5));
+    let h3 = all
+        .iter()
+        .find(|m| m.key == "synth-01/2026-11-01T03:00:00Z")
+        .unwrap();
+    assert!(
+        h3.headers.iter().any(|(k, _)| k == "ce_id"),
+        "{:?}",
+        h3.headers
+    );
+    let out = audit(
+        topic,
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T04:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let mut forged = h3.headers.clone();
+    for (k, v) in &mut forged {
+        if k == "ce_source" {
+            *v = "/consumption-metrics/synth-02".into();
+        }
+    }
+    k.produce_many(topic, &[(h3.key.clone(), forged, h3.payload.clone())]);
+    let out = audit(
+        topic,
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T04:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    assert_eq!(
+        statuses(&r),
+        pairs(&[("02:00", "complete"), ("03:00", "foreign")])
+    );
+    assert!(
+        r["hours"][1]["findings"]
+            .to_string()
+            .contains("CloudEvents header ce_source is \\\"/consumption-metrics/synth-02\\\""),
+        "{r}"
+    );
+}
+
 #[test]
 fn recompute_compares_the_topic_with_prometheus() {
     let k = kafka();

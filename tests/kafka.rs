@@ -138,6 +138,74 @@ fn published_hours_equal_the_dry_run_and_advance_the_checkpoint() {
     assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
 }
 
+/// Every record carries the CloudEvents attributes in binary mode, read back from the real
+/// broker: `ce_id` is the message id, `ce_subject` the key, `ce_time` the hour's start, the
+/// body byte for byte the same. `--kafka-cloudevents false` leaves exactly them out.
+#[test]
+fn records_carry_cloudevents_attributes_unless_turned_off() {
+    let k = kafka();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bodies = Vec::new();
+    for (topic, cloudevents) in [("mcmp-ce-on", "true"), ("mcmp-ce-off", "false")] {
+        k.create_topic(topic);
+        let cp = checkpoint_with(dir.path(), "2026-11-01T02:00:00Z");
+        std::fs::rename(&cp, dir.path().join(topic)).unwrap();
+        let mut flags = k.flags(topic);
+        flags.extend(["--kafka-cloudevents".to_string(), cloudevents.to_string()]);
+        let out = publish(
+            topic,
+            &dir.path().join(topic),
+            "2026-11-01T03:10:00Z",
+            &flags,
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let got = k.consume(topic, 1, Duration::from_secs(20));
+        assert_eq!(got.len(), 1, "{topic}");
+        bodies.push(got[0].payload.clone());
+        let m = &got[0];
+        let header = |name: &str| {
+            m.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let body: KafkaMessage = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(header("content-type"), Some("application/json"));
+        assert_eq!(header("message_id"), Some(body.header.message_id.as_str()));
+        let ce: Vec<&(String, String)> = m
+            .headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("ce_"))
+            .collect();
+        if cloudevents == "false" {
+            assert!(ce.is_empty(), "{ce:?}");
+            continue;
+        }
+        assert_eq!(header("ce_specversion"), Some("1.0"));
+        assert_eq!(header("ce_id"), Some(body.header.message_id.as_str()));
+        assert_eq!(header("ce_source"), Some("/consumption-metrics/synth-01"));
+        assert_eq!(
+            header("ce_type"),
+            Some("io.consumption-metrics.mcmp.consumption.hour.v1")
+        );
+        assert_eq!(header("ce_time"), Some("2026-11-01T02:00:00Z"));
+        assert_eq!(header("ce_subject"), Some(m.key.as_str()));
+        assert_eq!(m.key, "synth-01/2026-11-01T02:00:00Z");
+        assert_eq!(
+            header("ce_dataschema"),
+            Some(
+                "https://github.com/consumption-metrics/consumption-metrics/schema/v1/\
+                 mcmp-message.schema.json"
+            )
+        );
+        assert_eq!(ce.len(), 7, "{ce:?}");
+    }
+    assert_eq!(
+        bodies[0], bodies[1],
+        "the body does not depend on the headers"
+    );
+}
+
 /// Killed after Kafka acknowledged an hour but before the checkpoint moved: the next run
 /// re-sends that hour with the same id and payload, then goes on; nothing is skipped.
 #[test]
@@ -407,6 +475,7 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
         max_message_bytes: 900_000,
         delivery_timeout: Duration::from_secs(20),
         preflight_timeout: Duration::from_secs(10),
+        cloudevents: true,
     };
     let p = Publisher::connect(&settings).await.unwrap();
     p.publish_hour("big", &window, &messages).await.unwrap();

@@ -2,6 +2,7 @@
 //! [`tls`] checks the PEM files before connecting, [`publisher`] sends one hour's messages and
 //! waits for every acknowledgement.
 
+pub mod cloudevents;
 pub mod publisher;
 pub mod settings;
 pub mod tls;

@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::{debug, info, instrument, warn};
 
 use super::settings::{KafkaSettings, to_rdkafka};
-use super::{PublishError, tls};
+use super::{PublishError, cloudevents, tls};
 use crate::message::KafkaMessage;
 use crate::window::{HourWindow, rfc3339};
 
@@ -200,7 +200,7 @@ impl Publisher {
             })?;
             bytes += payload.len() as u64;
             let part = format!("{}/{parts}", i + 1);
-            let headers = OwnedHeaders::new()
+            let mut headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "message_id",
                     value: Some(id),
@@ -211,8 +211,16 @@ impl Publisher {
                 })
                 .insert(Header {
                     key: "content-type",
-                    value: Some("application/json"),
+                    value: Some(cloudevents::CONTENT_TYPE),
                 });
+            if self.settings.cloudevents {
+                for (key, value) in cloudevents::headers(cluster, window, &key, id) {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value.as_str()),
+                    });
+                }
+            }
             let record = FutureRecord::to(&self.settings.topic)
                 .key(&key)
                 .payload(&payload)

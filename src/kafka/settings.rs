@@ -49,6 +49,8 @@ pub struct KafkaSettings {
     pub delivery_timeout: Duration,
     /// How long the metadata preflight may take.
     pub preflight_timeout: Duration,
+    /// Write the CloudEvents attributes ([`super::cloudevents`]) on every record.
+    pub cloudevents: bool,
 }
 
 /// Keys the job sets from its own flags, with every alias librdkafka accepts for them
@@ -376,6 +378,7 @@ mod tests {
             max_message_bytes: 900_000,
             delivery_timeout: Duration::from_secs(60),
             preflight_timeout: Duration::from_secs(1),
+            cloudevents: true,
         };
         let Err(e) = crate::kafka::Publisher::connect(&s).await else {
             panic!("librdkafka accepted ssl.key.passwd");
@@ -399,6 +402,7 @@ mod tests {
             max_message_bytes: 900_000,
             delivery_timeout: Duration::from_secs(60),
             preflight_timeout: Duration::from_secs(10),
+            cloudevents: true,
         };
         let c = to_rdkafka(&s);
         assert_eq!(c.get("acks"), Some("all"));

@@ -346,6 +346,7 @@ pub fn mock_kafka_settings(
         max_message_bytes: 900_000,
         delivery_timeout: Duration::from_secs(4),
         preflight_timeout: Duration::from_secs(5),
+        cloudevents: true,
     }
 }
 
