@@ -6,6 +6,7 @@
 #   install-deps.sh --build-only    what `cargo build` needs (Dockerfile, lint and manifest jobs)
 #   install-deps.sh --demo          + Prometheus (README's first command, a dry-run)
 #   install-deps.sh --publish-demo  + stunnel4 and the tansu broker (scripts/demo.sh --publish)
+#   install-deps.sh --supply-chain  + cargo-deny and cargo-cyclonedx (policy and SBOM checks)
 #   install-deps.sh                 everything the tests need (default)
 #
 # Build packages, and why each is there:
@@ -27,24 +28,31 @@
 #                         does not verify client certificates);
 #   tansu                 an Apache-Kafka-compatible broker, built once with cargo into
 #                         $TANSU_ROOT (not a Debian package).
+# Supply-chain tools (cargo install, pinned versions, into ~/.cargo/bin):
+#   cargo-deny            checks deny.toml: licenses, banned duplicates, sources;
+#   cargo-cyclonedx       writes the CycloneDX SBOM from Cargo.lock (scripts/sbom.sh, and the
+#                         test that it lists every crate the binary links).
 set -euo pipefail
 
 mode=${1:---all}
 build_pkgs=(cmake g++ make pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
+want_tools=0
 case $mode in
     --build-only) pkgs=("${build_pkgs[@]}"); want_tansu=0 ;;
     --demo) pkgs=("${build_pkgs[@]}" prometheus curl); want_tansu=0 ;;
     --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
+    --supply-chain) pkgs=("${build_pkgs[@]}"); want_tansu=0; want_tools=1 ;;
     --all)
         pkgs=("${build_pkgs[@]}" prometheus victoria-metrics prometheus-pushgateway curl stunnel4)
         want_tansu=1
+        want_tools=1
         ;;
     -h | --help)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo or no argument (everything the tests need)" >&2
+        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo, --supply-chain or no argument (everything the tests need)" >&2
         exit 2
         ;;
 esac
@@ -86,4 +94,20 @@ if ((want_tansu)) && [[ ! -x $TANSU_ROOT/bin/tansu ]]; then
     mkdir -p "$TANSU_ROOT"
     cargo install tansu --version "$TANSU_VERSION" --locked \
         --features dynostore --debug --root "$TANSU_ROOT" --quiet
+fi
+
+# Pinned: a policy or SBOM check must not change with a tool release. Each takes a few
+# minutes to build, once.
+DENY_VERSION=0.20.2
+CYCLONEDX_VERSION=0.5.9
+if ((want_tools)); then
+    # Their --version lines end with the version (cargo-cyclonedx prints its name twice).
+    if [[ $(cargo deny --version 2>/dev/null) != *" $DENY_VERSION" ]]; then
+        echo "building cargo-deny $DENY_VERSION (a few minutes, once)" >&2
+        cargo install cargo-deny --version "$DENY_VERSION" --locked --quiet
+    fi
+    if [[ $(cargo cyclonedx --version 2>/dev/null) != *" $CYCLONEDX_VERSION" ]]; then
+        echo "building cargo-cyclonedx $CYCLONEDX_VERSION (a few minutes, once)" >&2
+        cargo install cargo-cyclonedx --version "$CYCLONEDX_VERSION" --locked --quiet
+    fi
 fi
