@@ -68,6 +68,21 @@ pub struct Args {
     #[arg(long, env = "PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
 
+    /// Label matchers in PromQL syntax added to every selector of every query, for a store
+    /// that holds several clusters (Thanos, Mimir, VictoriaMetrics). Example: cluster="east"
+    #[arg(long, env = "PROMETHEUS_SELECTOR", value_name = "MATCHERS")]
+    pub prometheus_selector: Option<String>,
+
+    /// The label that tells clusters apart in the store: a run refuses data with more than one
+    /// value of it (set --prometheus-selector to pick one).
+    #[arg(
+        long,
+        env = "CLUSTER_LABEL",
+        value_name = "LABEL",
+        default_value = "cluster"
+    )]
+    pub cluster_label: String,
+
     /// File holding a bearer token for Prometheus, re-read on every run.
     /// Example: /var/run/secrets/kubernetes.io/serviceaccount/token
     #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE", value_name = "PATH")]

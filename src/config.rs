@@ -13,6 +13,7 @@ use crate::collector::CollectConfig;
 use crate::kafka::{KafkaSettings, TlsFiles, Transport, settings::parse_properties};
 use crate::message::MessageConfig;
 use crate::prometheus::PrometheusConfig;
+use crate::scope::Scope;
 use crate::sink::Output;
 use crate::usage::Tier;
 use crate::window::{self, HourWindow, WindowError};
@@ -232,6 +233,24 @@ pub struct CheckpointCommandConfig {
     pub now: DateTime<Utc>,
     pub settle_delay: Duration,
     pub max_hours_per_run: u32,
+}
+
+/// `--cluster-label`: a Prometheus label name.
+fn cluster_label(raw: &str) -> Result<String> {
+    let name = raw.trim();
+    let ok = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
+    if name.is_empty() || !ok || name.starts_with("__") {
+        return Err(invalid(
+            "--cluster-label",
+            raw,
+            "must be a label name (letters, digits and '_', not starting with a digit or \
+             '__'), e.g. cluster",
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// The run's clock: `--now`, or the system's.
@@ -593,9 +612,20 @@ impl Config {
                 retries: args.prometheus_retries,
                 allow_partial_data: args.allow_partial_data,
                 max_response_bytes: max_response_bytes(args)?,
+                scope: match args.prometheus_selector.as_deref().map(str::trim) {
+                    None | Some("") => Scope::default(),
+                    Some(raw) => Scope::parse(raw).map_err(|reason| {
+                        ConfigError::Usage(format!(
+                            "invalid --prometheus-selector: {reason}; give label matchers in \
+                             PromQL syntax, e.g. cluster=\"east\" or \
+                             cluster=\"east\",prometheus_replica=~\".+\""
+                        ))
+                    })?,
+                },
             },
             prometheus_flavor: args.prometheus_flavor,
             collect: CollectConfig {
+                cluster_label: cluster_label(&args.cluster_label)?,
                 cpu_basis: args.cpu_basis,
                 fallen_counters: args.fallen_counters,
                 windows: match args.window_semantics {
@@ -899,6 +929,29 @@ mod tests {
         assert!(e.to_string().contains("--settle-delay"), "{e}");
         let e = Config::from_args(&args(&["--prometheus-header", "novalue"]), now()).unwrap_err();
         assert!(e.to_string().contains("NAME=VALUE"), "{e}");
+        for (selector, says) in [
+            ("cluster=east", "must be quoted"),
+            (r#"cluster=~"(east""#, "does not compile"),
+        ] {
+            let e = Config::from_args(&args(&["--prometheus-selector", selector]), now())
+                .unwrap_err();
+            assert!(matches!(e, ConfigError::Usage(_)), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("invalid --prometheus-selector") && text.contains(says),
+                "{text}"
+            );
+        }
+        let c = Config::from_args(
+            &args(&["--prometheus-selector", r#"cluster="east""#]),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(c.prometheus.scope.to_string(), r#"cluster="east""#);
+        for label in ["", "1x", "__cluster", "a-b"] {
+            let e = Config::from_args(&args(&["--cluster-label", label]), now()).unwrap_err();
+            assert!(e.to_string().contains("--cluster-label"), "{e}");
+        }
     }
 
     #[test]

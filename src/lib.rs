@@ -24,6 +24,7 @@ pub mod prometheus;
 pub mod pushgateway;
 pub mod queries;
 pub mod report;
+pub mod scope;
 pub mod sink;
 pub mod telemetry;
 pub mod usage;

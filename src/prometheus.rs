@@ -10,6 +10,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde::Deserialize;
 use tracing::{debug, warn};
 
+use crate::scope::Scope;
+
 /// How to reach Prometheus.
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {
@@ -25,6 +27,8 @@ pub struct PrometheusConfig {
     pub max_response_bytes: usize,
     /// Parameters added to every query (Thanos' `dedup`, `partial_response`, ...).
     pub extra_params: Vec<(String, String)>,
+    /// Label matchers added to every selector of every query (`--prometheus-selector`).
+    pub scope: Scope,
 }
 
 /// What went wrong talking to Prometheus. Each variant names the query (`what`) and the range.
@@ -549,8 +553,17 @@ impl Prometheus {
         .await
     }
 
-    /// Send `q`, retrying as [`Prometheus::query_range`] says.
+    /// Send `q` within the scope, retrying as [`Prometheus::query_range`] says. Every query
+    /// the job sends passes here: the one place the scope is added ([`Scope::apply`]).
     async fn send<T: Times>(&self, q: &Request<'_>) -> Result<Vec<Series>> {
+        let scoped = self.config.scope.apply(q.expr);
+        let q = &Request {
+            what: q.what,
+            expr: &scoped,
+            endpoint: q.endpoint,
+            params: q.params.clone(),
+            range: q.range.clone(),
+        };
         let mut attempt = 0;
         loop {
             match self.query_once::<T>(q).await {
@@ -602,6 +615,11 @@ impl Prometheus {
             secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
         }
         secrets
+    }
+
+    /// Whether `--prometheus-selector` scopes every query.
+    pub fn is_scoped(&self) -> bool {
+        !self.config.scope.is_empty()
     }
 
     /// Requests sent so far (retries included) and the time spent waiting for them.

@@ -192,6 +192,37 @@ fn namespace_phase_samples(w: Windows) -> String {
     )
 }
 
+/// What the data of an hour says about its own labels, in one read, told apart by the label
+/// `check`:
+///
+/// * `check="clusters"`: one series per value of `cluster_label` on the namespaces' phase
+///   series (none when the label is absent). More than one is a store holding several
+///   clusters, which the queries would add up: the collector refuses it.
+/// * `check="exported_namespace"` / `"exported_pod"`: how many kube-state-metrics and cAdvisor
+///   series carry that label, which Prometheus writes when a target's own labels collide with
+///   the scraped ones and `honor_labels` is false ("label conflicts are resolved by renaming
+///   conflicting labels in the scraped data to `exported_<original-label>`", Prometheus
+///   configuration documentation, `scrape_config`). Their `namespace` is then the exporter's
+///   own, and every object would be billed to it: the collector refuses it.
+pub fn data_labels(w: Windows, cluster_label: &str) -> String {
+    let h = w.hour();
+    let clusters = format!(
+        "label_replace(group by ({cluster_label}) (last_over_time(\
+         kube_namespace_status_phase{{phase=\"Active\"}}{h})), \"check\", \"clusters\", \"\", \"\")"
+    );
+    let exported = |label: &str| {
+        format!(
+            "label_replace(count(last_over_time({{__name__=~\"{EXPORTERS}\", {label}!=\"\"}}{h})), \
+             \"check\", \"{label}\", \"\", \"\")"
+        )
+    };
+    let (namespace, pod) = (exported("exported_namespace"), exported("exported_pod"));
+    block("(", &[&clusters, "or", &namespace, "or", &pod], ")")
+}
+
+/// The metrics of kube-state-metrics and cAdvisor that the queries read.
+const EXPORTERS: &str = "kube_.+|container_cpu_usage_seconds_total";
+
 /// Seconds one gauge sample stands for in an hour whose object present all hour has
 /// `observed` samples summed over every exporter's series: `3600 / n` (module documentation).
 /// It compensates a scrape gap (fewer samples stand for more seconds), a kube-state-metrics
@@ -609,6 +640,85 @@ mod tests {
         );
     }
 
+    /// Every query the job sends, one of each shape (the counts' weight and the namespaces'
+    /// scope vary only constants and matchers).
+    fn every_query() -> Vec<(&'static str, String)> {
+        let mut all = Vec::new();
+        let reset = ["team-a".to_string()];
+        for w in [Windows::Closed, Windows::LeftOpen] {
+            for basis in [CpuBasis::Request, CpuBasis::Usage, CpuBasis::Max] {
+                for counters in [Counters::Steady, Counters::Exact] {
+                    for namespaces in [
+                        Namespaces::All,
+                        Namespaces::Only(&reset),
+                        Namespaces::Half(Half::First),
+                    ] {
+                        all.push((
+                            "cpu",
+                            cpu(
+                                w,
+                                basis,
+                                THIRTY,
+                                SampleWeight::PerHour,
+                                counters,
+                                namespaces,
+                            ),
+                        ));
+                    }
+                }
+                if let Some(q) = cpu_before_counts(w, basis, Namespaces::Half(Half::Second)) {
+                    all.push(("cpu before counts", q));
+                }
+            }
+            all.push(("counter resets", counter_resets(w)));
+            all.push((
+                "counter samples",
+                counter_samples(w, 2, Namespaces::Only(&reset)),
+            ));
+            all.push((
+                "requested cpu seconds",
+                requested_cpu_seconds(w, SampleWeight::PerHour, Namespaces::Only(&reset)),
+            ));
+            all.push(("gpu", gpu(w)));
+            all.push(("storage", storage(w)));
+            all.push(("namespaces", namespace_samples(w)));
+            all.push(("data labels", data_labels(w, "cluster")));
+        }
+        all.push(("probe", probe().to_string()));
+        all
+    }
+
+    /// `--prometheus-selector` reaches every selector of every query: each `{` opens with its
+    /// matchers, and no metric is read without braces.
+    #[test]
+    fn the_scope_is_in_every_selector_of_every_query() {
+        let scope =
+            crate::scope::Scope::parse(r#"cluster="east",prometheus_replica=~".+""#).unwrap();
+        let matchers = r#"{cluster="east", prometheus_replica=~".+""#;
+        for (what, q) in every_query() {
+            let scoped = scope.apply(&q);
+            let opened = scoped.matches('{').count();
+            assert_eq!(
+                scoped.matches(matchers).count(),
+                opened,
+                "{what}: a selector without the scope in\n{scoped}"
+            );
+            assert_eq!(
+                opened,
+                q.matches('{').count() + q.matches("_info[").count() + q.matches("_bytes[").count(),
+                "{what}: {scoped}"
+            );
+            // Scoping never names a namespace or a time.
+            assert!(!scoped.contains("namespace=\""), "{scoped}");
+            assert!(!scoped.contains('@'), "{scoped}");
+        }
+        insta::assert_snapshot!("storage_scoped", scope.apply(&storage(Windows::Closed)));
+        insta::assert_snapshot!(
+            "data_labels_scoped",
+            scope.apply(&data_labels(Windows::Closed, "cluster"))
+        );
+    }
+
     #[test]
     fn no_query_names_a_namespace_or_a_time() {
         let w = Windows::LeftOpen;
@@ -633,6 +743,7 @@ mod tests {
             gpu(w),
             storage(w),
             namespace_samples(w),
+            data_labels(w, "cluster"),
         ] {
             assert!(!q.contains("namespace=\""), "{q}");
             assert!(!q.contains("namespace!~"), "{q}");

@@ -116,6 +116,33 @@ pub enum CollectError {
         what: &'static str,
         namespace: String,
     },
+    #[error(
+        "in the hour {hour}, the store holds the data of {count} clusters (label {label}: \
+         {values}){scoped}; billing them as one would add their namespaces up and merge pods \
+         of the same name. Nothing was billed. Scope every query to this cluster with \
+         --prometheus-selector '{label}=\"{first}\"' (PROMETHEUS_SELECTOR), or name the label \
+         that tells clusters apart with --cluster-label"
+    )]
+    MixedClusters {
+        hour: String,
+        label: String,
+        count: usize,
+        values: String,
+        first: String,
+        scoped: &'static str,
+    },
+    #[error(
+        "in the hour {hour}, {series} kube-state-metrics or cAdvisor series carry the label \
+         {label}: they were scraped without honor_labels, so their namespace is the exporter's \
+         own and every namespace would be billed to it. Nothing was billed. Set \
+         `honor_labels: true` in the scrape config of kube-state-metrics and of the kubelet's \
+         cAdvisor endpoint (`honorLabels: true` in a ServiceMonitor or PodMonitor)"
+    )]
+    ExportedLabels {
+        hour: String,
+        label: String,
+        series: f64,
+    },
 }
 
 impl CollectError {

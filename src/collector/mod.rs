@@ -5,6 +5,7 @@
 //! - [`interval`]: the scrape interval and the weight of a gauge sample, from sample counts;
 //! - [`cpu`]: which CPU answers are billed, and how namespaces whose counters fell are read;
 //! - [`validate`]: the checks every answer passes and the per-hour sums (pure);
+//! - [`labels`]: the data's own labels: one cluster, scraped with `honor_labels`;
 //! - [`probe`]: the engine's window semantics;
 //! - [`error`]: why a span could not be collected.
 //!
@@ -14,6 +15,7 @@
 mod cpu;
 mod error;
 mod interval;
+mod labels;
 mod probe;
 mod validate;
 
@@ -50,6 +52,8 @@ pub enum FallenCounters {
 /// What is billed and how.
 #[derive(Debug, Clone)]
 pub struct CollectConfig {
+    /// The label that tells clusters apart in a shared store (`--cluster-label`).
+    pub cluster_label: String,
     pub cpu_basis: CpuBasis,
     pub fallen_counters: FallenCounters,
     /// `None`: detect with a probe query at the start of a run.
@@ -171,11 +175,26 @@ impl<'a> Collector<'a> {
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
     pub async fn collect_span(&self, span: &[HourWindow]) -> Result<SpanUsage> {
         let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
-        let ((counts, cpu), gpu, storage) = tokio::try_join!(
-            self.counts_and_cpu(span),
-            self.query("gpu", &gpu_q, span),
-            self.query("storage", &storage_q, span),
+        let labels_q = labels::query(self.windows, &self.config.cluster_label);
+        // The data's labels are judged first: several clusters or exported labels make the
+        // other answers fail in misleading ways (a "second exporter"), or pass wrong.
+        let (data_labels, answers) = tokio::join!(
+            self.query("data labels", &labels_q, span),
+            async {
+                tokio::try_join!(
+                    self.counts_and_cpu(span),
+                    self.query("gpu", &gpu_q, span),
+                    self.query("storage", &storage_q, span),
+                )
+            }
+        );
+        labels::check(
+            &data_labels?,
+            span,
+            &self.config.cluster_label,
+            self.prometheus.is_scoped(),
         )?;
+        let ((counts, cpu), gpu, storage) = answers?;
         let weights = Some(&counts.weights);
         // Counters (usage) are not samples; the max basis weighs in its query.
         let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&counts.weights);

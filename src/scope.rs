@@ -1,0 +1,302 @@
+//! `--prometheus-selector`: label matchers added to every selector of every query the job
+//! sends, so that a store holding many clusters (Thanos, Mimir, VictoriaMetrics with a
+//! `cluster` external label) answers for this cluster alone.
+//!
+//! Why one place: the Prometheus client applies the scope to every expression it sends
+//! ([`Scope::apply`]), so no query (the window probe, the sample reads, a query added next
+//! year) can forget it. It works on the PromQL text we write, whose shape we control: every
+//! `{` outside a string literal opens a selector's matchers, and a metric name followed
+//! directly by `[` is a selector without braces. A unit test holds that over every query.
+
+use std::fmt;
+
+/// One label matcher, as PromQL writes it: `name op "value"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Matcher {
+    name: String,
+    op: &'static str,
+    /// The value as written, quotes and escapes included.
+    quoted: String,
+}
+
+/// The matchers added to every selector; empty: none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    matchers: Vec<Matcher>,
+}
+
+fn is_label_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// A metric name may also hold `:` (recording rules).
+fn is_metric_start(c: char) -> bool {
+    is_label_start(c) || c == ':'
+}
+
+fn is_metric_char(c: char) -> bool {
+    is_label_char(c) || c == ':'
+}
+
+impl Scope {
+    /// Parse `--prometheus-selector`: comma-separated matchers in PromQL syntax, e.g.
+    /// `cluster="east"` or `cluster="east",prometheus_replica=~".+"`, optionally in braces.
+    /// `Err` says what is wrong, without the value (it may be long).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut s = raw.trim();
+        if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            s = inner.trim();
+        }
+        let mut matchers = Vec::new();
+        let mut rest = s;
+        while !rest.trim().is_empty() {
+            let r = rest.trim_start();
+            let name_len = r
+                .char_indices()
+                .find(|(i, c)| {
+                    !(if *i == 0 {
+                        is_label_start(*c)
+                    } else {
+                        is_label_char(*c)
+                    })
+                })
+                .map_or(r.len(), |(i, _)| i);
+            if name_len == 0 {
+                return Err(format!(
+                    "expected a label name at {:?}",
+                    r.chars().take(20).collect::<String>()
+                ));
+            }
+            let name = &r[..name_len];
+            if name == "__name__" {
+                return Err(
+                    "__name__ cannot be scoped: every query names its own metrics".to_string(),
+                );
+            }
+            let r = r[name_len..].trim_start();
+            let op = ["=~", "!~", "!=", "="]
+                .into_iter()
+                .find(|op| r.starts_with(op))
+                .ok_or_else(|| format!("expected =, !=, =~ or !~ after {name}"))?;
+            let r = r[op.len()..].trim_start();
+            let quote = r
+                .chars()
+                .next()
+                .filter(|c| matches!(c, '"' | '\'' | '`'))
+                .ok_or_else(|| {
+                    format!("the value of {name} must be quoted, e.g. {name}=\"east\"")
+                })?;
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in r.char_indices().skip(1) {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && quote != '`' {
+                    escaped = true;
+                } else if c == quote {
+                    end = Some(i);
+                    break;
+                } else if c == '\n' {
+                    break;
+                }
+            }
+            let end = end.ok_or_else(|| format!("the value of {name} has no closing {quote}"))?;
+            let quoted = &r[..=end];
+            if op.ends_with('~') {
+                let value = &quoted[1..quoted.len() - 1];
+                // Prometheus anchors the expression and uses RE2; the regex crate's syntax is
+                // the same for what matchers use, and refuses the same mistakes.
+                regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    format!(
+                        "the regular expression of {name} does not compile: {}",
+                        e.to_string().lines().last().unwrap_or_default()
+                    )
+                })?;
+            }
+            matchers.push(Matcher {
+                name: name.to_string(),
+                op,
+                quoted: quoted.to_string(),
+            });
+            rest = r[end + 1..].trim_start();
+            if let Some(after) = rest.strip_prefix(',') {
+                rest = after;
+                if rest.trim().is_empty() {
+                    return Err("a comma with no matcher after it".into());
+                }
+            } else if !rest.is_empty() {
+                return Err(format!(
+                    "expected a comma between matchers at {:?}",
+                    rest.chars().take(20).collect::<String>()
+                ));
+            }
+        }
+        Ok(Scope { matchers })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.matchers.is_empty()
+    }
+
+    /// Whether the scope constrains `label` (then the data it selects can hold no more values
+    /// of it than the matcher allows, and a `label="…"` matcher exactly one).
+    pub fn names(&self, label: &str) -> bool {
+        self.matchers.iter().any(|m| m.name == label)
+    }
+
+    /// `expr` with the scope's matchers in every selector (module documentation).
+    pub fn apply(&self, expr: &str) -> String {
+        if self.is_empty() {
+            return expr.to_string();
+        }
+        let matchers = self.to_string();
+        let mut out = String::with_capacity(expr.len() + 8 * matchers.len());
+        let mut chars = expr.char_indices().peekable();
+        // The character before the current one: a letter after a digit is a unit (`1ms`), not
+        // a metric name.
+        let mut previous = ' ';
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' | '\'' | '`' => {
+                    out.push(c);
+                    let mut escaped = false;
+                    for (_, s) in chars.by_ref() {
+                        out.push(s);
+                        if escaped {
+                            escaped = false;
+                        } else if s == '\\' && c != '`' {
+                            escaped = true;
+                        } else if s == c {
+                            break;
+                        }
+                    }
+                    previous = c;
+                }
+                '{' => {
+                    out.push('{');
+                    out.push_str(&matchers);
+                    let rest = expr[i + 1..].trim_start();
+                    if !rest.starts_with('}') {
+                        out.push_str(", ");
+                    }
+                    previous = c;
+                }
+                c if is_metric_start(c) && !is_metric_char(previous) && previous != '.' => {
+                    let mut end = i + c.len_utf8();
+                    while let Some((j, n)) = chars.peek().copied() {
+                        if !is_metric_char(n) {
+                            break;
+                        }
+                        end = j + n.len_utf8();
+                        chars.next();
+                    }
+                    out.push_str(&expr[i..end]);
+                    if expr[end..].starts_with('[') {
+                        out.push('{');
+                        out.push_str(&matchers);
+                        out.push('}');
+                    }
+                    previous = expr[..end].chars().last().unwrap_or(' ');
+                }
+                c => {
+                    out.push(c);
+                    previous = c;
+                }
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Scope {
+    /// The matchers as PromQL writes them inside braces: `cluster="east", replica=~".+"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, m) in self.matchers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}{}{}", m.name, m.op, m.quoted)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(s: &str) -> Scope {
+        Scope::parse(s).unwrap()
+    }
+
+    #[test]
+    fn matchers_parse_as_promql_writes_them() {
+        assert_eq!(scope(r#"cluster="east""#).to_string(), r#"cluster="east""#);
+        assert_eq!(
+            scope(r#" {cluster = "east" , prometheus_replica=~".+"} "#).to_string(),
+            r#"cluster="east", prometheus_replica=~".+""#
+        );
+        assert_eq!(
+            scope(r#"cluster!~'a|b',x!="\"q\"""#).to_string(),
+            r#"cluster!~'a|b', x!="\"q\"""#
+        );
+        assert!(scope("").is_empty());
+        assert!(scope(r#"cluster="east""#).names("cluster"));
+        assert!(!scope(r#"cluster="east""#).names("region"));
+    }
+
+    #[test]
+    fn malformed_matchers_are_refused() {
+        for (bad, says) in [
+            ("cluster", "expected =, !=, =~ or !~"),
+            ("cluster=east", "must be quoted"),
+            (r#"cluster="east"#, "no closing"),
+            (r#"cluster="east" region="x""#, "expected a comma"),
+            (r#"cluster="east","#, "a comma with no matcher"),
+            (r#"1cluster="east""#, "expected a label name"),
+            (r#"cluster=~"(east""#, "does not compile"),
+            (r#"__name__="up""#, "__name__ cannot be scoped"),
+            (r#"cluster=="east""#, "must be quoted"),
+        ] {
+            let e = Scope::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_selector_gets_the_matchers_and_nothing_else_does() {
+        let s = scope(r#"cluster="east""#);
+        assert_eq!(
+            s.apply(r#"sum by (namespace) (count_over_time(kube_pod_status_phase{phase="Running"}[3599999ms] offset 1ms))"#),
+            r#"sum by (namespace) (count_over_time(kube_pod_status_phase{cluster="east", phase="Running"}[3599999ms] offset 1ms))"#
+        );
+        assert_eq!(
+            s.apply("max_over_time(kube_persistentvolumeclaim_info[1h] offset 1ms)"),
+            r#"max_over_time(kube_persistentvolumeclaim_info{cluster="east"}[1h] offset 1ms)"#
+        );
+        assert_eq!(
+            s.apply(r#"count(last_over_time({__name__=~"kube_.+", exported_namespace!=""}[1h]))"#),
+            r#"count(last_over_time({cluster="east", __name__=~"kube_.+", exported_namespace!=""}[1h]))"#
+        );
+        // Strings, functions, label lists, subqueries and durations are left alone.
+        for untouched in [
+            "count_over_time(vector(1)[1h:1m])",
+            r#"label_replace(x{} , "samples", "series{[", "", "")"#,
+            "a * on (namespace, pod) group_left (storageclass) b",
+            "scalar(3600 / clamp_min(y, 1))",
+        ] {
+            let scoped = s.apply(untouched);
+            assert_eq!(
+                scoped.replace(r#"cluster="east""#, ""),
+                untouched,
+                "{untouched} -> {scoped}"
+            );
+        }
+        assert_eq!(s.apply("x{}"), r#"x{cluster="east"}"#);
+        assert_eq!(Scope::default().apply("x{a=\"b\"}"), "x{a=\"b\"}");
+    }
+}
