@@ -933,8 +933,8 @@ mod tests {
             ("cluster=east", "must be quoted"),
             (r#"cluster=~"(east""#, "does not compile"),
         ] {
-            let e = Config::from_args(&args(&["--prometheus-selector", selector]), now())
-                .unwrap_err();
+            let e =
+                Config::from_args(&args(&["--prometheus-selector", selector]), now()).unwrap_err();
             assert!(matches!(e, ConfigError::Usage(_)), "{e}");
             let text = e.to_string();
             assert!(

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{TestPrometheus, bin, rfc3339, run, standard, truth};
+use common::{Outcome, TestPrometheus, bin, rfc3339, run, standard, truth};
 use consumption_metrics_synth::scenario::Options;
 use consumption_metrics_synth::truth::TruthRow;
 use serde_json::Value;
@@ -138,8 +138,14 @@ fn check(basis: &str, messages: &[Value]) -> f64 {
 }
 
 fn check_on(p: &TestPrometheus, basis: &str, messages: &[Value]) -> f64 {
+    check_truth(truth(p), basis, messages)
+}
+
+/// Compare every namespace-hour with `truth`; returns the largest error seen where exactness
+/// was required.
+fn check_truth(truth: Vec<TruthRow>, basis: &str, messages: &[Value]) -> f64 {
     let got = by_namespace_hour(messages);
-    let rows: Vec<TruthRow> = truth(p)
+    let rows: Vec<TruthRow> = truth
         .into_iter()
         .filter(|r| !excluded(&r.namespace))
         .collect();
@@ -695,6 +701,126 @@ fn each_counter_shape_is_billed_by_its_definition() {
             assert!(
                 (have - consumption_metrics::message::round(*want)).abs() <= EXACT,
                 "{basis} from {way}, {ns}: billed {have} core-hours, by definition {want}"
+            );
+        }
+    }
+}
+
+/// Two clusters in one store, each series labelled with its cluster as a central Thanos,
+/// Mimir or VictoriaMetrics holds them. The hand-made namespaces exist in both, with pods of
+/// the same names: together they would add up and be merged.
+fn store_options() -> Vec<Options> {
+    ["east", "west"]
+        .into_iter()
+        .zip([11, 12])
+        .map(|(name, seed)| Options {
+            seed,
+            hours: 4,
+            random_namespaces: 25,
+            external_labels: vec![("cluster".into(), name.into())],
+            ..Options::default()
+        })
+        .collect()
+}
+
+/// A dry-run of every truth hour of `p`, whatever its exit.
+fn dry_run_outcome(p: &TestPrometheus, basis: &str, extra: &[&str]) -> Outcome {
+    run(bin()
+        .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+        .args(["--dry-run", "--cpu-basis", basis])
+        .args(["--since", &rfc3339(p.dataset.first_truth_hour)])
+        .args(["--until", &rfc3339(p.dataset.data_end)])
+        .args(["--now", "2026-11-02T00:00:00Z"])
+        .args([
+            "--storage-tier",
+            "gold=premium",
+            "--storage-tier",
+            "cephfs=basic",
+        ])
+        .args(extra))
+}
+
+/// Without a selector, a two-cluster store is refused before anything is billed; with
+/// `--prometheus-selector`, each cluster is billed exactly as its own truth says, on
+/// Prometheus and on VictoriaMetrics, on every basis.
+#[test]
+fn two_clusters_in_one_store_are_billed_one_at_a_time() {
+    let opts = store_options();
+    for (engine, (p, datasets)) in [
+        ("prometheus", common::start_store_prometheus("store", &opts)),
+        (
+            "victoria-metrics",
+            common::start_store_victoria_metrics("store-vm", &opts),
+        ),
+    ] {
+        let out = dry_run_outcome(&p, "request", &[]);
+        assert_eq!(out.code, 4, "{engine}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{engine}: {}", out.stdout);
+        for says in [
+            r#"2 clusters (label cluster: "east", "west")"#,
+            r#"--prometheus-selector 'cluster="east"'"#,
+        ] {
+            assert!(
+                out.stderr.contains(says),
+                "{engine}: {says} in {}",
+                out.stderr
+            );
+        }
+        for (cluster, dataset) in ["east", "west"].into_iter().zip(&datasets) {
+            let truth: Vec<TruthRow> =
+                serde_json::from_slice(&std::fs::read(&dataset.truth).unwrap()).unwrap();
+            let selector = format!("cluster=\"{cluster}\"");
+            for basis in ["request", "usage", "max"] {
+                let messages = dry_run_on(&p, basis, &["--prometheus-selector", &selector]);
+                validate(&messages);
+                let worst = check_truth(truth.clone(), basis, &messages);
+                assert!(worst <= EXACT, "{engine} {cluster} {basis}: {worst}");
+            }
+        }
+        // A selector that still lets both through is refused the same way.
+        let out = dry_run_outcome(&p, "request", &["--prometheus-selector", "cluster=~\".+\""]);
+        assert_eq!(out.code, 4, "{engine}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("even within --prometheus-selector"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+/// kube-state-metrics scraped without `honor_labels`: its objects' namespaces arrive as
+/// `exported_namespace` and `namespace` is the exporter's own. The hour is refused with the
+/// fix, nothing is printed, on both engines.
+#[test]
+fn data_scraped_without_honor_labels_is_refused() {
+    let opts = [Options {
+        hours: 3,
+        random_namespaces: 5,
+        honor_labels: false,
+        ..Options::default()
+    }];
+    for (engine, (p, _)) in [
+        (
+            "prometheus",
+            common::start_store_prometheus("no-honor", &opts),
+        ),
+        (
+            "victoria-metrics",
+            common::start_store_victoria_metrics("no-honor-vm", &opts),
+        ),
+    ] {
+        let out = dry_run_outcome(&p, "request", &[]);
+        assert_eq!(out.code, 4, "{engine}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{engine}: {}", out.stdout);
+        for says in [
+            "kube-state-metrics or cAdvisor series carry the label exported_namespace",
+            "honor_labels: true",
+            "honorLabels: true",
+        ] {
+            assert!(
+                out.stderr.contains(says),
+                "{engine}: {says} in {}",
+                out.stderr
             );
         }
     }

@@ -178,16 +178,14 @@ impl<'a> Collector<'a> {
         let labels_q = labels::query(self.windows, &self.config.cluster_label);
         // The data's labels are judged first: several clusters or exported labels make the
         // other answers fail in misleading ways (a "second exporter"), or pass wrong.
-        let (data_labels, answers) = tokio::join!(
-            self.query("data labels", &labels_q, span),
-            async {
+        let (data_labels, answers) =
+            tokio::join!(self.query("data labels", &labels_q, span), async {
                 tokio::try_join!(
                     self.counts_and_cpu(span),
                     self.query("gpu", &gpu_q, span),
                     self.query("storage", &storage_q, span),
                 )
-            }
-        );
+            });
         labels::check(
             &data_labels?,
             span,

@@ -31,7 +31,13 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
     let cluster = scenario::build(opts);
     let openmetrics = dir.join("metrics.om");
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&openmetrics)?);
-    openmetrics::write(&cluster, &mut out)?;
+    if opts.external_labels.is_empty() && opts.honor_labels {
+        openmetrics::write(&cluster, &mut out)?;
+    } else {
+        let mut text = Vec::new();
+        openmetrics::write(&cluster, &mut text)?;
+        openmetrics::relabel(&text, &opts.external_labels, opts.honor_labels, &mut out)?;
+    }
     let first_truth_hour = cluster.data_start + 3600;
     let rows = truth::compute(&cluster, first_truth_hour, cluster.data_end);
     let truth = dir.join("truth.json");
@@ -45,4 +51,26 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
         first_truth_hour,
         data_end: cluster.data_end,
     })
+}
+
+/// Several clusters in one store, as a central Thanos, Mimir or VictoriaMetrics holds them
+/// (give each its `external_labels`): one OpenMetrics file with every family once, and each
+/// cluster's own truth. The datasets returned all name the merged file.
+pub fn write_store(clusters: &[scenario::Options], dir: &Path) -> std::io::Result<Vec<Dataset>> {
+    std::fs::create_dir_all(dir)?;
+    let mut datasets = Vec::new();
+    let mut texts = Vec::new();
+    for (i, opts) in clusters.iter().enumerate() {
+        let d = write_dataset(opts, &dir.join(format!("cluster-{i}")))?;
+        texts.push(std::fs::read(&d.openmetrics)?);
+        std::fs::remove_file(&d.openmetrics)?;
+        datasets.push(d);
+    }
+    let merged = dir.join("metrics.om");
+    let mut out = BufWriter::new(std::fs::File::create(&merged)?);
+    openmetrics::merge(&texts, &mut out)?;
+    for d in &mut datasets {
+        d.openmetrics = merged.clone();
+    }
+    Ok(datasets)
 }

@@ -255,3 +255,79 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "# EOF")?;
     out.flush()
 }
+
+/// Rewrite the sample lines of `text` (as [`write`] writes them): `external` labels first on
+/// every series, and without `honor_labels`, kube-state-metrics' `namespace`, `pod` and
+/// `container` as `exported_*` beside the scrape target's own (the pod of kube-state-metrics in
+/// `monitoring`), as Prometheus stores such a scrape (the `Options::honor_labels` sources).
+pub fn relabel(
+    text: &[u8],
+    external: &[(String, String)],
+    honor_labels: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let prefix: String = external
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\","))
+        .collect();
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let line = std::str::from_utf8(line).map_err(io::Error::other)?;
+        let (Some(open), Some(close)) = (line.find('{'), line.find('}')) else {
+            writeln!(out, "{line}")?;
+            continue;
+        };
+        let (name, labels, rest) = (&line[..open], &line[open + 1..close], &line[close + 1..]);
+        let mut labels = labels.to_string();
+        if !honor_labels && name.starts_with("kube_") {
+            for key in ["namespace", "pod", "container"] {
+                labels = labels
+                    .split(',')
+                    .map(|pair| match pair.strip_prefix(&format!("{key}=")) {
+                        Some(value) => format!("exported_{key}={value}"),
+                        None => pair.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+            labels.push_str(
+                ",namespace=\"monitoring\",pod=\"kube-state-metrics-7d9f8b6c5-x2x4q\",\
+                 container=\"kube-state-metrics\"",
+            );
+        }
+        writeln!(out, "{name}{{{prefix}{labels}}}{rest}")?;
+    }
+    Ok(())
+}
+
+/// Several files written by [`write`] as one: each family's header once, followed by every
+/// file's samples of it, in the order families first appear; one `# EOF`.
+pub fn merge(texts: &[Vec<u8>], out: &mut impl Write) -> io::Result<()> {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, Vec<&[u8]>> = Default::default();
+    for text in texts {
+        let mut current = String::new();
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if line.starts_with(b"# EOF") {
+                continue;
+            }
+            if line.starts_with(b"# TYPE ") {
+                current = String::from_utf8_lossy(line).into_owned();
+                if !families.contains_key(&current) {
+                    order.push(current.clone());
+                    families.insert(current.clone(), Vec::new());
+                }
+                continue;
+            }
+            families.entry(current.clone()).or_default().push(line);
+        }
+    }
+    for header in &order {
+        writeln!(out, "{header}")?;
+        for line in &families[header] {
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    writeln!(out, "# EOF")?;
+    out.flush()
+}

@@ -39,6 +39,18 @@ pub struct Options {
     /// Add a pod on a time-sliced GPU (`nvidia.com/gpu.shared`), billed at 1/4: the job must
     /// then run with `--gpu-resource nvidia.com/gpu.shared=1/4`.
     pub shared_gpus: bool,
+    /// Labels on every series, as a shared store's external labels add them (Thanos
+    /// sidecars, remote write from each cluster's Prometheus): e.g. `cluster="east"`.
+    pub external_labels: Vec<(String, String)>,
+    /// Whether kube-state-metrics is scraped with `honor_labels: true`. Without it,
+    /// Prometheus renames each scraped label that collides with a target label to
+    /// `exported_<name>` and keeps the target's ("label conflicts are resolved by renaming
+    /// conflicting labels in the scraped data to exported_<original-label>", Prometheus
+    /// configuration documentation, `honor_labels`); a ServiceMonitor's endpoints give every
+    /// target `namespace`, `pod` and `container` labels (prometheus-operator API reference,
+    /// `honorLabels`), so kube-state-metrics' own `namespace`, `pod` and `container` become
+    /// `exported_namespace`, `exported_pod` and `exported_container`.
+    pub honor_labels: bool,
 }
 
 impl Default for Options {
@@ -55,6 +67,8 @@ impl Default for Options {
             ksm_restarts: Vec::new(),
             second_exporter: None,
             shared_gpus: false,
+            external_labels: Vec::new(),
+            honor_labels: true,
         }
     }
 }

@@ -132,11 +132,35 @@ pub fn serve_prometheus(dir: PathBuf, dataset: Dataset) -> TestPrometheus {
 /// (Debian's package; left-open range windows, another `resets`/`increase`), and start it.
 /// The same options give the same data and truth as [`start_prometheus`].
 pub fn start_victoria_metrics(name: &str, opts: &Options) -> TestPrometheus {
+    let dir = test_dir(name);
+    let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
+    serve_victoria_metrics(dir, dataset)
+}
+
+/// Several clusters in one store (each with its `external_labels`), in a real Prometheus:
+/// the server, and each cluster's dataset (its truth) in the order given.
+pub fn start_store_prometheus(name: &str, clusters: &[Options]) -> (TestPrometheus, Vec<Dataset>) {
+    let dir = test_dir(name);
+    let datasets = consumption_metrics_synth::write_store(clusters, &dir.join("data"))
+        .expect("writing the synthetic clusters");
+    (serve_prometheus(dir, datasets[0].clone()), datasets)
+}
+
+/// [`start_store_prometheus`] in a real VictoriaMetrics.
+pub fn start_store_victoria_metrics(
+    name: &str,
+    clusters: &[Options],
+) -> (TestPrometheus, Vec<Dataset>) {
+    let dir = test_dir(name);
+    let datasets = consumption_metrics_synth::write_store(clusters, &dir.join("data"))
+        .expect("writing the synthetic clusters");
+    (serve_victoria_metrics(dir, datasets[0].clone()), datasets)
+}
+
+/// Import `dataset`'s OpenMetrics file into a real VictoriaMetrics started in `dir`.
+pub fn serve_victoria_metrics(dir: PathBuf, dataset: Dataset) -> TestPrometheus {
     use std::io::{BufRead, BufWriter, Write};
     require("victoria-metrics");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    let dataset = write_dataset(opts, &dir.join("data")).expect("writing the synthetic cluster");
     // Prometheus text format with millisecond timestamps: VictoriaMetrics' import takes no
     // `# ` lines and reads timestamps as milliseconds (seconds would land in 1970).
     let import = dir.join("import.prom");
