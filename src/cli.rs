@@ -440,6 +440,11 @@ pub enum Command {
     /// published exactly once and right. Uses the same Kafka, TLS and cluster settings as
     /// publishing; joins no consumer group and commits nothing.
     Audit(AuditArgs),
+    /// Ask Prometheus (and Kafka and the checkpoint, when configured) whether a run would bill
+    /// this cluster correctly, with the job's own flags and environment: one line per check,
+    /// each failure with what to do. Reads, never writes. Exit 0 when every check passes,
+    /// otherwise the exit code of the first failure's class.
+    Check(CheckArgs),
     /// Inspect the checkpoint, or move it deliberately (the runbook's commands).
     Checkpoint {
         #[command(subcommand)]
@@ -469,6 +474,27 @@ pub enum CheckpointAction {
         #[command(flatten)]
         run: Args,
     },
+}
+
+/// `consumption-metrics check`: the run's flags (Prometheus and what is billed; Kafka and the
+/// checkpoint when given) plus its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Report format on stdout: a line per check for people, or one JSON document.
+    #[arg(long, env = "CHECK_OUTPUT", value_enum, default_value_t = CheckOutput::Text)]
+    pub output: CheckOutput,
+
+    #[command(flatten)]
+    pub run: Args,
+}
+
+/// `check --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// One line per check.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 /// `consumption-metrics audit`: the run's flags (Kafka, TLS, cluster, and for --recompute

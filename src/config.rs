@@ -661,6 +661,28 @@ impl Config {
     }
 }
 
+impl crate::check::CheckConfig {
+    /// Validate `check` arguments: a dry-run's configuration (nothing is published), and the
+    /// Kafka settings when --kafka-brokers is given.
+    pub fn from_args(args: &crate::cli::CheckArgs, system_now: DateTime<Utc>) -> Result<Self> {
+        let mut dry = args.run.clone();
+        dry.dry_run = true;
+        let config = Config::from_args(&dry, system_now)?;
+        let kafka = match args.run.kafka_brokers {
+            Some(_) => Some(kafka_settings(&args.run, false)?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            kafka,
+            format: match args.output {
+                crate::cli::CheckOutput::Text => crate::check::CheckFormat::Text,
+                crate::cli::CheckOutput::Json => crate::check::CheckFormat::Json,
+            },
+        })
+    }
+}
+
 /// Hours an audit may cover: a year. Only ids, part numbers and digests are kept per hour.
 const AUDIT_MAX_HOURS: u32 = 366 * 24;
 

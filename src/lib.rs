@@ -9,6 +9,7 @@
 //! (`synth/`), which the image never builds.
 
 pub mod audit;
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod collector;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Some(Command::Audit(args)) => audit(args),
+        Some(Command::Check(args)) => check(args),
         Some(Command::Checkpoint { action }) => checkpoint(action),
         None => run(&cli.run),
     }
@@ -185,6 +186,36 @@ fn audit(args: &AuditArgs) -> ExitCode {
     } else {
         exit::AUDIT_FINDINGS
     })
+}
+
+/// `consumption-metrics check`: the report on stdout; exit 0 when a run would bill correctly.
+fn check(args: &consumption_metrics::cli::CheckArgs) -> ExitCode {
+    use consumption_metrics::check::{CheckConfig, CheckFormat};
+    let (config, runtime, _json) =
+        match prepare(args.run.log_format, |now| CheckConfig::from_args(args, now)) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+    let report = runtime.block_on(consumption_metrics::check::run(&config));
+    let text = match config.format {
+        CheckFormat::Text => report.to_text(),
+        CheckFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("error: could not serialize the check report: {e}");
+                return ExitCode::from(exit::INTERNAL);
+            }
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("error: could not write the check report to stdout: {e}");
+        return ExitCode::from(exit::OUTPUT);
+    }
+    ExitCode::from(report.exit_code())
 }
 
 /// A command line clap could not parse: help and version are printed as usual; an error is one

@@ -223,6 +223,95 @@ pub fn data_labels(w: Windows, cluster_label: &str) -> String {
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
 const EXPORTERS: &str = "kube_.+|container_cpu_usage_seconds_total";
 
+/// Which CPU bases read a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBy {
+    /// Every run (namespaces, requests, phases, PVCs).
+    Every,
+    /// The usage and max bases (cAdvisor's usage counters).
+    Usage,
+}
+
+/// Every metric the queries read, with the labels they group and join on (and a matcher its
+/// selectors carry, if any): what `consumption-metrics check` asks the store for. A query that
+/// starts reading another metric or label adds it here.
+pub const READS: &[(&str, &[&str], &str, ReadBy)] = &[
+    (
+        "kube_namespace_status_phase",
+        &["namespace", "phase"],
+        "phase=\"Active\"",
+        ReadBy::Every,
+    ),
+    (
+        "kube_pod_status_phase",
+        &["namespace", "pod", "uid", "phase"],
+        "phase=\"Running\"",
+        ReadBy::Every,
+    ),
+    (
+        "kube_pod_container_resource_requests",
+        &["namespace", "pod", "uid", "container", "resource"],
+        "resource=\"cpu\"",
+        ReadBy::Every,
+    ),
+    (
+        "kube_persistentvolumeclaim_resource_requests_storage_bytes",
+        &["namespace", "persistentvolumeclaim"],
+        "",
+        ReadBy::Every,
+    ),
+    (
+        "kube_persistentvolumeclaim_info",
+        &["namespace", "persistentvolumeclaim", "storageclass"],
+        "",
+        ReadBy::Every,
+    ),
+    (
+        "container_cpu_usage_seconds_total",
+        &["namespace", "pod", "container", "id"],
+        "container!=\"\", container!=\"POD\"",
+        ReadBy::Usage,
+    ),
+];
+
+/// How many series of `metric` (with `matcher`) carry every one of `labels` in the hour:
+/// zero when the metric is missing or its labels differ from what the queries use.
+pub fn present(w: Windows, metric: &str, labels: &[&str], matcher: &str) -> String {
+    let mut matchers: Vec<String> = labels.iter().map(|l| format!("{l}!=\"\"")).collect();
+    if !matcher.is_empty() {
+        matchers.push(matcher.to_string());
+    }
+    format!(
+        "count(last_over_time({metric}{{{}}}{}))",
+        matchers.join(", "),
+        w.hour()
+    )
+}
+
+/// The distinct values of `label` on `metric`'s series in the hour (`matcher` narrows them),
+/// one series each: the GPU resources and StorageClasses `check` lists.
+pub fn values_of(w: Windows, metric: &str, label: &str, matcher: &str) -> String {
+    format!(
+        "group by ({label}) (last_over_time({metric}{{{matcher}}}{}))",
+        w.hour()
+    )
+}
+
+/// The kube-state-metrics targets (`instance`) that wrote the namespaces' phase in the hour.
+pub fn exporters(w: Windows) -> String {
+    values_of(
+        w,
+        "kube_namespace_status_phase",
+        "instance",
+        "phase=\"Active\"",
+    )
+}
+
+/// The matcher of GPU-like extended resources (for `check`'s list of them).
+pub fn gpu_matcher() -> String {
+    format!("resource=~\"{GPU_RESOURCES}\"")
+}
+
 /// Seconds one gauge sample stands for in an hour whose object present all hour has
 /// `observed` samples summed over every exporter's series: `3600 / n` (module documentation).
 /// It compensates a scrape gap (fewer samples stand for more seconds), a kube-state-metrics

@@ -29,6 +29,16 @@ pub use interval::interval_from_count;
 pub use probe::probe_windows;
 pub use validate::SpanUsage;
 
+/// Judge a [`queries::data_labels`] answer as a run does: one cluster, `honor_labels`.
+pub fn check_data_labels(
+    answer: &[Series],
+    span: &[HourWindow],
+    cluster_label: &str,
+    scoped: bool,
+) -> Result<()> {
+    labels::check(answer, span, cluster_label, scoped)
+}
+
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, RangeQuery, Series};
 use crate::queries::{self, CpuBasis, Windows};
@@ -291,6 +301,12 @@ impl<'a> Collector<'a> {
             );
         }
         Ok(usage)
+    }
+
+    /// The scrape interval the gauges of `span` are integrated at, with every refusal of the
+    /// sample counts (`consumption-metrics check` shows it).
+    pub async fn scrape_interval(&self, span: &[HourWindow]) -> Result<Duration> {
+        Ok(self.sample_counts(span).await?.interval)
     }
 
     /// Whether `what` is warned about for the first time this run.

@@ -31,12 +31,13 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
     let cluster = scenario::build(opts);
     let openmetrics = dir.join("metrics.om");
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&openmetrics)?);
-    if opts.external_labels.is_empty() && opts.honor_labels {
+    if opts.external_labels.is_empty() && opts.honor_labels && opts.omit_metrics.is_empty() {
         openmetrics::write(&cluster, &mut out)?;
     } else {
         let mut text = Vec::new();
         openmetrics::write(&cluster, &mut text)?;
-        openmetrics::relabel(&text, &opts.external_labels, opts.honor_labels, &mut out)?;
+        let kept = openmetrics::without(&text, &opts.omit_metrics);
+        openmetrics::relabel(&kept, &opts.external_labels, opts.honor_labels, &mut out)?;
     }
     let first_truth_hour = cluster.data_start + 3600;
     let rows = truth::compute(&cluster, first_truth_hour, cluster.data_end);

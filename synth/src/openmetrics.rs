@@ -331,3 +331,22 @@ pub fn merge(texts: &[Vec<u8>], out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "# EOF")?;
     out.flush()
 }
+
+/// `text` without the families named in `omit` (their `# TYPE` line and samples).
+pub fn without(text: &[u8], omit: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let s = String::from_utf8_lossy(line);
+        let name = s
+            .strip_prefix("# TYPE ")
+            .unwrap_or(&s)
+            .split(['{', ' '])
+            .next()
+            .unwrap_or_default();
+        if !omit.iter().any(|o| o == name) {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out
+}

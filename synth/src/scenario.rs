@@ -51,6 +51,8 @@ pub struct Options {
     /// `honorLabels`), so kube-state-metrics' own `namespace`, `pod` and `container` become
     /// `exported_namespace`, `exported_pod` and `exported_container`.
     pub honor_labels: bool,
+    /// Metrics left out, as a store that lacks them (an exporter not scraped, an old version).
+    pub omit_metrics: Vec<String>,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             shared_gpus: false,
             external_labels: Vec::new(),
             honor_labels: true,
+            omit_metrics: Vec::new(),
         }
     }
 }

@@ -1,0 +1,569 @@
+//! `consumption-metrics check`: the command an operator runs on day one and after any change
+//! to monitoring, with the job's own configuration, so that it runs in the CronJob's pod too.
+//! It asks the store whether a run would bill correctly and prints one line per check,
+//! `ok`, `warn` or `FAIL`, each failure with what to do.
+//!
+//! It reads, never writes: the checkpoint is loaded and its write permission proven the way a
+//! run proves it before sending (a `dryRun` update of the ConfigMap, a writable directory);
+//! the Kafka side is connected and its topic's metadata read, and nothing is produced. Every
+//! failure is a line, not an error: the report is the whole answer, and the exit code is the
+//! class of the first failure (the run's own exit codes, README "Exit codes").
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, Plan};
+use crate::collector::{self, Collector};
+use crate::config::Config;
+use crate::exit;
+use crate::gpu::Weight;
+use crate::kafka::{KafkaSettings, Publisher};
+use crate::prometheus::{Prometheus, RangeQuery, Series};
+use crate::queries::{self, CpuBasis, ReadBy, Windows};
+use crate::usage::Tier;
+use crate::window::{HourWindow, floor_hour, rfc3339};
+
+/// Report format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+/// What `check` needs: a dry-run's configuration, and the Kafka settings when given.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub config: Config,
+    pub kafka: Option<KafkaSettings>,
+    pub format: CheckFormat,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    /// Billed, but maybe not as meant (a GPU without a weight, a StorageClass without a tier).
+    Warn,
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub check: String,
+    pub verdict: Verdict,
+    /// What was found; for a failure, also what to do.
+    pub detail: String,
+    /// The exit code a failure of this check stands for.
+    #[serde(skip)]
+    class: u8,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub cluster: String,
+    /// The hour the data checks read: the newest settled one.
+    pub hour: String,
+    pub checks: Vec<Line>,
+}
+
+impl CheckReport {
+    /// 0 when a run would bill correctly, else the class of the first failure.
+    pub fn exit_code(&self) -> u8 {
+        self.checks
+            .iter()
+            .find(|l| l.verdict == Verdict::Fail)
+            .map_or(exit::OK, |l| l.class)
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "check of cluster {} with the data of the hour {}\n",
+            self.cluster, self.hour
+        );
+        let width = self.checks.iter().map(|l| l.check.len()).max().unwrap_or(0);
+        for l in &self.checks {
+            let verdict = match l.verdict {
+                Verdict::Ok => "ok",
+                Verdict::Warn => "warn",
+                Verdict::Fail => "FAIL",
+            };
+            out.push_str(&format!("{verdict:<5} {:<width$}  {}\n", l.check, l.detail));
+        }
+        let failed = self
+            .checks
+            .iter()
+            .filter(|l| l.verdict == Verdict::Fail)
+            .count();
+        out.push_str(&if failed == 0 {
+            "a run would bill this cluster correctly\n".to_string()
+        } else {
+            format!("{failed} checks failed: a run would not bill this cluster correctly\n")
+        });
+        out
+    }
+}
+
+/// Collects the lines.
+struct Lines(Vec<Line>);
+
+impl Lines {
+    fn push(&mut self, check: impl Into<String>, verdict: Verdict, detail: String, class: u8) {
+        self.0.push(Line {
+            check: check.into(),
+            verdict,
+            detail,
+            class,
+        });
+    }
+    fn ok(&mut self, check: impl Into<String>, detail: String) {
+        self.push(check, Verdict::Ok, detail, exit::OK);
+    }
+    fn warn(&mut self, check: impl Into<String>, detail: String) {
+        self.push(check, Verdict::Warn, detail, exit::OK);
+    }
+    fn fail(&mut self, check: impl Into<String>, detail: String, class: u8) {
+        self.push(check, Verdict::Fail, detail, class);
+    }
+}
+
+/// The newest hour a scheduled run would bill now: settled, and complete.
+fn newest_settled(config: &Config) -> Option<HourWindow> {
+    let settle = chrono::TimeDelta::from_std(config.settle_delay).ok()?;
+    let end = floor_hour(config.now - settle);
+    HourWindow::starting_at(end - chrono::TimeDelta::hours(1), "check").ok()
+}
+
+/// One range query evaluated at the end of `hour`.
+async fn at_end(
+    prometheus: &Prometheus,
+    what: &str,
+    expr: &str,
+    hour: &HourWindow,
+) -> Result<Vec<Series>, String> {
+    prometheus
+        .query_range(&RangeQuery {
+            what,
+            expr,
+            start: hour.end(),
+            end: hour.end(),
+            step: Duration::from_secs(3600),
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The single value of a `count(...)` answer (0 when empty).
+fn count(series: &[Series]) -> f64 {
+    series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(_, v)| *v))
+        .sum()
+}
+
+/// The values of `label` in a `group by (label)` answer, sorted.
+fn values(series: &[Series], label: &str) -> Vec<String> {
+    let mut v: Vec<String> = series
+        .iter()
+        .map(|s| s.labels.get(label).cloned().unwrap_or_default())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Run every check. Never fails: a check that cannot run is a failed line.
+pub async fn run(check: &CheckConfig) -> CheckReport {
+    let config = &check.config;
+    let mut lines = Lines(Vec::new());
+    let hour = newest_settled(config);
+    let report = |lines: Lines| CheckReport {
+        cluster: config.message.cluster_name.clone(),
+        hour: hour.map(|h| h.to_string()).unwrap_or_default(),
+        checks: lines.0,
+    };
+    let Some(hour) = hour else {
+        lines.fail(
+            "clock",
+            format!("no settled hour before {}", rfc3339(config.now)),
+            exit::USAGE,
+        );
+        return report(lines);
+    };
+    prometheus_checks(config, &hour, &mut lines).await;
+    checkpoint_check(config, &mut lines).await;
+    match &check.kafka {
+        Some(settings) => match Publisher::connect(settings).await {
+            Ok(_) => lines.ok(
+                "kafka",
+                format!(
+                    "brokers {} answer over mutual TLS with this certificate and topic {} \
+                     exists; write permission is proven by the first publish (check never \
+                     writes)",
+                    settings.brokers, settings.topic
+                ),
+            ),
+            Err(e) => lines.fail("kafka", e.to_string(), exit::OUTPUT),
+        },
+        None => lines.ok(
+            "kafka",
+            "not configured (no --kafka-brokers): not checked".into(),
+        ),
+    }
+    report(lines)
+}
+
+async fn prometheus_checks(config: &Config, hour: &HourWindow, lines: &mut Lines) {
+    let prometheus = match Prometheus::new(&config.prometheus) {
+        Ok(p) => p,
+        Err(e) => return lines.fail("prometheus", e.to_string(), exit::COLLECT),
+    };
+    let url = crate::prometheus::redacted(&config.prometheus.url);
+    // The probe is a real query with every parameter and header a run sends.
+    let probed = match collector::probe_windows(&prometheus, hour.end()).await {
+        Ok(w) => w,
+        Err(e) => {
+            lines.fail("prometheus", e.to_string(), exit::COLLECT);
+            return lines.fail(
+                "data",
+                "not checked: Prometheus does not answer".into(),
+                exit::COLLECT,
+            );
+        }
+    };
+    let params: Vec<String> = config
+        .prometheus
+        .extra_params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    lines.ok(
+        "prometheus",
+        format!(
+            "{url} answers, credentials accepted{}{}",
+            if params.is_empty() {
+                String::new()
+            } else {
+                format!(", parameters {} accepted", params.join(" "))
+            },
+            if config.prometheus.scope.is_empty() {
+                String::new()
+            } else {
+                format!(", every query scoped to {{{}}}", config.prometheus.scope)
+            }
+        ),
+    );
+    let windows = config.collect.windows.unwrap_or(probed);
+    match config.collect.windows {
+        Some(w) if w != probed => lines.fail(
+            "windows",
+            format!(
+                "--window-semantics says {w}, the engine's probe says {probed}: every hour \
+                 edge would be billed wrong; remove --window-semantics"
+            ),
+            exit::COLLECT,
+        ),
+        _ => lines.ok("windows", format!("{probed} range windows")),
+    }
+    metric_checks(config, &prometheus, windows, hour, lines).await;
+    let labels_q = queries::data_labels(windows, &config.collect.cluster_label);
+    match at_end(&prometheus, "data labels", &labels_q, hour).await {
+        Err(e) => lines.fail("clusters", e, exit::COLLECT),
+        Ok(answer) => {
+            let clusters: Vec<&Series> = answer
+                .iter()
+                .filter(|s| s.labels.get("check").map(String::as_str) == Some("clusters"))
+                .collect();
+            let label = &config.collect.cluster_label;
+            let seen: Vec<String> = {
+                let owned: Vec<Series> = clusters.iter().map(|s| (*s).clone()).collect();
+                values(&owned, label)
+            };
+            match collector::check_data_labels(
+                &answer,
+                std::slice::from_ref(hour),
+                label,
+                !config.prometheus.scope.is_empty(),
+            ) {
+                Err(e @ collector::CollectError::ExportedLabels { .. }) => {
+                    lines.fail("honor_labels", e.to_string(), exit::COLLECT);
+                    lines.ok("clusters", format!("not judged: {label} values {seen:?}"));
+                }
+                Err(e) => {
+                    lines.ok(
+                        "honor_labels",
+                        "no exported_namespace or exported_pod".into(),
+                    );
+                    lines.fail("clusters", e.to_string(), exit::COLLECT);
+                }
+                Ok(()) => {
+                    lines.ok(
+                        "honor_labels",
+                        "no exported_namespace or exported_pod".into(),
+                    );
+                    lines.ok(
+                        "clusters",
+                        match seen.as_slice() {
+                            [one] if one.is_empty() => {
+                                format!("one cluster (no {label} label on the series)")
+                            }
+                            [one] => format!("one cluster ({label}=\"{one}\")"),
+                            _ => "no namespaces' phase series".into(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    match at_end(&prometheus, "exporters", &queries::exporters(windows), hour).await {
+        Ok(s) if !s.is_empty() => lines.ok(
+            "kube-state-metrics",
+            format!(
+                "{} targets write the namespaces' phase (replicas and restarts are counted \
+                 once each)",
+                s.len()
+            ),
+        ),
+        Ok(_) => lines.fail(
+            "kube-state-metrics",
+            "no target writes kube_namespace_status_phase in this hour".into(),
+            exit::COLLECT,
+        ),
+        Err(e) => lines.fail("kube-state-metrics", e, exit::COLLECT),
+    }
+    extended_resource_checks(config, &prometheus, windows, hour, lines).await;
+    retention_check(config, &prometheus, windows, lines).await;
+    // Last: the hour as a run collects it, every refusal of the collector included.
+    let collect = {
+        let mut c = config.collect.clone();
+        c.windows = Some(windows);
+        c
+    };
+    let collector = match Collector::connect(&prometheus, &collect, hour.end()).await {
+        Ok(c) => c,
+        Err(e) => return lines.fail("hour", e.to_string(), exit::COLLECT),
+    };
+    match collector.scrape_interval(std::slice::from_ref(hour)).await {
+        Ok(d) => lines.ok(
+            "scrape interval",
+            format!(
+                "{d:?} ({})",
+                if config.collect.scrape_interval.is_some() {
+                    "--scrape-interval"
+                } else {
+                    "of the typical namespace"
+                }
+            ),
+        ),
+        Err(e) => lines.fail("scrape interval", e.to_string(), exit::COLLECT),
+    }
+    let seen = at_end(
+        &prometheus,
+        "namespaces",
+        &queries::values_of(
+            windows,
+            "kube_namespace_status_phase",
+            "namespace",
+            "phase=\"Active\"",
+        ),
+        hour,
+    )
+    .await
+    .map(|s| s.len())
+    .unwrap_or(0);
+    match collector.collect_span(std::slice::from_ref(hour)).await {
+        Ok(usage) => {
+            let billed = usage.hours().next().map_or(0, |h| h.namespaces.len());
+            lines.ok(
+                "hour",
+                format!(
+                    "a run bills {billed} namespaces for {hour} ({} excluded by \
+                     --exclude-namespaces)",
+                    seen.saturating_sub(billed)
+                ),
+            );
+        }
+        Err(e) => lines.fail("hour", e.to_string(), exit::COLLECT),
+    }
+}
+
+/// Every metric the configured basis reads, with the labels the queries use.
+async fn metric_checks(
+    config: &Config,
+    prometheus: &Prometheus,
+    w: Windows,
+    hour: &HourWindow,
+    lines: &mut Lines,
+) {
+    let usage = matches!(config.collect.cpu_basis, CpuBasis::Usage | CpuBasis::Max);
+    for (metric, labels, matcher, read_by) in queries::READS {
+        if *read_by == ReadBy::Usage && !usage {
+            continue;
+        }
+        let q = queries::present(w, metric, labels, matcher);
+        match at_end(prometheus, metric, &q, hour).await {
+            Ok(s) if count(&s) > 0.0 => lines.ok(
+                *metric,
+                format!("{} series with {}", count(&s), labels.join(", ")),
+            ),
+            Ok(_) => lines.fail(
+                *metric,
+                format!(
+                    "no series with the labels {} in this hour: {}",
+                    labels.join(", "),
+                    if metric.starts_with("kube_") {
+                        "check that kube-state-metrics v2 is scraped (with honor_labels) and \
+                         writes this metric"
+                    } else {
+                        "check that the kubelet's cAdvisor endpoint is scraped (with \
+                         honor_labels), or bill --cpu-basis request"
+                    }
+                ),
+                exit::COLLECT,
+            ),
+            Err(e) => lines.fail(*metric, e, exit::COLLECT),
+        }
+    }
+}
+
+/// GPU resources seen and their weights; StorageClasses seen and their tiers.
+async fn extended_resource_checks(
+    config: &Config,
+    prometheus: &Prometheus,
+    w: Windows,
+    hour: &HourWindow,
+    lines: &mut Lines,
+) {
+    let gpu_q = queries::values_of(
+        w,
+        "kube_pod_container_resource_requests",
+        "resource",
+        &queries::gpu_matcher(),
+    );
+    match at_end(prometheus, "gpu resources", &gpu_q, hour).await {
+        Err(e) => lines.fail("gpu", e, exit::COLLECT),
+        Ok(s) => {
+            let resources = values(&s, "resource");
+            if resources.is_empty() {
+                lines.ok("gpu", "no GPU-like resource requested in this hour".into());
+            }
+            for r in resources {
+                match config.collect.gpu_weights.weight(&r) {
+                    Weight::Known(weight) => {
+                        lines.ok(format!("gpu {r}"), format!("billed {weight} GPU per unit"))
+                    }
+                    Weight::Unknown => lines.warn(
+                        format!("gpu {r}"),
+                        "no weight: billed 0; set --gpu-resource <name>=<GPUs per unit>".into(),
+                    ),
+                    Weight::SharedUnconfigured => lines.fail(
+                        format!("gpu {r}"),
+                        "time-sliced GPU without a weight: a run stops; set --gpu-resource \
+                         <name>=1/<replicas>"
+                            .into(),
+                        exit::COLLECT,
+                    ),
+                }
+            }
+        }
+    }
+    let class_q = queries::values_of(w, "kube_persistentvolumeclaim_info", "storageclass", "");
+    match at_end(prometheus, "storage classes", &class_q, hour).await {
+        Err(e) => lines.fail("storage", e, exit::COLLECT),
+        Ok(s) => {
+            let classes = values(&s, "storageclass");
+            if classes.is_empty() {
+                lines.ok("storage", "no PVC in this hour".into());
+            }
+            for class in classes {
+                match config.collect.storage_tiers.get(&class) {
+                    Some(tier) => lines.ok(
+                        format!("storageclass {class}"),
+                        format!(
+                            "RWX volumes billed as {}",
+                            match tier {
+                                Tier::Standard => "standard",
+                                Tier::Basic => "basic",
+                                Tier::Premium => "premium",
+                            }
+                        ),
+                    ),
+                    None => lines.warn(
+                        format!("storageclass {class}"),
+                        "no --storage-tier: its RWX volumes are billed standard (RWO always \
+                         are)"
+                            .into(),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Whether the store still holds the hour a run would bill first.
+async fn retention_check(config: &Config, prometheus: &Prometheus, w: Windows, lines: &mut Lines) {
+    let next = match Checkpoint::open(&config.checkpoint).await {
+        Ok(mut store) => store.load(config.now).await.ok().flatten(),
+        Err(_) => None,
+    };
+    let (first, why) = match (next, &config.plan) {
+        (Some(next), _) => (next, "the hour after the checkpoint"),
+        (
+            None,
+            Plan::Scheduled {
+                start_from: Some(h),
+            },
+        ) => (*h, "--start-from"),
+        (None, _) => {
+            return lines.ok(
+                "retention",
+                "no checkpoint yet: a first run bills the newest settled hour".into(),
+            );
+        }
+    };
+    let q = queries::present(w, "kube_namespace_status_phase", &["namespace"], "");
+    match at_end(prometheus, "retention", &q, &first).await {
+        Ok(s) if count(&s) > 0.0 => {
+            lines.ok("retention", format!("the store holds {first}, {why}"))
+        }
+        Ok(_) => lines.fail(
+            "retention",
+            format!(
+                "the store holds no data for {first}, {why}: a run stops there (exit 4). If the \
+                 data is gone for good, move the checkpoint past it with `consumption-metrics \
+                 checkpoint set --to <a later hour>` (README, Runbook)"
+            ),
+            exit::COLLECT,
+        ),
+        Err(e) => lines.fail("retention", e, exit::COLLECT),
+    }
+}
+
+/// The checkpoint is readable and writable (proven without writing).
+async fn checkpoint_check(config: &Config, lines: &mut Lines) {
+    let mut store = match Checkpoint::open(&config.checkpoint).await {
+        Ok(s) => s,
+        Err(e) => return lines.fail("checkpoint", e.to_string(), exit::CHECKPOINT),
+    };
+    let value = match store.load(config.now).await {
+        Ok(v) => v,
+        Err(e) => return lines.fail("checkpoint", e.to_string(), exit::CHECKPOINT),
+    };
+    match store.prepare().await {
+        Ok(()) => lines.ok(
+            "checkpoint",
+            format!(
+                "{}: {}, writable",
+                store.describe(),
+                value.map_or("no value yet (a first run)".to_string(), |h| format!(
+                    "next hour {}",
+                    rfc3339(h.start())
+                ))
+            ),
+        ),
+        Err(e) => lines.fail("checkpoint", e.to_string(), exit::CHECKPOINT),
+    }
+}

@@ -1,0 +1,242 @@
+//! `consumption-metrics check` against real Prometheus stores: a healthy one passes every line
+//! (and its text is a snapshot), and each way a store cannot be billed right fails its own
+//! line with what to do and the run's exit code: a missing metric, kube-state-metrics scraped
+//! without honor_labels, two clusters in one store, a checkpoint the store no longer covers.
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use common::{Outcome, TestPrometheus, bin, run, standard};
+use consumption_metrics_synth::scenario::Options;
+use serde_json::Value;
+
+/// The newest settled hour is 04:00–05:00 of the synthetic day (settle delay 10 minutes).
+const NOW: &str = "2026-11-01T05:30:00Z";
+
+fn check(url: &str, checkpoint: &Path, extra: &[&str]) -> Outcome {
+    run(bin()
+        .arg("check")
+        .args(["--prometheus-url", url, "--cluster-name", "synth-01"])
+        .args(["--now", NOW, "--cpu-basis", "max"])
+        .args([
+            "--storage-tier",
+            "gold=premium",
+            "--storage-tier",
+            "cephfs=basic",
+        ])
+        .arg("--checkpoint-file")
+        .arg(checkpoint)
+        .args(extra))
+}
+
+fn checkpoint_at(dir: &Path, value: &str) -> std::path::PathBuf {
+    let p = dir.join("checkpoint");
+    std::fs::write(&p, format!("{value}\n")).unwrap();
+    p
+}
+
+/// `check --output json`: check name → (verdict, detail).
+fn lines(out: &Outcome) -> Vec<(String, String, String)> {
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("check JSON: {e}\n{}\n{}", out.stdout, out.stderr));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["check"].as_str().unwrap().to_string(),
+                l["verdict"].as_str().unwrap().to_string(),
+                l["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn line<'a>(lines: &'a [(String, String, String)], check: &str) -> &'a (String, String, String) {
+    lines
+        .iter()
+        .find(|l| l.0 == check)
+        .unwrap_or_else(|| panic!("no check {check} in {lines:?}"))
+}
+
+/// The text report with what differs between runs (ports, temporary paths) replaced.
+fn stable(text: &str, url: &str, dir: &Path) -> String {
+    text.replace(url, "http://PROMETHEUS")
+        .replace(&dir.display().to_string(), "DIR")
+}
+
+#[test]
+fn a_healthy_store_passes_every_check() {
+    let p = standard();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let out = check(
+        &p.url,
+        &cp,
+        &["--gpu-resource", "nvidia.com/gpu.shared=1/4"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    insta::assert_snapshot!("check_healthy", stable(&out.stdout, &p.url, dir.path()));
+    let json = check(
+        &p.url,
+        &cp,
+        &[
+            "--output",
+            "json",
+            "--gpu-resource",
+            "nvidia.com/gpu.shared=1/4",
+        ],
+    );
+    assert_eq!(json.code, 0);
+    let l = lines(&json);
+    assert!(l.iter().all(|(_, v, _)| v != "fail"), "{l:?}");
+    for metric in [
+        "kube_namespace_status_phase",
+        "kube_pod_container_resource_requests",
+        "container_cpu_usage_seconds_total",
+    ] {
+        assert_eq!(line(&l, metric).1, "ok", "{metric}");
+    }
+    assert!(line(&l, "hour").2.contains("a run bills"), "{l:?}");
+    assert!(
+        line(&l, "retention")
+            .2
+            .contains("the hour after the checkpoint")
+    );
+    // It read, it did not write.
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "2026-11-01T03:00:00Z\n"
+    );
+}
+
+/// A store without the pods' requests, as with a kube-state-metrics that does not export
+/// them: that line fails with what to check, and the exit code is the data's (4).
+#[test]
+fn a_missing_metric_fails_its_line() {
+    static P: OnceLock<TestPrometheus> = OnceLock::new();
+    let p = P.get_or_init(|| {
+        common::start_prometheus(
+            "check-missing",
+            &Options {
+                hours: 6,
+                random_namespaces: 5,
+                omit_metrics: vec!["kube_pod_container_resource_requests".into()],
+                ..Options::default()
+            },
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let out = check(&p.url, &cp, &["--output", "json"]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    let (_, verdict, detail) = line(&l, "kube_pod_container_resource_requests");
+    assert_eq!(verdict, "fail");
+    assert!(
+        detail.contains("no series with the labels namespace, pod, uid, container, resource")
+            && detail.contains("kube-state-metrics v2 is scraped"),
+        "{detail}"
+    );
+    assert_eq!(line(&l, "kube_pod_status_phase").1, "ok");
+}
+
+/// kube-state-metrics scraped without honor_labels fails the honor_labels line with the fix.
+#[test]
+fn a_store_without_honor_labels_fails_with_the_fix() {
+    let (p, _) = common::start_store_prometheus(
+        "check-no-honor",
+        &[Options {
+            hours: 6,
+            random_namespaces: 5,
+            honor_labels: false,
+            ..Options::default()
+        }],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let out = check(&p.url, &cp, &["--output", "json"]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    let (_, verdict, detail) = line(&l, "honor_labels");
+    assert_eq!(verdict, "fail");
+    assert!(
+        detail.contains("exported_namespace") && detail.contains("honorLabels: true"),
+        "{detail}"
+    );
+}
+
+/// Two clusters in one store: the clusters line fails and names the selector; with it, the
+/// same store passes.
+#[test]
+fn a_mixed_store_fails_until_scoped() {
+    let opts: Vec<Options> = ["east", "west"]
+        .into_iter()
+        .map(|c| Options {
+            hours: 6,
+            random_namespaces: 5,
+            external_labels: vec![("cluster".into(), c.into())],
+            ..Options::default()
+        })
+        .collect();
+    let (p, _) = common::start_store_prometheus("check-mixed", &opts);
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let out = check(&p.url, &cp, &["--output", "json"]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    let (_, verdict, detail) = line(&l, "clusters");
+    assert_eq!(verdict, "fail");
+    assert!(
+        detail.contains(r#"--prometheus-selector 'cluster="east"'"#),
+        "{detail}"
+    );
+    let out = check(
+        &p.url,
+        &cp,
+        &[
+            "--output",
+            "json",
+            "--prometheus-selector",
+            r#"cluster="west""#,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    assert_eq!(line(&l, "clusters").2, r#"one cluster (cluster="west")"#);
+    assert!(
+        line(&l, "prometheus")
+            .2
+            .contains(r#"scoped to {cluster="west"}"#)
+    );
+}
+
+/// A checkpoint older than the store's data: a run would stop at its next hour; check says
+/// so before the first invoice, with the runbook's command.
+#[test]
+fn a_checkpoint_the_store_does_not_cover_fails_retention() {
+    let p = standard();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-10-20T00:00:00Z");
+    let out = check(
+        &p.url,
+        &cp,
+        &["--gpu-resource", "nvidia.com/gpu.shared=1/4"],
+    );
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let retention = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("retention"))
+        .unwrap();
+    assert!(
+        retention.starts_with("FAIL")
+            && retention.contains("2026-10-20T00:00:00Z")
+            && retention.contains("checkpoint set --to"),
+        "{retention}"
+    );
+    assert!(out.stdout.contains("1 checks failed"), "{}", out.stdout);
+}
