@@ -75,7 +75,9 @@ fn audit_help_snapshot() {
 /// and of `audit --help`.
 #[test]
 fn every_flag_and_variable_is_in_the_readme() {
-    let help = run(bin().arg("--help")).stdout + &run(bin().args(["audit", "--help"])).stdout;
+    let help = run(bin().arg("--help")).stdout
+        + &run(bin().args(["audit", "--help"])).stdout
+        + &run(bin().args(["check", "--help"])).stdout;
     let readme = include_str!("../README.md");
     let mut names = Vec::new();
     for line in help.lines() {
