@@ -269,7 +269,11 @@ async fn prometheus_checks(config: &Config, hour: &HourWindow, lines: &mut Lines
         _ => lines.ok("windows", format!("{probed} range windows")),
     }
     metric_checks(config, &prometheus, windows, hour, lines).await;
-    let labels_q = queries::data_labels(windows, &config.collect.cluster_label);
+    let labels_q = queries::data_labels(
+        windows,
+        &config.collect.cluster_label,
+        config.collect.request_model == queries::RequestModel::Pod,
+    );
     match at_end(&prometheus, "data labels", &labels_q, hour).await {
         Err(e) => lines.fail("clusters", e, exit::COLLECT),
         Ok(answer) => {
@@ -288,6 +292,9 @@ async fn prometheus_checks(config: &Config, hour: &HourWindow, lines: &mut Lines
                 label,
                 !config.prometheus.scope.is_empty(),
             ) {
+                Err(e @ collector::CollectError::SidecarsUnlabelled { .. }) => {
+                    lines.fail("init containers", e.to_string(), exit::COLLECT);
+                }
                 Err(e @ collector::CollectError::ExportedLabels { .. }) => {
                     lines.fail("honor_labels", e.to_string(), exit::COLLECT);
                     lines.ok("clusters", format!("not judged: {label} values {seen:?}"));

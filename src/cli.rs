@@ -252,6 +252,12 @@ pub struct Args {
     #[arg(long, env = "CPU_BASIS", value_enum, default_value_t = CpuBasis::Request)]
     pub cpu_basis: CpuBasis,
 
+    /// What a pod's request is, for the request basis and GPUs: `pod`, what Kubernetes
+    /// reserves (app containers, native sidecars, init containers, pod overhead; KEP-753), or
+    /// `containers`, the app containers' requests alone (the Go job, OpenCost).
+    #[arg(long, env = "CPU_REQUEST_MODEL", value_enum, default_value_t = RequestModelArg::Pod)]
+    pub cpu_request_model: RequestModelArg,
+
     /// How the CPU of namespaces whose usage counters fell within an hour is read (usage and
     /// max bases): `samples` computes it from the counters' raw samples (one read, exact),
     /// `queries` with PromQL alone (22 reads, for an engine or proxy that refuses instant
@@ -486,6 +492,15 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub run: Args,
+}
+
+/// `--cpu-request-model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequestModelArg {
+    /// The pod's effective request, as the scheduler and ResourceQuota count it.
+    Pod,
+    /// The app containers' requests alone.
+    Containers,
 }
 
 /// `check --output`.

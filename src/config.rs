@@ -627,6 +627,12 @@ impl Config {
             collect: CollectConfig {
                 cluster_label: cluster_label(&args.cluster_label)?,
                 cpu_basis: args.cpu_basis,
+                request_model: match args.cpu_request_model {
+                    crate::cli::RequestModelArg::Pod => crate::queries::RequestModel::Pod,
+                    crate::cli::RequestModelArg::Containers => {
+                        crate::queries::RequestModel::Containers
+                    }
+                },
                 fallen_counters: args.fallen_counters,
                 windows: match args.window_semantics {
                     WindowSemantics::Auto => None,

@@ -204,7 +204,13 @@ fn namespace_phase_samples(w: Windows) -> String {
 ///   conflicting labels in the scraped data to `exported_<original-label>`", Prometheus
 ///   configuration documentation, `scrape_config`). Their `namespace` is then the exporter's
 ///   own, and every object would be billed to it: the collector refuses it.
-pub fn data_labels(w: Windows, cluster_label: &str) -> String {
+///
+/// With `sidecars` (the [`RequestModel::Pod`]), also `check="unlabelled_sidecars"`: how many
+/// init containers run all hour beside a pod Running all hour without
+/// `restart_policy="Always"`. Ordinary init containers finish before the app containers start,
+/// so such a container is a native sidecar that kube-state-metrics older than 2.11 does not
+/// label, and the pods' effective requests cannot be computed.
+pub fn data_labels(w: Windows, cluster_label: &str, sidecars: bool) -> String {
     let h = w.hour();
     let clusters = format!(
         "label_replace(group by ({cluster_label}) (last_over_time(\
@@ -217,7 +223,38 @@ pub fn data_labels(w: Windows, cluster_label: &str) -> String {
         )
     };
     let (namespace, pod) = (exported("exported_namespace"), exported("exported_pod"));
-    block("(", &[&clusters, "or", &namespace, "or", &pod], ")")
+    let mut parts = vec![clusters, "or".into(), namespace, "or".into(), pod];
+    if sidecars {
+        let id = "namespace, pod, uid";
+        let running_init = format!(
+            "(min by ({id}, container) \
+             (min_over_time(kube_pod_init_container_status_running{h})) == 1)"
+        );
+        let labelled = format!(
+            "max by ({id}, container) \
+             (max_over_time(kube_pod_init_container_info{{restart_policy=\"Always\"}}{h}))"
+        );
+        let running_pod = format!(
+            "(min by ({id}) (min_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h})) == 1)"
+        );
+        let unlabelled = block(
+            "count (",
+            &[
+                &running_init,
+                &format!("unless on ({id}, container)"),
+                &labelled,
+                &format!("and on ({id})"),
+                &running_pod,
+            ],
+            ")",
+        );
+        parts.push("or".into());
+        parts.push(format!(
+            "label_replace({unlabelled}, \"check\", \"unlabelled_sidecars\", \"\", \"\")"
+        ));
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    block("(", &parts, ")")
 }
 
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
@@ -386,6 +423,123 @@ fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&
         running.as_str(),
     ];
     block("(", &parts, ")")
+}
+
+/// What a pod's request is (`--cpu-request-model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestModel {
+    /// What Kubernetes reserves: the pod's effective request ([`effective_requested`]).
+    Pod,
+    /// The app containers' requests alone (the Go job, OpenCost).
+    Containers,
+}
+
+/// Per pod (and `resource`): what Kubernetes reserves of the resources `matcher` selects,
+/// times the pod's Running samples, labels `namespace, pod, uid, resource`. `scope` narrows
+/// every selector alike (a [`Namespaces`] matcher, or nothing); with `overhead`, the pod
+/// overhead is added (CPU: `kube_pod_overhead_cpu_cores`).
+///
+/// The effective request is `PodRequests` of k8s.io/component-helpers/resource (KEP-753,
+/// "Exposing Pod Resource Requirements"): the larger of the app containers plus the native
+/// sidecars (init containers with `restartPolicy: Always`, `restart_policy="Always"` on
+/// `kube_pod_init_container_info` from kube-state-metrics 2.11), and of each ordinary init
+/// container plus the sidecars started before it; plus the overhead. kube-state-metrics does
+/// not give the init containers' order, so every sidecar is taken to start before every
+/// ordinary init container, KEP-753's motivating order (a mesh proxy that the init containers
+/// after it can use): exact then, and otherwise an overstatement only for a pod whose ordinary
+/// init container, started before some sidecar, requests more than its app containers
+/// (README, "What is billed"). Names are unique across a pod's containers and init
+/// containers, so the union of app containers and sidecars adds no request twice.
+fn effective_requested(
+    w: Windows,
+    matcher: &str,
+    scope: &str,
+    overhead: bool,
+    weigh: Option<&str>,
+) -> String {
+    let h = w.hour();
+    let id = "namespace, pod, uid";
+    let request = |metric: &str| {
+        format!("max by ({id}, container, resource) (avg_over_time({metric}{{{matcher}}}{h}))")
+    };
+    let (app, init) = (
+        request("kube_pod_container_resource_requests"),
+        request("kube_pod_init_container_resource_requests"),
+    );
+    let sidecar_info = format!(
+        "max by ({id}, container) (max_over_time(\
+         kube_pod_init_container_info{{restart_policy=\"Always\"{scope}}}{h}))"
+    );
+    let sidecars = block(
+        "(",
+        &[
+            &init,
+            &format!("* on ({id}, container) group_left ()"),
+            &sidecar_info,
+        ],
+        ")",
+    );
+    let ordinary = block(
+        "(",
+        &[
+            &init,
+            &format!("unless on ({id}, container)"),
+            &sidecar_info,
+        ],
+        ")",
+    );
+    let main = block(
+        &format!("sum by ({id}, resource) ("),
+        &[&app, "or", &sidecars],
+        ")",
+    );
+    // Each ordinary init container with every sidecar of its pod (or alone, in a pod without).
+    let all_sidecars = block(&format!("sum by ({id}, resource) ("), &[&sidecars], ")");
+    let during_init = block(
+        "(",
+        &[
+            &ordinary,
+            &format!("+ on ({id}, resource) group_left ()"),
+            &all_sidecars,
+            "or",
+            &ordinary,
+        ],
+        ")",
+    );
+    let mut effective = block(
+        &format!("max by ({id}, resource) ("),
+        &[&main, "or", &during_init],
+        ")",
+    );
+    if overhead {
+        // Added as one more part of the pod (labelled apart, so that `or` keeps it beside the
+        // containers' part), not with `+ … or …`, which would read the requests twice.
+        let selector = match scope.trim_start_matches(", ") {
+            "" => "kube_pod_overhead_cpu_cores".to_string(),
+            m => format!("kube_pod_overhead_cpu_cores{{{m}}}"),
+        };
+        let overhead = format!(
+            "label_replace(label_replace(max by ({id}) (avg_over_time({selector}{h})), \
+             \"resource\", \"cpu\", \"\", \"\"), \"part\", \"overhead\", \"\", \"\")"
+        );
+        effective = block(
+            &format!("sum by ({id}, resource) ("),
+            &[&effective, "or", &overhead],
+            ")",
+        );
+    }
+    let running = format!(
+        "sum by ({id}) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
+    );
+    let running = match weigh {
+        Some(seconds) => format!("({running} * {seconds})"),
+        None => running,
+    };
+    block(
+        "(",
+        &[&effective, &format!("* on ({id}) group_left ()"), &running],
+        ")",
+    )
 }
 
 /// How usage counters are read (module documentation).
@@ -585,7 +739,15 @@ pub fn cpu(
 /// scrape interval, the weight, the namespaces whose counters fell), so that it can be sent
 /// beside them: the request basis', and the usage basis' steady form. `None` for the `max`
 /// basis, which weighs requests inside its query.
-pub fn cpu_before_counts(w: Windows, basis: CpuBasis, namespaces: Namespaces) -> Option<String> {
+pub fn cpu_before_counts(
+    w: Windows,
+    basis: CpuBasis,
+    model: RequestModel,
+    namespaces: Namespaces,
+) -> Option<String> {
+    if (basis, model) == (CpuBasis::Request, RequestModel::Pod) {
+        return Some(cpu_requested_by_pods(w, namespaces));
+    }
     // Neither of these reads the interval (only the exact form's first-value window does) nor
     // the weight (only the max basis): any value gives the same query (unit test).
     let (interval, weight) = (Duration::from_secs(1), SampleWeight::PerHour);
@@ -595,6 +757,14 @@ pub fn cpu_before_counts(w: Windows, basis: CpuBasis, namespaces: Namespaces) ->
         CpuBasis::Usage => Some(all(Counters::Steady)),
         CpuBasis::Max => None,
     }
+}
+
+/// The request basis with [`RequestModel::Pod`]: core-hours per namespace of the pods'
+/// effective CPU requests ([`effective_requested`]), per second a sample stands for.
+pub fn cpu_requested_by_pods(w: Windows, namespaces: Namespaces) -> String {
+    let scope = namespaces.matcher();
+    let pods = effective_requested(w, &format!("resource=\"cpu\"{scope}"), &scope, true, None);
+    format!("sum by (namespace) {pods} / 3600")
 }
 
 /// The raw samples of the usage counters of the namespaces `namespaces` in the `hours` hours
@@ -633,14 +803,12 @@ fn requested_cpu_weighed(w: Windows, weight: SampleWeight, scope: &str) -> Strin
 /// kube-state-metrics name), per second a sample stands for; the collector weights each
 /// resource into GPU-hours ([`crate::gpu`]), so that one query serves every MIG profile and
 /// vendor.
-pub fn gpu(w: Windows) -> String {
-    let requested = requested(
-        w,
-        &format!("resource=~\"{GPU_RESOURCES}\""),
-        "",
-        ", resource",
-        None,
-    );
+pub fn gpu(w: Windows, model: RequestModel) -> String {
+    let matcher = format!("resource=~\"{GPU_RESOURCES}\"");
+    let requested = match model {
+        RequestModel::Containers => requested(w, &matcher, "", ", resource", None),
+        RequestModel::Pod => effective_requested(w, &matcher, "", false, None),
+    };
     format!("sum by (namespace, resource) {requested} / 3600")
 }
 
@@ -713,7 +881,9 @@ mod tests {
             cpu(CpuBasis::Max, exact, Namespaces::Only(&reset))
         );
         insta::assert_snapshot!("counter_resets", counter_resets(w));
-        insta::assert_snapshot!("gpu", gpu(w));
+        insta::assert_snapshot!("gpu", gpu(w, RequestModel::Containers));
+        insta::assert_snapshot!("gpu_pod", gpu(w, RequestModel::Pod));
+        insta::assert_snapshot!("cpu_request_pod", cpu_requested_by_pods(w, all));
         insta::assert_snapshot!("storage", storage(w));
         insta::assert_snapshot!("namespaces", namespace_samples(w));
         insta::assert_snapshot!(
@@ -755,7 +925,12 @@ mod tests {
                         ));
                     }
                 }
-                if let Some(q) = cpu_before_counts(w, basis, Namespaces::Half(Half::Second)) {
+                if let Some(q) = cpu_before_counts(
+                    w,
+                    basis,
+                    RequestModel::Containers,
+                    Namespaces::Half(Half::Second),
+                ) {
                     all.push(("cpu before counts", q));
                 }
             }
@@ -768,10 +943,15 @@ mod tests {
                 "requested cpu seconds",
                 requested_cpu_seconds(w, SampleWeight::PerHour, Namespaces::Only(&reset)),
             ));
-            all.push(("gpu", gpu(w)));
+            all.push(("gpu", gpu(w, RequestModel::Containers)));
+            all.push(("gpu (pod)", gpu(w, RequestModel::Pod)));
+            all.push((
+                "cpu request (pod)",
+                cpu_requested_by_pods(w, Namespaces::Half(Half::First)),
+            ));
             all.push(("storage", storage(w)));
             all.push(("namespaces", namespace_samples(w)));
-            all.push(("data labels", data_labels(w, "cluster")));
+            all.push(("data labels", data_labels(w, "cluster", true)));
         }
         all.push(("probe", probe().to_string()));
         all
@@ -784,6 +964,7 @@ mod tests {
         let scope =
             crate::scope::Scope::parse(r#"cluster="east",prometheus_replica=~".+""#).unwrap();
         let matchers = r#"{cluster="east", prometheus_replica=~".+""#;
+        let bare = regex::Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*\[").unwrap();
         for (what, q) in every_query() {
             let scoped = scope.apply(&q);
             let opened = scoped.matches('{').count();
@@ -792,11 +973,12 @@ mod tests {
                 opened,
                 "{what}: a selector without the scope in\n{scoped}"
             );
-            assert_eq!(
-                opened,
-                q.matches('{').count() + q.matches("_info[").count() + q.matches("_bytes[").count(),
-                "{what}: {scoped}"
+            // And no metric is left without braces (`name[...]`).
+            assert!(
+                !bare.is_match(&scoped),
+                "{what}: a bare selector in\n{scoped}"
             );
+            assert!(opened >= q.matches('{').count(), "{what}");
             // Scoping never names a namespace or a time.
             assert!(!scoped.contains("namespace=\""), "{scoped}");
             assert!(!scoped.contains('@'), "{scoped}");
@@ -804,7 +986,7 @@ mod tests {
         insta::assert_snapshot!("storage_scoped", scope.apply(&storage(Windows::Closed)));
         insta::assert_snapshot!(
             "data_labels_scoped",
-            scope.apply(&data_labels(Windows::Closed, "cluster"))
+            scope.apply(&data_labels(Windows::Closed, "cluster", false))
         );
     }
 
@@ -829,10 +1011,12 @@ mod tests {
                 Namespaces::All,
             ),
             counter_resets(w),
-            gpu(w),
+            gpu(w, RequestModel::Containers),
+            gpu(w, RequestModel::Pod),
+            cpu_requested_by_pods(w, Namespaces::All),
             storage(w),
             namespace_samples(w),
-            data_labels(w, "cluster"),
+            data_labels(w, "cluster", true),
         ] {
             assert!(!q.contains("namespace=\""), "{q}");
             assert!(!q.contains("namespace!~"), "{q}");
@@ -892,12 +1076,12 @@ mod tests {
         ] {
             for counters in [Counters::Steady, Counters::Exact] {
                 assert_eq!(
-                    cpu_before_counts(w, CpuBasis::Request, all),
+                    cpu_before_counts(w, CpuBasis::Request, RequestModel::Containers, all),
                     Some(cpu(w, CpuBasis::Request, interval, weight, counters, all))
                 );
             }
             assert_eq!(
-                cpu_before_counts(w, CpuBasis::Usage, all),
+                cpu_before_counts(w, CpuBasis::Usage, RequestModel::Pod, all),
                 Some(cpu(
                     w,
                     CpuBasis::Usage,
@@ -908,7 +1092,10 @@ mod tests {
                 ))
             );
         }
-        assert_eq!(cpu_before_counts(w, CpuBasis::Max, all), None);
+        assert_eq!(
+            cpu_before_counts(w, CpuBasis::Max, RequestModel::Pod, all),
+            None
+        );
     }
 
     /// Each half's query narrows every per-namespace selector to its half (and the weight's

@@ -825,3 +825,122 @@ fn data_scraped_without_honor_labels_is_refused() {
         }
     }
 }
+
+/// A cluster whose pods reserve more (or other) than their app containers request: native
+/// sidecars before and after ordinary init containers, a heavy init container, pod overhead,
+/// a mid-hour start of a pod with a sidecar, a Pending pod with one, GPUs in an init
+/// container (synth's `team-mesh`), scraped offset from the tick and exactly on it.
+fn mesh_options(on_the_hour: bool) -> Options {
+    Options {
+        hours: 5,
+        random_namespaces: 10,
+        sidecars: true,
+        ksm_offsets: if on_the_hour {
+            vec![0, 13]
+        } else {
+            vec![7, 13]
+        },
+        cadvisor_offset: if on_the_hour { 0 } else { 11 },
+        seed: if on_the_hour { 31 } else { 30 },
+        ..Options::default()
+    }
+}
+
+/// The truth as the containers model bills it: the app containers' requests alone.
+fn containers_truth(truth: Vec<TruthRow>) -> Vec<TruthRow> {
+    truth
+        .into_iter()
+        .map(|r| TruthRow {
+            cpu_request: r.cpu_request_containers,
+            gpu: r.gpu_containers,
+            ..r
+        })
+        .collect()
+}
+
+/// The request basis bills what Kubernetes reserves (the pods' effective requests, KEP-753),
+/// exactly, on Prometheus and VictoriaMetrics, scraped offset and on the hour; GPUs the same
+/// way; `--cpu-request-model containers` bills the app containers alone, exactly too. The
+/// issue's table: two pods of 1.0 + a 0.5 sidecar hold 3.0, an app of 0.5 with an init
+/// container of 3.0 holds 3.0, an app of 1.0 with 0.25 overhead holds 1.25.
+#[test]
+fn pods_are_billed_what_kubernetes_reserves() {
+    for on_the_hour in [false, true] {
+        let opts = mesh_options(on_the_hour);
+        let tag = if on_the_hour { "hour" } else { "offset" };
+        for (engine, (p, datasets)) in [
+            (
+                "prometheus",
+                common::start_store_prometheus(&format!("mesh-{tag}"), std::slice::from_ref(&opts)),
+            ),
+            (
+                "victoria-metrics",
+                common::start_store_victoria_metrics(
+                    &format!("mesh-vm-{tag}"),
+                    std::slice::from_ref(&opts),
+                ),
+            ),
+        ] {
+            let truth: Vec<TruthRow> =
+                serde_json::from_slice(&std::fs::read(&datasets[0].truth).unwrap()).unwrap();
+            let pod = dry_run_on(&p, "request", &[]);
+            validate(&pod);
+            let worst = check_truth(truth.clone(), "request", &pod);
+            assert!(worst <= EXACT, "{engine} {tag} pod model: {worst}");
+            // The table's pods, in a full hour (03:00, the fourth hour of the data).
+            let got = by_namespace_hour(&pod);
+            let hour = p.dataset.first_truth_hour + 2 * 3600;
+            let mesh = &got[&(hour, "team-mesh".to_string())];
+            let want = 2.0 * 1.5 + 3.0 + 1.25 + 1.0 + 3.5 + 1.5 + 1.5 + 1.0;
+            assert!(
+                (mesh["cpu"].as_f64().unwrap() - want).abs() <= EXACT,
+                "{engine} {tag}: team-mesh {mesh}, want cpu {want}"
+            );
+            assert!(
+                (mesh["gpu"].as_f64().unwrap() - 2.0).abs() <= EXACT,
+                "{mesh}"
+            );
+
+            let containers = dry_run_on(&p, "request", &["--cpu-request-model", "containers"]);
+            let worst = check_truth(containers_truth(truth.clone()), "request", &containers);
+            assert!(worst <= EXACT, "{engine} {tag} containers model: {worst}");
+            let mesh = &by_namespace_hour(&containers)[&(hour, "team-mesh".to_string())];
+            assert!(
+                (mesh["cpu"].as_f64().unwrap() - 8.5).abs() <= EXACT,
+                "{engine} {tag}: the app containers alone, {mesh}"
+            );
+            // The usage and max bases are unchanged by the model (README, "What is billed").
+            for basis in ["usage", "max"] {
+                let messages = dry_run_on(&p, basis, &[]);
+                let worst = check_truth(truth.clone(), basis, &messages);
+                assert!(worst <= EXACT, "{engine} {tag} {basis}: {worst}");
+            }
+        }
+    }
+}
+
+/// kube-state-metrics older than 2.11 writes no `restart_policy`: a sidecar cannot be told
+/// from an ordinary init container, so the pod model stops with what to do, and the
+/// containers model still bills.
+#[test]
+fn sidecars_without_restart_policy_are_refused_not_guessed() {
+    let opts = Options {
+        ksm_restart_policy: false,
+        ..mesh_options(false)
+    };
+    let (p, datasets) = common::start_store_prometheus("mesh-old-ksm", &[opts]);
+    let out = dry_run_outcome(&p, "request", &[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    for says in [
+        "kube-state-metrics older than 2.11",
+        "--cpu-request-model containers",
+    ] {
+        assert!(out.stderr.contains(says), "{says} in {}", out.stderr);
+    }
+    let truth: Vec<TruthRow> =
+        serde_json::from_slice(&std::fs::read(&datasets[0].truth).unwrap()).unwrap();
+    let containers = dry_run_on(&p, "request", &["--cpu-request-model", "containers"]);
+    let worst = check_truth(containers_truth(truth), "request", &containers);
+    assert!(worst <= EXACT, "{worst}");
+}

@@ -20,7 +20,7 @@ use super::validate::namespace_of;
 use super::{Collector, FallenCounters};
 use crate::counters::{self, Container};
 use crate::prometheus::{PrometheusError, SampleQuery, Series};
-use crate::queries::{self, Counters, CpuBasis, Half, Namespaces, SampleWeight};
+use crate::queries::{self, Counters, CpuBasis, Half, Namespaces, RequestModel, SampleWeight};
 use crate::window::HourWindow;
 
 /// The longest query sent: VictoriaMetrics refuses longer ones by default
@@ -48,10 +48,10 @@ pub(super) enum SteadyQuery {
 }
 
 impl SteadyQuery {
-    pub fn plan(windows: queries::Windows, basis: CpuBasis) -> Self {
+    pub fn plan(windows: queries::Windows, basis: CpuBasis, model: RequestModel) -> Self {
         let now: Option<Vec<String>> = Half::BOTH
             .iter()
-            .map(|h| queries::cpu_before_counts(windows, basis, Namespaces::Half(*h)))
+            .map(|h| queries::cpu_before_counts(windows, basis, model, Namespaces::Half(*h)))
             .collect();
         match now {
             Some(qs) => SteadyQuery::Now(qs),
@@ -159,7 +159,7 @@ impl Collector<'_> {
     /// weight is (not the steady answer too).
     pub(super) async fn counts_and_cpu(&self, span: &[HourWindow]) -> Result<(Counts, CpuAnswer)> {
         let basis = self.config.cpu_basis;
-        let steady_q = SteadyQuery::plan(self.windows, basis);
+        let steady_q = SteadyQuery::plan(self.windows, basis, self.config.request_model);
         let resets_q = queries::counter_resets(self.windows);
         let (weighed_tx, weighed_rx) = tokio::sync::oneshot::channel();
         let ((counts, after_counts), fallen, now) = tokio::try_join!(
@@ -423,13 +423,14 @@ mod tests {
     fn the_steady_query_goes_as_early_as_it_can() {
         for w in [Windows::Closed, Windows::LeftOpen] {
             for basis in [CpuBasis::Request, CpuBasis::Usage] {
-                let SteadyQuery::Now(halves) = SteadyQuery::plan(w, basis) else {
+                let SteadyQuery::Now(halves) = SteadyQuery::plan(w, basis, RequestModel::Pod)
+                else {
                     panic!("{basis:?} waits for the counts");
                 };
                 assert_eq!(halves.len(), 2);
             }
             assert_eq!(
-                SteadyQuery::plan(w, CpuBasis::Max),
+                SteadyQuery::plan(w, CpuBasis::Max, RequestModel::Pod),
                 SteadyQuery::AfterCounts
             );
         }

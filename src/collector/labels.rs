@@ -35,6 +35,14 @@ pub(super) fn check(
                     clusters.entry(*t).or_default().insert(value.clone());
                 }
             }
+            Some("unlabelled_sidecars") => {
+                if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
+                    return Err(CollectError::SidecarsUnlabelled {
+                        hour: hour_of(*t),
+                        containers: *n,
+                    });
+                }
+            }
             Some(label @ ("exported_namespace" | "exported_pod")) => {
                 if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
                     return Err(CollectError::ExportedLabels {
@@ -80,8 +88,8 @@ pub(super) fn check(
 }
 
 /// The query [`check`] reads.
-pub(super) fn query(w: queries::Windows, cluster_label: &str) -> String {
-    queries::data_labels(w, cluster_label)
+pub(super) fn query(w: queries::Windows, cluster_label: &str, sidecars: bool) -> String {
+    queries::data_labels(w, cluster_label, sidecars)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub fn check_data_labels(
 
 use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, RangeQuery, Series};
-use crate::queries::{self, CpuBasis, Windows};
+use crate::queries::{self, CpuBasis, RequestModel, Windows};
 use crate::usage::{Dimension, Tier};
 use crate::window::{HourWindow, rfc3339};
 use validate::{Adds, Answer, BY_NAMESPACE};
@@ -65,6 +65,8 @@ pub struct CollectConfig {
     /// The label that tells clusters apart in a shared store (`--cluster-label`).
     pub cluster_label: String,
     pub cpu_basis: CpuBasis,
+    /// What a pod's request is, for the request basis and GPUs (`--cpu-request-model`).
+    pub request_model: RequestModel,
     pub fallen_counters: FallenCounters,
     /// `None`: detect with a probe query at the start of a run.
     pub windows: Option<crate::queries::Windows>,
@@ -184,8 +186,15 @@ impl<'a> Collector<'a> {
     /// wall time.
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
     pub async fn collect_span(&self, span: &[HourWindow]) -> Result<SpanUsage> {
-        let (gpu_q, storage_q) = (queries::gpu(self.windows), queries::storage(self.windows));
-        let labels_q = labels::query(self.windows, &self.config.cluster_label);
+        let (gpu_q, storage_q) = (
+            queries::gpu(self.windows, self.config.request_model),
+            queries::storage(self.windows),
+        );
+        let labels_q = labels::query(
+            self.windows,
+            &self.config.cluster_label,
+            self.config.request_model == RequestModel::Pod,
+        );
         // The data's labels are judged first: several clusters or exported labels make the
         // other answers fail in misleading ways (a "second exporter"), or pass wrong.
         let (data_labels, answers) =

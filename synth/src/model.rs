@@ -55,6 +55,15 @@ pub struct Container {
     pub restarts: Vec<i64>,
 }
 
+/// An init container: an ordinary one runs to completion before the app containers start;
+/// a native sidecar (`restartPolicy: Always`, KEP-753) starts in its place in the order and
+/// keeps running beside them.
+#[derive(Debug, Clone)]
+pub struct InitContainer {
+    pub container: Container,
+    pub sidecar: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Pod {
     pub name: String,
@@ -66,9 +75,39 @@ pub struct Pod {
     /// Phase changes: `(from, phase)`, sorted; the first is at `created`.
     pub phases: Vec<(i64, Phase)>,
     pub containers: Vec<Container>,
+    /// `spec.initContainers`, in spec order.
+    pub init_containers: Vec<InitContainer>,
+    /// `spec.overhead` cores (a RuntimeClass such as Kata's), 0 for none.
+    pub overhead_cpu: f64,
 }
 
 impl Pod {
+    /// What Kubernetes reserves for the pod of one resource, `of` reading it from a container:
+    /// `PodRequests` in k8s.io/component-helpers/resource (KEP-753, "Exposing Pod Resource
+    /// Requirements"): the app containers and native sidecars summed; each ordinary init
+    /// container with the sidecars started before it (those earlier in spec order); the larger
+    /// of the two; plus the pod overhead (`overhead`, for CPU only here).
+    pub fn effective(&self, of: impl Fn(&Container) -> f64, overhead: f64) -> f64 {
+        let mut running: f64 = self.containers.iter().map(&of).sum();
+        let (mut sidecars, mut init): (f64, f64) = (0.0, 0.0);
+        for ic in &self.init_containers {
+            let r = of(&ic.container);
+            if ic.sidecar {
+                running += r;
+                sidecars += r;
+                init = init.max(sidecars);
+            } else {
+                init = init.max(r + sidecars);
+            }
+        }
+        running.max(init) + overhead
+    }
+
+    /// The pod's effective CPU request, cores.
+    pub fn effective_cpu(&self) -> f64 {
+        self.effective(|c| c.cpu_request, self.overhead_cpu)
+    }
+
     pub fn phase_at(&self, t: i64) -> Phase {
         self.phases
             .iter()
@@ -167,6 +206,9 @@ pub struct Cluster {
     /// A second exporter (a tenant's own kube-state-metrics, a duplicated ServiceMonitor)
     /// writing `kube_namespace_status_phase` of one namespace every this many seconds.
     pub second_exporter: Option<(String, i64)>,
+    /// kube-state-metrics 2.11 or later: `kube_pod_init_container_info` carries
+    /// `restart_policy` (kube-state-metrics commit b948807b, first released in v2.11.0).
+    pub ksm_restart_policy: bool,
     pub namespaces: Vec<Namespace>,
 }
 

@@ -126,6 +126,8 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
         }
     }
 
+    write_init_containers(cluster, &ksm, out)?;
+
     // container_cpu_usage_seconds_total: containers, the pause container ("POD") and the
     // pod-level cgroup (container=""), only while the pod runs.
     writeln!(out, "# TYPE container_cpu_usage_seconds counter")?;
@@ -349,4 +351,113 @@ pub fn without(text: &[u8], omit: &[String]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The init containers' and pod overhead's families, as kube-state-metrics v2 writes them
+/// (`docs/metrics/workload/pod-metrics.md` and `internal/store/pod.go`, `pod_test.go`):
+/// `kube_pod_init_container_resource_requests` with the labels of the app containers'
+/// requests; `kube_pod_init_container_info` (value 1) with `restart_policy="Always"` for a
+/// native sidecar, and an empty one (absent in Prometheus) for an ordinary init container,
+/// from kube-state-metrics 2.11 on, no such label before; `kube_pod_init_container_status_running`
+/// (1 while the container runs: a sidecar while the pod runs); `kube_pod_overhead_cpu_cores`
+/// with `namespace`, `pod`, `uid`. Written only when some pod has init containers or overhead,
+/// so that other clusters' data stays as it was.
+fn write_init_containers(
+    cluster: &Cluster,
+    ksm: &[(String, Vec<i64>)],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let pods = || {
+        cluster
+            .namespaces
+            .iter()
+            .flat_map(|ns| ns.pods.iter().map(move |p| (ns, p)))
+    };
+    if !pods().any(|(_, p)| !p.init_containers.is_empty() || p.overhead_cpu > 0.0) {
+        return Ok(());
+    }
+    let exists = |p: &super::model::Pod, t: i64| (p.created..p.deleted).contains(&t);
+    writeln!(
+        out,
+        "# TYPE kube_pod_init_container_resource_requests gauge"
+    )?;
+    for (ns, pod) in pods() {
+        for ic in &pod.init_containers {
+            let c = &ic.container;
+            let mut resources = vec![("cpu", "core", c.cpu_request)];
+            if c.gpu_request > 0.0 {
+                resources.push(("nvidia_com_gpu", "integer", c.gpu_request));
+            }
+            for (resource, unit, value) in resources {
+                for (instance, times) in ksm {
+                    let labels = format!(
+                        "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\",node=\"{}\",resource=\"{resource}\",unit=\"{unit}\"",
+                        ns.name, pod.name, pod.uid, c.name, pod.node
+                    );
+                    for &t in times.iter().filter(|t| exists(pod, **t)) {
+                        writeln!(
+                            out,
+                            "kube_pod_init_container_resource_requests{{{labels}}} {value} {t}"
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    writeln!(out, "# TYPE kube_pod_init_container_info gauge")?;
+    for (ns, pod) in pods() {
+        for ic in &pod.init_containers {
+            let c = &ic.container;
+            let policy = match (cluster.ksm_restart_policy, ic.sidecar) {
+                (true, true) => ",restart_policy=\"Always\"",
+                _ => "",
+            };
+            for (instance, times) in ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\",image=\"registry.example/{}:1\",image_spec=\"registry.example/{}:1\",image_id=\"\",container_id=\"\"{policy}",
+                    ns.name, pod.name, pod.uid, c.name, c.name, c.name
+                );
+                for &t in times.iter().filter(|t| exists(pod, **t)) {
+                    writeln!(out, "kube_pod_init_container_info{{{labels}}} 1 {t}")?;
+                }
+            }
+        }
+    }
+    writeln!(out, "# TYPE kube_pod_init_container_status_running gauge")?;
+    for (ns, pod) in pods() {
+        let running = pod.running();
+        for ic in &pod.init_containers {
+            for (instance, times) in ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\"",
+                    ns.name, pod.name, pod.uid, ic.container.name
+                );
+                for &t in times.iter().filter(|t| exists(pod, **t)) {
+                    let on = ic.sidecar && running.iter().any(|(a, b)| (*a..*b).contains(&t));
+                    writeln!(
+                        out,
+                        "kube_pod_init_container_status_running{{{labels}}} {} {t}",
+                        u8::from(on)
+                    )?;
+                }
+            }
+        }
+    }
+    writeln!(out, "# TYPE kube_pod_overhead_cpu_cores gauge")?;
+    for (ns, pod) in pods().filter(|(_, p)| p.overhead_cpu > 0.0) {
+        for (instance, times) in ksm {
+            let labels = format!(
+                "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\"",
+                ns.name, pod.name, pod.uid
+            );
+            for &t in times.iter().filter(|t| exists(pod, **t)) {
+                writeln!(
+                    out,
+                    "kube_pod_overhead_cpu_cores{{{labels}}} {} {t}",
+                    pod.overhead_cpu
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

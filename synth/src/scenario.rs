@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::model::{Cluster, Container, Namespace, Phase, Pod, Pvc};
+use super::model::{Cluster, Container, InitContainer, Namespace, Phase, Pod, Pvc};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const H: i64 = 3600;
@@ -53,6 +53,13 @@ pub struct Options {
     pub honor_labels: bool,
     /// Metrics left out, as a store that lacks them (an exporter not scraped, an old version).
     pub omit_metrics: Vec<String>,
+    /// Add the namespace `team-mesh`: native sidecars before and after ordinary init
+    /// containers, a heavy init container, pod overhead, a mid-hour start of a pod with a
+    /// sidecar, a Pending pod with one, GPUs in an init container (issue "Bill what Kubernetes
+    /// reserves").
+    pub sidecars: bool,
+    /// kube-state-metrics 2.11 or later (`restart_policy` on `kube_pod_init_container_info`).
+    pub ksm_restart_policy: bool,
 }
 
 impl Default for Options {
@@ -72,6 +79,8 @@ impl Default for Options {
             external_labels: Vec::new(),
             honor_labels: true,
             omit_metrics: Vec::new(),
+            sidecars: false,
+            ksm_restart_policy: true,
         }
     }
 }
@@ -124,6 +133,8 @@ fn pod(
         deleted,
         phases,
         containers,
+        init_containers: Vec::new(),
+        overhead_cpu: 0.0,
     }
 }
 
@@ -496,6 +507,114 @@ fn random(opts: &Options) -> Vec<Namespace> {
 
 /// GPUs as users buy them: MIG slices of two profiles (one pod starting and ending mid-hour),
 /// an AMD GPU, an Intel GPU without a weight (billed 0), and optionally a time-sliced share.
+/// Pods whose reservation is not the sum of their app containers' requests (the values of
+/// the issue's table): native sidecars (Istio's `istio-proxy` as an init container with
+/// `restartPolicy: Always`), ordinary init containers light and heavy, before and after a
+/// sidecar, a Kata RuntimeClass' overhead, GPUs requested by an init container.
+fn mesh(t0: i64) -> Namespace {
+    let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
+    let init = |name: &str, cpu: f64, sidecar: bool| InitContainer {
+        container: container(name, cpu, if sidecar { cpu / 2.0 } else { 0.0 }),
+        sidecar,
+    };
+    let with = |mut p: Pod, inits: Vec<InitContainer>, overhead: f64| {
+        p.init_containers = inits;
+        p.overhead_cpu = overhead;
+        p
+    };
+    let ns = "team-mesh";
+    let app = |cpu: f64| vec![container("app", cpu, cpu / 2.0)];
+    let mut gpu_init = container("warmup", 0.1, 0.0);
+    gpu_init.gpu_request = 2.0;
+    let mut gpu_app = container("serve", 1.0, 0.5);
+    gpu_app.gpu_request = 1.0;
+    Namespace {
+        name: ns.into(),
+        created: t0,
+        deleted: NEVER,
+        pods: vec![
+            // 1.0 + a 0.5 sidecar, twice: 3.0 cores for the two.
+            with(
+                steady(ns, "mesh-a", app(1.0)),
+                vec![init("istio-proxy", 0.5, true)],
+                0.0,
+            ),
+            with(
+                steady(ns, "mesh-b", app(1.0)),
+                vec![init("istio-proxy", 0.5, true)],
+                0.0,
+            ),
+            // 0.5 + a heavy ordinary init container of 3.0: 3.0.
+            with(
+                steady(ns, "migrate", app(0.5)),
+                vec![init("db-migrate", 3.0, false)],
+                0.0,
+            ),
+            // 1.0 in a Kata RuntimeClass with 0.25 overhead: 1.25.
+            with(steady(ns, "kata", app(1.0)), vec![], 0.25),
+            // 1.0 and a light init container: 1.0.
+            with(
+                steady(ns, "light-init", app(1.0)),
+                vec![init("setup", 0.2, false)],
+                0.0,
+            ),
+            // A sidecar before a heavy init container: max(1.0 + 0.5, 3.0 + 0.5) = 3.5.
+            with(
+                steady(ns, "sidecar-first", app(1.0)),
+                vec![init("proxy", 0.5, true), init("migrate", 3.0, false)],
+                0.0,
+            ),
+            // A light init container before a sidecar: max(1.0 + 0.5, 0.1) = 1.5.
+            with(
+                steady(ns, "init-first", app(1.0)),
+                vec![
+                    init("istio-init", 0.1, false),
+                    init("istio-proxy", 0.5, true),
+                ],
+                0.0,
+            ),
+            // Starts at 02:20, runs from 02:25: 1.5 from then on.
+            with(
+                job(
+                    ns,
+                    "late",
+                    at(2, 20, 0),
+                    at(2, 25, 0),
+                    NEVER,
+                    Phase::Succeeded,
+                    NEVER,
+                    app(1.0),
+                ),
+                vec![init("istio-proxy", 0.5, true)],
+                0.0,
+            ),
+            // Pending all along: nothing.
+            with(
+                pod(
+                    ns,
+                    "pending",
+                    t0,
+                    NEVER,
+                    vec![(t0, Phase::Pending)],
+                    app(1.0),
+                ),
+                vec![init("istio-proxy", 0.5, true)],
+                0.0,
+            ),
+            // GPUs: an init container warming 2, the app serving on 1: 2 GPUs reserved.
+            with(
+                steady(ns, "gpu-warm", vec![gpu_app]),
+                vec![InitContainer {
+                    container: gpu_init,
+                    sidecar: false,
+                }],
+                0.0,
+            ),
+        ],
+        pvcs: Vec::new(),
+    }
+}
+
 fn gpus(t0: i64, shared: bool) -> Namespace {
     let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
     let with = |name: &str, resource: &str, count: f64, weight: f64| {
@@ -554,6 +673,9 @@ pub fn build(opts: &Options) -> Cluster {
     } else {
         let mut hand = hand_made(t0);
         hand.push(gpus(t0, opts.shared_gpus));
+        if opts.sidecars {
+            hand.push(mesh(t0));
+        }
         hand
     };
     namespaces.extend(random(opts));
@@ -576,6 +698,7 @@ pub fn build(opts: &Options) -> Cluster {
             .map(|h| t0 + (h * H as f64) as i64)
             .collect(),
         second_exporter: opts.second_exporter.clone(),
+        ksm_restart_policy: opts.ksm_restart_policy,
         namespaces,
     }
 }

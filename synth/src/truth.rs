@@ -16,10 +16,17 @@ pub struct TruthRow {
     /// Hour start, Unix seconds.
     pub hour: i64,
     pub namespace: String,
+    /// The pods' effective request (KEP-753: sidecars, init containers, overhead), the
+    /// default `--cpu-request-model pod`.
     pub cpu_request: f64,
+    /// The app containers' requests alone (`--cpu-request-model containers`).
+    pub cpu_request_containers: f64,
     pub cpu_usage: f64,
     pub cpu_max: f64,
+    /// GPU-hours of the pods' effective requests, per resource (the `pod` model).
     pub gpu: f64,
+    /// GPU-hours of the app containers' requests alone (the `containers` model).
+    pub gpu_containers: f64,
     /// GiB-hours by `(storage class, rwx)`, keyed `"class|rwx"` / `"class|rwo"`.
     pub storage: BTreeMap<String, f64>,
     /// Allowed error per dimension: one scrape interval's worth (plus any scrape gap of the
@@ -29,6 +36,53 @@ pub struct TruthRow {
     pub tol_cpu_max: f64,
     pub tol_gpu: f64,
     pub tol_storage: f64,
+}
+
+/// GPUs a container requests, weighted: `nvidia.com/gpu` and every extended resource.
+fn gpus_of(c: &super::model::Container) -> f64 {
+    c.gpu_request + c.extended.iter().map(|e| e.count * e.weight).sum::<f64>()
+}
+
+/// The app containers' GPUs, weighted.
+fn containers_gpus(pod: &super::model::Pod) -> f64 {
+    pod.containers.iter().map(gpus_of).sum()
+}
+
+/// The pod's effective GPUs: Kubernetes' effective request per resource
+/// ([`super::model::Pod::effective`]), each weighted.
+fn pod_gpus(pod: &super::model::Pod) -> f64 {
+    let all = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().map(|i| &i.container));
+    let mut resources: Vec<(String, f64)> = Vec::new();
+    for c in all {
+        if c.gpu_request > 0.0 && !resources.iter().any(|(r, _)| r == "nvidia_com_gpu") {
+            resources.push(("nvidia_com_gpu".into(), 1.0));
+        }
+        for e in &c.extended {
+            if !resources.iter().any(|(r, _)| *r == e.resource) {
+                resources.push((e.resource.clone(), e.weight));
+            }
+        }
+    }
+    resources
+        .iter()
+        .map(|(r, weight)| {
+            let amount = |c: &super::model::Container| {
+                if r == "nvidia_com_gpu" {
+                    c.gpu_request
+                } else {
+                    c.extended
+                        .iter()
+                        .filter(|e| e.resource == *r)
+                        .map(|e| e.count)
+                        .sum()
+                }
+            };
+            pod.effective(amount, 0.0) * weight
+        })
+        .sum()
 }
 
 fn overlap(a: (i64, i64), b: (i64, i64)) -> f64 {
@@ -67,20 +121,22 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                 let running = pod.running();
                 let run_secs: f64 = running.iter().map(|r| overlap(*r, hour)).sum();
                 let pod_changed = changed(&pod.events());
+                let effective = pod.effective_cpu();
+                row.cpu_request += effective * run_secs / 3600.0;
+                let effective_gpus = pod_gpus(pod);
+                row.gpu += effective_gpus * run_secs / 3600.0;
+                if pod_changed {
+                    row.tol_cpu_request += effective * slack;
+                    row.tol_gpu += effective_gpus.max(containers_gpus(pod)) * slack;
+                }
                 for c in &pod.containers {
                     let req = c.cpu_request * run_secs / 3600.0;
                     let used = c.cpu_rate * run_secs / 3600.0;
-                    row.cpu_request += req;
+                    row.cpu_request_containers += req;
                     row.cpu_usage += used;
                     row.cpu_max += req.max(used);
-                    let gpus =
-                        c.gpu_request + c.extended.iter().map(|e| e.count * e.weight).sum::<f64>();
-                    row.gpu += gpus * run_secs / 3600.0;
+                    row.gpu_containers += gpus_of(c) * run_secs / 3600.0;
                     let restarted = changed(&c.restarts);
-                    if pod_changed {
-                        row.tol_cpu_request += c.cpu_request * slack;
-                        row.tol_gpu += gpus * slack;
-                    }
                     // A counter reset loses the unobservable usage between the last sample
                     // before it and the restart (up to one interval), and the hour falls back to
                     // `increase`, whose extrapolation may be off by up to one more.
