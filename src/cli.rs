@@ -47,6 +47,16 @@ pub enum LogFormat {
     Json,
 }
 
+impl From<LogFormat> for crate::telemetry::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Auto => Self::Auto,
+            LogFormat::Text => Self::Text,
+            LogFormat::Json => Self::Json,
+        }
+    }
+}
+
 /// Bill every tenant namespace of a Kubernetes cluster for the CPU, GPU and storage it held
 /// each hour, and publish one MCMP message per cluster-hour.
 ///

@@ -253,6 +253,22 @@ fn cluster_label(raw: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// `checkpoint set --to`: an hour start that is over (the newest settled hour's end at the
+/// latest): the checkpoint may only say that hours which are over were published.
+pub fn checkpoint_target(to: &str, config: &CheckpointCommandConfig) -> Result<HourWindow> {
+    let hour = HourWindow::starting_at(parse_time("--to", to)?, "--to")?;
+    let latest = window::latest_billable_end(config.now, config.settle_delay);
+    if hour.start() > latest {
+        return Err(ConfigError::Usage(format!(
+            "--to {} is after the newest settled hour's end ({}): the checkpoint may only say \
+             that hours which are over were published",
+            window::rfc3339(hour.start()),
+            window::rfc3339(latest)
+        )));
+    }
+    Ok(hour)
+}
+
 /// The run's clock: `--now`, or the system's.
 fn now(args: &Args, system_now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     match &args.now {

@@ -85,6 +85,15 @@ pub enum Error {
     Interrupted { signal: &'static str },
 }
 
+impl From<sink::SinkError> for Error {
+    fn from(e: sink::SinkError) -> Self {
+        match e {
+            sink::SinkError::Stdout(e) => Error::Stdout(e),
+            sink::SinkError::Publish(e) => Error::Publish(e),
+        }
+    }
+}
+
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {

@@ -44,7 +44,7 @@ fn prepare<C>(
         chrono::DateTime<chrono::Utc>,
     ) -> Result<C, consumption_metrics::config::ConfigError>,
 ) -> Result<(C, tokio::runtime::Runtime, bool), ExitCode> {
-    let json = telemetry::init(log_format);
+    let json = telemetry::init(log_format.into());
     let config = configure(chrono::Utc::now()).map_err(|e| {
         report(&e, json);
         ExitCode::from(exit::USAGE)
@@ -231,7 +231,7 @@ fn parse_error(e: clap::Error) -> ExitCode {
             .any(|w| w[0] == "--log-format" && w[1] == "json");
     let is_error = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
     if json_logs && is_error {
-        telemetry::init(consumption_metrics::cli::LogFormat::Json);
+        telemetry::init(telemetry::LogFormat::Json);
         let text = e.render().to_string();
         let first = text.lines().next().unwrap_or_default();
         let first = first.strip_prefix("error: ").unwrap_or(first);
@@ -244,22 +244,27 @@ fn parse_error(e: clap::Error) -> ExitCode {
 /// `consumption-metrics checkpoint show|set`.
 fn checkpoint(action: &CheckpointAction) -> ExitCode {
     let (CheckpointAction::Show { run } | CheckpointAction::Set { run, .. }) = action;
-    let (config, runtime, json) = match prepare(run.log_format, |now| {
-        consumption_metrics::config::CheckpointCommandConfig::from_args(run, now)
+    let ((config, target), runtime, json) = match prepare(run.log_format, |now| {
+        let config = consumption_metrics::config::CheckpointCommandConfig::from_args(run, now)?;
+        let target = match action {
+            CheckpointAction::Set { to, .. } => {
+                Some(consumption_metrics::config::checkpoint_target(to, &config)?)
+            }
+            CheckpointAction::Show { .. } => None,
+        };
+        Ok((config, target))
     }) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let outcome = runtime.block_on(async {
+    let outcome: Result<String, consumption_metrics::Error> = runtime.block_on(async {
         let mut store =
             consumption_metrics::checkpoint::Checkpoint::open(&config.checkpoint).await?;
-        match action {
-            CheckpointAction::Show { .. } => {
-                consumption_metrics::operator::show(&config, &mut store).await
+        match (action, target) {
+            (CheckpointAction::Set { force, .. }, Some(hour)) => {
+                Ok(consumption_metrics::operator::set(&config, &mut store, hour, *force).await?)
             }
-            CheckpointAction::Set { to, force, .. } => {
-                consumption_metrics::operator::set(&config, &mut store, to, *force).await
-            }
+            _ => Ok(consumption_metrics::operator::show(&config, &mut store).await?),
         }
     });
     match outcome {

@@ -2,13 +2,14 @@
 //! it lives, its value, the lag and what the next scheduled run would bill; `checkpoint set`
 //! moves it deliberately, never backwards unless forced, and logs the old and new values.
 
-use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{CheckpointCommandConfig, parse_time};
+use crate::checkpoint::CheckpointError;
+use crate::config::CheckpointCommandConfig;
 use crate::window::{self, HourWindow, rfc3339};
-use crate::{Error, Result};
+
+type Result<T> = std::result::Result<T, CheckpointError>;
 
 /// `checkpoint show`: a few lines for a person.
 pub async fn show(config: &CheckpointCommandConfig, store: &mut Checkpoint) -> Result<String> {
@@ -48,25 +49,15 @@ pub async fn show(config: &CheckpointCommandConfig, store: &mut Checkpoint) -> R
     Ok(out)
 }
 
-/// `checkpoint set --to HOUR`: returns the line to print.
+/// `checkpoint set --to HOUR` (validated by [`crate::config::checkpoint_target`]): returns the
+/// line to print.
 pub async fn set(
     config: &CheckpointCommandConfig,
     store: &mut Checkpoint,
-    to: &str,
+    hour: HourWindow,
     force: bool,
 ) -> Result<String> {
     let now = config.now;
-    let to: DateTime<Utc> = parse_time("--to", to)?;
-    let hour = HourWindow::starting_at(to, "--to").map_err(crate::config::ConfigError::from)?;
-    let latest = window::latest_billable_end(now, config.settle_delay);
-    if hour.start() > latest {
-        return Err(Error::Config(crate::config::ConfigError::Usage(format!(
-            "--to {} is after the newest settled hour's end ({}): the checkpoint may only say \
-             that hours which are over were published",
-            rfc3339(hour.start()),
-            rfc3339(latest)
-        ))));
-    }
     // The old value as written, even if it is not ours (the Go job's).
     let before = match store.load(now).await {
         Ok(Some(h)) => rfc3339(h.start()),

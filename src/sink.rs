@@ -40,6 +40,15 @@ pub enum StdoutError {
     Write(std::io::Error),
 }
 
+/// Why an hour could not be delivered: stdout's or Kafka's own error, unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Stdout(#[from] StdoutError),
+    #[error(transparent)]
+    Publish(#[from] crate::kafka::PublishError),
+}
+
 /// The dry-run's messages, spooled until the run is over.
 pub struct Spool {
     file: BufWriter<std::fs::File>,
@@ -122,7 +131,7 @@ impl Sink {
         cluster: &str,
         window: &HourWindow,
         messages: &[KafkaMessage],
-    ) -> crate::Result<Delivered> {
+    ) -> Result<Delivered, SinkError> {
         let bytes = match self {
             Sink::Stdout(spool) => spool.push(messages)?,
             Sink::Kafka(publisher) => publisher.publish_hour(cluster, window, messages).await?,
@@ -134,7 +143,7 @@ impl Sink {
     }
 
     /// End the run: a dry-run prints its messages on `out`; Kafka waits for anything queued.
-    pub fn finish(self, out: &mut dyn Write) -> crate::Result<()> {
+    pub fn finish(self, out: &mut dyn Write) -> Result<(), SinkError> {
         match self {
             Sink::Stdout(spool) => spool.print(out)?,
             Sink::Kafka(publisher) => publisher.flush(),

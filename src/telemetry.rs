@@ -5,7 +5,14 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+/// The log format (`--log-format`, mapped by the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+    /// JSON unless stderr is a terminal.
+    Auto,
+}
 
 /// Returns whether logs are JSON.
 pub fn init(format: LogFormat) -> bool {

@@ -481,11 +481,7 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
         ("VictoriaMetrics, 15s", other_vm(), Windows::LeftOpen, 15),
     ];
     for (engine, p, windows, interval) in engines {
-        let config = common::publishing_config(
-            &p.url,
-            "2026-11-02T00:00:00Z",
-            common::mock_kafka_settings(String::new(), "unused"),
-        );
+        let config = common::dry_run_config(&p.url, "2026-11-02T00:00:00Z");
         let prometheus = Prometheus::new(&config.prometheus).unwrap();
         let ways = [("usage", CpuBasis::Usage), ("max", CpuBasis::Max)]
             .into_iter()

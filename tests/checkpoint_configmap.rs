@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use consumption_metrics::checkpoint::{Checkpoint, CheckpointError, ConfigMapCheckpoint};
+// The publishing runs go to librdkafka's mock cluster (the `test-hooks` feature).
+#[cfg(feature = "test-hooks")]
 use consumption_metrics::manager::{Manager, RunReport};
+#[cfg(feature = "test-hooks")]
 use consumption_metrics::prometheus::Prometheus;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -159,9 +162,11 @@ fn store(state: &Arc<Mutex<FakeApi>>) -> Checkpoint {
     )))
 }
 
+#[cfg(feature = "test-hooks")]
 type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
-/// librdkafka's mock cluster with the topic `mcmp`.
+/// librdkafka's mock cluster with the topic `mcmp` (plaintext: the `test-hooks` feature).
+#[cfg(feature = "test-hooks")]
 fn mock_kafka() -> Mock {
     let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
     mock.create_topic("mcmp", 1, 1).unwrap();
@@ -170,6 +175,7 @@ fn mock_kafka() -> Mock {
 
 /// A scheduled run at 04:10 over the standard Prometheus, publishing to `mock`, with the
 /// checkpoint in the fake API's ConfigMap.
+#[cfg(feature = "test-hooks")]
 async fn scheduled_run(
     api: &Arc<Mutex<FakeApi>>,
     mock: &Mock,
@@ -288,6 +294,7 @@ async fn a_missing_configmap_is_a_first_run_and_created_before_publishing() {
 
 /// The shipped Role cannot create ConfigMaps: a missing one stops a publishing run before it
 /// sends anything, saying how to restore it.
+#[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_configmap_that_may_not_be_created_stops_before_publishing() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -328,6 +335,7 @@ async fn a_blank_value_is_refused_and_only_an_absent_key_is_a_first_run() {
 
 /// A Role that grants `get` but not `update`: the run stops before it sends anything, instead
 /// of publishing the oldest hour again on every run and failing only at the write.
+#[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configmap_that_may_not_be_updated_stops_before_publishing() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -372,6 +380,7 @@ async fn the_checkpoint_never_moves_backwards() {
 
 /// A scheduled run publishing to librdkafka's mock cluster advances the ConfigMap after each
 /// acknowledged hour.
+#[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publishing_run_advances_the_configmap_hour_by_hour() {
     let mock = mock_kafka();

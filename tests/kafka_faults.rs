@@ -1,6 +1,8 @@
 //! Kafka faults injected with librdkafka's mock cluster: a broker going down, retriable and
 //! fatal errors, an oversized message, idempotence denied. In every case the hour is either
 //! fully acknowledged or reported as failed, and the checkpoint never passes it.
+//! The mock cluster speaks plaintext, a transport only the `test-hooks` feature compiles.
+#![cfg(feature = "test-hooks")]
 
 mod common;
 

@@ -1,9 +1,12 @@
-//! Publishing to Kafka over mutual TLS: [`settings`] writes every librdkafka key in one place,
-//! [`tls`] checks the PEM files before connecting, [`publisher`] sends one hour's messages and
-//! waits for every acknowledgement.
+//! Kafka over mutual TLS: [`settings`] writes every librdkafka key in one place, [`tls`]
+//! checks the PEM files before connecting, [`publisher`] sends one hour's messages and waits
+//! for every acknowledgement, [`reader`] reads a topic back for the audit, [`context`] keeps
+//! librdkafka's last error for both, [`cloudevents`] writes and checks the records' attributes.
 
 pub mod cloudevents;
+pub mod context;
 pub mod publisher;
+pub mod reader;
 pub mod settings;
 pub mod tls;
 

@@ -1,50 +1,16 @@
 //! The producer: a metadata preflight at connect, then one hour at a time, every part sent and
 //! every acknowledgement awaited.
 
-use std::sync::{Arc, Mutex};
-
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, instrument};
 
+use super::context::Context;
 use super::settings::{KafkaSettings, to_rdkafka};
 use super::{PublishError, cloudevents, tls};
 use crate::message::KafkaMessage;
 use crate::window::{HourWindow, rfc3339};
-
-/// Keeps librdkafka's last error report. TLS and connection failures reach only this callback;
-/// deliveries just time out, so errors quote it.
-#[derive(Clone, Default)]
-pub struct Context {
-    last_error: Arc<Mutex<Option<String>>>,
-}
-
-impl ClientContext for Context {
-    fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, reason, "librdkafka reported an error");
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(reason.to_string());
-        }
-    }
-}
-
-/// The audit's consumer reports through the same context.
-impl ConsumerContext for Context {}
-
-impl Context {
-    /// librdkafka's last error report, as ` (librdkafka: …)`, or nothing.
-    pub(crate) fn reason(&self) -> String {
-        self.last_error
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .map(|r| format!(" (librdkafka: {r})"))
-            .unwrap_or_default()
-    }
-}
 
 pub struct Publisher {
     producer: FutureProducer<Context>,

@@ -20,7 +20,9 @@ pub enum Transport {
     /// Mutual TLS with these files: the only transport the command line can build.
     MutualTls(TlsFiles),
     /// Plaintext, for librdkafka's in-process mock cluster in the fault-injection tests, which
-    /// speaks no TLS. No flag or variable selects it.
+    /// speaks no TLS. Compiled only with the `test-hooks` feature (never in the image); no flag
+    /// or variable selects it.
+    #[cfg(feature = "test-hooks")]
     PlaintextMockCluster,
 }
 
@@ -29,6 +31,7 @@ impl Transport {
     pub fn tls(&self) -> Option<&TlsFiles> {
         match self {
             Transport::MutualTls(files) => Some(files),
+            #[cfg(feature = "test-hooks")]
             Transport::PlaintextMockCluster => None,
         }
     }
@@ -196,16 +199,34 @@ pub fn parse_properties(raw: &[String]) -> Result<Vec<(String, String)>, String>
     Ok(out)
 }
 
-/// The producer configuration: every key the job sets, each with why.
-pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
+/// What every client the job creates shares: the brokers, its name, the connection timeout
+/// and mutual TLS. The operator's `--kafka-property` settings are applied last by
+/// [`with_properties`].
+fn client(s: &KafkaSettings, name: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.brokers)
-        .set(
-            "client.id",
-            concat!("consumption-metrics/", env!("CARGO_PKG_VERSION")),
-        )
-        // An hour counts as published only when every in-sync replica has it.
-        .set("acks", "all")
+        .set("client.id", format!("{name}/{}", env!("CARGO_PKG_VERSION")))
+        // Fail a dead address quickly instead of after the 30 s default.
+        .set("socket.connection.setup.timeout.ms", "10000");
+    set_tls(&mut c, s);
+    c
+}
+
+/// The operator's extra settings (validated: none overrides a key the job owns), for the
+/// producer and, like `broker.address.family`, for the audit's consumer too (librdkafka's
+/// consumer ignores producer-only keys with a log line).
+fn with_properties(mut c: ClientConfig, s: &KafkaSettings) -> ClientConfig {
+    for (k, v) in &s.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The producer configuration: every key the job sets, each with why.
+pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
+    let mut c = client(s, "consumption-metrics");
+    // An hour counts as published only when every in-sync replica has it.
+    c.set("acks", "all")
         // Retries after a lost acknowledgement never duplicate or reorder a message.
         .set("enable.idempotence", "true")
         // Billing JSON compresses several-fold; lz4 is built into librdkafka (no extra C
@@ -222,15 +243,9 @@ pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
             "message.max.bytes",
             (s.max_message_bytes + 64 * 1024).to_string(),
         )
-        // Fail a dead address quickly instead of after the 30 s default.
-        .set("socket.connection.setup.timeout.ms", "10000")
         // Reconnect promptly after a broker comes back.
         .set("reconnect.backoff.max.ms", "2000");
-    set_tls(&mut c, s);
-    for (k, v) in &s.properties {
-        c.set(k, v);
-    }
-    c
+    with_properties(c, s)
 }
 
 /// Mutual TLS, the same for every client the job creates.
@@ -244,6 +259,7 @@ fn set_tls(c: &mut ClientConfig, s: &KafkaSettings) {
                 // Check the broker's name against its certificate.
                 .set("ssl.endpoint.identification.algorithm", "https");
         }
+        #[cfg(feature = "test-hooks")]
         Transport::PlaintextMockCluster => {
             c.set("security.protocol", "plaintext");
         }
@@ -263,16 +279,11 @@ fn audit_group_id() -> String {
 /// time. It never joins a consumer group (manual assignment sends no JoinGroup, so it cannot
 /// take partitions from a billing consumer) and never commits.
 pub fn to_rdkafka_consumer(s: &KafkaSettings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &s.brokers)
-        // librdkafka refuses a manual assignment without a group id ("Unknown group"). A new
-        // one per audit can never be the id of a billing consumer's group, and is never
-        // joined or committed to.
-        .set("group.id", audit_group_id())
-        .set(
-            "client.id",
-            concat!("consumption-metrics-audit/", env!("CARGO_PKG_VERSION")),
-        )
+    let mut c = client(s, "consumption-metrics-audit");
+    // librdkafka refuses a manual assignment without a group id ("Unknown group"). A new one
+    // per audit can never be the id of a billing consumer's group, and is never joined or
+    // committed to.
+    c.set("group.id", audit_group_id())
         // Never commit, even by accident: there is no group, and the audit must not move any
         // consumer's position.
         .set("enable.auto.commit", "false")
@@ -283,15 +294,8 @@ pub fn to_rdkafka_consumer(s: &KafkaSettings) -> ClientConfig {
         .set(
             "fetch.message.max.bytes",
             (s.max_message_bytes + 64 * 1024).to_string(),
-        )
-        .set("socket.connection.setup.timeout.ms", "10000");
-    set_tls(&mut c, s);
-    // The operator's extra settings (e.g. broker.address.family) apply to reading too;
-    // producer-only keys are ignored by librdkafka's consumer with a log line.
-    for (k, v) in &s.properties {
-        c.set(k, v);
-    }
-    c
+        );
+    with_properties(c, s)
 }
 
 #[cfg(test)]
@@ -367,6 +371,7 @@ mod tests {
     }
 
     /// librdkafka's refusal of a mistyped key quotes its value; the producer's error does not.
+    #[cfg(feature = "test-hooks")]
     #[tokio::test]
     async fn a_mistyped_secret_key_is_not_echoed_by_librdkafka_errors() {
         let properties = props(&["ssl.key.passwd=hunter2-value"]).unwrap();

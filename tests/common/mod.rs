@@ -354,6 +354,7 @@ pub fn routed_http(
 }
 
 /// Settings for librdkafka's mock cluster (plaintext only; the real-broker tests cover TLS).
+#[cfg(feature = "test-hooks")]
 pub fn mock_kafka_settings(
     bootstrap: String,
     topic: &str,
@@ -381,6 +382,13 @@ pub fn publishing_config(
     now: &str,
     kafka: consumption_metrics::kafka::KafkaSettings,
 ) -> consumption_metrics::config::Config {
+    let mut config = dry_run_config(prometheus_url, now);
+    config.output = consumption_metrics::sink::Output::Publish(kafka);
+    config
+}
+
+/// A dry-run's configuration against `prometheus_url` at `now`.
+pub fn dry_run_config(prometheus_url: &str, now: &str) -> consumption_metrics::config::Config {
     use clap::Parser;
     let args = consumption_metrics::cli::Args::try_parse_from([
         "consumption-metrics",
@@ -394,8 +402,5 @@ pub fn publishing_config(
         now,
     ])
     .unwrap();
-    let mut config =
-        consumption_metrics::config::Config::from_args(&args, chrono::Utc::now()).unwrap();
-    config.output = consumption_metrics::sink::Output::Publish(kafka);
-    config
+    consumption_metrics::config::Config::from_args(&args, chrono::Utc::now()).unwrap()
 }
