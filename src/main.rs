@@ -163,23 +163,9 @@ fn audit(args: &AuditArgs) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let text = match config.format {
-        AuditFormat::Text => audit.to_text(),
-        AuditFormat::Json => match serde_json::to_string_pretty(&audit) {
-            Ok(s) => s + "\n",
-            Err(e) => {
-                eprintln!("error: could not serialize the audit report: {e}");
-                return ExitCode::from(exit::INTERNAL);
-            }
-        },
-    };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        eprintln!("error: could not write the audit report to stdout: {e}");
-        return ExitCode::from(exit::OUTPUT);
+    let json = config.format == AuditFormat::Json;
+    if let Err(code) = print_report("audit report", json, || audit.to_text(), &audit) {
+        return code;
     }
     ExitCode::from(if audit.is_clean() {
         exit::OK
@@ -197,25 +183,38 @@ fn check(args: &consumption_metrics::cli::CheckArgs) -> ExitCode {
             Err(code) => return code,
         };
     let report = runtime.block_on(consumption_metrics::check::run(&config));
-    let text = match config.format {
-        CheckFormat::Text => report.to_text(),
-        CheckFormat::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => s + "\n",
-            Err(e) => {
-                eprintln!("error: could not serialize the check report: {e}");
-                return ExitCode::from(exit::INTERNAL);
-            }
-        },
-    };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        eprintln!("error: could not write the check report to stdout: {e}");
-        return ExitCode::from(exit::OUTPUT);
+    let json = config.format == CheckFormat::Json;
+    if let Err(code) = print_report("check report", json, || report.to_text(), &report) {
+        return code;
     }
     ExitCode::from(report.exit_code())
+}
+
+/// A command's report on stdout: its text for people, or one JSON document.
+fn print_report(
+    what: &str,
+    json: bool,
+    text: impl FnOnce() -> String,
+    value: &impl serde::Serialize,
+) -> Result<(), ExitCode> {
+    let text = if json {
+        serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| {
+                eprintln!("error: could not serialize the {what}: {e}");
+                ExitCode::from(exit::INTERNAL)
+            })?
+    } else {
+        text()
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| {
+            eprintln!("error: could not write the {what} to stdout: {e}");
+            ExitCode::from(exit::OUTPUT)
+        })
 }
 
 /// A command line clap could not parse: help and version are printed as usual; an error is one
