@@ -2,12 +2,12 @@
 //! shaped into per-hour, per-namespace usage.
 //!
 //! One idea per file:
-//! - [`interval`]: the scrape interval and the weight of a gauge sample, from sample counts;
-//! - [`cpu`]: which CPU answers are billed, and how namespaces whose counters fell are read;
-//! - [`validate`]: the checks every answer passes and the per-hour sums (pure);
-//! - [`labels`]: the data's own labels: one cluster, scraped with `honor_labels`;
-//! - [`probe`]: the engine's window semantics;
-//! - [`error`]: why a span could not be collected.
+//! - `interval`: the scrape interval and the weight of a gauge sample, from sample counts;
+//! - `cpu`: which CPU answers are billed, and how namespaces whose counters fell are read;
+//! - `validate`: the checks every answer passes and the per-hour sums (pure);
+//! - `labels`: the data's own labels: one cluster, scraped with `honor_labels`;
+//! - `probe`: the engine's window semantics;
+//! - `error`: why a span could not be collected.
 //!
 //! This file sends the queries of a span side by side and hands each answer to
 //! [`SpanUsage::add`] with what its series add to.

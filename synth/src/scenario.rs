@@ -45,7 +45,7 @@ pub struct Options {
     /// Whether kube-state-metrics is scraped with `honor_labels: true`. Without it,
     /// Prometheus renames each scraped label that collides with a target label to
     /// `exported_<name>` and keeps the target's ("label conflicts are resolved by renaming
-    /// conflicting labels in the scraped data to exported_<original-label>", Prometheus
+    /// conflicting labels in the scraped data to `exported_<original-label>`", Prometheus
     /// configuration documentation, `honor_labels`); a ServiceMonitor's endpoints give every
     /// target `namespace`, `pod` and `container` labels (prometheus-operator API reference,
     /// `honorLabels`), so kube-state-metrics' own `namespace`, `pod` and `container` become
