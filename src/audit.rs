@@ -945,7 +945,15 @@ fn compare(published: &[KafkaMessage], now: &[KafkaMessage]) -> Vec<String> {
             findings.push(format!("{id}: on the topic, not in Prometheus now"));
             continue;
         };
-        for ((dim, x), (_, y)) in b.quantities().zip(a.quantities()) {
+        for dim in crate::usage::Dimension::ALL {
+            let shown = |u: &Consumption| {
+                if u.has(dim) {
+                    u.get(dim).to_string()
+                } else {
+                    "absent".to_string()
+                }
+            };
+            let (x, y) = (shown(b), shown(a));
             if x != y {
                 findings.push(format!("{id} {dim}: topic {x}, now {y}"));
             }
@@ -1008,6 +1016,7 @@ mod tests {
                         storage_rwx_standard: 0.0,
                         storage_rwx_basic: 0.0,
                         storage_rwx_premium: 0.0,
+                        ram: None,
                     },
                 })
                 .collect(),

@@ -268,6 +268,12 @@ pub struct Args {
     #[arg(long, env = "CPU_REQUEST_MODEL", value_enum, default_value_t = RequestModelArg::Pod)]
     pub cpu_request_model: RequestModelArg,
 
+    /// Also bill memory: `ram`, GiB-hours of the memory requested (the same request model as
+    /// CPU, `resource="memory"`, pod overhead included), in every entry. Without it the
+    /// messages carry no `ram` key.
+    #[arg(long, env = "BILL_MEMORY")]
+    pub bill_memory: bool,
+
     /// How the CPU of namespaces whose usage counters fell within an hour is read (usage and
     /// max bases): `samples` computes it from the counters' raw samples (one read, exact),
     /// `queries` with PromQL alone (22 reads, for an engine or proxy that refuses instant

@@ -643,6 +643,7 @@ impl Config {
             collect: CollectConfig {
                 cluster_label: cluster_label(&args.cluster_label)?,
                 cpu_basis: args.cpu_basis,
+                bill_memory: args.bill_memory,
                 request_model: match args.cpu_request_model {
                     crate::cli::RequestModelArg::Pod => crate::queries::RequestModel::Pod,
                     crate::cli::RequestModelArg::Containers => {
@@ -841,7 +842,9 @@ impl Config {
              checkpoint:  {checkpoint}\n\
              prometheus:  {} ({:?}{})\n\
              cluster:     {} (service {} {} at {}, message ids {})\n\
-             cpu basis:   {:?}\n\
+             cpu basis:   {:?}, request model {:?}\n\
+             memory:      {}\n\
+             scope:       {}\n\
              windows:     {}\n\
              tiers:       {}\n\
              gpu weights: {}\n\
@@ -866,6 +869,20 @@ impl Config {
             self.message.service_location,
             self.message.id_format,
             self.collect.cpu_basis,
+            self.collect.request_model,
+            if self.collect.bill_memory {
+                "billed as ram (GiB-hours of memory requested, --bill-memory)"
+            } else {
+                "not billed (no ram key in the messages)"
+            },
+            if self.prometheus.scope.is_empty() {
+                format!(
+                    "the whole store (a run refuses data with more than one {} value)",
+                    self.collect.cluster_label
+                )
+            } else {
+                format!("every selector with {{{}}}", self.prometheus.scope)
+            },
             match self.collect.windows {
                 Some(w) => format!("{w} (--window-semantics)"),
                 None => "detected at the start of each run (closed on Prometheus 2.x, left-open \

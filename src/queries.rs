@@ -425,6 +425,35 @@ fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&
     block("(", &parts, ")")
 }
 
+/// A pod overhead metric of kube-state-metrics and the resource it is of.
+#[derive(Debug, Clone, Copy)]
+struct Overhead {
+    metric: &'static str,
+    resource: &'static str,
+}
+
+const CPU_OVERHEAD: Overhead = Overhead {
+    metric: "kube_pod_overhead_cpu_cores",
+    resource: "cpu",
+};
+
+const MEMORY_OVERHEAD: Overhead = Overhead {
+    metric: "kube_pod_overhead_memory_bytes",
+    resource: "memory",
+};
+
+/// GiB-hours of memory requested per namespace (`--bill-memory`), by the request model, per
+/// second a sample stands for: the same model as CPU, `resource="memory"` (bytes, kube-state-
+/// metrics' `unit="byte"`) and `kube_pod_overhead_memory_bytes`.
+pub fn memory(w: Windows, model: RequestModel) -> String {
+    let matcher = "resource=\"memory\"";
+    let requested = match model {
+        RequestModel::Containers => requested(w, matcher, "", "", None),
+        RequestModel::Pod => effective_requested(w, matcher, "", Some(MEMORY_OVERHEAD), None),
+    };
+    format!("sum by (namespace) {requested} / 3600 / 1073741824")
+}
+
 /// What a pod's request is (`--cpu-request-model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestModel {
@@ -454,7 +483,7 @@ fn effective_requested(
     w: Windows,
     matcher: &str,
     scope: &str,
-    overhead: bool,
+    overhead: Option<Overhead>,
     weigh: Option<&str>,
 ) -> String {
     let h = w.hour();
@@ -511,16 +540,16 @@ fn effective_requested(
         &[&main, "or", &during_init],
         ")",
     );
-    if overhead {
+    if let Some(Overhead { metric, resource }) = overhead {
         // Added as one more part of the pod (labelled apart, so that `or` keeps it beside the
         // containers' part), not with `+ … or …`, which would read the requests twice.
         let selector = match scope.trim_start_matches(", ") {
-            "" => "kube_pod_overhead_cpu_cores".to_string(),
-            m => format!("kube_pod_overhead_cpu_cores{{{m}}}"),
+            "" => metric.to_string(),
+            m => format!("{metric}{{{m}}}"),
         };
         let overhead = format!(
             "label_replace(label_replace(max by ({id}) (avg_over_time({selector}{h})), \
-             \"resource\", \"cpu\", \"\", \"\"), \"part\", \"overhead\", \"\", \"\")"
+             \"resource\", \"{resource}\", \"\", \"\"), \"part\", \"overhead\", \"\", \"\")"
         );
         effective = block(
             &format!("sum by ({id}, resource) ("),
@@ -763,7 +792,13 @@ pub fn cpu_before_counts(
 /// effective CPU requests ([`effective_requested`]), per second a sample stands for.
 pub fn cpu_requested_by_pods(w: Windows, namespaces: Namespaces) -> String {
     let scope = namespaces.matcher();
-    let pods = effective_requested(w, &format!("resource=\"cpu\"{scope}"), &scope, true, None);
+    let pods = effective_requested(
+        w,
+        &format!("resource=\"cpu\"{scope}"),
+        &scope,
+        Some(CPU_OVERHEAD),
+        None,
+    );
     format!("sum by (namespace) {pods} / 3600")
 }
 
@@ -807,7 +842,7 @@ pub fn gpu(w: Windows, model: RequestModel) -> String {
     let matcher = format!("resource=~\"{GPU_RESOURCES}\"");
     let requested = match model {
         RequestModel::Containers => requested(w, &matcher, "", ", resource", None),
-        RequestModel::Pod => effective_requested(w, &matcher, "", false, None),
+        RequestModel::Pod => effective_requested(w, &matcher, "", None, None),
     };
     format!("sum by (namespace, resource) {requested} / 3600")
 }
@@ -945,6 +980,8 @@ mod tests {
             ));
             all.push(("gpu", gpu(w, RequestModel::Containers)));
             all.push(("gpu (pod)", gpu(w, RequestModel::Pod)));
+            all.push(("memory (pod)", memory(w, RequestModel::Pod)));
+            all.push(("memory (containers)", memory(w, RequestModel::Containers)));
             all.push((
                 "cpu request (pod)",
                 cpu_requested_by_pods(w, Namespaces::Half(Half::First)),

@@ -28,17 +28,20 @@ pub enum Dimension {
     StorageRwxStandard,
     StorageRwxBasic,
     StorageRwxPremium,
+    /// GiB-hours of memory requested (`--bill-memory`): present in a message only when billed.
+    Ram,
 }
 
 impl Dimension {
     /// Every dimension, in the message's field order.
-    pub const ALL: [Dimension; 6] = [
+    pub const ALL: [Dimension; 7] = [
         Dimension::Cpu,
         Dimension::Gpu,
         Dimension::StorageRwoStandard,
         Dimension::StorageRwxStandard,
         Dimension::StorageRwxBasic,
         Dimension::StorageRwxPremium,
+        Dimension::Ram,
     ];
 
     /// The field name in the message's `consumption` object.
@@ -50,6 +53,7 @@ impl Dimension {
             Dimension::StorageRwxStandard => "storage_rwx_standard",
             Dimension::StorageRwxBasic => "storage_rwx_basic",
             Dimension::StorageRwxPremium => "storage_rwx_premium",
+            Dimension::Ram => "ram",
         }
     }
 }
@@ -105,9 +109,14 @@ pub struct NamespaceUsage {
     pub storage_rwx_standard: f64,
     pub storage_rwx_basic: f64,
     pub storage_rwx_premium: f64,
+    /// GiB-hours of memory requested; `None` (and absent from the message) unless
+    /// `--bill-memory`, so that the default messages are what they always were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram: Option<f64>,
 }
 
 impl NamespaceUsage {
+    /// The quantity of `d`; 0 for memory when it is not billed.
     pub fn get(&self, d: Dimension) -> f64 {
         match d {
             Dimension::Cpu => self.cpu,
@@ -116,9 +125,11 @@ impl NamespaceUsage {
             Dimension::StorageRwxStandard => self.storage_rwx_standard,
             Dimension::StorageRwxBasic => self.storage_rwx_basic,
             Dimension::StorageRwxPremium => self.storage_rwx_premium,
+            Dimension::Ram => self.ram.unwrap_or(0.0),
         }
     }
 
+    /// The quantity of `d`, to add to; memory becomes billed (0 until added to).
     pub fn get_mut(&mut self, d: Dimension) -> &mut f64 {
         match d {
             Dimension::Cpu => &mut self.cpu,
@@ -127,19 +138,28 @@ impl NamespaceUsage {
             Dimension::StorageRwxStandard => &mut self.storage_rwx_standard,
             Dimension::StorageRwxBasic => &mut self.storage_rwx_basic,
             Dimension::StorageRwxPremium => &mut self.storage_rwx_premium,
+            Dimension::Ram => self.ram.get_or_insert(0.0),
         }
     }
 
-    /// Every quantity with its dimension, in the message's order.
-    pub fn quantities(&self) -> impl Iterator<Item = (Dimension, f64)> + '_ {
-        Dimension::ALL.into_iter().map(|d| (d, self.get(d)))
+    /// Whether `d` is billed here (memory only with `--bill-memory`).
+    pub fn has(&self, d: Dimension) -> bool {
+        d != Dimension::Ram || self.ram.is_some()
     }
 
-    /// Every quantity rounded by `round`.
+    /// Every billed quantity with its dimension, in the message's order.
+    pub fn quantities(&self) -> impl Iterator<Item = (Dimension, f64)> + '_ {
+        Dimension::ALL
+            .into_iter()
+            .filter(|d| self.has(*d))
+            .map(|d| (d, self.get(d)))
+    }
+
+    /// Every billed quantity rounded by `round`.
     pub fn rounded(&self, round: impl Fn(f64) -> f64) -> Self {
         let mut r = *self;
-        for d in Dimension::ALL {
-            *r.get_mut(d) = round(self.get(d));
+        for (d, q) in self.quantities() {
+            *r.get_mut(d) = round(q);
         }
         r
     }
@@ -189,6 +209,12 @@ mod tests {
         }
         assert_eq!(json.as_object().unwrap().len(), Dimension::ALL.len());
         assert_eq!(u.rounded(|q| q * 2.0).get(Dimension::Gpu), 4.0);
+        // Memory is absent unless billed: the default messages keep their six keys.
+        let without = NamespaceUsage::default();
+        let json = serde_json::to_value(without).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), Dimension::ALL.len() - 1);
+        assert!(json.get("ram").is_none());
+        assert_eq!(without.quantities().count(), 6);
     }
 
     #[test]

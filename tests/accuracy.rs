@@ -905,6 +905,46 @@ fn pods_are_billed_what_kubernetes_reserves() {
                 (mesh["cpu"].as_f64().unwrap() - 8.5).abs() <= EXACT,
                 "{engine} {tag}: the app containers alone, {mesh}"
             );
+            // Memory, opt-in: every entry carries `ram`, the same model as CPU; without the
+            // flag no entry does.
+            assert!(
+                pod.iter()
+                    .flat_map(|m| m["payload"].as_array().unwrap())
+                    .all(|e| e["consumption"].get("ram").is_none()),
+                "ram without --bill-memory"
+            );
+            for (model, want) in [("pod", true), ("containers", false)] {
+                let messages = dry_run_on(
+                    &p,
+                    "request",
+                    &["--bill-memory", "--cpu-request-model", model],
+                );
+                validate(&messages);
+                let got = by_namespace_hour(&messages);
+                let mut failures = Vec::new();
+                for r in truth.iter().filter(|r| !excluded(&r.namespace)) {
+                    let ram = got[&(r.hour, r.namespace.clone())]["ram"]
+                        .as_f64()
+                        .unwrap_or_else(|| panic!("no ram for {} with --bill-memory", r.namespace));
+                    let truth = if want { r.ram } else { r.ram_containers };
+                    if (ram - truth).abs() > r.tol_ram + EXACT {
+                        failures.push(format!(
+                            "{} {}: ram {ram}, truth {truth}",
+                            r.hour, r.namespace
+                        ));
+                    }
+                }
+                assert!(failures.is_empty(), "{engine} {tag} {model}: {failures:?}");
+                let mesh = &got[&(hour, "team-mesh".to_string())];
+                // The table's pods at 1 GiB per core: 15.5 GiB in the pod model (its 15.75
+                // cores less Kata's 0.25-core overhead) plus Kata's 160 MiB memory overhead;
+                // 8.5 for the app containers alone.
+                let want_ram = if want { 15.5 + 160.0 / 1024.0 } else { 8.5 };
+                assert!(
+                    (mesh["ram"].as_f64().unwrap() - want_ram).abs() <= EXACT,
+                    "{engine} {tag} {model}: {mesh}"
+                );
+            }
             // The usage and max bases are unchanged by the model (README, "What is billed").
             for basis in ["usage", "max"] {
                 let messages = dry_run_on(&p, basis, &[]);

@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
                 storage_rwx_standard: f(3),
                 storage_rwx_basic: f(4),
                 storage_rwx_premium: f(5),
+                ram: None,
             },
         );
         rest = &tail[48..];

@@ -65,8 +65,11 @@ pub struct CollectConfig {
     /// The label that tells clusters apart in a shared store (`--cluster-label`).
     pub cluster_label: String,
     pub cpu_basis: CpuBasis,
-    /// What a pod's request is, for the request basis and GPUs (`--cpu-request-model`).
+    /// What a pod's request is, for the request basis, GPUs and memory
+    /// (`--cpu-request-model`).
     pub request_model: RequestModel,
+    /// Bill memory requested as `ram` (`--bill-memory`).
+    pub bill_memory: bool,
     pub fallen_counters: FallenCounters,
     /// `None`: detect with a probe query at the start of a run.
     pub windows: Option<crate::queries::Windows>,
@@ -190,6 +193,10 @@ impl<'a> Collector<'a> {
             queries::gpu(self.windows, self.config.request_model),
             queries::storage(self.windows),
         );
+        let memory_q = self
+            .config
+            .bill_memory
+            .then(|| queries::memory(self.windows, self.config.request_model));
         let labels_q = labels::query(
             self.windows,
             &self.config.cluster_label,
@@ -203,6 +210,12 @@ impl<'a> Collector<'a> {
                     self.counts_and_cpu(span),
                     self.query("gpu", &gpu_q, span),
                     self.query("storage", &storage_q, span),
+                    async {
+                        match &memory_q {
+                            Some(q) => self.query("memory", q, span).await,
+                            None => Ok(Vec::new()),
+                        }
+                    },
                 )
             });
         labels::check(
@@ -211,7 +224,7 @@ impl<'a> Collector<'a> {
             &self.config.cluster_label,
             self.prometheus.is_scoped(),
         )?;
-        let ((counts, cpu), gpu, storage) = answers?;
+        let ((counts, cpu), gpu, storage, memory) = answers?;
         let weights = Some(&counts.weights);
         // Counters (usage) are not samples; the max basis weighs in its query.
         let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&counts.weights);
@@ -229,7 +242,7 @@ impl<'a> Collector<'a> {
         };
         let to = |d: Dimension| move |_: &Series| Ok(Adds::To(d, 1.0));
 
-        let mut usage = SpanUsage::new(span);
+        let mut usage = SpanUsage::new(span, self.config.bill_memory);
         usage.add(
             by_namespace("namespaces", counts.namespaces, None),
             excluded,
@@ -244,6 +257,11 @@ impl<'a> Collector<'a> {
             by_namespace(exact_what, cpu.exact, cpu_weights),
             excluded,
             to(Dimension::Cpu),
+        )?;
+        usage.add(
+            by_namespace("memory", memory, weights),
+            excluded,
+            to(Dimension::Ram),
         )?;
         let mut unknown = BTreeSet::new();
         let gpu_answer = Answer {

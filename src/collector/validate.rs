@@ -69,13 +69,16 @@ pub(super) struct Answer<'a> {
 pub struct SpanUsage {
     hours: Vec<HourWindow>,
     parts: Vec<Part>,
+    /// Memory is billed: every namespace carries it, 0 where nothing requested any.
+    memory: bool,
 }
 
 impl SpanUsage {
-    pub(super) fn new(span: &[HourWindow]) -> Self {
+    pub(super) fn new(span: &[HourWindow], memory: bool) -> Self {
         SpanUsage {
             hours: span.to_vec(),
             parts: Vec::new(),
+            memory,
         }
     }
 
@@ -188,10 +191,17 @@ impl SpanUsage {
                     continue;
                 };
                 let v = p.points[i].1;
-                let u = match namespaces.get_mut(p.namespace.as_str()) {
-                    Some(u) => u,
-                    None => namespaces.entry(p.namespace.clone()).or_default(),
-                };
+                let memory = self.memory;
+                let u =
+                    match namespaces.get_mut(p.namespace.as_str()) {
+                        Some(u) => u,
+                        None => namespaces.entry(p.namespace.clone()).or_insert_with(|| {
+                            NamespaceUsage {
+                                ram: memory.then_some(0.0),
+                                ..NamespaceUsage::default()
+                            }
+                        }),
+                    };
                 if let Adds::To(d, factor) = p.adds {
                     *u.get_mut(d) += v * factor;
                 }
@@ -245,7 +255,7 @@ mod tests {
         answers: Vec<(Vec<Series>, Adds)>,
         weights: Option<&BTreeMap<i64, f64>>,
     ) -> Result<Vec<HourUsage>> {
-        let mut usage = SpanUsage::new(&span());
+        let mut usage = SpanUsage::new(&span(), false);
         for (series, adds) in answers {
             usage.add(answer(series, weights), |n| n == "excluded", |_| Ok(adds))?;
         }
@@ -287,7 +297,7 @@ mod tests {
     #[test]
     fn answers_we_cannot_bill_are_refused() {
         let refused = |series: Vec<Series>| {
-            let mut usage = SpanUsage::new(&span());
+            let mut usage = SpanUsage::new(&span(), false);
             usage.add(answer(series, None), |_| false, cpu).unwrap_err()
         };
         let e = refused(vec![

@@ -49,6 +49,8 @@ pub struct Container {
     pub gpu_request: f64,
     /// Other GPU-like extended resources requested: MIG slices, shared and other vendors' GPUs.
     pub extended: Vec<Extended>,
+    /// Bytes of memory requested, 0 for none.
+    pub memory_request: f64,
     /// Cores used while the pod runs (constant rate).
     pub cpu_rate: f64,
     /// Times at which the container restarts: its usage counter starts again from zero.
@@ -79,6 +81,8 @@ pub struct Pod {
     pub init_containers: Vec<InitContainer>,
     /// `spec.overhead` cores (a RuntimeClass such as Kata's), 0 for none.
     pub overhead_cpu: f64,
+    /// `spec.overhead` bytes of memory, 0 for none.
+    pub overhead_memory: f64,
 }
 
 impl Pod {

@@ -102,6 +102,9 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                 if c.gpu_request > 0.0 {
                     resources.push(("nvidia_com_gpu", "integer", c.gpu_request));
                 }
+                if c.memory_request > 0.0 {
+                    resources.push(("memory", "byte", c.memory_request));
+                }
                 for e in &c.extended {
                     resources.push((e.resource.as_str(), "integer", e.count));
                 }
@@ -388,6 +391,9 @@ fn write_init_containers(
             if c.gpu_request > 0.0 {
                 resources.push(("nvidia_com_gpu", "integer", c.gpu_request));
             }
+            if c.memory_request > 0.0 {
+                resources.push(("memory", "byte", c.memory_request));
+            }
             for (resource, unit, value) in resources {
                 for (instance, times) in ksm {
                     let labels = format!(
@@ -443,19 +449,23 @@ fn write_init_containers(
             }
         }
     }
-    writeln!(out, "# TYPE kube_pod_overhead_cpu_cores gauge")?;
-    for (ns, pod) in pods().filter(|(_, p)| p.overhead_cpu > 0.0) {
-        for (instance, times) in ksm {
-            let labels = format!(
-                "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\"",
-                ns.name, pod.name, pod.uid
-            );
-            for &t in times.iter().filter(|t| exists(pod, **t)) {
-                writeln!(
-                    out,
-                    "kube_pod_overhead_cpu_cores{{{labels}}} {} {t}",
-                    pod.overhead_cpu
-                )?;
+    for (family, of) in [
+        (
+            "kube_pod_overhead_cpu_cores",
+            (|p: &super::model::Pod| p.overhead_cpu) as fn(&_) -> f64,
+        ),
+        ("kube_pod_overhead_memory_bytes", |p| p.overhead_memory),
+    ] {
+        writeln!(out, "# TYPE {family} gauge")?;
+        for (ns, pod) in pods().filter(|(_, p)| of(p) > 0.0) {
+            for (instance, times) in ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\"",
+                    ns.name, pod.name, pod.uid
+                );
+                for &t in times.iter().filter(|t| exists(pod, **t)) {
+                    writeln!(out, "{family}{{{labels}}} {} {t}", of(pod))?;
+                }
             }
         }
     }

@@ -112,6 +112,7 @@ fn container(name: &str, cpu: f64, rate: f64) -> Container {
         cpu_request: cpu,
         gpu_request: 0.0,
         extended: Vec::new(),
+        memory_request: 0.0,
         cpu_rate: rate,
         restarts: Vec::new(),
     }
@@ -135,6 +136,7 @@ fn pod(
         containers,
         init_containers: Vec::new(),
         overhead_cpu: 0.0,
+        overhead_memory: 0.0,
     }
 }
 
@@ -513,20 +515,32 @@ fn random(opts: &Options) -> Vec<Namespace> {
 /// sidecar, a Kata RuntimeClass' overhead, GPUs requested by an init container.
 fn mesh(t0: i64) -> Namespace {
     let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
+    // Memory in every container: 1 GiB per core requested (the `ram` dimension's truth).
+    let sized = |name: &str, cpu: f64, rate: f64| {
+        let mut c = container(name, cpu, rate);
+        c.memory_request = cpu * GIB;
+        c
+    };
     let init = |name: &str, cpu: f64, sidecar: bool| InitContainer {
-        container: container(name, cpu, if sidecar { cpu / 2.0 } else { 0.0 }),
+        container: sized(name, cpu, if sidecar { cpu / 2.0 } else { 0.0 }),
         sidecar,
     };
     let with = |mut p: Pod, inits: Vec<InitContainer>, overhead: f64| {
         p.init_containers = inits;
         p.overhead_cpu = overhead;
+        // Kata's RuntimeClass overhead: 160 MiB with its 0.25 core.
+        p.overhead_memory = if overhead > 0.0 {
+            160.0 * 1024.0 * 1024.0
+        } else {
+            0.0
+        };
         p
     };
     let ns = "team-mesh";
-    let app = |cpu: f64| vec![container("app", cpu, cpu / 2.0)];
-    let mut gpu_init = container("warmup", 0.1, 0.0);
+    let app = |cpu: f64| vec![sized("app", cpu, cpu / 2.0)];
+    let mut gpu_init = sized("warmup", 0.1, 0.0);
     gpu_init.gpu_request = 2.0;
-    let mut gpu_app = container("serve", 1.0, 0.5);
+    let mut gpu_app = sized("serve", 1.0, 0.5);
     gpu_app.gpu_request = 1.0;
     Namespace {
         name: ns.into(),

@@ -27,6 +27,10 @@ pub struct TruthRow {
     pub gpu: f64,
     /// GPU-hours of the app containers' requests alone (the `containers` model).
     pub gpu_containers: f64,
+    /// GiB-hours of memory: the pods' effective requests (the `pod` model), and the app
+    /// containers' alone (`containers`).
+    pub ram: f64,
+    pub ram_containers: f64,
     /// GiB-hours by `(storage class, rwx)`, keyed `"class|rwx"` / `"class|rwo"`.
     pub storage: BTreeMap<String, f64>,
     /// Allowed error per dimension: one scrape interval's worth (plus any scrape gap of the
@@ -35,6 +39,7 @@ pub struct TruthRow {
     pub tol_cpu_usage: f64,
     pub tol_cpu_max: f64,
     pub tol_gpu: f64,
+    pub tol_ram: f64,
     pub tol_storage: f64,
 }
 
@@ -125,9 +130,15 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                 row.cpu_request += effective * run_secs / 3600.0;
                 let effective_gpus = pod_gpus(pod);
                 row.gpu += effective_gpus * run_secs / 3600.0;
+                let memory = pod.effective(|c| c.memory_request, pod.overhead_memory) / GIB;
+                row.ram += memory * run_secs / 3600.0;
+                row.ram_containers +=
+                    pod.containers.iter().map(|c| c.memory_request).sum::<f64>() / GIB * run_secs
+                        / 3600.0;
                 if pod_changed {
                     row.tol_cpu_request += effective * slack;
                     row.tol_gpu += effective_gpus.max(containers_gpus(pod)) * slack;
+                    row.tol_ram += memory * slack;
                 }
                 for c in &pod.containers {
                     let req = c.cpu_request * run_secs / 3600.0;
