@@ -65,8 +65,8 @@
 //!   namespace (per container for the `max` basis) as `Σ L − Σ X`, one expression giving
 //!   every series' starting value `X` (`used_seconds_steady`). The steady query covers every
 //!   namespace and the collector drops its answer for the listed ones: excluding them in the
-//!   query (`namespace!~"a|b|…"`) cost Prometheus 0.13 s of regular-expression matching per
-//!   selector at 10,000 namespaces and 755 listed, more than reading their few series. So each
+//!   query (`namespace!~"a|b|…"`) costs Prometheus more regular-expression matching per
+//!   selector than reading their few series (README, Performance). So each
 //!   namespace is billed from exactly one part, and the split does not rely on what an engine's
 //!   `resets` counts: on VictoriaMetrics, whose `resets` also counts a fall at the window's
 //!   start, such a namespace simply takes the exact part. The exact part itself is usually not
@@ -597,8 +597,8 @@ pub enum Namespaces<'a> {
 /// A half of the namespaces ([`Namespaces::Half`]).
 ///
 /// Why halves: Prometheus evaluates one query on about one core, so the largest CPU query is
-/// the run's critical path; its two halves, sent side by side, take 2.6–3.6 s instead of
-/// 4.0–4.9 s for the max basis at 10,000 namespaces, for about the same CPU. Every operation
+/// the run's critical path; its two halves, sent side by side, take about two thirds of its
+/// wall time for about the same CPU (README, Performance). Every operation
 /// of a CPU query stays within a namespace (joins on pods, sums by namespace), so a half's
 /// answer is its namespaces' part of the whole one. Matching the expression costs little: it
 /// runs once per label value, not per series.
@@ -652,15 +652,14 @@ pub fn counter_resets(w: Windows) -> String {
 /// `<= m` always, a counter with `Lp` never takes the born branch, and `m > L / 2` is `2m > L`
 /// exactly: halving a float is exact).
 ///
-/// Prometheus's cost is about one pass per selector mention (0.3 s of CPU at 35,000 series,
-/// whatever the window's length), 0.2 s per operation between two per-series vectors and
-/// 0.2 s per `label_replace` of one. The per-series form (`L − (Lp·[m ≥ Lp] or m·[2m > L])`)
+/// Prometheus's cost is about one pass per selector mention (whatever the window's length),
+/// and about as much per operation between two per-series vectors and per `label_replace` of
+/// one (README, Performance). The per-series form (`L − (Lp·[m ≥ Lp] or m·[2m > L])`)
 /// takes 7 mentions and 6 operations; this one 5 and 3. The two sums meet in one `sum by`, so
 /// they must stay apart under `or`: the first is labelled `part`, the second keeps the
 /// series' `id`. Each is deduplicated (a series scraped by two jobs) with `max` after the
-/// operations between its own series, not before each mention. Measured at 10,000
-/// namespaces, the usage basis' steady query takes about a third less CPU (2.2–2.5 s against
-/// 3.4–3.9 s) than three sums each labelled and deduplicated mention by mention.
+/// operations between its own series, not before each mention: about a third less CPU than
+/// three sums each labelled and deduplicated mention by mention.
 fn used_seconds_steady(w: Windows, scope: &str, by: &str) -> String {
     let c = usage_counter(scope);
     let (h, p) = (w.hour(), w.previous_hour());
@@ -749,7 +748,7 @@ pub fn cpu(
         CpuBasis::Max => {
             // Requests keep `uid` and `resource` (always there: the selector names it), usage
             // has neither, so `or` keeps both sides of every container without relabelling
-            // either (0.2 s of Prometheus CPU each at 35,000 containers), and `max by` takes
+            // either (each a pass over every container), and `max by` takes
             // the larger. A pod name reused within the hour (a new uid) counts its larger
             // request, as before.
             let request = requested_cpu_weighed(w, weight, &scope);
