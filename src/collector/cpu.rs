@@ -194,11 +194,7 @@ impl Collector<'_> {
                 if reset.is_empty() {
                     return Ok(Fallen::None);
                 }
-                let Ok((interval, weight)) = weighed_rx.await else {
-                    // The counts failed: their error is the run's.
-                    return Ok(Fallen::None);
-                };
-                self.fallen_cpu(span, reset, interval, weight).await
+                self.fallen_cpu(span, reset, weighed_rx).await
             },
             async {
                 match &steady_q {
@@ -215,12 +211,75 @@ impl Collector<'_> {
     /// The CPU of the namespaces `reset` (not empty), whose usage counters fell within the
     /// span: from their counters' samples ([`counters`]), or with PromQL's case analysis in
     /// parts, or, when they are too many for parts, with one exact query over every namespace.
+    ///
+    /// `weighed` brings the counts' interval and sample weight. The usage basis' samples need
+    /// neither, so they are read as soon as the list is in, beside the counts: waiting for the
+    /// counts first put the counts, the list and the samples one after another on the run's
+    /// critical path. The max basis' requests and the PromQL case analysis wait for them.
     async fn fallen_cpu(
+        &self,
+        span: &[HourWindow],
+        reset: Vec<String>,
+        weighed: tokio::sync::oneshot::Receiver<(Duration, SampleWeight)>,
+    ) -> Result<Fallen> {
+        let mut samples_tried = false;
+        if self.config.cpu_basis == CpuBasis::Usage && self.samples_fit(span, &reset) {
+            let parts = split_by_length(&reset, |some| {
+                queries::counter_samples(self.windows, span.len(), Namespaces::Only(some))
+            });
+            if let Some(parts) = parts {
+                samples_tried = true;
+                self.log_fallen(&reset, "samples");
+                // The usage basis weighs nothing: the weight is not read.
+                match self
+                    .used_from_samples(span, &parts, SampleWeight::PerHour)
+                    .await
+                {
+                    Ok(exact) => {
+                        return Ok(Fallen::Listed {
+                            listed: reset,
+                            exact,
+                        });
+                    }
+                    Err(CollectError::Prometheus(e @ PrometheusError::TooLarge { .. })) => {
+                        warn!(error = %e, "reading the fallen counters with PromQL instead");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let Ok((interval, weight)) = weighed.await else {
+            // The counts failed: their error is the run's.
+            return Ok(Fallen::None);
+        };
+        self.fallen_cpu_weighed(span, reset, interval, weight, samples_tried)
+            .await
+    }
+
+    /// Whether the fallen counters' raw samples are few enough to read (and wanted).
+    fn samples_fit(&self, span: &[HourWindow], reset: &[String]) -> bool {
+        self.config.fallen_counters == FallenCounters::Samples
+            && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS
+    }
+
+    fn log_fallen(&self, reset: &[String], from: &'static str) {
+        info!(
+            namespaces = reset.len(),
+            from,
+            "a usage counter fell within the span in some namespaces: their CPU is read \
+             with the full case analysis"
+        );
+    }
+
+    /// [`Collector::fallen_cpu`] once the counts' interval and weight are in; the samples are
+    /// not read again when `samples_tried`.
+    async fn fallen_cpu_weighed(
         &self,
         span: &[HourWindow],
         reset: Vec<String>,
         interval: Duration,
         weight: SampleWeight,
+        samples_tried: bool,
     ) -> Result<Fallen> {
         let basis = self.config.cpu_basis;
         let cpu_query = |counters: Counters, namespaces: Namespaces<'_>| {
@@ -228,8 +287,7 @@ impl Collector<'_> {
         };
         // Their counters' raw samples, when few enough: in parts short enough for the longest
         // query a part sends (the max basis' requests query names them twice).
-        let sampled = self.config.fallen_counters == FallenCounters::Samples
-            && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS;
+        let sampled = !samples_tried && self.samples_fit(span, &reset);
         let sample_parts = sampled
             .then(|| {
                 split_by_length(&reset, |some| {
@@ -243,16 +301,16 @@ impl Collector<'_> {
                 })
             })
             .flatten();
-        info!(
-            namespaces = reset.len(),
-            from = if sample_parts.is_some() {
-                "samples"
-            } else {
-                "queries"
-            },
-            "a usage counter fell within the span in some namespaces: their CPU is read \
-             with the full case analysis"
-        );
+        if !samples_tried {
+            self.log_fallen(
+                &reset,
+                if sample_parts.is_some() {
+                    "samples"
+                } else {
+                    "queries"
+                },
+            );
+        }
         if let Some(parts) = &sample_parts {
             match self.used_from_samples(span, parts, weight).await {
                 Ok(exact) => {
