@@ -144,10 +144,10 @@ pub enum CollectError {
         series: f64,
     },
     #[error(
-        "in the hour {hour}, {containers} init containers run all hour beside their Running \
-         pod without restart_policy=\"Always\" on kube_pod_init_container_info: they are \
-         native sidecars, and kube-state-metrics older than 2.11 does not say so, so the pods' \
-         effective requests cannot be computed. Nothing was billed. Upgrade kube-state-metrics \
+        "in the hour {hour}, {containers} init containers run all hour, and no init container \
+         in the store has restart_policy=\"Always\" on kube_pod_init_container_info: they \
+         are native sidecars, and kube-state-metrics older than 2.11 does not say so, so the \
+         pods' effective requests cannot be computed. Nothing was billed. Upgrade kube-state-metrics \
          to 2.11 or later, or bill the app containers alone with --cpu-request-model \
          containers (CPU_REQUEST_MODEL; what the Go job bills)"
     )]
