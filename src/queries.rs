@@ -215,13 +215,16 @@ fn namespace_phase_samples(w: Windows) -> String {
 /// 10,000 namespaces; the init containers' own series are few.)
 pub fn data_labels(w: Windows, cluster_label: &str, sidecars: bool) -> String {
     let h = w.hour();
+    // The labels are on every sample of a series, so the hour's last minutes show them: a
+    // whole hour of the namespaces' phases would read every one of their samples again.
+    let end = w.select(LABELS_WINDOW_MS, 0);
     let clusters = format!(
         "label_replace(group by ({cluster_label}) (last_over_time(\
-         kube_namespace_status_phase{{phase=\"Active\"}}{h})), \"check\", \"clusters\", \"\", \"\")"
+         kube_namespace_status_phase{{phase=\"Active\"}}{end})), \"check\", \"clusters\", \"\", \"\")"
     );
     let exported = |label: &str| {
         format!(
-            "label_replace(count(last_over_time({{__name__=~\"{EXPORTERS}\", {label}!=\"\"}}{h})), \
+            "label_replace(count(last_over_time({{__name__=~\"{EXPORTERS}\", {label}!=\"\"}}{end})), \
              \"check\", \"{label}\", \"\", \"\")"
         )
     };
@@ -256,6 +259,10 @@ pub fn data_labels(w: Windows, cluster_label: &str, sidecars: bool) -> String {
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("(", &parts, ")")
 }
+
+/// The end of the hour [`data_labels`] reads: 10 minutes, several scrapes at any interval the
+/// job bills (up to 5 minutes), so that every series present at the hour's end is seen.
+const LABELS_WINDOW_MS: u128 = 600_000;
 
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
 const EXPORTERS: &str = "kube_.+|container_cpu_usage_seconds_total";
