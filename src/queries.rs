@@ -157,28 +157,24 @@ pub fn windows_from_probe(points: f64) -> Option<Windows> {
     }
 }
 
-/// Per namespace seen in the hour, two sample counts of `kube_namespace_status_phase`, told
-/// apart by the label `samples`:
+/// Per series of `kube_namespace_status_phase{phase="Active"}` (every label of it kept), its
+/// sample count in the hour: one read of the phases, from which the collector takes both
+/// counts it needs ([`crate::collector`]'s interval module):
 ///
-/// * `samples="series"`: its largest count in one series. The scrape interval comes from it,
-///   and one namespace whose count is far above the others' is a second exporter scraping it
-///   at another interval (the collector refuses the hour).
-/// * `samples="exporters"`: its count summed over every series: the samples every exporter
-///   wrote for it, whatever their series. A kube-state-metrics restart inside the hour (a new
-///   `instance`, each series split in two halves) sums to a whole hour's; replicas sum to
-///   their number of hours. Its maximum over the namespaces, the samples of an object present
-///   all hour, gives the seconds a sample stands for ([`sample_weight`]).
+/// * per series: the scrape interval comes from the typical one, and a series far above the
+///   others is a second exporter scraping it at another interval (the collector refuses the
+///   hour);
+/// * per namespace, summed over every series: the samples every exporter wrote for it,
+///   whatever their series. A kube-state-metrics restart inside the hour (a new `instance`,
+///   each series split in two halves) sums to a whole hour's; replicas sum to their number of
+///   hours. Its maximum over the namespaces, the samples of an object present all hour, gives
+///   the seconds a sample stands for ([`sample_weight`]).
 ///
-/// The namespaces to bill are those of either part.
+/// Both used to be aggregated here (`max by` and `sum by` the namespace, told apart by a
+/// label): PromQL reads a selector again for each mention, so that read every phase sample
+/// twice. The namespaces to bill are those of the answer.
 pub fn namespace_samples(w: Windows) -> String {
-    let c = namespace_phase_samples(w);
-    let parts = [
-        format!("label_replace(max by (namespace) ({c}), \"samples\", \"series\", \"\", \"\")"),
-        "or".to_string(),
-        format!("label_replace(sum by (namespace) ({c}), \"samples\", \"exporters\", \"\", \"\")"),
-    ];
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    block("(", &parts, ")")
+    namespace_phase_samples(w)
 }
 
 /// Per namespace (and kube-state-metrics series), its samples of the phase series in the

@@ -678,14 +678,12 @@ fn second_half(request: &str) -> bool {
 
 /// The namespaces query's answer for `team-a`: its sample count `n` in one series and over
 /// every series (queries::namespace_samples), in the hour ending at `end`.
+/// The namespaces query's answer: team-a's phase series, `n` samples in the hour.
 fn namespace_counts(end: i64, n: &str) -> String {
-    matrix(&[
-        (r#"{"namespace":"team-a","samples":"series"}"#, &[(end, n)]),
-        (
-            r#"{"namespace":"team-a","samples":"exporters"}"#,
-            &[(end, n)],
-        ),
-    ])
+    matrix(&[(
+        r#"{"namespace":"team-a","phase":"Active","instance":"ksm:8080"}"#,
+        &[(end, n)],
+    )])
 }
 
 fn matrix(series: &[(&str, &[(i64, &str)])]) -> String {

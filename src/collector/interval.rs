@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::error::{CollectError, Result};
+use super::validate::namespace_of;
 use crate::prometheus::Series;
 use crate::queries::{self, SampleWeight};
 use crate::window::{HourWindow, rfc3339};
@@ -103,15 +104,27 @@ pub(super) fn read_counts(
     span: &[HourWindow],
     configured: Option<Duration>,
 ) -> Result<Counts> {
-    // The two parts: counts in one series, and summed over every series.
-    let (mut series, mut namespaces) = (Vec::new(), Vec::new());
-    for mut s in answer {
-        match s.labels.remove("samples").as_deref() {
-            Some("series") => series.push(s),
-            Some("exporters") => namespaces.push(s),
-            _ => return Err(CollectError::NotOurAnswer { labels: s.labels }),
+    // The two views: counts in one series, and summed over every series of a namespace.
+    let mut series = Vec::with_capacity(answer.len());
+    let mut sums: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for s in answer {
+        let namespace = namespace_of("namespaces", &s)?.to_string();
+        let by_time = sums.entry(namespace.clone()).or_default();
+        for (t, v) in &s.points {
+            *by_time.entry(*t).or_insert(0.0) += v;
         }
+        series.push(Series {
+            labels: BTreeMap::from([("namespace".to_string(), namespace)]),
+            points: s.points,
+        });
     }
+    let mut namespaces: Vec<Series> = sums
+        .into_iter()
+        .map(|(namespace, points)| Series {
+            labels: BTreeMap::from([("namespace".to_string(), namespace)]),
+            points: points.into_iter().collect(),
+        })
+        .collect();
     let span_ends: BTreeSet<i64> = span.iter().map(|w| w.end().timestamp()).collect();
     let per_series = hourly_counts(&series);
     let summed = hourly_counts(&namespaces);
@@ -206,14 +219,18 @@ mod tests {
 
     const END: i64 = 1_793_494_800;
 
-    /// (namespace, part, count in the hour ending at END, and in the hour before)
+    /// One series per (namespace, instance, count in the hour ending at END, and before).
     fn answer(rows: &[(&str, &str, f64, f64)]) -> Vec<Series> {
         rows.iter()
-            .map(|(ns, part, now, before)| Series {
-                labels: [("namespace", *ns), ("samples", *part)]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+            .map(|(ns, instance, now, before)| Series {
+                labels: [
+                    ("namespace", *ns),
+                    ("instance", *instance),
+                    ("phase", "Active"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
                 points: vec![(END - 3600, *before), (END, *now)],
             })
             .collect()
@@ -225,13 +242,10 @@ mod tests {
     fn interval_from_the_typical_series_and_weight_from_the_sums() {
         let counts = read_counts(
             answer(&[
-                ("a", "series", 60.0, 120.0),
-                ("a", "series", 60.0, 120.0),
-                ("b", "series", 120.0, 120.0),
-                ("c", "series", 120.0, 120.0),
-                ("a", "exporters", 120.0, 120.0),
-                ("b", "exporters", 120.0, 120.0),
-                ("c", "exporters", 30.0, 120.0),
+                ("a", "ksm-1", 60.0, 120.0),
+                ("a", "ksm-2", 60.0, 0.0),
+                ("b", "ksm-2", 120.0, 120.0),
+                ("c", "ksm-2", 30.0, 120.0),
             ]),
             &span(),
             None,
@@ -239,41 +253,41 @@ mod tests {
         .unwrap();
         assert_eq!(counts.interval, Duration::from_secs(30));
         assert_eq!(counts.weights[&END], 30.0, "seconds a sample stands for");
-        assert!(
-            counts
-                .namespaces
-                .iter()
-                .all(|s| s.points == [(END, s.points[0].1)])
-        );
+        assert_eq!(counts.namespaces.len(), 3);
+        let a = &counts.namespaces[0];
+        assert_eq!(a.labels.len(), 1, "only the namespace is kept: {a:?}");
+        assert_eq!(a.points, [(END, 120.0)]);
         assert_eq!(counts.span_weight(&span()), SampleWeight::Constant(30.0));
     }
 
     /// A namespace written by a second exporter is refused, whether in one denser series or
-    /// as extra series; an hour without counts is no data; a foreign series is not ours.
+    /// as extra series; an hour without counts is no data; a series without a namespace is
+    /// not billable.
     #[test]
     fn counts_that_cannot_be_billed_with_one_weight_are_refused() {
         let typical = [
-            ("b", "series", 120.0, 120.0),
-            ("c", "series", 120.0, 120.0),
-            ("b", "exporters", 120.0, 120.0),
-            ("c", "exporters", 120.0, 120.0),
+            ("b", "ksm", 120.0, 120.0),
+            ("c", "ksm", 120.0, 120.0),
+            ("d", "ksm", 120.0, 120.0),
         ];
         let with = |extra: &[(&str, &str, f64, f64)]| {
             read_counts(answer(&[&typical[..], extra].concat()), &span(), None)
         };
-        let e = with(&[("a", "series", 360.0, 360.0)]).unwrap_err();
+        let e = with(&[("a", "ksm", 360.0, 360.0)]).unwrap_err();
         assert!(
             matches!(&e, CollectError::ExportersDisagree { how, .. } if *how == "in one series"),
             "{e}"
         );
-        let e = with(&[("a", "exporters", 240.0, 240.0)]).unwrap_err();
+        let e = with(&[("b", "tenant-ksm", 120.0, 120.0)]).unwrap_err();
         assert!(
             matches!(&e, CollectError::ExportersDisagree { how, .. } if *how == "over all its series"),
             "{e}"
         );
-        let e = read_counts(answer(&[("b", "series", 0.0, 120.0)]), &span(), None).unwrap_err();
+        let e = read_counts(answer(&[("b", "ksm", 0.0, 120.0)]), &span(), None).unwrap_err();
         assert!(matches!(e, CollectError::NoData { .. }), "{e}");
-        let e = with(&[("a", "other", 1.0, 1.0)]).unwrap_err();
-        assert!(matches!(e, CollectError::NotOurAnswer { .. }), "{e}");
+        let mut nameless = answer(&[("b", "ksm", 120.0, 120.0)]);
+        nameless[0].labels.remove("namespace");
+        let e = read_counts(nameless, &span(), None).unwrap_err();
+        assert!(matches!(e, CollectError::MissingLabel { .. }), "{e}");
     }
 }
