@@ -165,9 +165,9 @@ fn count(series: &[Series]) -> f64 {
 }
 
 /// The values of `label` in a `group by (label)` answer, sorted.
-fn values(series: &[Series], label: &str) -> Vec<String> {
+fn values<'a>(series: impl IntoIterator<Item = &'a Series>, label: &str) -> Vec<String> {
     let mut v: Vec<String> = series
-        .iter()
+        .into_iter()
         .map(|s| s.labels.get(label).cloned().unwrap_or_default())
         .collect();
     v.sort();
@@ -193,8 +193,11 @@ pub async fn run(check: &CheckConfig) -> CheckReport {
         );
         return report(lines);
     };
-    prometheus_checks(config, &hour, &mut lines).await;
-    checkpoint_check(config, &mut lines).await;
+    // Read once: the retention check needs the value, the checkpoint line says whether it
+    // is readable and writable (listed after the data's checks).
+    let (next, checkpoint) = read_checkpoint(config).await;
+    prometheus_checks(config, &hour, next, &mut lines).await;
+    lines.0.push(checkpoint);
     match &check.kafka {
         Some(settings) => match Publisher::connect(settings).await {
             Ok(_) => lines.ok(
@@ -216,7 +219,12 @@ pub async fn run(check: &CheckConfig) -> CheckReport {
     report(lines)
 }
 
-async fn prometheus_checks(config: &Config, hour: &HourWindow, lines: &mut Lines) {
+async fn prometheus_checks(
+    config: &Config,
+    hour: &HourWindow,
+    next: Option<HourWindow>,
+    lines: &mut Lines,
+) {
     let prometheus = match Prometheus::new(&config.prometheus) {
         Ok(p) => p,
         Err(e) => return lines.fail("prometheus", e.to_string(), exit::COLLECT),
@@ -277,15 +285,13 @@ async fn prometheus_checks(config: &Config, hour: &HourWindow, lines: &mut Lines
     match at_end(&prometheus, "data labels", &labels_q, hour).await {
         Err(e) => lines.fail("clusters", e, exit::COLLECT),
         Ok(answer) => {
-            let clusters: Vec<&Series> = answer
-                .iter()
-                .filter(|s| s.labels.get("check").map(String::as_str) == Some("clusters"))
-                .collect();
             let label = &config.collect.cluster_label;
-            let seen: Vec<String> = {
-                let owned: Vec<Series> = clusters.iter().map(|s| (*s).clone()).collect();
-                values(&owned, label)
-            };
+            let seen = values(
+                answer
+                    .iter()
+                    .filter(|s| s.labels.get("check").map(String::as_str) == Some("clusters")),
+                label,
+            );
             match collector::check_data_labels(
                 &answer,
                 std::slice::from_ref(hour),
@@ -342,7 +348,7 @@ async fn prometheus_checks(config: &Config, hour: &HourWindow, lines: &mut Lines
         Err(e) => lines.fail("kube-state-metrics", e, exit::COLLECT),
     }
     extended_resource_checks(config, &prometheus, windows, hour, lines).await;
-    retention_check(config, &prometheus, windows, lines).await;
+    retention_check(config, &prometheus, windows, next, lines).await;
     // Last: the hour as a run collects it, every refusal of the collector included.
     let collect = {
         let mut c = config.collect.clone();
@@ -511,11 +517,13 @@ async fn extended_resource_checks(
 }
 
 /// Whether the store still holds the hour a run would bill first.
-async fn retention_check(config: &Config, prometheus: &Prometheus, w: Windows, lines: &mut Lines) {
-    let next = match Checkpoint::open(&config.checkpoint).await {
-        Ok(mut store) => store.load(config.now).await.ok().flatten(),
-        Err(_) => None,
-    };
+async fn retention_check(
+    config: &Config,
+    prometheus: &Prometheus,
+    w: Windows,
+    next: Option<HourWindow>,
+    lines: &mut Lines,
+) {
     let (first, why) = match (next, &config.plan) {
         (Some(next), _) => (next, "the hour after the checkpoint"),
         (
@@ -549,19 +557,30 @@ async fn retention_check(config: &Config, prometheus: &Prometheus, w: Windows, l
     }
 }
 
-/// The checkpoint is readable and writable (proven without writing).
-async fn checkpoint_check(config: &Config, lines: &mut Lines) {
+/// The checkpoint's value (the hour after it), and its line: readable and writable (proven
+/// without writing).
+async fn read_checkpoint(config: &Config) -> (Option<HourWindow>, Line) {
+    let line = |verdict, detail: String| Line {
+        check: "checkpoint".into(),
+        verdict,
+        detail,
+        class: if verdict == Verdict::Fail {
+            exit::CHECKPOINT
+        } else {
+            exit::OK
+        },
+    };
     let mut store = match Checkpoint::open(&config.checkpoint).await {
         Ok(s) => s,
-        Err(e) => return lines.fail("checkpoint", e.to_string(), exit::CHECKPOINT),
+        Err(e) => return (None, line(Verdict::Fail, e.to_string())),
     };
     let value = match store.load(config.now).await {
         Ok(v) => v,
-        Err(e) => return lines.fail("checkpoint", e.to_string(), exit::CHECKPOINT),
+        Err(e) => return (None, line(Verdict::Fail, e.to_string())),
     };
-    match store.prepare().await {
-        Ok(()) => lines.ok(
-            "checkpoint",
+    let checked = match store.prepare().await {
+        Ok(()) => line(
+            Verdict::Ok,
             format!(
                 "{}: {}, writable",
                 store.describe(),
@@ -571,6 +590,7 @@ async fn checkpoint_check(config: &Config, lines: &mut Lines) {
                 ))
             ),
         ),
-        Err(e) => lines.fail("checkpoint", e.to_string(), exit::CHECKPOINT),
-    }
+        Err(e) => line(Verdict::Fail, e.to_string()),
+    };
+    (value, checked)
 }

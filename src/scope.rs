@@ -142,12 +142,6 @@ impl Scope {
         self.matchers.is_empty()
     }
 
-    /// Whether the scope constrains `label` (then the data it selects can hold no more values
-    /// of it than the matcher allows, and a `label="…"` matcher exactly one).
-    pub fn names(&self, label: &str) -> bool {
-        self.matchers.iter().any(|m| m.name == label)
-    }
-
     /// `expr` with the scope's matchers in every selector (module documentation).
     pub fn apply(&self, expr: &str) -> String {
         if self.is_empty() {
@@ -245,8 +239,6 @@ mod tests {
             r#"cluster!~'a|b', x!="\"q\"""#
         );
         assert!(scope("").is_empty());
-        assert!(scope(r#"cluster="east""#).names("cluster"));
-        assert!(!scope(r#"cluster="east""#).names("region"));
     }
 
     #[test]

@@ -45,6 +45,13 @@ fn audit(topic: &str, since: &str, until: &str, extra: &[&str]) -> Outcome {
         .args(kafka().flags(topic)))
 }
 
+/// `audit --output json` over [since, until), which must exit with `code`: the report.
+fn audit_json(topic: &str, since: &str, until: &str, code: i32) -> Value {
+    let out = audit(topic, since, until, &["--output", "json"]);
+    assert_eq!(out.code, code, "{}\n{}", out.stdout, out.stderr);
+    json(&out)
+}
+
 fn json(out: &Outcome) -> Value {
     serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("audit JSON: {e}\n{}\n{}", out.stdout, out.stderr))
@@ -94,14 +101,7 @@ fn every_way_an_hour_can_be_wrong_is_reported() {
     publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T06:00:00Z", &[]);
 
     // A clean range.
-    let out = audit(
-        topic,
-        "2026-11-01T02:00:00Z",
-        "2026-11-01T06:00:00Z",
-        &["--output", "json"],
-    );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let r = json(&out);
+    let r = audit_json(topic, "2026-11-01T02:00:00Z", "2026-11-01T06:00:00Z", 0);
     assert_eq!(
         statuses(&r),
         pairs(&[
@@ -197,14 +197,7 @@ fn every_way_an_hour_can_be_wrong_is_reported() {
     );
     k.produce(topic, "synth-01/yesterday", &[], b"{}", None);
 
-    let out = audit(
-        topic,
-        "2026-11-01T02:00:00Z",
-        "2026-11-01T07:00:00Z",
-        &["--output", "json"],
-    );
-    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    let r = json(&out);
+    let r = audit_json(topic, "2026-11-01T02:00:00Z", "2026-11-01T07:00:00Z", 6);
     assert_eq!(
         statuses(&r),
         pairs(&[
@@ -266,14 +259,7 @@ fn a_forged_part_count_is_foreign_not_an_allocation() {
         b"{}",
         None,
     );
-    let out = audit(
-        topic,
-        "2026-11-01T02:00:00Z",
-        "2026-11-01T04:00:00Z",
-        &["--output", "json"],
-    );
-    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    let r = json(&out);
+    let r = audit_json(topic, "2026-11-01T02:00:00Z", "2026-11-01T04:00:00Z", 6);
     assert_eq!(
         statuses(&r),
         pairs(&[("02:00", "complete"), ("03:00", "foreign")])
@@ -413,14 +399,7 @@ fn a_message_breaking_the_contract_is_foreign() {
         }),
     ];
     k.produce_many(topic, &records);
-    let out = audit(
-        topic,
-        "2026-11-01T03:00:00Z",
-        "2026-11-01T09:00:00Z",
-        &["--output", "json"],
-    );
-    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    let r = json(&out);
+    let r = audit_json(topic, "2026-11-01T03:00:00Z", "2026-11-01T09:00:00Z", 6);
     for (i, (start, says)) in cases.iter().enumerate() {
         let h = &r["hours"][i];
         assert_eq!(h["hour"], *start);
@@ -513,14 +492,7 @@ fn our_id_under_another_key_is_reported() {
             ("someone-else".into(), lone_headers, lone),
         ],
     );
-    let out = audit(
-        topic,
-        "2026-11-01T02:00:00Z",
-        "2026-11-01T05:00:00Z",
-        &["--output", "json"],
-    );
-    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    let r = json(&out);
+    let r = audit_json(topic, "2026-11-01T02:00:00Z", "2026-11-01T05:00:00Z", 6);
     assert_eq!(
         statuses(&r),
         pairs(&[
@@ -582,14 +554,7 @@ fn cloudevents_attributes_are_audited() {
         }
     }
     k.produce_many(topic, &[(h3.key.clone(), forged, h3.payload.clone())]);
-    let out = audit(
-        topic,
-        "2026-11-01T02:00:00Z",
-        "2026-11-01T04:00:00Z",
-        &["--output", "json"],
-    );
-    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    let r = json(&out);
+    let r = audit_json(topic, "2026-11-01T02:00:00Z", "2026-11-01T04:00:00Z", 6);
     assert_eq!(
         statuses(&r),
         pairs(&[("02:00", "complete"), ("03:00", "foreign")])

@@ -173,6 +173,21 @@ fn mock_kafka() -> Mock {
     mock
 }
 
+/// The topic of `mock` holds no record.
+#[cfg(feature = "test-hooks")]
+fn assert_nothing_published(mock: &Mock) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "check")
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks("mcmp", 0, std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(high - low, 0, "nothing may be published");
+}
+
 /// A scheduled run at 04:10 over the standard Prometheus, publishing to `mock`, with the
 /// checkpoint in the fake API's ConfigMap.
 #[cfg(feature = "test-hooks")]
@@ -297,7 +312,6 @@ async fn a_missing_configmap_is_a_first_run_and_created_before_publishing() {
 #[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_configmap_that_may_not_be_created_stops_before_publishing() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     let mock = mock_kafka();
     let api = Arc::new(Mutex::new(FakeApi::default()));
     let e = scheduled_run(&api, &mock).await.unwrap_err();
@@ -308,15 +322,7 @@ async fn a_missing_configmap_that_may_not_be_created_stops_before_publishing() {
     assert!(text.contains("kubectl create configmap"), "{text}");
     assert!(api.lock().unwrap().object.is_none());
 
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", mock.bootstrap_servers())
-        .set("group.id", "check")
-        .create()
-        .unwrap();
-    let (low, high) = consumer
-        .fetch_watermarks("mcmp", 0, std::time::Duration::from_secs(5))
-        .unwrap();
-    assert_eq!(high - low, 0, "nothing may be published");
+    assert_nothing_published(&mock);
 }
 
 /// A blank value (`lastPublishedTime: ""`, from `kubectl edit` or a GitOps manifest) is not a
@@ -338,7 +344,6 @@ async fn a_blank_value_is_refused_and_only_an_absent_key_is_a_first_run() {
 #[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configmap_that_may_not_be_updated_stops_before_publishing() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     let mock = mock_kafka();
     let api = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T01:00:00Z"}));
     api.lock().unwrap().read_only = true;
@@ -351,15 +356,7 @@ async fn a_configmap_that_may_not_be_updated_stops_before_publishing() {
         api.lock().unwrap().value().as_deref(),
         Some("2026-11-01T01:00:00Z")
     );
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", mock.bootstrap_servers())
-        .set("group.id", "check")
-        .create()
-        .unwrap();
-    let (low, high) = consumer
-        .fetch_watermarks("mcmp", 0, std::time::Duration::from_secs(5))
-        .unwrap();
-    assert_eq!(high - low, 0, "nothing may be published");
+    assert_nothing_published(&mock);
 }
 
 #[tokio::test]

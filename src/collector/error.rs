@@ -62,12 +62,6 @@ pub enum CollectError {
         labels: BTreeMap<String, String>,
     },
     #[error(
-        "the namespaces query returned a series without the label samples=\"series\" or \
-         samples=\"exporters\" that the query sets: {labels:?}; nothing was billed for these \
-         hours. Something in front of Prometheus rewrites answers: check --prometheus-url"
-    )]
-    NotOurAnswer { labels: BTreeMap<String, String> },
-    #[error(
         "in the hour {hour}, namespace {namespace} has {count} samples of \
          kube_namespace_status_phase{{phase=\"Active\"}} {how} where a namespace has {typical} \
          at most: a second exporter (another kube-state-metrics, a duplicated ServiceMonitor or \

@@ -1,6 +1,6 @@
 //! The data's own labels, checked once per span before anything is billed: one cluster in the
 //! store (or in the scope), and kube-state-metrics and cAdvisor scraped with `honor_labels`
-//! ([`queries::data_labels`]). Both would otherwise bill wrong with every query succeeding: a
+//! ([`crate::queries::data_labels`]). Both would otherwise bill wrong with every query succeeding: a
 //! shared store adds clusters up, and `exported_namespace` bills the cluster to the exporter's
 //! namespace.
 
@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::{CollectError, Result};
 use crate::prometheus::Series;
-use crate::queries;
 use crate::window::HourWindow;
 
-/// Refuse the span when its [`queries::data_labels`] answer shows several clusters in an hour
+/// Refuse the span when its [`crate::queries::data_labels`] answer shows several clusters in an hour
 /// or series scraped without `honor_labels`. `scoped`: whether `--prometheus-selector` is set
 /// (the message then says that it does not isolate one cluster).
 pub(super) fn check(
@@ -85,11 +84,6 @@ pub(super) fn check(
         });
     }
     Ok(())
-}
-
-/// The query [`check`] reads.
-pub(super) fn query(w: queries::Windows, cluster_label: &str, sidecars: bool) -> String {
-    queries::data_labels(w, cluster_label, sidecars)
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ impl<'a> Collector<'a> {
             .config
             .bill_memory
             .then(|| queries::memory(self.windows, self.config.request_model));
-        let labels_q = labels::query(
+        let labels_q = queries::data_labels(
             self.windows,
             &self.config.cluster_label,
             self.config.request_model == RequestModel::Pod,

@@ -26,7 +26,11 @@ pub enum ReadError {
     Tls(#[from] tls::TlsError),
     #[error("could not create the Kafka consumer of the audit: {0}")]
     Client(String),
-    #[error("could not assign the partitions of topic {topic} to the audit's consumer: {error}")]
+    #[error(
+        "could not assign the partitions of topic {topic} to the audit's consumer: {error}; \
+         check that the topic's metadata is readable with this certificate, and run the audit \
+         again"
+    )]
     Assign { topic: String, error: String },
     #[error(
         "could not read the metadata of topic {topic} at {brokers}: {error}{reason}; check \
