@@ -47,11 +47,11 @@ use rdkafka::message::Headers;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::collector::{CollectConfig, Collector};
+use crate::collector::{CollectSettings, Collector};
 use crate::kafka::reader::{ReadError, Reader, header};
 use crate::kafka::{KafkaSettings, cloudevents};
-use crate::message::{self, Consumption, IdFormat, KafkaMessage, MessageConfig};
-use crate::prometheus::{Prometheus, PrometheusConfig};
+use crate::message::{self, Consumption, IdFormat, KafkaMessage, MessageSettings};
+use crate::prometheus::{Prometheus, PrometheusSettings};
 use crate::window::{self, HourWindow, rfc3339};
 
 /// Report format on stdout.
@@ -66,9 +66,9 @@ pub enum AuditFormat {
 /// What `--recompute` needs: the settings a dry-run over the audited hours would use.
 #[derive(Debug, Clone)]
 pub struct Recompute {
-    pub prometheus: PrometheusConfig,
-    pub collect: CollectConfig,
-    pub message: MessageConfig,
+    pub prometheus: PrometheusSettings,
+    pub collect: CollectSettings,
+    pub message: MessageSettings,
 }
 
 /// What to audit, and where to read it.
@@ -76,7 +76,7 @@ pub struct Recompute {
 pub struct AuditSettings {
     /// What every message of ours carries: the cluster, the id format (a message with the
     /// other format's id is foreign) and the header fields.
-    pub message: MessageConfig,
+    pub message: MessageSettings,
     /// The hours `[since, until)`, oldest first.
     pub hours: Vec<HourWindow>,
     pub kafka: KafkaSettings,
@@ -360,7 +360,7 @@ fn id_hash(id: &str) -> u64 {
 /// this job's header fields, and namespaces in order, each once, with quantities rounded as we
 /// round them. `Ok`, or why it is not ours.
 fn check_record(
-    expected: &MessageConfig,
+    expected: &MessageSettings,
     window: &HourWindow,
     key: &str,
     headers: &[(&str, &str)],
@@ -803,7 +803,7 @@ fn read_topic(reader: &Reader, settings: &AuditSettings) -> Result<TopicRead, Au
 /// copy that differs, or of a part we have no copy of, may be the one the billing side keeps.
 fn find_elsewhere(
     reader: &Reader,
-    expected: &MessageConfig,
+    expected: &MessageSettings,
     window: &HourWindow,
     elsewhere: &HashMap<u64, Vec<Elsewhere>>,
     seen: &mut BTreeMap<HourWindow, Seen>,
@@ -978,8 +978,8 @@ mod tests {
         .unwrap()
     }
 
-    fn expected(cluster: &str, id_format: IdFormat) -> MessageConfig {
-        MessageConfig {
+    fn expected(cluster: &str, id_format: IdFormat) -> MessageSettings {
+        MessageSettings {
             cluster_name: cluster.into(),
             service_name: "OPENSHIFT".into(),
             service_version: "GA".into(),

@@ -18,7 +18,7 @@ use crate::collector::{self, Collector};
 use crate::config::Config;
 use crate::exit;
 use crate::gpu::Weight;
-use crate::kafka::{KafkaSettings, Publisher};
+use crate::kafka::{KafkaSettings, Publisher, TopicLimit};
 use crate::prometheus::{Prometheus, RangeQuery, Series};
 use crate::queries::{self, CpuBasis, ReadBy, Windows};
 use crate::usage::Tier;
@@ -200,15 +200,22 @@ pub async fn run(check: &CheckConfig) -> CheckReport {
     lines.0.push(checkpoint);
     match &check.kafka {
         Some(settings) => match Publisher::connect(settings).await {
-            Ok(_) => lines.ok(
-                "kafka",
-                format!(
-                    "brokers {} answer over mutual TLS with this certificate and topic {} \
-                     exists; write permission is proven by the first publish (check never \
-                     writes)",
-                    settings.brokers, settings.topic
-                ),
-            ),
+            Ok(publisher) => {
+                lines.ok(
+                    "kafka",
+                    format!(
+                        "brokers {} answer over mutual TLS with this certificate and topic {} \
+                         exists; write permission is proven by the first publish (check never \
+                         writes)",
+                        settings.brokers, settings.topic
+                    ),
+                );
+                message_size(
+                    &mut lines,
+                    settings.max_message_bytes,
+                    publisher.topic_limit().await,
+                );
+            }
             Err(e) => lines.fail("kafka", e.to_string(), exit::OUTPUT),
         },
         None => lines.ok(
@@ -217,6 +224,68 @@ pub async fn run(check: &CheckConfig) -> CheckReport {
         ),
     }
     report(lines)
+}
+
+/// The most bytes a part of `max` bytes of JSON can take in its record batch: lz4's worst
+/// case (`LZ4_COMPRESSBOUND`, lz4.h: n + n/255 + 16) plus [`RECORD_FRAMING`]. The topic's
+/// `max.message.bytes` bounds the batch as sent, compressed.
+fn wire_bound(max: usize) -> u64 {
+    let n = u64::try_from(max).unwrap_or(u64::MAX);
+    n.saturating_add(n / 255)
+        .saturating_add(16)
+        .saturating_add(RECORD_FRAMING)
+}
+
+/// What a part's record batch carries beside its compressed payload: the batch and record
+/// headers, the key, the CloudEvents headers (a few hundred bytes) and lz4's frame and block
+/// headers (a few per 64 KiB block).
+const RECORD_FRAMING: u64 = 4096;
+
+/// The largest `--max-message-bytes` whose [`wire_bound`] fits `limit`.
+fn largest_fitting(limit: u64) -> u64 {
+    limit.saturating_sub(16 + RECORD_FRAMING) * 255 / 256
+}
+
+/// The `kafka message size` line: a part of `--max-message-bytes` must fit the topic's
+/// `max.message.bytes`, or the broker refuses the hour's publish.
+fn message_size(lines: &mut Lines, max: usize, limit: TopicLimit) {
+    let check = "kafka message size";
+    let bound = wire_bound(max);
+    match limit {
+        TopicLimit::Bytes(limit) if limit >= bound => lines.ok(
+            check,
+            format!(
+                "the topic accepts batches of {limit} bytes (max.message.bytes); a part of \
+                 --max-message-bytes {max} takes at most {bound}"
+            ),
+        ),
+        TopicLimit::Bytes(limit) => lines.fail(
+            check,
+            format!(
+                "the topic accepts batches of {limit} bytes (max.message.bytes), and a part of \
+                 --max-message-bytes {max} may take {bound} (compressed, with its headers): \
+                 lower --max-message-bytes to {} or raise the topic's max.message.bytes",
+                largest_fitting(limit)
+            ),
+            exit::OUTPUT,
+        ),
+        TopicLimit::NotReported => lines.warn(
+            check,
+            format!(
+                "the brokers do not report the topic's max.message.bytes (Kafka's default is \
+                 1048588 bytes); a part of --max-message-bytes {max} takes at most {bound}, \
+                 and the first publish proves it fits"
+            ),
+        ),
+        TopicLimit::Unreadable(why) => lines.warn(
+            check,
+            format!(
+                "could not read the topic's max.message.bytes ({why}; DescribeConfigs needs \
+                 the DescribeConfigs ACL on the topic); a part of --max-message-bytes {max} \
+                 takes at most {bound}, and the first publish proves it fits"
+            ),
+        ),
+    }
 }
 
 async fn prometheus_checks(
@@ -279,55 +348,44 @@ async fn prometheus_checks(
     metric_checks(config, &prometheus, windows, hour, lines).await;
     let labels_q = queries::data_labels(
         windows,
-        &config.collect.cluster_label,
         config.collect.request_model == queries::RequestModel::Pod,
     );
     match at_end(&prometheus, "data labels", &labels_q, hour).await {
+        Err(e) => lines.fail("honor_labels", e, exit::COLLECT),
+        Ok(answer) => match collector::check_data_labels(&answer, std::slice::from_ref(hour)) {
+            Err(e @ collector::CollectError::SidecarsUnlabelled { .. }) => {
+                lines.fail("init containers", e.to_string(), exit::COLLECT);
+            }
+            Err(e) => lines.fail("honor_labels", e.to_string(), exit::COLLECT),
+            Ok(()) => lines.ok(
+                "honor_labels",
+                "no exported_namespace or exported_pod".into(),
+            ),
+        },
+    }
+    let namespaces_q = queries::namespace_samples(windows);
+    match at_end(&prometheus, "namespaces", &namespaces_q, hour).await {
         Err(e) => lines.fail("clusters", e, exit::COLLECT),
         Ok(answer) => {
             let label = &config.collect.cluster_label;
-            let seen = values(
-                answer
-                    .iter()
-                    .filter(|s| s.labels.get("check").map(String::as_str) == Some("clusters")),
-                label,
-            );
-            match collector::check_data_labels(
+            let (seen, judged) = collector::check_clusters(
                 &answer,
                 std::slice::from_ref(hour),
                 label,
                 !config.prometheus.scope.is_empty(),
-            ) {
-                Err(e @ collector::CollectError::SidecarsUnlabelled { .. }) => {
-                    lines.fail("init containers", e.to_string(), exit::COLLECT);
-                }
-                Err(e @ collector::CollectError::ExportedLabels { .. }) => {
-                    lines.fail("honor_labels", e.to_string(), exit::COLLECT);
-                    lines.ok("clusters", format!("not judged: {label} values {seen:?}"));
-                }
-                Err(e) => {
-                    lines.ok(
-                        "honor_labels",
-                        "no exported_namespace or exported_pod".into(),
-                    );
-                    lines.fail("clusters", e.to_string(), exit::COLLECT);
-                }
-                Ok(()) => {
-                    lines.ok(
-                        "honor_labels",
-                        "no exported_namespace or exported_pod".into(),
-                    );
-                    lines.ok(
-                        "clusters",
-                        match seen.as_slice() {
-                            [one] if one.is_empty() => {
-                                format!("one cluster (no {label} label on the series)")
-                            }
-                            [one] => format!("one cluster ({label}=\"{one}\")"),
-                            _ => "no namespaces' phase series".into(),
-                        },
-                    );
-                }
+            );
+            match judged {
+                Err(e) => lines.fail("clusters", e.to_string(), exit::COLLECT),
+                Ok(()) => lines.ok(
+                    "clusters",
+                    match seen.first() {
+                        Some(one) if one.is_empty() => {
+                            format!("one cluster (no {label} label on the series)")
+                        }
+                        Some(one) => format!("one cluster ({label}=\"{one}\")"),
+                        None => "no namespaces' phase series".into(),
+                    },
+                ),
             }
         }
     }
@@ -593,4 +651,39 @@ async fn read_checkpoint(config: &Config) -> (Option<HourWindow>, Line) {
         Err(e) => line(Verdict::Fail, e.to_string()),
     };
     (value, checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size a failing line suggests fits, and one byte more of limit is not needed.
+    #[test]
+    fn the_suggested_message_size_fits_the_topic() {
+        for limit in [100_000, 1_048_588, 10_000_000] {
+            let max = usize::try_from(largest_fitting(limit)).unwrap();
+            assert!(wire_bound(max) <= limit, "{limit}: {max}");
+            assert!(wire_bound(max + 300) > limit, "{limit}: {max} is far below");
+        }
+        // Kafka's default topic limit holds the default --max-message-bytes.
+        assert!(wire_bound(900_000) <= 1_048_588);
+    }
+
+    #[test]
+    fn a_topic_limit_below_a_part_fails_with_the_size_to_set() {
+        let mut lines = Lines(Vec::new());
+        message_size(&mut lines, 900_000, TopicLimit::Bytes(500_000));
+        message_size(&mut lines, 900_000, TopicLimit::Bytes(1_048_588));
+        message_size(&mut lines, 900_000, TopicLimit::NotReported);
+        let verdicts: Vec<Verdict> = lines.0.iter().map(|l| l.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Fail, Verdict::Ok, Verdict::Warn]);
+        assert!(
+            lines.0[0]
+                .detail
+                .contains("lower --max-message-bytes to 493950"),
+            "{}",
+            lines.0[0].detail
+        );
+        assert_eq!(lines.0[0].class, exit::OUTPUT);
+    }
 }

@@ -1,5 +1,10 @@
 //! Parse, then validate: the raw [`Args`] become a typed [`Config`] or a usage error that says
 //! which flag was wrong and how to fix it.
+//!
+//! Names say whose a setting is: a component's own settings are its `*Settings`, defined in
+//! its module (`PrometheusSettings`, `CollectSettings`, `KafkaSettings`, …); a command's whole
+//! validated configuration, built here from them, is a `*Config` (`Config` for a run,
+//! `AuditConfig`, `CheckpointCommandConfig`, `CheckConfig`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,12 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditFormat, AuditSettings, Recompute};
-use crate::checkpoint::{CheckpointConfig, Plan, Reach};
+use crate::checkpoint::{CheckpointSettings, Plan, Reach};
 use crate::cli::{Args, AuditArgs, Flavor, WindowSemantics};
-use crate::collector::CollectConfig;
+use crate::collector::CollectSettings;
 use crate::kafka::{KafkaSettings, TlsFiles, Transport, settings::parse_properties};
-use crate::message::MessageConfig;
-use crate::prometheus::PrometheusConfig;
+use crate::message::MessageSettings;
+use crate::prometheus::PrometheusSettings;
 use crate::scope::Scope;
 use crate::sink::Output;
 use crate::usage::Tier;
@@ -82,11 +87,11 @@ pub struct Config {
     pub now: DateTime<Utc>,
     pub settle_delay: Duration,
     pub max_hours_per_run: u32,
-    pub checkpoint: CheckpointConfig,
-    pub prometheus: PrometheusConfig,
+    pub checkpoint: CheckpointSettings,
+    pub prometheus: PrometheusSettings,
     pub prometheus_flavor: Flavor,
-    pub collect: CollectConfig,
-    pub message: MessageConfig,
+    pub collect: CollectSettings,
+    pub message: MessageSettings,
     /// Where the run's own metrics go, if anywhere.
     pub pushgateway: Option<crate::pushgateway::PushSettings>,
 }
@@ -212,9 +217,9 @@ fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 /// Where the checkpoint lives: the ConfigMap when one is named, else the file.
-pub fn checkpoint_config(args: &Args) -> CheckpointConfig {
+pub fn checkpoint_config(args: &Args) -> CheckpointSettings {
     match &args.checkpoint_configmap {
-        Some(name) if !name.trim().is_empty() => CheckpointConfig::ConfigMap {
+        Some(name) if !name.trim().is_empty() => CheckpointSettings::ConfigMap {
             name: name.trim().to_string(),
             namespace: args
                 .checkpoint_namespace
@@ -222,14 +227,14 @@ pub fn checkpoint_config(args: &Args) -> CheckpointConfig {
                 .map(|n| n.trim().to_string())
                 .filter(|n| !n.is_empty()),
         },
-        _ => CheckpointConfig::File(args.checkpoint_file.clone()),
+        _ => CheckpointSettings::File(args.checkpoint_file.clone()),
     }
 }
 
 /// What the `checkpoint` commands need: the store, the clock and the scheduling rules.
 #[derive(Debug, Clone)]
 pub struct CheckpointCommandConfig {
-    pub checkpoint: CheckpointConfig,
+    pub checkpoint: CheckpointSettings,
     pub now: DateTime<Utc>,
     pub settle_delay: Duration,
     pub max_hours_per_run: u32,
@@ -404,7 +409,7 @@ fn cluster_name(args: &Args) -> Result<String> {
 
 /// The messages' header fields and limits, validated: what a run shapes and what `audit`
 /// expects every message under this cluster's key to carry.
-fn message_config(args: &Args, cluster_name: &str) -> Result<MessageConfig> {
+fn message_config(args: &Args, cluster_name: &str) -> Result<MessageSettings> {
     for (flag, value) in [
         ("--service-name", &args.service_name),
         ("--service-version", &args.service_version),
@@ -425,7 +430,7 @@ fn message_config(args: &Args, cluster_name: &str) -> Result<MessageConfig> {
              1000000000, less the 64 KiB the job leaves for key, headers and batch)",
         ));
     }
-    Ok(MessageConfig {
+    Ok(MessageSettings {
         cluster_name: cluster_name.to_string(),
         service_name: args.service_name.trim().to_string(),
         service_version: args.service_version.trim().to_string(),
@@ -601,7 +606,7 @@ impl Config {
             settle_delay,
             max_hours_per_run: args.max_hours_per_run,
             checkpoint,
-            prometheus: PrometheusConfig {
+            prometheus: PrometheusSettings {
                 url: parse_http_url(
                     "--prometheus-url",
                     args.prometheus_url
@@ -640,7 +645,7 @@ impl Config {
                 },
             },
             prometheus_flavor: args.prometheus_flavor,
-            collect: CollectConfig {
+            collect: CollectSettings {
                 cluster_label: cluster_label(&args.cluster_label)?,
                 cpu_basis: args.cpu_basis,
                 bill_memory: args.bill_memory,
@@ -823,8 +828,8 @@ impl Config {
             ),
         };
         let checkpoint = match &self.checkpoint {
-            CheckpointConfig::File(p) => format!("file {}", p.display()),
-            CheckpointConfig::ConfigMap { name, namespace } => format!(
+            CheckpointSettings::File(p) => format!("file {}", p.display()),
+            CheckpointSettings::ConfigMap { name, namespace } => format!(
                 "ConfigMap {}/{name}",
                 namespace.as_deref().unwrap_or("(pod namespace)")
             ),

@@ -9,7 +9,7 @@ use crate::window::HourWindow;
 
 /// The header fields and limits of the MCMP messages.
 #[derive(Debug, Clone)]
-pub struct MessageConfig {
+pub struct MessageSettings {
     pub cluster_name: String,
     pub service_name: String,
     pub service_version: String,
@@ -174,7 +174,7 @@ pub fn message_id(cluster: &str, window: &HourWindow, part: usize) -> String {
 
 /// The messages of one hour: entries sorted by namespace, split so that each serialized
 /// message fits `max_message_bytes`.
-pub fn shape(hour: &HourUsage, config: &MessageConfig) -> Result<Vec<KafkaMessage>> {
+pub fn shape(hour: &HourUsage, config: &MessageSettings) -> Result<Vec<KafkaMessage>> {
     let window = hour.window;
     let entries: Vec<Entry> = hour
         .namespaces
@@ -341,8 +341,8 @@ mod tests {
         let t: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().unwrap();
         HourWindow::starting_at(t, "x").unwrap()
     }
-    fn config(max: usize) -> MessageConfig {
-        MessageConfig {
+    fn config(max: usize) -> MessageSettings {
+        MessageSettings {
             cluster_name: "prod-alln-01".into(),
             service_name: "OPENSHIFT".into(),
             service_version: "GA".into(),
@@ -506,7 +506,7 @@ mod tests {
             usage.window =
                 HourWindow::starting_at(start + chrono::TimeDelta::hours(h), "x").unwrap();
             for max in 850..950 {
-                let config = MessageConfig {
+                let config = MessageSettings {
                     id_format: IdFormat::Legacy,
                     ..config(max)
                 };

@@ -14,7 +14,7 @@ use crate::scope::Scope;
 
 /// How to reach Prometheus.
 #[derive(Debug, Clone)]
-pub struct PrometheusConfig {
+pub struct PrometheusSettings {
     pub url: reqwest::Url,
     pub bearer_token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
@@ -378,7 +378,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// A Prometheus API client for one run.
 pub struct Prometheus {
     http: reqwest::Client,
-    config: PrometheusConfig,
+    config: PrometheusSettings,
     /// `/api/v1/query_range` and `/api/v1/query` under the configured root.
     range_endpoint: reqwest::Url,
     instant_endpoint: reqwest::Url,
@@ -403,7 +403,7 @@ fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
 impl Prometheus {
     /// Build the client: reads the CA, the client certificate and the bearer token now, so that
     /// a missing file fails before any query.
-    pub fn new(config: &PrometheusConfig) -> Result<Self> {
+    pub fn new(config: &PrometheusSettings) -> Result<Self> {
         // Billing data comes from the configured origin only: same-origin redirects (e.g. a
         // path moved behind a proxy) are followed, a redirect elsewhere (another host, or https
         // to http) stops the query with an error that names it.

@@ -54,7 +54,7 @@
 //! * **Counters are read in two parts.** PromQL has no shared sub-expressions: every mention of
 //!   a selector reads its samples again, and the case analysis above mentions the hour's
 //!   counters 22 hour-reads' worth. Yet a reset inside an hour is rare (see above), and without
-//!   one the cases collapse. So one cheap query ([`counter_resets`], one hour-read) lists the
+//!   one the cases collapse. So one cheap query ([`fallen_counters`], one hour-read) lists the
 //!   namespaces with a counter whose `resets` over the hour is non-zero; their CPU is read with
 //!   the full case analysis ([`Counters::Exact`], [`Namespaces::Only`]: a label matcher, so
 //!   only their series are read; the collector sends them in parts of at most 16,000 bytes,
@@ -191,15 +191,17 @@ fn namespace_phase_samples(w: Windows) -> String {
 /// What the data of an hour says about its own labels, in one read, told apart by the label
 /// `check`:
 ///
-/// * `check="clusters"`: one series per value of `cluster_label` on the namespaces' phase
-///   series (none when the label is absent). More than one is a store holding several
-///   clusters, which the queries would add up: the collector refuses it.
 /// * `check="exported_namespace"` / `"exported_pod"`: how many kube-state-metrics and cAdvisor
 ///   series carry that label, which Prometheus writes when a target's own labels collide with
 ///   the scraped ones and `honor_labels` is false ("label conflicts are resolved by renaming
 ///   conflicting labels in the scraped data to `exported_<original-label>`", Prometheus
 ///   configuration documentation, `scrape_config`). Their `namespace` is then the exporter's
-///   own, and every object would be billed to it: the collector refuses it.
+///   own, and every object would be billed to it: the collector refuses it. The label matcher
+///   is answered from the index, so a store without such series reads no samples for it, over
+///   the whole hour.
+///
+/// The clusters in the store are judged from the [`namespace_samples`] answer, whose series
+/// keep every label of the namespaces' phase series over the whole hour: no read of its own.
 ///
 /// With `sidecars` (the [`RequestModel::Pod`]), also `check="unlabelled_sidecars"`: how many
 /// init containers run all hour without `restart_policy="Always"` in a store where no init
@@ -209,23 +211,16 @@ fn namespace_phase_samples(w: Windows) -> String {
 /// export it: the pods' effective requests cannot be computed. (Reading the pods' phases to
 /// prove the pod ran too would read every pod's phase again, a fifth of the hour's samples at
 /// 10,000 namespaces; the init containers' own series are few.)
-pub fn data_labels(w: Windows, cluster_label: &str, sidecars: bool) -> String {
+pub fn data_labels(w: Windows, sidecars: bool) -> String {
     let h = w.hour();
-    // The labels are on every sample of a series, so the hour's last minutes show them: a
-    // whole hour of the namespaces' phases would read every one of their samples again.
-    let end = w.select(LABELS_WINDOW_MS, 0);
-    let clusters = format!(
-        "label_replace(group by ({cluster_label}) (last_over_time(\
-         kube_namespace_status_phase{{phase=\"Active\"}}{end})), \"check\", \"clusters\", \"\", \"\")"
-    );
     let exported = |label: &str| {
         format!(
-            "label_replace(count(last_over_time({{__name__=~\"{EXPORTERS}\", {label}!=\"\"}}{end})), \
+            "label_replace(count(last_over_time({{__name__=~\"{EXPORTERS}\", {label}!=\"\"}}{h})), \
              \"check\", \"{label}\", \"\", \"\")"
         )
     };
     let (namespace, pod) = (exported("exported_namespace"), exported("exported_pod"));
-    let mut parts = vec![clusters, "or".into(), namespace, "or".into(), pod];
+    let mut parts = vec![namespace, "or".into(), pod];
     if sidecars {
         let id = "namespace, pod, uid";
         let running_init = format!(
@@ -255,10 +250,6 @@ pub fn data_labels(w: Windows, cluster_label: &str, sidecars: bool) -> String {
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("(", &parts, ")")
 }
-
-/// The end of the hour [`data_labels`] reads: 10 minutes, several scrapes at any interval the
-/// job bills (up to 5 minutes), so that every series present at the hour's end is seen.
-const LABELS_WINDOW_MS: u128 = 600_000;
 
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
 const EXPORTERS: &str = "kube_.+|container_cpu_usage_seconds_total";
@@ -577,12 +568,27 @@ fn effective_requested(
 /// How usage counters are read (module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counters {
-    /// Only for namespaces none of whose counters fell within the hour ([`counter_resets`]):
+    /// Only for namespaces none of whose counters fell within the hour ([`fallen_counters`]):
     /// the climb since the hour before, the counter since a reset between the hours, or a
     /// counter born in the hour.
     Steady,
-    /// Every case, resets within the hour included.
-    Exact,
+    /// Every case, resets within the hour included. The scrape interval places the window of a
+    /// counter's first value in the hour ([`Windows::hour_start`]).
+    Exact { interval: Duration },
+}
+
+/// What a CPU query reads, by basis: each variant carries only what its query uses, so no
+/// caller passes a value the query ignores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CpuRead {
+    /// The `request` basis: requests per second a sample stands for (the collector weighs
+    /// each hour with [`sample_weight`]), by the model given.
+    Requested(RequestModel),
+    /// The `usage` basis: the usage counters, read as given.
+    Used(Counters),
+    /// The `max` basis: per container, the larger of its requests, weighed inside the query
+    /// with the weight given, and its usage, read as given.
+    Larger(SampleWeight, Counters),
 }
 
 /// The namespaces a CPU query covers, by label matcher. The names are namespace names
@@ -638,7 +644,7 @@ fn usage_counter(scope: &str) -> String {
 
 /// The namespaces with a usage counter that fell within an hour (`resets` over the hour is
 /// non-zero): their CPU takes [`Counters::Exact`], everyone else's [`Counters::Steady`].
-pub fn counter_resets(w: Windows) -> String {
+pub fn fallen_counters(w: Windows) -> String {
     format!(
         "group by (namespace) (resets({}{}) > 0)",
         usage_counter(""),
@@ -719,43 +725,34 @@ fn used_seconds_exact(w: Windows, interval: Duration, scope: &str) -> String {
     )
 }
 
-/// Core-hours per namespace of the namespaces in `namespaces`, for the chosen basis; for
-/// `request`, per second a sample stands for (the collector weighs each hour with
-/// [`sample_weight`]; the `max` basis weighs inside the query, with `weight`). `counters` says
-/// how usage counters are read (the `request` basis reads none).
-pub fn cpu(
-    w: Windows,
-    basis: CpuBasis,
-    interval: Duration,
-    weight: SampleWeight,
-    counters: Counters,
-    namespaces: Namespaces,
-) -> String {
+/// Core-hours per namespace of the namespaces in `namespaces`, read as `read` says (the
+/// `request` basis per second a sample stands for).
+pub fn cpu(w: Windows, read: CpuRead, namespaces: Namespaces) -> String {
     let scope = namespaces.matcher();
-    let cpu = format!("resource=\"cpu\"{scope}");
     // Per `by`: the whole case analysis per series, summed, or the steady form.
-    let used = |by: &str| match counters {
+    let used = |counters: Counters, by: &str| match counters {
         Counters::Steady => used_seconds_steady(w, &scope, by),
-        Counters::Exact => block(
+        Counters::Exact { interval } => block(
             &format!("sum by ({by}) ("),
             &[&used_seconds_exact(w, interval, &scope)],
             ")",
         ),
     };
-    match basis {
-        CpuBasis::Request => format!(
+    match read {
+        CpuRead::Requested(RequestModel::Pod) => cpu_requested_by_pods(w, namespaces),
+        CpuRead::Requested(RequestModel::Containers) => format!(
             "sum by (namespace) {} / 3600",
-            requested(w, &cpu, &scope, "", None)
+            requested(w, &format!("resource=\"cpu\"{scope}"), &scope, "", None)
         ),
-        CpuBasis::Usage => format!("{} / 3600", used("namespace")),
-        CpuBasis::Max => {
+        CpuRead::Used(counters) => format!("{} / 3600", used(counters, "namespace")),
+        CpuRead::Larger(weight, counters) => {
             // Requests keep `uid` and `resource` (always there: the selector names it), usage
             // has neither, so `or` keeps both sides of every container without relabelling
             // either (each a pass over every container), and `max by` takes
             // the larger. A pod name reused within the hour (a new uid) counts its larger
             // request, as before.
             let request = requested_cpu_weighed(w, weight, &scope);
-            let usage = used("namespace, pod, container");
+            let usage = used(counters, "namespace, pod, container");
             let larger = block(
                 "max by (namespace, pod, container) (",
                 &[&request, "or", &usage],
@@ -776,23 +773,17 @@ pub fn cpu_before_counts(
     model: RequestModel,
     namespaces: Namespaces,
 ) -> Option<String> {
-    if (basis, model) == (CpuBasis::Request, RequestModel::Pod) {
-        return Some(cpu_requested_by_pods(w, namespaces));
-    }
-    // Neither of these reads the interval (only the exact form's first-value window does) nor
-    // the weight (only the max basis): any value gives the same query (unit test).
-    let (interval, weight) = (Duration::from_secs(1), SampleWeight::PerHour);
-    let all = |counters| cpu(w, basis, interval, weight, counters, namespaces);
-    match basis {
-        CpuBasis::Request => Some(all(Counters::Exact)),
-        CpuBasis::Usage => Some(all(Counters::Steady)),
-        CpuBasis::Max => None,
-    }
+    let read = match basis {
+        CpuBasis::Request => CpuRead::Requested(model),
+        CpuBasis::Usage => CpuRead::Used(Counters::Steady),
+        CpuBasis::Max => return None,
+    };
+    Some(cpu(w, read, namespaces))
 }
 
 /// The request basis with [`RequestModel::Pod`]: core-hours per namespace of the pods'
 /// effective CPU requests ([`effective_requested`]), per second a sample stands for.
-pub fn cpu_requested_by_pods(w: Windows, namespaces: Namespaces) -> String {
+fn cpu_requested_by_pods(w: Windows, namespaces: Namespaces) -> String {
     let scope = namespaces.matcher();
     let pods = effective_requested(
         w,
@@ -899,40 +890,37 @@ mod tests {
     fn queries_snapshot() {
         let w = Windows::Closed;
         let per_hour = SampleWeight::PerHour;
-        let cpu = |basis, counters, namespaces| {
-            super::cpu(w, basis, THIRTY, per_hour, counters, namespaces)
-        };
-        let (all, steady, exact) = (Namespaces::All, Counters::Steady, Counters::Exact);
-        let reset = ["team-a".to_string(), "team-b".to_string()];
-        insta::assert_snapshot!("cpu_request", cpu(CpuBasis::Request, exact, all));
-        insta::assert_snapshot!("cpu_usage", cpu(CpuBasis::Usage, exact, all));
-        insta::assert_snapshot!("cpu_max", cpu(CpuBasis::Max, exact, all));
-        insta::assert_snapshot!("cpu_usage_steady", cpu(CpuBasis::Usage, steady, all));
+        let (all, steady) = (Namespaces::All, Counters::Steady);
+        let exact = Counters::Exact { interval: THIRTY };
+        let fallen = ["team-a".to_string(), "team-b".to_string()];
+        let containers = CpuRead::Requested(RequestModel::Containers);
+        insta::assert_snapshot!("cpu_request", cpu(w, containers, all));
+        insta::assert_snapshot!("cpu_usage", cpu(w, CpuRead::Used(exact), all));
+        insta::assert_snapshot!("cpu_max", cpu(w, CpuRead::Larger(per_hour, exact), all));
+        insta::assert_snapshot!("cpu_usage_steady", cpu(w, CpuRead::Used(steady), all));
         let constant = SampleWeight::Constant(37.5);
         insta::assert_snapshot!(
             "cpu_max_steady",
-            super::cpu(w, CpuBasis::Max, THIRTY, constant, steady, all)
+            cpu(w, CpuRead::Larger(constant, steady), all)
         );
         insta::assert_snapshot!(
-            "cpu_max_after_resets",
-            cpu(CpuBasis::Max, exact, Namespaces::Only(&reset))
+            "cpu_max_fallen",
+            cpu(
+                w,
+                CpuRead::Larger(per_hour, exact),
+                Namespaces::Only(&fallen)
+            )
         );
-        insta::assert_snapshot!("counter_resets", counter_resets(w));
+        insta::assert_snapshot!("fallen_counters", fallen_counters(w));
         insta::assert_snapshot!("gpu", gpu(w, RequestModel::Containers));
         insta::assert_snapshot!("gpu_pod", gpu(w, RequestModel::Pod));
-        insta::assert_snapshot!("cpu_request_pod", cpu_requested_by_pods(w, all));
+        let pod = CpuRead::Requested(RequestModel::Pod);
+        insta::assert_snapshot!("cpu_request_pod", cpu(w, pod, all));
         insta::assert_snapshot!("storage", storage(w));
         insta::assert_snapshot!("namespaces", namespace_samples(w));
         insta::assert_snapshot!(
             "cpu_usage_left_open",
-            super::cpu(
-                Windows::LeftOpen,
-                CpuBasis::Usage,
-                THIRTY,
-                per_hour,
-                exact,
-                all
-            )
+            cpu(Windows::LeftOpen, CpuRead::Used(exact), all)
         );
     }
 
@@ -940,28 +928,27 @@ mod tests {
     /// scope vary only constants and matchers).
     fn every_query() -> Vec<(&'static str, String)> {
         let mut all = Vec::new();
-        let reset = ["team-a".to_string()];
+        let fallen = ["team-a".to_string()];
+        let exact = Counters::Exact { interval: THIRTY };
+        let mut reads = vec![
+            CpuRead::Requested(RequestModel::Containers),
+            CpuRead::Requested(RequestModel::Pod),
+        ];
+        for counters in [Counters::Steady, exact] {
+            reads.push(CpuRead::Used(counters));
+            reads.push(CpuRead::Larger(SampleWeight::PerHour, counters));
+        }
         for w in [Windows::Closed, Windows::LeftOpen] {
-            for basis in [CpuBasis::Request, CpuBasis::Usage, CpuBasis::Max] {
-                for counters in [Counters::Steady, Counters::Exact] {
-                    for namespaces in [
-                        Namespaces::All,
-                        Namespaces::Only(&reset),
-                        Namespaces::Half(Half::First),
-                    ] {
-                        all.push((
-                            "cpu",
-                            cpu(
-                                w,
-                                basis,
-                                THIRTY,
-                                SampleWeight::PerHour,
-                                counters,
-                                namespaces,
-                            ),
-                        ));
-                    }
+            for read in &reads {
+                for namespaces in [
+                    Namespaces::All,
+                    Namespaces::Only(&fallen),
+                    Namespaces::Half(Half::First),
+                ] {
+                    all.push(("cpu", cpu(w, *read, namespaces)));
                 }
+            }
+            for basis in [CpuBasis::Request, CpuBasis::Usage, CpuBasis::Max] {
                 if let Some(q) = cpu_before_counts(
                     w,
                     basis,
@@ -971,26 +958,22 @@ mod tests {
                     all.push(("cpu before counts", q));
                 }
             }
-            all.push(("counter resets", counter_resets(w)));
+            all.push(("fallen counters", fallen_counters(w)));
             all.push((
                 "counter samples",
-                counter_samples(w, 2, Namespaces::Only(&reset)),
+                counter_samples(w, 2, Namespaces::Only(&fallen)),
             ));
             all.push((
                 "requested cpu seconds",
-                requested_cpu_seconds(w, SampleWeight::PerHour, Namespaces::Only(&reset)),
+                requested_cpu_seconds(w, SampleWeight::PerHour, Namespaces::Only(&fallen)),
             ));
             all.push(("gpu", gpu(w, RequestModel::Containers)));
             all.push(("gpu (pod)", gpu(w, RequestModel::Pod)));
             all.push(("memory (pod)", memory(w, RequestModel::Pod)));
             all.push(("memory (containers)", memory(w, RequestModel::Containers)));
-            all.push((
-                "cpu request (pod)",
-                cpu_requested_by_pods(w, Namespaces::Half(Half::First)),
-            ));
             all.push(("storage", storage(w)));
             all.push(("namespaces", namespace_samples(w)));
-            all.push(("data labels", data_labels(w, "cluster", true)));
+            all.push(("data labels", data_labels(w, true)));
         }
         all.push(("probe", probe().to_string()));
         all
@@ -1025,7 +1008,7 @@ mod tests {
         insta::assert_snapshot!("storage_scoped", scope.apply(&storage(Windows::Closed)));
         insta::assert_snapshot!(
             "data_labels_scoped",
-            scope.apply(&data_labels(Windows::Closed, "cluster", false))
+            scope.apply(&data_labels(Windows::Closed, false))
         );
     }
 
@@ -1035,27 +1018,21 @@ mod tests {
         for q in [
             cpu(
                 w,
-                CpuBasis::Max,
-                THIRTY,
-                SampleWeight::PerHour,
-                Counters::Exact,
+                CpuRead::Larger(SampleWeight::PerHour, Counters::Exact { interval: THIRTY }),
                 Namespaces::All,
             ),
             cpu(
                 w,
-                CpuBasis::Max,
-                THIRTY,
-                SampleWeight::Constant(30.0),
-                Counters::Steady,
+                CpuRead::Larger(SampleWeight::Constant(30.0), Counters::Steady),
                 Namespaces::All,
             ),
-            counter_resets(w),
+            fallen_counters(w),
             gpu(w, RequestModel::Containers),
             gpu(w, RequestModel::Pod),
-            cpu_requested_by_pods(w, Namespaces::All),
+            cpu(w, CpuRead::Requested(RequestModel::Pod), Namespaces::All),
             storage(w),
             namespace_samples(w),
-            data_labels(w, "cluster", true),
+            data_labels(w, true),
         ] {
             assert!(!q.contains("namespace=\""), "{q}");
             assert!(!q.contains("namespace!~"), "{q}");
@@ -1068,17 +1045,12 @@ mod tests {
     /// sample count behind the scrape-gap weight, which is global.
     #[test]
     fn the_exact_part_narrows_every_per_namespace_selector() {
-        let reset = ["team-a".to_string(), "team-b".to_string()];
-        let only = Namespaces::Only(&reset);
-        for basis in [CpuBasis::Usage, CpuBasis::Max] {
-            let q = cpu(
-                Windows::Closed,
-                basis,
-                THIRTY,
-                SampleWeight::PerHour,
-                Counters::Exact,
-                only,
-            );
+        let fallen = ["team-a".to_string(), "team-b".to_string()];
+        let only = Namespaces::Only(&fallen);
+        let exact = Counters::Exact { interval: THIRTY };
+        let max = CpuRead::Larger(SampleWeight::PerHour, exact);
+        for read in [CpuRead::Used(exact), max] {
+            let q = cpu(Windows::Closed, read, only);
             for (at, _) in q.match_indices('{') {
                 // The weight's sample count is the hour's over the whole cluster.
                 if q[..at].ends_with("kube_namespace_status_phase") {
@@ -1091,69 +1063,46 @@ mod tests {
                 );
             }
         }
-        let max = cpu(
-            Windows::Closed,
-            CpuBasis::Max,
-            THIRTY,
-            SampleWeight::PerHour,
-            Counters::Exact,
-            only,
-        );
+        let max = cpu(Windows::Closed, max, only);
         assert!(max.contains(
             "max(sum by (namespace) (count_over_time(kube_namespace_status_phase{phase=\"Active\"}["
         ));
     }
 
-    /// The query sent before the sample counts are known is the one they would have chosen.
+    /// The query sent before the sample counts are known: the request basis' by its model,
+    /// the usage basis' steady form, and none for the `max` basis, which needs their weight.
     #[test]
-    fn the_cpu_query_before_the_counts_is_the_same_query() {
+    fn the_cpu_query_before_the_counts() {
         let w = Windows::LeftOpen;
-        let all = Namespaces::Half(Half::Second);
-        for (interval, weight) in [
-            (THIRTY, SampleWeight::PerHour),
-            (Duration::from_secs(7), SampleWeight::Constant(9.0)),
-        ] {
-            for counters in [Counters::Steady, Counters::Exact] {
-                assert_eq!(
-                    cpu_before_counts(w, CpuBasis::Request, RequestModel::Containers, all),
-                    Some(cpu(w, CpuBasis::Request, interval, weight, counters, all))
-                );
-            }
+        let half = Namespaces::Half(Half::Second);
+        for model in [RequestModel::Containers, RequestModel::Pod] {
             assert_eq!(
-                cpu_before_counts(w, CpuBasis::Usage, RequestModel::Pod, all),
-                Some(cpu(
-                    w,
-                    CpuBasis::Usage,
-                    interval,
-                    weight,
-                    Counters::Steady,
-                    all
-                ))
+                cpu_before_counts(w, CpuBasis::Request, model, half),
+                Some(cpu(w, CpuRead::Requested(model), half))
             );
+            assert_eq!(
+                cpu_before_counts(w, CpuBasis::Usage, model, half),
+                Some(cpu(w, CpuRead::Used(Counters::Steady), half))
+            );
+            assert_eq!(cpu_before_counts(w, CpuBasis::Max, model, half), None);
         }
-        assert_eq!(
-            cpu_before_counts(w, CpuBasis::Max, RequestModel::Pod, all),
-            None
-        );
     }
 
     /// Each half's query narrows every per-namespace selector to its half (and the weight's
     /// count to none), with a regular expression and its negation.
     #[test]
     fn halves_narrow_every_per_namespace_selector() {
-        for basis in [CpuBasis::Request, CpuBasis::Usage, CpuBasis::Max] {
+        for read in [
+            CpuRead::Requested(RequestModel::Containers),
+            CpuRead::Requested(RequestModel::Pod),
+            CpuRead::Used(Counters::Steady),
+            CpuRead::Larger(SampleWeight::PerHour, Counters::Steady),
+        ] {
             for (half, matcher) in [
                 (Half::First, "namespace=~\".*[0-4a-m]\""),
                 (Half::Second, "namespace!~\".*[0-4a-m]\""),
             ] {
-                let q = cpu(
-                    Windows::Closed,
-                    basis,
-                    THIRTY,
-                    SampleWeight::PerHour,
-                    Counters::Steady,
-                    Namespaces::Half(half),
-                );
+                let q = cpu(Windows::Closed, read, Namespaces::Half(half));
                 let mut selectors = 0;
                 for (at, _) in q.match_indices('{') {
                     if q[..at].ends_with("kube_namespace_status_phase") {

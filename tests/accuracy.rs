@@ -472,7 +472,7 @@ fn unweighted_gpus_are_refused_or_named() {
 async fn split_counter_reads_equal_the_whole_case_analysis() {
     use consumption_metrics::prometheus::{Prometheus, RangeQuery};
     use consumption_metrics::queries::{
-        self, Counters, CpuBasis, Namespaces, SampleWeight, Windows,
+        self, Counters, CpuRead, Namespaces, SampleWeight, Windows,
     };
     let engines = [
         ("Prometheus", standard(), Windows::Closed, 30),
@@ -483,10 +483,17 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
     for (engine, p, windows, interval) in engines {
         let config = common::dry_run_config(&p.url, "2026-11-02T00:00:00Z");
         let prometheus = Prometheus::new(&config.prometheus).unwrap();
-        let ways = [("usage", CpuBasis::Usage), ("max", CpuBasis::Max)]
+        let exact = Counters::Exact {
+            interval: std::time::Duration::from_secs(interval),
+        };
+        let reads = [
+            ("usage", CpuRead::Used(exact)),
+            ("max", CpuRead::Larger(SampleWeight::PerHour, exact)),
+        ];
+        let ways = reads
             .into_iter()
             .flat_map(|b| [(b, "samples"), (b, "queries")]);
-        for ((name, basis), way) in ways {
+        for ((name, read), way) in ways {
             let (messages, stderr) = tokio::task::spawn_blocking(move || {
                 dry_run_logged(p, name, &["--fallen-counters", way])
             })
@@ -499,14 +506,7 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
                  tested:\n{stderr}"
             );
             let got = by_namespace_hour(&messages);
-            let whole = queries::cpu(
-                windows,
-                basis,
-                std::time::Duration::from_secs(interval),
-                SampleWeight::PerHour,
-                Counters::Exact,
-                Namespaces::All,
-            );
+            let whole = queries::cpu(windows, read, Namespaces::All);
             let answer = prometheus
                 .query_range(&RangeQuery {
                     what: "whole case analysis",
@@ -819,6 +819,46 @@ fn data_scraped_without_honor_labels_is_refused() {
                 out.stderr
             );
         }
+    }
+}
+
+/// A second cluster whose data stops inside an hour (west, from 23:30 to 02:30) is seen in
+/// that hour, not only at its end: the hour 02:00–03:00 is refused, on Prometheus and
+/// VictoriaMetrics, and the next hour, east's alone, is billed.
+#[test]
+fn a_cluster_that_stops_inside_an_hour_is_seen_in_it() {
+    let mut opts = store_options();
+    opts[1].start = opts[0].start - 1800;
+    opts[1].hours = 3;
+    for (engine, (p, _)) in [
+        (
+            "prometheus",
+            common::start_store_prometheus("store-stops", &opts),
+        ),
+        (
+            "victoria-metrics",
+            common::start_store_victoria_metrics("store-stops-vm", &opts),
+        ),
+    ] {
+        let hour = |since: &str, until: &str| {
+            run(bin()
+                .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+                .args(["--dry-run", "--cpu-basis", "request"])
+                .args(["--since", since, "--until", until])
+                .args(["--now", "2026-11-02T00:00:00Z"]))
+        };
+        let out = hour("2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z");
+        assert_eq!(out.code, 4, "{engine}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{engine}: {}", out.stdout);
+        assert!(
+            out.stderr
+                .contains(r#"2 clusters (label cluster: "east", "west")"#)
+                && out.stderr.contains("2026-11-01T02:00:00Z"),
+            "{engine}: {}",
+            out.stderr
+        );
+        let out = hour("2026-11-01T03:00:00Z", "2026-11-01T04:00:00Z");
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
     }
 }
 

@@ -240,3 +240,64 @@ fn a_checkpoint_the_store_does_not_cover_fails_retention() {
     );
     assert!(out.stdout.contains("1 checks failed"), "{}", out.stdout);
 }
+
+/// The Kafka lines against the real broker over mutual TLS: the topic's `max.message.bytes`,
+/// read with DescribeConfigs, holds a part of `--max-message-bytes` or the line fails with the
+/// size to set (exit 5, the output class); a topic without the setting is a warning, and a
+/// missing topic fails the connection line. Nothing is written to any topic.
+#[test]
+fn the_kafka_lines_read_the_topic_limit() {
+    let p = standard();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let kafka = common::kafka::start_kafka("check-kafka");
+    kafka.create_topic("plain");
+    kafka.create_topic_with("small", &[("max.message.bytes", "500000")]);
+    kafka.create_topic_with("large", &[("max.message.bytes", "2000000")]);
+    let gpu = ["--gpu-resource", "nvidia.com/gpu.shared=1/4"];
+    let kafka_check = |topic: &str| {
+        let mut args: Vec<String> = gpu.iter().map(|s| s.to_string()).collect();
+        args.extend(kafka.flags(topic));
+        args.extend(["--output".into(), "json".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        check(&p.url, &cp, &args)
+    };
+
+    let out = kafka_check("large");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    assert_eq!(line(&l, "kafka").1, "ok", "{l:?}");
+    let size = line(&l, "kafka message size");
+    assert!(
+        size.1 == "ok" && size.2.contains("batches of 2000000 bytes"),
+        "{size:?}"
+    );
+
+    let out = kafka_check("small");
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    let size = line(&lines(&out), "kafka message size").clone();
+    assert!(
+        size.1 == "fail" && size.2.contains("lower --max-message-bytes to 493950"),
+        "{size:?}"
+    );
+
+    let out = kafka_check("plain");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let size = line(&lines(&out), "kafka message size").clone();
+    assert!(
+        size.1 == "warn" && size.2.contains("do not report"),
+        "{size:?}"
+    );
+
+    let out = kafka_check("absent");
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    assert_eq!(line(&l, "kafka").1, "fail", "{l:?}");
+    assert!(l.iter().all(|x| x.0 != "kafka message size"), "{l:?}");
+    assert!(
+        kafka
+            .consume("plain", 0, std::time::Duration::from_secs(2))
+            .is_empty(),
+        "check wrote to the topic"
+    );
+}

@@ -432,7 +432,7 @@ fn no_client_certificate_is_refused_by_job_and_broker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
     use consumption_metrics::kafka::{KafkaSettings, Publisher, TlsFiles, Transport};
-    use consumption_metrics::message::MessageConfig;
+    use consumption_metrics::message::MessageSettings;
     use consumption_metrics::message::shape;
     use consumption_metrics::usage::{HourUsage, NamespaceUsage};
     use consumption_metrics::window::HourWindow;
@@ -453,7 +453,7 @@ async fn twenty_thousand_namespaces_are_split_and_all_parts_delivered() {
             })
             .collect(),
     };
-    let config = MessageConfig {
+    let config = MessageSettings {
         cluster_name: "big".into(),
         service_name: "OPENSHIFT".into(),
         service_version: "GA".into(),

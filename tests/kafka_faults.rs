@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use consumption_metrics::checkpoint::{Checkpoint, FileCheckpoint};
 use consumption_metrics::kafka::{KafkaSettings, PublishError, Publisher};
 use consumption_metrics::manager::Manager;
-use consumption_metrics::message::MessageConfig;
+use consumption_metrics::message::MessageSettings;
 use consumption_metrics::message::{KafkaMessage, shape};
 use consumption_metrics::prometheus::Prometheus;
 use consumption_metrics::usage::{HourUsage, NamespaceUsage};
@@ -46,7 +46,7 @@ fn hour(h: u32) -> (HourWindow, Vec<KafkaMessage>) {
             },
         )]),
     };
-    let config = MessageConfig {
+    let config = MessageSettings {
         cluster_name: "mock".into(),
         service_name: "OPENSHIFT".into(),
         service_version: "GA".into(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use consumption_metrics::usage::{HourUsage, NamespaceUsage};
-use consumption_metrics::message::MessageConfig;
+use consumption_metrics::message::MessageSettings;
 use consumption_metrics::message::{IdFormat, KafkaMessage, shape, validate};
 use consumption_metrics::window::HourWindow;
 use libfuzzer_sys::fuzz_target;
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         );
         rest = &tail[48..];
     }
-    let config = MessageConfig {
+    let config = MessageSettings {
         cluster_name: "fuzz-01".into(),
         service_name: "OPENSHIFT".into(),
         service_version: "GA".into(),

@@ -18,7 +18,7 @@ use crate::window::{HourWindow, floor_hour, rfc3339};
 
 /// Where the checkpoint lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckpointConfig {
+pub enum CheckpointSettings {
     File(PathBuf),
     ConfigMap {
         name: String,
@@ -202,10 +202,10 @@ pub enum Checkpoint {
 impl Checkpoint {
     /// The store `config` names: a file, or a ConfigMap through the pod's service account (or
     /// KUBECONFIG).
-    pub async fn open(config: &CheckpointConfig) -> Result<Self> {
+    pub async fn open(config: &CheckpointSettings) -> Result<Self> {
         Ok(match config {
-            CheckpointConfig::File(path) => Checkpoint::File(FileCheckpoint::new(path)),
-            CheckpointConfig::ConfigMap { name, namespace } => {
+            CheckpointSettings::File(path) => Checkpoint::File(FileCheckpoint::new(path)),
+            CheckpointSettings::ConfigMap { name, namespace } => {
                 let client =
                     kube::Client::try_default()
                         .await

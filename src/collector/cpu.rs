@@ -20,7 +20,9 @@ use super::validate::namespace_of;
 use super::{Collector, FallenCounters};
 use crate::counters::{self, Container};
 use crate::prometheus::{PrometheusError, SampleQuery, Series};
-use crate::queries::{self, Counters, CpuBasis, Half, Namespaces, RequestModel, SampleWeight};
+use crate::queries::{
+    self, Counters, CpuBasis, CpuRead, Half, Namespaces, RequestModel, SampleWeight,
+};
 use crate::window::HourWindow;
 
 /// The longest query sent: VictoriaMetrics refuses longer ones by default
@@ -139,12 +141,13 @@ fn exact_parts(listed: &[String], build: impl Fn(&[String]) -> String) -> Option
     Some(parts.into_iter().map(build).collect())
 }
 
-/// The namespaces of a [`queries::counter_resets`] answer with a counter that fell in any hour,
-/// sorted. Their names go into a regular expression, so they are checked like every answer's.
-fn fallen_counters(resets: Vec<Series>) -> Result<Vec<String>> {
+/// The namespaces of a [`queries::fallen_counters`] answer with a counter that fell in any
+/// hour, sorted. Their names go into a regular expression, so they are checked like every
+/// answer's.
+fn fallen_namespaces(answer: Vec<Series>) -> Result<Vec<String>> {
     let mut names = BTreeSet::new();
-    for s in &resets {
-        let namespace = namespace_of("counter resets", s)?;
+    for s in &answer {
+        let namespace = namespace_of("fallen counters", s)?;
         if s.points.iter().any(|(_, v)| *v > 0.0) {
             names.insert(namespace.to_string());
         }
@@ -160,7 +163,7 @@ impl Collector<'_> {
     pub(super) async fn counts_and_cpu(&self, span: &[HourWindow]) -> Result<(Counts, CpuAnswer)> {
         let basis = self.config.cpu_basis;
         let steady_q = SteadyQuery::plan(self.windows, basis, self.config.request_model);
-        let resets_q = queries::counter_resets(self.windows);
+        let fallen_q = queries::fallen_counters(self.windows);
         let (weighed_tx, weighed_rx) = tokio::sync::oneshot::channel();
         let ((counts, after_counts), fallen, now) = tokio::try_join!(
             async {
@@ -170,16 +173,10 @@ impl Collector<'_> {
                 let _ = weighed_tx.send((counts.interval, weight));
                 let after = match steady_q {
                     SteadyQuery::AfterCounts => {
-                        let halves = Half::BOTH.map(|h| {
-                            queries::cpu(
-                                self.windows,
-                                basis,
-                                counts.interval,
-                                weight,
-                                Counters::Steady,
-                                Namespaces::Half(h),
-                            )
-                        });
+                        // The max basis, the one that waits for the weight.
+                        let read = CpuRead::Larger(weight, Counters::Steady);
+                        let halves = Half::BOTH
+                            .map(|h| queries::cpu(self.windows, read, Namespaces::Half(h)));
                         self.query_together("cpu", &halves, span).await?
                     }
                     SteadyQuery::Now(_) => Vec::new(),
@@ -190,11 +187,12 @@ impl Collector<'_> {
                 if basis == CpuBasis::Request {
                     return Ok(Fallen::None);
                 }
-                let reset = fallen_counters(self.query("counter resets", &resets_q, span).await?)?;
-                if reset.is_empty() {
+                let fallen =
+                    fallen_namespaces(self.query("fallen counters", &fallen_q, span).await?)?;
+                if fallen.is_empty() {
                     return Ok(Fallen::None);
                 }
-                self.fallen_cpu(span, reset, weighed_rx).await
+                self.fallen_cpu(span, fallen, weighed_rx).await
             },
             async {
                 match &steady_q {
@@ -208,7 +206,7 @@ impl Collector<'_> {
         Ok((counts, CpuAnswer::decide(steady, fallen)))
     }
 
-    /// The CPU of the namespaces `reset` (not empty), whose usage counters fell within the
+    /// The CPU of the namespaces `fallen` (not empty), whose usage counters fell within the
     /// span: from their counters' samples ([`counters`]), or with PromQL's case analysis in
     /// parts, or, when they are too many for parts, with one exact query over every namespace.
     ///
@@ -219,25 +217,22 @@ impl Collector<'_> {
     async fn fallen_cpu(
         &self,
         span: &[HourWindow],
-        reset: Vec<String>,
+        fallen: Vec<String>,
         weighed: tokio::sync::oneshot::Receiver<(Duration, SampleWeight)>,
     ) -> Result<Fallen> {
         let mut samples_tried = false;
-        if self.config.cpu_basis == CpuBasis::Usage && self.samples_fit(span, &reset) {
-            let parts = split_by_length(&reset, |some| {
+        if self.config.cpu_basis == CpuBasis::Usage && self.samples_fit(span, &fallen) {
+            let parts = split_by_length(&fallen, |some| {
                 queries::counter_samples(self.windows, span.len(), Namespaces::Only(some))
             });
             if let Some(parts) = parts {
                 samples_tried = true;
-                self.log_fallen(&reset, "samples");
-                // The usage basis weighs nothing: the weight is not read.
-                match self
-                    .used_from_samples(span, &parts, SampleWeight::PerHour)
-                    .await
-                {
+                self.log_fallen(&fallen, "samples");
+                // The usage basis reads no requests, so no weight.
+                match self.used_from_samples(span, &parts, None).await {
                     Ok(exact) => {
                         return Ok(Fallen::Listed {
-                            listed: reset,
+                            listed: fallen,
                             exact,
                         });
                     }
@@ -252,19 +247,19 @@ impl Collector<'_> {
             // The counts failed: their error is the run's.
             return Ok(Fallen::None);
         };
-        self.fallen_cpu_weighed(span, reset, interval, weight, samples_tried)
+        self.fallen_cpu_weighed(span, fallen, interval, weight, samples_tried)
             .await
     }
 
     /// Whether the fallen counters' raw samples are few enough to read (and wanted).
-    fn samples_fit(&self, span: &[HourWindow], reset: &[String]) -> bool {
+    fn samples_fit(&self, span: &[HourWindow], fallen: &[String]) -> bool {
         self.config.fallen_counters == FallenCounters::Samples
-            && reset.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS
+            && fallen.len().saturating_mul(span.len() + 1) <= MAX_SAMPLED_NAMESPACE_HOURS
     }
 
-    fn log_fallen(&self, reset: &[String], from: &'static str) {
+    fn log_fallen(&self, fallen: &[String], from: &'static str) {
         info!(
-            namespaces = reset.len(),
+            namespaces = fallen.len(),
             from,
             "a usage counter fell within the span in some namespaces: their CPU is read \
              with the full case analysis"
@@ -276,21 +271,23 @@ impl Collector<'_> {
     async fn fallen_cpu_weighed(
         &self,
         span: &[HourWindow],
-        reset: Vec<String>,
+        fallen: Vec<String>,
         interval: Duration,
         weight: SampleWeight,
         samples_tried: bool,
     ) -> Result<Fallen> {
         let basis = self.config.cpu_basis;
-        let cpu_query = |counters: Counters, namespaces: Namespaces<'_>| {
-            queries::cpu(self.windows, basis, interval, weight, counters, namespaces)
+        let exact = Counters::Exact { interval };
+        let read = match basis {
+            CpuBasis::Max => CpuRead::Larger(weight, exact),
+            CpuBasis::Request | CpuBasis::Usage => CpuRead::Used(exact),
         };
         // Their counters' raw samples, when few enough: in parts short enough for the longest
         // query a part sends (the max basis' requests query names them twice).
-        let sampled = !samples_tried && self.samples_fit(span, &reset);
+        let sampled = !samples_tried && self.samples_fit(span, &fallen);
         let sample_parts = sampled
             .then(|| {
-                split_by_length(&reset, |some| {
+                split_by_length(&fallen, |some| {
                     let some = Namespaces::Only(some);
                     match basis {
                         CpuBasis::Max => queries::requested_cpu_seconds(self.windows, weight, some),
@@ -303,7 +300,7 @@ impl Collector<'_> {
             .flatten();
         if !samples_tried {
             self.log_fallen(
-                &reset,
+                &fallen,
                 if sample_parts.is_some() {
                     "samples"
                 } else {
@@ -312,10 +309,11 @@ impl Collector<'_> {
             );
         }
         if let Some(parts) = &sample_parts {
-            match self.used_from_samples(span, parts, weight).await {
+            let requests = (basis == CpuBasis::Max).then_some(weight);
+            match self.used_from_samples(span, parts, requests).await {
                 Ok(exact) => {
                     return Ok(Fallen::Listed {
-                        listed: reset.clone(),
+                        listed: fallen.clone(),
                         exact,
                     });
                 }
@@ -326,8 +324,8 @@ impl Collector<'_> {
                 Err(e) => return Err(e),
             }
         }
-        let exact_q = exact_parts(&reset, |some| {
-            cpu_query(Counters::Exact, Namespaces::Only(some))
+        let exact_q = exact_parts(&fallen, |some| {
+            queries::cpu(self.windows, read, Namespaces::Only(some))
         });
         if let Some(parts) = &exact_q {
             // One after another, beside the CPU query: usually one or none.
@@ -336,22 +334,23 @@ impl Collector<'_> {
                 exact.extend(self.query("cpu (fallen counters)", q, span).await?);
             }
             return Ok(Fallen::Listed {
-                listed: reset,
+                listed: fallen,
                 exact,
             });
         }
-        let all = cpu_query(Counters::Exact, Namespaces::All);
+        let all = queries::cpu(self.windows, read, Namespaces::All);
         Ok(Fallen::Everyone(self.query("cpu", &all, span).await?))
     }
 
-    /// Per namespace of `parts`, the CPU it used in each hour of `span` (core-hours, the max
-    /// basis' larger of requested and used per container), from its usage counters' raw
-    /// samples ([`counters`]): what the exact CPU queries answer, read once.
+    /// Per namespace of `parts`, the CPU it used in each hour of `span` (core-hours), from its
+    /// usage counters' raw samples ([`counters`]): what the exact CPU queries answer, read
+    /// once. With `requests` (the max basis, with its sample weight), per container the larger
+    /// of requested and used.
     async fn used_from_samples(
         &self,
         span: &[HourWindow],
         parts: &[&[String]],
-        weight: SampleWeight,
+        requests: Option<SampleWeight>,
     ) -> Result<Vec<Series>> {
         let Some(last) = span.last() else {
             return Ok(Vec::new());
@@ -367,8 +366,8 @@ impl Collector<'_> {
                 at: last.end(),
             };
             let samples = self.prometheus.query_samples(&samples_q);
-            let (samples, requested) = match self.config.cpu_basis {
-                CpuBasis::Max => {
+            let (samples, requested) = match requests {
+                Some(weight) => {
                     let requested_q = queries::requested_cpu_seconds(
                         self.windows,
                         weight,
@@ -379,7 +378,7 @@ impl Collector<'_> {
                     let (samples, requested) = tokio::join!(samples, requested);
                     (samples?, requested?)
                 }
-                _ => (samples.await?, Vec::new()),
+                None => (samples.await?, Vec::new()),
             };
             let mut containers = counters::used_seconds(&samples, &hour_ends);
             drop(samples);
@@ -429,17 +428,17 @@ mod tests {
     /// The names go into a regular expression: only namespace names pass, and a namespace is
     /// listed once, whatever hour its counter fell in.
     #[test]
-    fn fallen_counters_are_checked_namespace_names() {
-        let listed = fallen_counters(vec![
+    fn fallen_namespaces_are_checked_namespace_names() {
+        let listed = fallen_namespaces(vec![
             series("team-b", &[(3600, 1.0), (7200, 1.0)]),
             series("team-a", &[(7200, 1.0)]),
             series("quiet", &[]),
         ])
         .unwrap();
         assert_eq!(listed, ["team-a", "team-b"]);
-        let err = fallen_counters(vec![series("a|b", &[(3600, 1.0)])]).unwrap_err();
+        let err = fallen_namespaces(vec![series("a|b", &[(3600, 1.0)])]).unwrap_err();
         assert!(matches!(err, CollectError::BadNamespace { .. }), "{err}");
-        let err = fallen_counters(vec![series("", &[(3600, 1.0)])]).unwrap_err();
+        let err = fallen_namespaces(vec![series("", &[(3600, 1.0)])]).unwrap_err();
         assert!(matches!(err, CollectError::MissingLabel { .. }), "{err}");
     }
 
@@ -448,14 +447,11 @@ mod tests {
     #[test]
     fn exact_parts_fit_the_query_length() {
         let build = |some: &[String]| {
-            queries::cpu(
-                Windows::LeftOpen,
-                CpuBasis::Max,
-                Duration::from_secs(30),
-                SampleWeight::PerHour,
-                Counters::Exact,
-                Namespaces::Only(some),
-            )
+            let exact = Counters::Exact {
+                interval: Duration::from_secs(30),
+            };
+            let read = CpuRead::Larger(SampleWeight::PerHour, exact);
+            queries::cpu(Windows::LeftOpen, read, Namespaces::Only(some))
         };
         let names =
             |n: usize| -> Vec<String> { (0..n).map(|i| format!("tenant-{i:05}")).collect() };

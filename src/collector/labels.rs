@@ -10,34 +10,23 @@ use super::error::{CollectError, Result};
 use crate::prometheus::Series;
 use crate::window::HourWindow;
 
-/// Refuse the span when its [`crate::queries::data_labels`] answer shows several clusters in an hour
-/// or series scraped without `honor_labels`. `scoped`: whether `--prometheus-selector` is set
-/// (the message then says that it does not isolate one cluster).
-pub(super) fn check(
-    answer: &[Series],
-    span: &[HourWindow],
-    cluster_label: &str,
-    scoped: bool,
-) -> Result<()> {
-    let hour_of = |t: i64| {
-        span.iter()
-            .find(|w| w.end().timestamp() == t)
-            .map(|w| w.to_string())
-            .unwrap_or_else(|| t.to_string())
-    };
-    let mut clusters: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+/// The hour of `span` ending at `t` (unix seconds), for messages.
+fn hour_of(span: &[HourWindow], t: i64) -> String {
+    span.iter()
+        .find(|w| w.end().timestamp() == t)
+        .map(|w| w.to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// Refuse the span when its [`crate::queries::data_labels`] answer shows series scraped
+/// without `honor_labels`, or native sidecars that kube-state-metrics does not label.
+pub(super) fn check(answer: &[Series], span: &[HourWindow]) -> Result<()> {
     for s in answer {
         match s.labels.get("check").map(String::as_str) {
-            Some("clusters") => {
-                let value = s.labels.get(cluster_label).cloned().unwrap_or_default();
-                for (t, _) in &s.points {
-                    clusters.entry(*t).or_default().insert(value.clone());
-                }
-            }
             Some("unlabelled_sidecars") => {
                 if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
                     return Err(CollectError::SidecarsUnlabelled {
-                        hour: hour_of(*t),
+                        hour: hour_of(span, *t),
                         containers: *n,
                     });
                 }
@@ -45,7 +34,7 @@ pub(super) fn check(
             Some(label @ ("exported_namespace" | "exported_pod")) => {
                 if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
                     return Err(CollectError::ExportedLabels {
-                        hour: hour_of(*t),
+                        hour: hour_of(span, *t),
                         label: label.to_string(),
                         series: *n,
                     });
@@ -55,35 +44,76 @@ pub(super) fn check(
             _ => {}
         }
     }
-    if let Some((t, values)) = clusters.iter().find(|(_, v)| v.len() > 1) {
-        let shown: Vec<String> = values
-            .iter()
-            .map(|v| {
-                if v.is_empty() {
-                    "series without it".to_string()
-                } else {
-                    format!("{v:?}")
-                }
-            })
-            .collect();
-        return Err(CollectError::MixedClusters {
-            hour: hour_of(*t),
-            label: cluster_label.to_string(),
-            count: values.len(),
-            values: shown.join(", "),
-            first: values
-                .iter()
-                .find(|v| !v.is_empty())
-                .cloned()
-                .unwrap_or_default(),
-            scoped: if scoped {
-                ", even within --prometheus-selector"
-            } else {
-                ""
-            },
-        });
-    }
     Ok(())
+}
+
+/// Per hour of `span`, the values of `cluster_label` on the series of a
+/// [`crate::queries::namespace_samples`] answer with samples in it (`""`: series without the
+/// label). Its series are the namespaces' phase series, every label kept, over the whole hour.
+pub(super) fn clusters_by_hour(
+    answer: &[Series],
+    span: &[HourWindow],
+    cluster_label: &str,
+) -> BTreeMap<i64, BTreeSet<String>> {
+    let ends: BTreeSet<i64> = span.iter().map(|w| w.end().timestamp()).collect();
+    let mut clusters: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for s in answer {
+        let value = s
+            .labels
+            .get(cluster_label)
+            .map(String::as_str)
+            .unwrap_or("");
+        for (t, n) in &s.points {
+            if *n > 0.0 && ends.contains(t) {
+                let seen = clusters.entry(*t).or_default();
+                if !seen.contains(value) {
+                    seen.insert(value.to_string());
+                }
+            }
+        }
+    }
+    clusters
+}
+
+/// Refuse the span when a [`crate::queries::namespace_samples`] answer shows more than one
+/// cluster in an hour ([`clusters_by_hour`]). `scoped`: whether `--prometheus-selector` is set
+/// (the message then says that it does not isolate one cluster).
+pub(super) fn one_cluster(
+    answer: &[Series],
+    span: &[HourWindow],
+    cluster_label: &str,
+    scoped: bool,
+) -> Result<()> {
+    let clusters = clusters_by_hour(answer, span, cluster_label);
+    let Some((t, values)) = clusters.iter().find(|(_, v)| v.len() > 1) else {
+        return Ok(());
+    };
+    let shown: Vec<String> = values
+        .iter()
+        .map(|v| {
+            if v.is_empty() {
+                "series without it".to_string()
+            } else {
+                format!("{v:?}")
+            }
+        })
+        .collect();
+    Err(CollectError::MixedClusters {
+        hour: hour_of(span, *t),
+        label: cluster_label.to_string(),
+        count: values.len(),
+        values: shown.join(", "),
+        first: values
+            .iter()
+            .find(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_default(),
+        scoped: if scoped {
+            ", even within --prometheus-selector"
+        } else {
+            ""
+        },
+    })
 }
 
 #[cfg(test)]
@@ -107,23 +137,36 @@ mod tests {
         }
     }
 
+    /// A namespaces answer's series: a phase series' sample count in the hour ending at `END`.
+    fn phase(labels: &[(&str, &str)], v: f64) -> Series {
+        let mut all = vec![("namespace", "team-a"), ("phase", "Active")];
+        all.extend_from_slice(labels);
+        series(&all, v)
+    }
+
     #[test]
     fn one_cluster_and_honored_labels_pass() {
         for answer in [
-            vec![series(&[("check", "clusters")], 1.0)],
-            vec![series(&[("check", "clusters"), ("cluster", "east")], 1.0)],
+            vec![phase(&[], 30.0), phase(&[("instance", "ksm-2")], 30.0)],
+            vec![phase(&[("cluster", "east")], 30.0)],
+            // A cluster with no sample in the hour is not in it.
+            vec![
+                phase(&[("cluster", "east")], 30.0),
+                phase(&[("cluster", "west")], 0.0),
+            ],
             vec![],
         ] {
-            check(&answer, &span(), "cluster", false).unwrap();
+            one_cluster(&answer, &span(), "cluster", false).unwrap();
         }
+        check(&[series(&[("check", "exported_pod")], 0.0)], &span()).unwrap();
     }
 
     #[test]
     fn several_clusters_are_refused_with_the_selector_to_set() {
-        let e = check(
+        let e = one_cluster(
             &[
-                series(&[("check", "clusters"), ("cluster", "west")], 1.0),
-                series(&[("check", "clusters"), ("cluster", "east")], 1.0),
+                phase(&[("cluster", "west")], 3.0),
+                phase(&[("cluster", "east")], 30.0),
             ],
             &span(),
             "cluster",
@@ -140,11 +183,11 @@ mod tests {
             "{text}"
         );
         // Series with and without the label are two sources too.
-        let e = check(
+        let e = one_cluster(
             &[
-                series(&[("check", "clusters")], 1.0),
-                series(&[("check", "clusters"), ("region", "x")], 1.0),
-                series(&[("check", "clusters"), ("cluster", "east")], 1.0),
+                phase(&[], 30.0),
+                phase(&[("region", "x")], 30.0),
+                phase(&[("cluster", "east")], 30.0),
             ],
             &span(),
             "cluster",
@@ -156,30 +199,32 @@ mod tests {
             e.contains("series without it") && e.contains("even within"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn exported_labels_are_refused_with_the_fix() {
-        let e = check(
-            &[series(&[("check", "exported_namespace")], 42.0)],
+        // Only the span's hours are judged: the context hours before it are not billed.
+        let before = Series {
+            points: vec![(END - 3600, 30.0)],
+            ..phase(&[("cluster", "west")], 0.0)
+        };
+        one_cluster(
+            &[before, phase(&[("cluster", "east")], 30.0)],
             &span(),
             "cluster",
             false,
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+    }
+
+    #[test]
+    fn exported_labels_are_refused_with_the_fix() {
+        let e = check(&[series(&[("check", "exported_namespace")], 42.0)], &span())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(
                 "42 kube-state-metrics or cAdvisor series carry the label exported_namespace"
             ) && e.contains("honorLabels: true"),
             "{e}"
         );
-        let ok = check(
-            &[series(&[("check", "exported_pod")], 0.0)],
-            &span(),
-            "cluster",
-            false,
-        );
+        let ok = check(&[series(&[("check", "exported_pod")], 0.0)], &span());
         assert!(ok.is_ok());
     }
 }

@@ -29,14 +29,27 @@ pub use interval::interval_from_count;
 pub use probe::probe_windows;
 pub use validate::SpanUsage;
 
-/// Judge a [`queries::data_labels`] answer as a run does: one cluster, `honor_labels`.
-pub fn check_data_labels(
+/// Judge a [`queries::data_labels`] answer as a run does: `honor_labels`, labelled sidecars.
+pub fn check_data_labels(answer: &[Series], span: &[HourWindow]) -> Result<()> {
+    labels::check(answer, span)
+}
+
+/// Judge a [`queries::namespace_samples`] answer as a run does: one cluster per hour. With the
+/// values of `cluster_label` seen in the span, for `consumption-metrics check`.
+pub fn check_clusters(
     answer: &[Series],
     span: &[HourWindow],
     cluster_label: &str,
     scoped: bool,
-) -> Result<()> {
-    labels::check(answer, span, cluster_label, scoped)
+) -> (BTreeSet<String>, Result<()>) {
+    let seen = labels::clusters_by_hour(answer, span, cluster_label)
+        .into_values()
+        .flatten()
+        .collect();
+    (
+        seen,
+        labels::one_cluster(answer, span, cluster_label, scoped),
+    )
 }
 
 use crate::gpu::Weight;
@@ -61,7 +74,7 @@ pub enum FallenCounters {
 
 /// What is billed and how.
 #[derive(Debug, Clone)]
-pub struct CollectConfig {
+pub struct CollectSettings {
     /// The label that tells clusters apart in a shared store (`--cluster-label`).
     pub cluster_label: String,
     pub cpu_basis: CpuBasis,
@@ -83,7 +96,7 @@ pub struct CollectConfig {
 
 pub struct Collector<'a> {
     prometheus: &'a Prometheus,
-    config: &'a CollectConfig,
+    config: &'a CollectSettings,
     windows: Windows,
     /// Warnings already given this run (an unmapped StorageClass, an unweighted GPU): once
     /// per run, not once per span.
@@ -95,7 +108,7 @@ impl<'a> Collector<'a> {
     /// `--window-semantics`, or from one probe query evaluated at `at` (an hour-aligned time).
     pub async fn connect(
         prometheus: &'a Prometheus,
-        config: &'a CollectConfig,
+        config: &'a CollectSettings,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Self> {
         let windows = match config.windows {
@@ -178,6 +191,13 @@ impl<'a> Collector<'a> {
         let answer = self
             .query_from("namespaces", &counts_q, span, context)
             .await?;
+        // Before the counts: two clusters' series look like a second exporter to them.
+        labels::one_cluster(
+            &answer,
+            span,
+            &self.config.cluster_label,
+            self.prometheus.is_scoped(),
+        )?;
         let counts = interval::read_counts(answer, span, self.config.scrape_interval)?;
         info!(scrape_interval = ?counts.interval, "integrating gauges");
         Ok(counts)
@@ -197,13 +217,11 @@ impl<'a> Collector<'a> {
             .config
             .bill_memory
             .then(|| queries::memory(self.windows, self.config.request_model));
-        let labels_q = queries::data_labels(
-            self.windows,
-            &self.config.cluster_label,
-            self.config.request_model == RequestModel::Pod,
-        );
-        // The data's labels are judged first: several clusters or exported labels make the
-        // other answers fail in misleading ways (a "second exporter"), or pass wrong.
+        let labels_q =
+            queries::data_labels(self.windows, self.config.request_model == RequestModel::Pod);
+        // The data's labels are judged first: exported labels make the other answers fail in
+        // misleading ways, or pass wrong. (Several clusters are judged from the namespaces'
+        // answer, before its counts: [`Collector::sample_counts`].)
         let (data_labels, answers) =
             tokio::join!(self.query("data labels", &labels_q, span), async {
                 tokio::try_join!(
@@ -218,12 +236,7 @@ impl<'a> Collector<'a> {
                     },
                 )
             });
-        labels::check(
-            &data_labels?,
-            span,
-            &self.config.cluster_label,
-            self.prometheus.is_scoped(),
-        )?;
+        labels::check(&data_labels?, span)?;
         let ((counts, cpu), gpu, storage, memory) = answers?;
         let weights = Some(&counts.weights);
         // Counters (usage) are not samples; the max basis weighs in its query.

@@ -12,7 +12,7 @@ pub mod tls;
 
 use std::time::Duration;
 
-pub use publisher::Publisher;
+pub use publisher::{Publisher, TopicLimit};
 pub use settings::{KafkaSettings, TlsFiles, Transport};
 
 /// Why an hour could not be published. The checkpoint never moves past such an hour.

@@ -1,16 +1,29 @@
 //! The producer: a metadata preflight at connect, then one hour at a time, every part sent and
 //! every acknowledgement awaited.
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::{debug, info, instrument};
 
 use super::context::Context;
-use super::settings::{KafkaSettings, to_rdkafka};
+use super::settings::{KafkaSettings, to_rdkafka, to_rdkafka_admin};
 use super::{PublishError, cloudevents, tls};
 use crate::message::KafkaMessage;
 use crate::window::{HourWindow, rfc3339};
+
+/// What the brokers say of the topic's largest accepted record batch (`max.message.bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicLimit {
+    Bytes(u64),
+    /// The brokers described the topic without the key (a broker that lists only the
+    /// settings a topic was created with; Kafka lists every one, defaults included).
+    NotReported,
+    /// DescribeConfigs failed or was refused (it needs the DescribeConfigs ACL on the topic,
+    /// which a producer may lack), with why.
+    Unreadable(String),
+}
 
 pub struct Publisher {
     producer: FutureProducer<Context>,
@@ -126,6 +139,43 @@ impl Publisher {
             last_problem = Some(problem);
             debug!(topic = %self.settings.topic, "topic has no leader yet; asking again");
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The topic's `max.message.bytes`, read with DescribeConfigs within the preflight's time.
+    pub async fn topic_limit(&self) -> TopicLimit {
+        let admin: AdminClient<Context> =
+            match to_rdkafka_admin(&self.settings).create_with_context(self.context.clone()) {
+                Ok(admin) => admin,
+                Err(e) => return TopicLimit::Unreadable(self.settings.scrub(e.to_string())),
+            };
+        let options = AdminOptions::new().request_timeout(Some(self.settings.preflight_timeout));
+        let topic = ResourceSpecifier::Topic(&self.settings.topic);
+        let described = match admin.describe_configs([&topic], &options).await {
+            Ok(mut results) if results.len() == 1 => results.remove(0),
+            Ok(results) => {
+                return TopicLimit::Unreadable(format!(
+                    "the brokers answered {} results for one topic",
+                    results.len()
+                ));
+            }
+            Err(e) => return TopicLimit::Unreadable(self.settings.scrub(e.to_string())),
+        };
+        let resource = match described {
+            Ok(resource) => resource,
+            Err(code) => return TopicLimit::Unreadable(code.to_string()),
+        };
+        match resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+        {
+            None => TopicLimit::NotReported,
+            Some(value) => match value.trim().parse() {
+                Ok(bytes) => TopicLimit::Bytes(bytes),
+                Err(_) => TopicLimit::Unreadable(format!(
+                    "max.message.bytes is {value:?}, not a number of bytes"
+                )),
+            },
         }
     }
 

@@ -248,6 +248,12 @@ pub fn to_rdkafka(s: &KafkaSettings) -> ClientConfig {
     with_properties(c, s)
 }
 
+/// The admin client of `check`: reads the topic's configuration (DescribeConfigs), never
+/// writes. No producer keys: an idempotent handle would ask the brokers for a producer id.
+pub fn to_rdkafka_admin(s: &KafkaSettings) -> ClientConfig {
+    with_properties(client(s, "consumption-metrics-check"), s)
+}
+
 /// Mutual TLS, the same for every client the job creates.
 fn set_tls(c: &mut ClientConfig, s: &KafkaSettings) {
     match &s.transport {

@@ -308,9 +308,15 @@ impl TestKafka {
     }
 
     pub fn create_topic(&self, topic: &str) {
+        self.create_topic_with(topic, &[]);
+    }
+
+    /// [`Self::create_topic`] with topic configuration, e.g. `max.message.bytes`.
+    pub fn create_topic_with(&self, topic: &str, config: &[(&str, &str)]) {
         let out = Command::new(tansu_bin())
             .args(["topic", "create", topic, "--partitions", "3"])
             .arg(format!("--broker=tcp://{}", self.plain))
+            .args(config.iter().map(|(k, v)| format!("--config={k}={v}")))
             .output()
             .expect("tansu topic create");
         assert!(
