@@ -201,18 +201,17 @@ pub fn shape(hour: &HourUsage, config: &MessageSettings) -> Result<Vec<KafkaMess
     // for part 0 when its bits are few, so part 0's header alone would undercount the others.
     let first = header(0);
     let id_slack = LONGEST_ID.saturating_sub(first.message_id.len());
-    let empty = serde_json::to_vec(&KafkaMessage {
+    let empty = json_len(&KafkaMessage {
         header: first,
         payload: Vec::new(),
     })
     .map_err(serialize_err)?
-    .len()
         + id_slack;
 
     let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
     let mut size = empty;
     for entry in entries {
-        let bytes = serde_json::to_vec(&entry).map_err(serialize_err)?.len();
+        let bytes = json_len(&entry).map_err(serialize_err)?;
         if empty + bytes > config.max_message_bytes {
             return Err(MessageError::EntryTooLarge {
                 external_id: entry.external_id,
@@ -325,6 +324,23 @@ pub fn validate(
         }
     }
     Ok(())
+}
+
+/// The bytes of `value` as compact JSON, counted as it is written, never held.
+pub(crate) fn json_len<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<usize> {
+    struct Counted(usize);
+    impl std::io::Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counted = Counted(0);
+    serde_json::to_writer(&mut counted, value)?;
+    Ok(counted.0)
 }
 
 /// The longest `message_id` of either format: a UUID (36), or a legacy id's 17 characters of
