@@ -676,9 +676,8 @@ fn second_half(request: &str) -> bool {
     request.contains("namespace%21%7E%22")
 }
 
-/// The namespaces query's answer for `team-a`: its sample count `n` in one series and over
-/// every series (queries::namespace_samples), in the hour ending at `end`.
-/// The namespaces query's answer: team-a's phase series, `n` samples in the hour.
+/// The namespaces query's answer (queries::namespace_samples): team-a's phase series, `n`
+/// samples in the hour ending at `end`.
 fn namespace_counts(end: i64, n: &str) -> String {
     matrix(&[(
         r#"{"namespace":"team-a","phase":"Active","instance":"ksm:8080"}"#,
@@ -779,6 +778,51 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
             .args(ONE_HOUR));
         assert_fails(&out, 4, says);
     }
+}
+
+/// Two clusters in one store make other queries fail first (Prometheus refuses the storage
+/// join: the same PVC twice), and that failure cancels the namespaces' answer the clusters are
+/// judged from (here its first read is refused). The run still says what is wrong: the
+/// clusters, with the selector to set, not the join.
+#[test]
+fn mixed_clusters_are_the_news_when_another_query_fails_first() {
+    let end = one_hour_end();
+    let clusters = matrix(&[
+        (
+            r#"{"namespace":"team-a","phase":"Active","cluster":"east"}"#,
+            &[(end, "120")],
+        ),
+        (
+            r#"{"namespace":"team-a","phase":"Active","cluster":"west"}"#,
+            &[(end, "120")],
+        ),
+    ]);
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let server = routed_http(move |request| {
+        if request.contains("kube_namespace_status_phase") {
+            if reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let refused = r#"{"status":"error","errorType":"bad_data","error":"refused once"}"#;
+                return (400, "application/json", refused.into());
+            }
+            (200, "application/json", clusters.clone())
+        } else if request.contains("kube_persistentvolumeclaim") {
+            let refused = r#"{"status":"error","errorType":"execution","error":"found duplicate series for the match group"}"#;
+            (422, "application/json", refused.into())
+        } else {
+            (200, "application/json", matrix(&[]))
+        }
+    });
+    let out = run(base(&server.url)
+        .args(["--scrape-interval", "30s"])
+        .args(ONE_HOUR));
+    assert_fails(
+        &out,
+        4,
+        &[
+            r#"2 clusters (label cluster: "east", "west")"#,
+            r#"--prometheus-selector 'cluster="east"'"#,
+        ],
+    );
 }
 
 /// The fallen counters' raw samples are one answer; when it is over the answer limit, their

@@ -237,7 +237,23 @@ impl<'a> Collector<'a> {
                 )
             });
         labels::check(&data_labels?, span)?;
-        let ((counts, cpu), gpu, storage, memory) = answers?;
+        let ((counts, cpu), gpu, storage, memory) = match answers {
+            Ok(answers) => answers,
+            Err(e @ CollectError::MixedClusters { .. }) => return Err(e),
+            // An unreachable or busy Prometheus is the news as it is (and asking it again
+            // would only wait for its retries twice).
+            Err(e) if matches!(&e, CollectError::Prometheus(p) if p.is_retryable()) => {
+                return Err(e);
+            }
+            Err(e) => {
+                // Several clusters make other queries fail in misleading ways (a join finding a
+                // PVC twice, "a second exporter"), and the failure may have cancelled the
+                // namespaces' answer they are judged from: judge them again, so that the
+                // clusters are the news.
+                self.one_cluster_again(span).await?;
+                return Err(e);
+            }
+        };
         let weights = Some(&counts.weights);
         // Counters (usage) are not samples; the max basis weighs in its query.
         let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&counts.weights);
@@ -341,6 +357,22 @@ impl<'a> Collector<'a> {
             );
         }
         Ok(usage)
+    }
+
+    /// After another query failed: the clusters of `span` judged from a fresh namespaces'
+    /// answer ([`labels::one_cluster`]). A failure of that query is not the news: the first
+    /// failure is.
+    async fn one_cluster_again(&self, span: &[HourWindow]) -> Result<()> {
+        let counts_q = queries::namespace_samples(self.windows);
+        match self.query("namespaces", &counts_q, span).await {
+            Ok(answer) => labels::one_cluster(
+                &answer,
+                span,
+                &self.config.cluster_label,
+                self.prometheus.is_scoped(),
+            ),
+            Err(_) => Ok(()),
+        }
     }
 
     /// The scrape interval the gauges of `span` are integrated at, with every refusal of the
