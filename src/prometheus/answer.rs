@@ -172,7 +172,8 @@ impl<'de, T: Reading> Deserialize<'de> for Points<T> {
     }
 }
 
-/// A sample value's text, borrowed from the answer unless it had to be unescaped.
+/// A sample value's or a label name's text, borrowed from the answer unless it had to be
+/// unescaped.
 pub(super) struct Text<'a>(std::borrow::Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
@@ -181,7 +182,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = Text<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a sample value as a string")
+                f.write_str("a string (a sample value or a label name)")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
                 Ok(Text(std::borrow::Cow::Borrowed(v)))
