@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::error::{CollectError, Result};
-use super::validate::namespace_of;
+use super::validate::{hour_of, namespace_of};
 use crate::prometheus::Series;
 use crate::queries::{self, SampleWeight};
 use crate::window::{HourWindow, rfc3339};
@@ -151,12 +151,6 @@ pub(super) fn read_counts(
     // One weight serves every namespace only if every namespace is written by the same
     // exporters at the same interval: refuse a namespace with more samples than that.
     let expected = (3600.0 / interval.as_secs_f64()).floor();
-    let hour_of = |t: i64| {
-        span.iter()
-            .find(|w| w.end().timestamp() == t)
-            .map(|w| w.to_string())
-            .unwrap_or_default()
-    };
     for (counts, limit, how) in [
         (&series, None, "in one series"),
         (&namespaces, Some(&summed), "over all its series"),
@@ -172,7 +166,7 @@ pub(super) fn read_counts(
                 };
                 if *v > typical * 1.05 + 2.0 {
                     return Err(CollectError::ExportersDisagree {
-                        hour: hour_of(*t),
+                        hour: hour_of(span, *t),
                         namespace: s.labels.get("namespace").cloned().unwrap_or_default(),
                         count: *v,
                         typical,

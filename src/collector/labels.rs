@@ -7,16 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::{CollectError, Result};
+use super::validate::hour_of;
 use crate::prometheus::Series;
 use crate::window::HourWindow;
-
-/// The hour of `span` ending at `t` (unix seconds), for messages.
-fn hour_of(span: &[HourWindow], t: i64) -> String {
-    span.iter()
-        .find(|w| w.end().timestamp() == t)
-        .map(|w| w.to_string())
-        .unwrap_or_else(|| t.to_string())
-}
 
 /// Refuse the span when its [`crate::queries::data_labels`] answer shows series scraped
 /// without `honor_labels`, or native sidecars that kube-state-metrics does not label.
@@ -85,6 +78,16 @@ pub(super) fn one_cluster(
     scoped: bool,
 ) -> Result<()> {
     let clusters = clusters_by_hour(answer, span, cluster_label);
+    judge_clusters(&clusters, span, cluster_label, scoped)
+}
+
+/// [`one_cluster`] of clusters already read with [`clusters_by_hour`].
+pub(super) fn judge_clusters(
+    clusters: &BTreeMap<i64, BTreeSet<String>>,
+    span: &[HourWindow],
+    cluster_label: &str,
+    scoped: bool,
+) -> Result<()> {
     let Some((t, values)) = clusters.iter().find(|(_, v)| v.len() > 1) else {
         return Ok(());
     };

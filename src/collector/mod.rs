@@ -42,14 +42,9 @@ pub fn check_clusters(
     cluster_label: &str,
     scoped: bool,
 ) -> (BTreeSet<String>, Result<()>) {
-    let seen = labels::clusters_by_hour(answer, span, cluster_label)
-        .into_values()
-        .flatten()
-        .collect();
-    (
-        seen,
-        labels::one_cluster(answer, span, cluster_label, scoped),
-    )
+    let clusters = labels::clusters_by_hour(answer, span, cluster_label);
+    let judged = labels::judge_clusters(&clusters, span, cluster_label, scoped);
+    (clusters.into_values().flatten().collect(), judged)
 }
 
 use crate::gpu::Weight;

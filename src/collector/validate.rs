@@ -34,6 +34,14 @@ pub(super) fn namespace_of<'s>(what: &'static str, s: &'s Series) -> Result<&'s 
     }
 }
 
+/// The hour of `span` ending at `t` (unix seconds), for messages.
+pub(super) fn hour_of(span: &[HourWindow], t: i64) -> String {
+    span.iter()
+        .find(|w| w.end().timestamp() == t)
+        .map(|w| w.to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// What one series adds to its namespace's usage.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Adds {
