@@ -3,8 +3,9 @@
 //! It asks the store whether a run would bill correctly and prints one line per check,
 //! `ok`, `warn` or `FAIL`, each failure with what to do.
 //!
-//! It reads, never writes: the checkpoint is loaded and its write permission proven the way a
-//! run proves it before sending (a `dryRun` update of the ConfigMap, a writable directory);
+//! It reads, never writes: the checkpoint is loaded and its write permission proven without
+//! storing anything (a `dryRun` create or update of the ConfigMap, a permission check of the
+//! file's directory; a real create would turn a deleted checkpoint into a first run);
 //! the Kafka side is connected and its topic's metadata read, and nothing is produced. Every
 //! failure is a line, not an error: the report is the whole answer, and the exit code is the
 //! class of the first failure (the run's own exit codes, README "Exit codes").
@@ -177,6 +178,16 @@ fn values<'a>(series: impl IntoIterator<Item = &'a Series>, label: &str) -> Vec<
 
 /// Run every check. Never fails: a check that cannot run is a failed line.
 pub async fn run(check: &CheckConfig) -> CheckReport {
+    let store = Checkpoint::open(&check.config.checkpoint).await;
+    run_with_checkpoint(check, store).await
+}
+
+/// [`run`] with the checkpoint store given (tests use a Kubernetes API double that records
+/// every request, to prove `check` writes nothing).
+pub async fn run_with_checkpoint(
+    check: &CheckConfig,
+    store: crate::checkpoint::Result<Checkpoint>,
+) -> CheckReport {
     let config = &check.config;
     let mut lines = Lines(Vec::new());
     let hour = newest_settled(config);
@@ -195,7 +206,7 @@ pub async fn run(check: &CheckConfig) -> CheckReport {
     };
     // Read once: the retention check needs the value, the checkpoint line says whether it
     // is readable and writable (listed after the data's checks).
-    let (next, checkpoint) = read_checkpoint(config).await;
+    let (next, checkpoint) = read_checkpoint(config, store).await;
     prometheus_checks(config, &hour, next, &mut lines).await;
     lines.0.push(checkpoint);
     match &check.kafka {
@@ -615,9 +626,13 @@ async fn retention_check(
     }
 }
 
-/// The checkpoint's value (the hour after it), and its line: readable and writable (proven
-/// without writing).
-async fn read_checkpoint(config: &Config) -> (Option<HourWindow>, Line) {
+/// The checkpoint's value (the hour after it), and its line: readable and writable, proven
+/// without writing ([`Checkpoint::verify_writable`]: a missing ConfigMap is not created, which
+/// would turn a lost checkpoint into a first run).
+async fn read_checkpoint(
+    config: &Config,
+    store: crate::checkpoint::Result<Checkpoint>,
+) -> (Option<HourWindow>, Line) {
     let line = |verdict, detail: String| Line {
         check: "checkpoint".into(),
         verdict,
@@ -628,7 +643,7 @@ async fn read_checkpoint(config: &Config) -> (Option<HourWindow>, Line) {
             exit::OK
         },
     };
-    let mut store = match Checkpoint::open(&config.checkpoint).await {
+    let mut store = match store {
         Ok(s) => s,
         Err(e) => return (None, line(Verdict::Fail, e.to_string())),
     };
@@ -636,19 +651,28 @@ async fn read_checkpoint(config: &Config) -> (Option<HourWindow>, Line) {
         Ok(v) => v,
         Err(e) => return (None, line(Verdict::Fail, e.to_string())),
     };
-    let checked = match store.prepare().await {
-        Ok(()) => line(
+    let checked = match (store.verify_writable().await, value) {
+        (Ok(()), Some(h)) => line(
             Verdict::Ok,
             format!(
-                "{}: {}, writable",
+                "{}: next hour {}, writable (proven without writing)",
                 store.describe(),
-                value.map_or("no value yet (a first run)".to_string(), |h| format!(
-                    "next hour {}",
-                    rfc3339(h.start())
-                ))
+                rfc3339(h.start())
             ),
         ),
-        Err(e) => line(Verdict::Fail, e.to_string()),
+        // Not an error (a new installation has no value), but the one case where a lost
+        // checkpoint would skip hours: say how to tell and what to do.
+        (Ok(()), None) => line(
+            Verdict::Warn,
+            format!(
+                "{}: no value yet, writable (proven without writing; check created nothing). A \
+                 run takes this for a first run and bills from the newest settled hour only. If \
+                 the checkpoint was deleted, restore the last lastPublishedTime from the logs \
+                 first (README, Runbook)",
+                store.describe()
+            ),
+        ),
+        (Err(e), _) => line(Verdict::Fail, e.to_string()),
     };
     (value, checked)
 }

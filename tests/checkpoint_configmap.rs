@@ -102,9 +102,12 @@ fn client(state: Arc<Mutex<FakeApi>>) -> kube::Client {
                     status(StatusCode::CONFLICT, "AlreadyExists", "already exists")
                 } else {
                     let mut sent: Value = serde_json::from_slice(&body).unwrap();
-                    s.version += 1;
-                    sent["metadata"]["resourceVersion"] = json!(s.version.to_string());
-                    s.object = Some(sent.clone());
+                    // A dry run is authorized and validated as a real create, stored nowhere.
+                    if !dry_run {
+                        s.version += 1;
+                        sent["metadata"]["resourceVersion"] = json!(s.version.to_string());
+                        s.object = Some(sent.clone());
+                    }
                     let mut r = Response::new(Body::from(serde_json::to_vec(&sent).unwrap()));
                     *r.status_mut() = StatusCode::CREATED;
                     r
@@ -396,5 +399,61 @@ async fn a_publishing_run_advances_the_configmap_hour_by_hour() {
         s.requests[1],
         format!("PUT /api/v1/namespaces/{NS}/configmaps/{NAME} (dry run)"),
         "the update is proven allowed before anything is sent"
+    );
+}
+
+/// `check` never writes: for a missing ConfigMap it sends a dry-run create only, so the
+/// README's recovery (re-create it with the last value) is not defeated by a ConfigMap without
+/// the key, which the next run would take for a first run. For an existing one, a dry-run
+/// update only.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_writes_nothing_to_the_checkpoint() {
+    use consumption_metrics::check::{self, CheckConfig, CheckFormat, Verdict};
+    let check_config = CheckConfig {
+        config: common::dry_run_config(&common::standard().url, "2026-11-01T05:30:00Z"),
+        kafka: None,
+        format: CheckFormat::Text,
+    };
+    let line = |report: &check::CheckReport| {
+        report
+            .checks
+            .iter()
+            .find(|l| l.check == "checkpoint")
+            .cloned()
+            .expect("a checkpoint line")
+    };
+
+    let missing = Arc::new(Mutex::new(FakeApi {
+        may_create: true,
+        ..Default::default()
+    }));
+    let report = check::run_with_checkpoint(&check_config, Ok(store(&missing))).await;
+    let l = line(&report);
+    assert_eq!(l.verdict, Verdict::Warn, "{}", l.detail);
+    assert!(l.detail.contains("created nothing"), "{}", l.detail);
+    let s = missing.lock().unwrap();
+    assert!(s.object.is_none(), "check created the ConfigMap");
+    assert_eq!(
+        s.requests,
+        vec![
+            format!("GET /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+            format!("POST /api/v1/namespaces/{NS}/configmaps (dry run)"),
+        ]
+    );
+    drop(s);
+
+    let present = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T03:00:00Z"}));
+    let report = check::run_with_checkpoint(&check_config, Ok(store(&present))).await;
+    let l = line(&report);
+    assert_eq!(l.verdict, Verdict::Ok, "{}", l.detail);
+    let s = present.lock().unwrap();
+    assert_eq!(s.value().as_deref(), Some("2026-11-01T03:00:00Z"));
+    assert_eq!(s.version, 1, "check changed the ConfigMap");
+    assert!(
+        s.requests
+            .iter()
+            .all(|r| r.starts_with("GET ") || r.ends_with("(dry run)")),
+        "{:?}",
+        s.requests
     );
 }

@@ -117,7 +117,48 @@ impl ConfigMapCheckpoint {
             debug!(configmap = %self.describe(), "the checkpoint may be updated (dry run)");
             return Ok(());
         }
-        let cm = ConfigMap {
+        let created = self
+            .api
+            .create(&PostParams::default(), &self.new_configmap())
+            .await
+            .map_err(|e| self.create_error(e))?;
+        info!(configmap = %self.describe(), "created the checkpoint ConfigMap");
+        self.current = Some(created);
+        self.missing = false;
+        Ok(())
+    }
+
+    /// Prove, without storing anything, that [`Self::prepare`] and the first update would be
+    /// allowed: a dry-run create (`dryRun=All`) when the last read found no ConfigMap, a
+    /// dry-run update with the resourceVersion read otherwise. The API server authorizes and
+    /// validates both as real requests and persists neither. `consumption-metrics check` uses
+    /// this: a real create there would leave a ConfigMap without the key, which the next run
+    /// takes for a first run, skipping every hour since the checkpoint was lost.
+    pub async fn verify_writable(&self) -> Result<()> {
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        if !self.missing {
+            let Some(current) = &self.current else {
+                return Ok(());
+            };
+            self.api
+                .replace(&self.name, &dry_run, current)
+                .await
+                .map_err(|e| self.api_error("update", e))?;
+            return Ok(());
+        }
+        self.api
+            .create(&dry_run, &self.new_configmap())
+            .await
+            .map_err(|e| self.create_error(e))?;
+        Ok(())
+    }
+
+    /// The ConfigMap a first run creates: the key is written by the first advance.
+    fn new_configmap(&self) -> ConfigMap {
+        ConfigMap {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 namespace: Some(self.namespace.clone()),
@@ -128,24 +169,19 @@ impl ConfigMapCheckpoint {
                 ..Default::default()
             },
             ..Default::default()
-        };
-        let created = self
-            .api
-            .create(&PostParams::default(), &cm)
-            .await
-            .map_err(|e| match &e {
-                kube::Error::Api(s) if s.code == 403 => CheckpointError::CannotCreate {
-                    location: self.describe(),
-                    name: self.name.clone(),
-                    namespace: self.namespace.clone(),
-                    reason: s.message.clone(),
-                },
-                _ => self.api_error("create", e),
-            })?;
-        info!(configmap = %self.describe(), "created the checkpoint ConfigMap");
-        self.current = Some(created);
-        self.missing = false;
-        Ok(())
+        }
+    }
+
+    fn create_error(&self, e: kube::Error) -> CheckpointError {
+        match &e {
+            kube::Error::Api(s) if s.code == 403 => CheckpointError::CannotCreate {
+                location: self.describe(),
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+                reason: s.message.clone(),
+            },
+            _ => self.api_error("create", e),
+        }
     }
 
     /// Before a write: read the ConfigMap if this run has not (a malformed value, e.g. the Go

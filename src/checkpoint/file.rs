@@ -103,6 +103,31 @@ impl FileCheckpoint {
             })
     }
 
+    /// Prove, without creating anything, that [`Self::prepare`] and a write would succeed:
+    /// the directory the temporary file goes in exists and this process may create files in
+    /// it (`access(2)` with `W_OK | X_OK`), and an existing checkpoint is a regular file.
+    /// For `consumption-metrics check`, which never writes.
+    pub fn verify_writable(&self) -> Result<()> {
+        let dir = self.target_dir();
+        let refused = |reason: String| CheckpointError::Write {
+            location: self.location(),
+            reason,
+        };
+        let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| refused(format!("{} holds a NUL byte", dir.display())))?;
+        // SAFETY: `c_dir` is a valid NUL-terminated string that outlives the call; access(2)
+        // only reads it.
+        if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(refused(format!(
+                "{source} (in {}); a run would stop before sending anything. Create the \
+                 directory, make it writable for this user, or choose another --checkpoint-file",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Write `end`: atomic (temporary file, fsync, rename). The never-backwards rule is
     /// [`super::Checkpoint::set`]'s.
     pub fn write(&self, end: DateTime<Utc>) -> Result<()> {

@@ -238,6 +238,16 @@ impl Checkpoint {
         }
     }
 
+    /// Prove that [`Self::prepare`] and the first write would succeed, writing nothing
+    /// (`consumption-metrics check`): a dry-run create or update of the ConfigMap, a
+    /// permission check of the file's directory.
+    pub async fn verify_writable(&self) -> Result<()> {
+        match self {
+            Checkpoint::File(f) => f.verify_writable(),
+            Checkpoint::ConfigMap(c) => c.verify_writable().await,
+        }
+    }
+
     /// Record that every hour before `end` is published; never backwards. A run finding the
     /// checkpoint already past `end` was overtaken by another run: told so, not told to force
     /// it (a flag only `checkpoint set` has).
