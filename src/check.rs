@@ -457,8 +457,25 @@ async fn prometheus_checks(
     .map(|s| s.len())
     .unwrap_or(0);
     match collector.collect_span(std::slice::from_ref(hour)).await {
-        Ok(usage) => {
-            let billed = usage.hours().next().map_or(0, |h| h.namespaces.len());
+        Ok(collected) if collected.waiting.is_some() => {
+            if let Some(w) = collected.waiting {
+                lines.warn(
+                    "hour",
+                    format!(
+                        "the store does not hold {hour} in full yet (newest {} sample {}): a \
+                         scheduled run waits for it and bills it when the data is in",
+                        w.source,
+                        w.newest_text()
+                    ),
+                );
+            }
+        }
+        Ok(collected) => {
+            let billed = collected
+                .usage
+                .hours()
+                .next()
+                .map_or(0, |h| h.namespaces.len());
             lines.ok(
                 "hour",
                 format!(

@@ -184,6 +184,35 @@ pub struct Args {
     )]
     pub scrape_interval: String,
 
+    /// The longest stretch without a kube-state-metrics sample (a Prometheus restart, failed
+    /// scrapes) an hour is billed across, bridged from the samples on both sides; an hour
+    /// with a longer hole is refused (exit 4), since what happened in it is unknown.
+    #[arg(
+        long,
+        env = "MAX_SCRAPE_GAP",
+        value_name = "DURATION",
+        default_value = "15m"
+    )]
+    pub max_scrape_gap: String,
+
+    /// With --since/--until: bill hours the store does not hold in full yet (its newest
+    /// sample lies before the hour's end), with a warning. What arrives later is then never
+    /// billed. Without it such an hour is refused (exit 7); a scheduled run waits for it.
+    #[arg(long, env = "BILL_INCOMPLETE", requires = "since")]
+    pub bill_incomplete: bool,
+
+    /// A namespace kube-state-metrics always exports, whose series give the exporter's scrape
+    /// timeline (holes, interval changes) and how far the store holds each source. Every
+    /// cluster has kube-system; set another one where kube-state-metrics is limited to some
+    /// namespaces.
+    #[arg(
+        long,
+        env = "REFERENCE_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub reference_namespace: String,
+
     /// Name of this cluster (required); external_id is <cluster>_<namespace>.
     /// Example: prod-alln-01
     #[arg(long, env = "CLUSTER_NAME", value_name = "NAME")]

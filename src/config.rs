@@ -96,6 +96,37 @@ pub struct Config {
     pub pushgateway: Option<crate::pushgateway::PushSettings>,
 }
 
+/// `--max-scrape-gap`: at least a minute (a shorter one would refuse ordinary missed
+/// scrapes) and under an hour (a longer hole leaves no sample to bridge from in some hour).
+fn max_scrape_gap(raw: &str) -> Result<Duration> {
+    let d = parse_duration("--max-scrape-gap", raw)?;
+    if !(Duration::from_secs(60)..Duration::from_secs(3600)).contains(&d) {
+        return Err(invalid(
+            "--max-scrape-gap",
+            raw,
+            "give a duration from 1m to 59m, e.g. 15m",
+        ));
+    }
+    Ok(d)
+}
+
+/// `--reference-namespace`: a Kubernetes namespace name (RFC 1123 label), which goes into a
+/// label matcher as it is.
+fn reference_namespace(raw: &str) -> Result<String> {
+    let name = raw.trim();
+    let label = regex::Regex::new("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+        .map_err(|e| ConfigError::Usage(e.to_string()))?;
+    if !label.is_match(name) {
+        return Err(invalid(
+            "--reference-namespace",
+            raw,
+            "a namespace name is lower-case letters, digits and '-', at most 63, e.g. \
+             kube-system",
+        ));
+    }
+    Ok(name.to_string())
+}
+
 fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         flag,
@@ -668,6 +699,9 @@ impl Config {
                 gpu_weights: crate::gpu::GpuWeights::parse(&args.gpu_resources).map_err(
                     |reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")),
                 )?,
+                max_scrape_gap: max_scrape_gap(&args.max_scrape_gap)?,
+                bill_incomplete: args.bill_incomplete,
+                reference_namespace: reference_namespace(&args.reference_namespace)?,
             },
             message,
             pushgateway: match args.pushgateway_url.as_deref().map(str::trim) {

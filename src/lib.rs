@@ -55,6 +55,10 @@ pub mod exit {
     /// `audit` read everything and found an hour that is not published exactly once and
     /// right (missing, conflicting, foreign or, with --recompute, different).
     pub const AUDIT_FINDINGS: u8 = 6;
+    /// A dry-run or backfill reached an hour the store does not hold in full yet (remote write
+    /// lags): nothing was billed for it; run again later, or backfill with
+    /// `--bill-incomplete`. A scheduled run waits instead and exits 0.
+    pub const INCOMPLETE: u8 = 7;
     /// Stopped by SIGTERM or SIGINT (the CronJob's `activeDeadlineSeconds`, a node drain, a
     /// person): 128 + SIGTERM, as a shell reports it.
     pub const INTERRUPTED: u8 = 143;
@@ -108,6 +112,7 @@ impl Error {
             Error::Internal(_) => exit::INTERNAL,
             Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Checkpoint(_) => exit::CHECKPOINT,
+            Error::Collect(collector::CollectError::Incomplete { .. }) => exit::INCOMPLETE,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
             Error::Message(_) | Error::Stdout(_) | Error::Publish(_) | Error::Audit(_) => {
                 exit::OUTPUT

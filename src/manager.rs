@@ -10,8 +10,8 @@ use std::time::Instant;
 use tracing::{info, instrument, warn};
 
 use crate::Result;
-use crate::checkpoint::{Checkpoint, Cursor};
-use crate::collector::{Collector, SpanUsage};
+use crate::checkpoint::{Checkpoint, Cursor, Plan};
+use crate::collector::{Collected, Collector, Waiting};
 use crate::config::Config;
 use crate::kafka::Publisher;
 use crate::message::{self, KafkaMessage};
@@ -106,15 +106,50 @@ impl Manager {
         let collector = Collector::connect(&prometheus, &settings, first.end()).await?;
         self.report.windows = Some(collector.windows());
         for span in window::spans(&hours, settings.hours_per_query) {
-            let usage = self.collect(&collector, &span).await?;
-            for hour in usage.hours() {
+            let collected = self.collect(&collector, &span).await?;
+            for hour in collected.usage.hours() {
                 let messages = self.shape(&hour)?;
                 self.deliver(&mut sink, &hour, &messages).await?;
                 self.advance(hour.window).await?;
             }
+            if let Some(waiting) = collected.waiting {
+                self.wait(&hours, &waiting)?;
+                break;
+            }
         }
         sink.finish(out)?;
         Ok(self.report())
+    }
+
+    /// The store does not hold `waiting`'s hour in full yet: the hours before it are billed.
+    /// A scheduled run that publishes has done all it can (a routine lag must not fail the
+    /// Job nor trigger its retries): it says so and ends well, and the next run bills the
+    /// hour. A dry-run or a backfill was asked for that hour, so it is refused
+    /// ([`crate::exit::INCOMPLETE`]).
+    fn wait(&mut self, planned: &[HourWindow], waiting: &Waiting) -> Result<()> {
+        let left = planned.iter().filter(|h| **h >= waiting.hour).count();
+        self.report.waiting = Some(crate::report::Waiting {
+            hour_end: waiting.hour.end(),
+            hours: left,
+            newest: waiting
+                .newest
+                .and_then(chrono::DateTime::from_timestamp_millis),
+            source: waiting.source.clone(),
+        });
+        let scheduled = matches!(self.config.plan, Plan::Scheduled { .. });
+        if !(scheduled && matches!(self.config.output, Output::Publish(_))) {
+            return Err(waiting.refusal().into());
+        }
+        info!(
+            hour = %waiting.hour,
+            source = %waiting.source,
+            newest = %waiting.newest_text(),
+            lag = %waiting.lag().map(|l| humantime::format_duration(std::time::Duration::from_secs(l.as_secs())).to_string()).unwrap_or_else(|| "unknown".into()),
+            hours_waiting = left,
+            "the store does not hold this hour in full yet (remote write lags); it is not \
+             billed now and the checkpoint stays before it: the next run bills it"
+        );
+        Ok(())
     }
 
     /// The hours to bill, from the plan and the checkpoint.
@@ -127,12 +162,13 @@ impl Manager {
         Ok(hours)
     }
 
-    /// One span of hours from Prometheus (one set of range queries).
+    /// One span of hours from Prometheus (one set of range queries), up to the first hour the
+    /// store does not hold in full.
     async fn collect(
         &mut self,
         collector: &Collector<'_>,
         span: &[HourWindow],
-    ) -> Result<SpanUsage> {
+    ) -> Result<Collected> {
         let collecting = Instant::now();
         let usage = collector.collect_span(span).await?;
         self.report.collect += collecting.elapsed();

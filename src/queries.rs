@@ -188,6 +188,53 @@ fn namespace_phase_samples(w: Windows) -> String {
     )
 }
 
+/// The raw samples of kube-state-metrics' phase series of the namespace `reference` in the
+/// `len_ms` before the evaluation time: the exporter's scrape timeline, from which the
+/// collector learns how long each sample of an hour stands for (gaps, a changed interval) and
+/// whether the store holds the hour in full.
+///
+/// Why one namespace: kube-state-metrics writes every series of a scrape with the scrape's
+/// timestamp (it sets none of its own; Prometheus stamps each sample with the scrape's start),
+/// so the timestamps of one series are those of every series of that target; reading one
+/// namespace's phase costs a few hundred samples instead of one per namespace. Each replica,
+/// and each pod after a restart, is its own target with its own series of the namespace, so
+/// their timestamps together are every scrape. `kube-system` (the default) exists in every
+/// cluster: the API server creates it and its NamespaceLifecycle admission plugin refuses to
+/// delete it (with `default` and `kube-public`, its "immortal" namespaces).
+pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
+    format!(
+        "kube_namespace_status_phase{{namespace=\"{reference}\", phase=\"Active\"}}{}",
+        w.select(len_ms, 0)
+    )
+}
+
+/// Per source the job reads (`source="kube-state-metrics"`, and `"cadvisor"` with `usage`),
+/// the timestamp of its newest sample at each evaluation time (within the engine's lookback),
+/// from the namespace `reference`'s series only: a range query of this over the hours to bill
+/// and after tells how far the store holds each source. `timestamp()` of a vector selector is
+/// the sample's own timestamp on Prometheus and VictoriaMetrics alike (checked against both).
+pub fn newest_samples(reference: &str, usage: bool) -> String {
+    let ksm = format!(
+        "label_replace(timestamp(kube_namespace_status_phase{{namespace=\"{reference}\", \
+         phase=\"Active\"}}), \"source\", \"{KSM}\", \"\", \"\")"
+    );
+    let mut parts = vec![ksm];
+    if usage {
+        parts.push("or".to_string());
+        parts.push(format!(
+            "label_replace(timestamp(container_cpu_usage_seconds_total{{container!=\"\", \
+             container!=\"POD\", namespace=\"{reference}\"}}), \"source\", \"{CADVISOR}\", \
+             \"\", \"\")"
+        ));
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    block("max by (source) (", &parts, ")")
+}
+
+/// The sources' names in [`newest_samples`]' answers.
+pub const KSM: &str = "kube-state-metrics";
+pub const CADVISOR: &str = "cadvisor";
+
 /// What the data of an hour says about its own labels, in one read, told apart by the label
 /// `check`:
 ///
@@ -366,33 +413,85 @@ fn block(open: &str, parts: &[&str], close: &str) -> String {
     s
 }
 
-/// How the `max` basis weighs requests inside its query: the seconds one kube-state-metrics
-/// sample stands for.
+/// How a query weighs gauge samples inside itself: the seconds one kube-state-metrics sample
+/// stands for.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum SampleWeight {
+pub enum SampleWeight<'a> {
     /// The same in every hour of the span, computed by the collector with [`sample_weight`]
     /// from the sample counts it has read already: a constant in the query.
     Constant(f64),
     /// Computed for each hour inside the query from the sample counts (the hours of the span
     /// differ: a scrape gap), the same arithmetic as [`sample_weight`].
     PerHour,
+    /// One hour scraped unevenly (an outage, a changed scrape interval): per [`Segment`] of
+    /// it, its samples times the seconds one of them stands for there. A span of one hour.
+    Segments(&'a [Segment]),
 }
 
-/// Seconds one sample stands for in the hour, with the scrape-gap compensation.
+/// A stretch of one hour in which every kube-state-metrics sample stands for the same time:
+/// the samples with timestamps in `[E - offset - len, E - offset)` (`E` the hour's end) each
+/// stand for `seconds`. The segments of an hour partition it, so each sample is weighed once
+/// (the collector's timeline module cuts them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub len_ms: u128,
+    pub offset_ms: u128,
+    pub seconds: f64,
+}
+
+/// Seconds one sample stands for in the hour, with the scrape-gap compensation (the
+/// single-weight forms; [`gauge_sum`] writes the segmented one).
 fn sample_seconds(w: Windows, weight: SampleWeight) -> String {
-    if let SampleWeight::Constant(secs) = weight {
-        return format!("{secs}");
+    match weight {
+        SampleWeight::Constant(secs) => format!("{secs}"),
+        SampleWeight::PerHour | SampleWeight::Segments(_) => {
+            let observed = format!("max(sum by (namespace) ({}))", namespace_phase_samples(w));
+            format!("scalar(3600 / clamp_min({observed}, 1))")
+        }
     }
-    let observed = format!("max(sum by (namespace) ({}))", namespace_phase_samples(w));
-    format!("scalar(3600 / clamp_min({observed}, 1))")
+}
+
+/// Per `by`, the samples of the gauge `selector` in the hour: summed as they are (`None`: the
+/// collector weighs each hour), times one weight, or per segment times its own weight (the
+/// segments' sums told apart by a `segment` label under `or`, which would otherwise keep only
+/// one of a series' segments).
+fn gauge_sum(w: Windows, selector: &str, by: &str, weigh: Option<SampleWeight>) -> String {
+    let h = w.hour();
+    match weigh {
+        None => format!("sum by ({by}) (sum_over_time({selector}{h}))"),
+        Some(SampleWeight::Segments(segments)) if !segments.is_empty() => {
+            let mut parts = Vec::new();
+            for (i, s) in segments.iter().enumerate() {
+                if i > 0 {
+                    parts.push("or".to_string());
+                }
+                parts.push(format!(
+                    "label_replace(sum_over_time({selector}{}) * {}, \"segment\", \"{i}\", \"\", \"\")",
+                    w.select(s.len_ms, s.offset_ms),
+                    s.seconds
+                ));
+            }
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            block(&format!("sum by ({by}) ("), &parts, ")")
+        }
+        Some(weight) => format!(
+            "(sum by ({by}) (sum_over_time({selector}{h})) * {})",
+            sample_seconds(w, weight)
+        ),
+    }
 }
 
 /// Per container: the resource requested times the pod's Running samples, labels
 /// `namespace, pod, uid, container` and those in `keep`, for the resources `matcher` selects.
 /// `scope` narrows the pods' phases alike (a [`Namespaces`] matcher, or nothing). With
-/// `weigh` (a [`sample_seconds`] expression), in resource-seconds; without, the collector
-/// weighs each hour.
-fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&str>) -> String {
+/// `weigh` ([`gauge_sum`]), in resource-seconds; without, the collector weighs each hour.
+fn requested(
+    w: Windows,
+    matcher: &str,
+    scope: &str,
+    keep: &str,
+    weigh: Option<SampleWeight>,
+) -> String {
     let h = w.hour();
     let requested = format!(
         "max by (namespace, pod, uid, container{keep}) \
@@ -401,16 +500,14 @@ fn requested(w: Windows, matcher: &str, scope: &str, keep: &str, weigh: Option<&
     // Summed over every series of the pod, not `max`: the halves of a series split by a
     // kube-state-metrics restart add up, and replicas' samples add up to what the weight
     // (`3600 / n` over every series) divides back.
-    let running = format!(
-        "sum by (namespace, pod, uid) \
-         (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
-    );
     // Weighed per pod, before the join: pods are fewer than their containers' requests (those
     // of pods that did not run included), and the scalar product costs per series.
-    let running = match weigh {
-        Some(seconds) => format!("({running} * {seconds})"),
-        None => running,
-    };
+    let running = gauge_sum(
+        w,
+        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
+        "namespace, pod, uid",
+        weigh,
+    );
     let parts = [
         requested.as_str(),
         "* on (namespace, pod, uid) group_left ()",
@@ -439,11 +536,12 @@ const MEMORY_OVERHEAD: Overhead = Overhead {
 /// GiB-hours of memory requested per namespace (`--bill-memory`), by the request model, per
 /// second a sample stands for: the same model as CPU, `resource="memory"` (bytes, kube-state-
 /// metrics' `unit="byte"`) and `kube_pod_overhead_memory_bytes`.
-pub fn memory(w: Windows, model: RequestModel) -> String {
+/// `weigh` as for [`gpu`].
+pub fn memory(w: Windows, model: RequestModel, weigh: Option<SampleWeight>) -> String {
     let matcher = "resource=\"memory\"";
     let requested = match model {
-        RequestModel::Containers => requested(w, matcher, "", "", None),
-        RequestModel::Pod => effective_requested(w, matcher, "", Some(MEMORY_OVERHEAD), None),
+        RequestModel::Containers => requested(w, matcher, "", "", weigh),
+        RequestModel::Pod => effective_requested(w, matcher, "", Some(MEMORY_OVERHEAD), weigh),
     };
     format!("sum by (namespace) {requested} / 3600 / 1073741824")
 }
@@ -478,7 +576,7 @@ fn effective_requested(
     matcher: &str,
     scope: &str,
     overhead: Option<Overhead>,
-    weigh: Option<&str>,
+    weigh: Option<SampleWeight>,
 ) -> String {
     let h = w.hour();
     let id = "namespace, pod, uid";
@@ -551,13 +649,12 @@ fn effective_requested(
             ")",
         );
     }
-    let running = format!(
-        "sum by ({id}) (sum_over_time(kube_pod_status_phase{{phase=\"Running\"{scope}}}{h}))"
+    let running = gauge_sum(
+        w,
+        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
+        id,
+        weigh,
     );
-    let running = match weigh {
-        Some(seconds) => format!("({running} * {seconds})"),
-        None => running,
-    };
     block(
         "(",
         &[&effective, &format!("* on ({id}) group_left ()"), &running],
@@ -580,15 +677,16 @@ pub enum Counters {
 /// What a CPU query reads, by basis: each variant carries only what its query uses, so no
 /// caller passes a value the query ignores.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CpuRead {
-    /// The `request` basis: requests per second a sample stands for (the collector weighs
-    /// each hour with [`sample_weight`]), by the model given.
-    Requested(RequestModel),
+pub enum CpuRead<'a> {
+    /// The `request` basis: requests by the model given, per second a sample stands for (the
+    /// collector weighs each hour with [`sample_weight`]), or weighed inside the query with
+    /// the weight given (an unevenly scraped hour).
+    Requested(RequestModel, Option<SampleWeight<'a>>),
     /// The `usage` basis: the usage counters, read as given.
     Used(Counters),
     /// The `max` basis: per container, the larger of its requests, weighed inside the query
     /// with the weight given, and its usage, read as given.
-    Larger(SampleWeight, Counters),
+    Larger(SampleWeight<'a>, Counters),
 }
 
 /// The namespaces a CPU query covers, by label matcher. The names are namespace names
@@ -739,10 +837,12 @@ pub fn cpu(w: Windows, read: CpuRead, namespaces: Namespaces) -> String {
         ),
     };
     match read {
-        CpuRead::Requested(RequestModel::Pod) => cpu_requested_by_pods(w, namespaces),
-        CpuRead::Requested(RequestModel::Containers) => format!(
+        CpuRead::Requested(RequestModel::Pod, weigh) => {
+            cpu_requested_by_pods(w, namespaces, weigh)
+        }
+        CpuRead::Requested(RequestModel::Containers, weigh) => format!(
             "sum by (namespace) {} / 3600",
-            requested(w, &format!("resource=\"cpu\"{scope}"), &scope, "", None)
+            requested(w, &format!("resource=\"cpu\"{scope}"), &scope, "", weigh)
         ),
         CpuRead::Used(counters) => format!("{} / 3600", used(counters, "namespace")),
         CpuRead::Larger(weight, counters) => {
@@ -771,10 +871,11 @@ pub fn cpu_before_counts(
     w: Windows,
     basis: CpuBasis,
     model: RequestModel,
+    weigh: Option<SampleWeight>,
     namespaces: Namespaces,
 ) -> Option<String> {
     let read = match basis {
-        CpuBasis::Request => CpuRead::Requested(model),
+        CpuBasis::Request => CpuRead::Requested(model, weigh),
         CpuBasis::Usage => CpuRead::Used(Counters::Steady),
         CpuBasis::Max => return None,
     };
@@ -783,14 +884,18 @@ pub fn cpu_before_counts(
 
 /// The request basis with [`RequestModel::Pod`]: core-hours per namespace of the pods'
 /// effective CPU requests ([`effective_requested`]), per second a sample stands for.
-fn cpu_requested_by_pods(w: Windows, namespaces: Namespaces) -> String {
+fn cpu_requested_by_pods(
+    w: Windows,
+    namespaces: Namespaces,
+    weigh: Option<SampleWeight>,
+) -> String {
     let scope = namespaces.matcher();
     let pods = effective_requested(
         w,
         &format!("resource=\"cpu\"{scope}"),
         &scope,
         Some(CPU_OVERHEAD),
-        None,
+        weigh,
     );
     format!("sum by (namespace) {pods} / 3600")
 }
@@ -823,19 +928,20 @@ fn requested_cpu_weighed(w: Windows, weight: SampleWeight, scope: &str) -> Strin
         &format!("resource=\"cpu\"{scope}"),
         scope,
         ", resource",
-        Some(&sample_seconds(w, weight)),
+        Some(weight),
     )
 }
 
 /// Hours of every GPU-like extended resource requested, per namespace and resource (the
 /// kube-state-metrics name), per second a sample stands for; the collector weights each
 /// resource into GPU-hours ([`crate::gpu`]), so that one query serves every MIG profile and
-/// vendor.
-pub fn gpu(w: Windows, model: RequestModel) -> String {
+/// vendor. With `weigh` (an unevenly scraped hour's [`SampleWeight::Segments`]), in hours
+/// already.
+pub fn gpu(w: Windows, model: RequestModel, weigh: Option<SampleWeight>) -> String {
     let matcher = format!("resource=~\"{GPU_RESOURCES}\"");
     let requested = match model {
-        RequestModel::Containers => requested(w, &matcher, "", ", resource", None),
-        RequestModel::Pod => effective_requested(w, &matcher, "", None, None),
+        RequestModel::Containers => requested(w, &matcher, "", ", resource", weigh),
+        RequestModel::Pod => effective_requested(w, &matcher, "", None, weigh),
     };
     format!("sum by (namespace, resource) {requested} / 3600")
 }
@@ -845,14 +951,16 @@ pub fn gpu(w: Windows, model: RequestModel) -> String {
 const GPU_RESOURCES: &str = ".*(gpu|mig).*";
 
 /// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`), per
-/// second a sample stands for.
-pub fn storage(w: Windows) -> String {
+/// second a sample stands for (`weigh` as for [`gpu`]).
+pub fn storage(w: Windows, weigh: Option<SampleWeight>) -> String {
     let h = w.hour();
     let pvc = "namespace, persistentvolumeclaim";
     // Summed over series like the pods' Running samples ([`requested`]).
-    let requested = format!(
-        "sum by ({pvc}) \
-         (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes{h}))"
+    let requested = gauge_sum(
+        w,
+        "kube_persistentvolumeclaim_resource_requests_storage_bytes",
+        pvc,
+        weigh,
     );
     let class =
         format!("max by ({pvc}, storageclass) (max_over_time(kube_persistentvolumeclaim_info{h}))");
@@ -893,7 +1001,7 @@ mod tests {
         let (all, steady) = (Namespaces::All, Counters::Steady);
         let exact = Counters::Exact { interval: THIRTY };
         let fallen = ["team-a".to_string(), "team-b".to_string()];
-        let containers = CpuRead::Requested(RequestModel::Containers);
+        let containers = CpuRead::Requested(RequestModel::Containers, None);
         insta::assert_snapshot!("cpu_request", cpu(w, containers, all));
         insta::assert_snapshot!("cpu_usage", cpu(w, CpuRead::Used(exact), all));
         insta::assert_snapshot!("cpu_max", cpu(w, CpuRead::Larger(per_hour, exact), all));
@@ -912,16 +1020,62 @@ mod tests {
             )
         );
         insta::assert_snapshot!("fallen_counters", fallen_counters(w));
-        insta::assert_snapshot!("gpu", gpu(w, RequestModel::Containers));
-        insta::assert_snapshot!("gpu_pod", gpu(w, RequestModel::Pod));
-        let pod = CpuRead::Requested(RequestModel::Pod);
+        insta::assert_snapshot!("gpu", gpu(w, RequestModel::Containers, None));
+        insta::assert_snapshot!("gpu_pod", gpu(w, RequestModel::Pod, None));
+        let pod = CpuRead::Requested(RequestModel::Pod, None);
         insta::assert_snapshot!("cpu_request_pod", cpu(w, pod, all));
-        insta::assert_snapshot!("storage", storage(w));
+        insta::assert_snapshot!("storage", storage(w, None));
         insta::assert_snapshot!("namespaces", namespace_samples(w));
         insta::assert_snapshot!(
             "cpu_usage_left_open",
             cpu(Windows::LeftOpen, CpuRead::Used(exact), all)
         );
+        let segments = SampleWeight::Segments(&SEGMENTS);
+        insta::assert_snapshot!(
+            "cpu_request_pod_segments",
+            cpu(w, CpuRead::Requested(RequestModel::Pod, Some(segments)), all)
+        );
+        insta::assert_snapshot!("storage_segments", storage(w, Some(segments)));
+        insta::assert_snapshot!(
+            "cpu_max_segments",
+            cpu(w, CpuRead::Larger(segments, steady), all)
+        );
+        insta::assert_snapshot!("scrape_times", scrape_times(w, "kube-system", 5_400_000));
+        insta::assert_snapshot!("newest_samples", newest_samples("kube-system", true));
+    }
+
+    /// An hour cut in three by a hole: before, the two samples beside it, after.
+    const SEGMENTS: [Segment; 3] = [
+        Segment {
+            len_ms: 1_215_000,
+            offset_ms: 2_385_000,
+            seconds: 30.0,
+        },
+        Segment {
+            len_ms: 780_000,
+            offset_ms: 1_605_000,
+            seconds: 390.0,
+        },
+        Segment {
+            len_ms: 1_605_000,
+            offset_ms: 0,
+            seconds: 30.0,
+        },
+    ];
+
+    /// The segments of an hour partition it: each weighed sum reads each sample once, and the
+    /// whole hour is covered, on either kind of engine.
+    #[test]
+    fn segments_partition_the_hour() {
+        let total: u128 = SEGMENTS.iter().map(|s| s.len_ms).sum();
+        assert_eq!(total, HOUR_MS);
+        for w in [Windows::Closed, Windows::LeftOpen] {
+            let q = storage(w, Some(SampleWeight::Segments(&SEGMENTS)));
+            for s in SEGMENTS {
+                assert!(q.contains(&w.select(s.len_ms, s.offset_ms)), "{q}");
+            }
+            assert_eq!(q.matches("\"segment\"").count(), 3, "{q}");
+        }
     }
 
     /// Every query the job sends, one of each shape (the counts' weight and the namespaces'
@@ -931,8 +1085,8 @@ mod tests {
         let fallen = ["team-a".to_string()];
         let exact = Counters::Exact { interval: THIRTY };
         let mut reads = vec![
-            CpuRead::Requested(RequestModel::Containers),
-            CpuRead::Requested(RequestModel::Pod),
+            CpuRead::Requested(RequestModel::Containers, None),
+            CpuRead::Requested(RequestModel::Pod, None),
         ];
         for counters in [Counters::Steady, exact] {
             reads.push(CpuRead::Used(counters));
@@ -953,6 +1107,7 @@ mod tests {
                     w,
                     basis,
                     RequestModel::Containers,
+                    None,
                     Namespaces::Half(Half::Second),
                 ) {
                     all.push(("cpu before counts", q));
@@ -967,14 +1122,30 @@ mod tests {
                 "requested cpu seconds",
                 requested_cpu_seconds(w, SampleWeight::PerHour, Namespaces::Only(&fallen)),
             ));
-            all.push(("gpu", gpu(w, RequestModel::Containers)));
-            all.push(("gpu (pod)", gpu(w, RequestModel::Pod)));
-            all.push(("memory (pod)", memory(w, RequestModel::Pod)));
-            all.push(("memory (containers)", memory(w, RequestModel::Containers)));
-            all.push(("storage", storage(w)));
+            all.push(("gpu", gpu(w, RequestModel::Containers, None)));
+            all.push(("gpu (pod)", gpu(w, RequestModel::Pod, None)));
+            all.push(("memory (pod)", memory(w, RequestModel::Pod, None)));
+            all.push(("memory (containers)", memory(w, RequestModel::Containers, None)));
+            all.push(("storage", storage(w, None)));
             all.push(("namespaces", namespace_samples(w)));
             all.push(("data labels", data_labels(w, true)));
+            let segments = SampleWeight::Segments(&SEGMENTS);
+            all.push(("storage (segments)", storage(w, Some(segments))));
+            all.push((
+                "gpu (segments)",
+                gpu(w, RequestModel::Pod, Some(segments)),
+            ));
+            all.push((
+                "cpu (segments)",
+                cpu(
+                    w,
+                    CpuRead::Requested(RequestModel::Containers, Some(segments)),
+                    Namespaces::All,
+                ),
+            ));
+            all.push(("scrape times", scrape_times(w, "kube-system", HOUR_MS)));
         }
+        all.push(("newest samples", newest_samples("kube-system", true)));
         all.push(("probe", probe().to_string()));
         all
     }
@@ -1001,11 +1172,17 @@ mod tests {
                 "{what}: a bare selector in\n{scoped}"
             );
             assert!(opened >= q.matches('{').count(), "{what}");
-            // Scoping never names a namespace or a time.
-            assert!(!scoped.contains("namespace=\""), "{scoped}");
+            // Scoping never names a namespace or a time (the time reference names the one
+            // it reads, and nothing else).
+            let reference = ["scrape times", "newest samples"].contains(&what);
+            assert_eq!(
+                scoped.contains("namespace=\""),
+                reference,
+                "{what}: {scoped}"
+            );
             assert!(!scoped.contains('@'), "{scoped}");
         }
-        insta::assert_snapshot!("storage_scoped", scope.apply(&storage(Windows::Closed)));
+        insta::assert_snapshot!("storage_scoped", scope.apply(&storage(Windows::Closed, None)));
         insta::assert_snapshot!(
             "data_labels_scoped",
             scope.apply(&data_labels(Windows::Closed, false))
@@ -1027,10 +1204,10 @@ mod tests {
                 Namespaces::All,
             ),
             fallen_counters(w),
-            gpu(w, RequestModel::Containers),
-            gpu(w, RequestModel::Pod),
-            cpu(w, CpuRead::Requested(RequestModel::Pod), Namespaces::All),
-            storage(w),
+            gpu(w, RequestModel::Containers, None),
+            gpu(w, RequestModel::Pod, None),
+            cpu(w, CpuRead::Requested(RequestModel::Pod, None), Namespaces::All),
+            storage(w, None),
             namespace_samples(w),
             data_labels(w, true),
         ] {
@@ -1077,14 +1254,14 @@ mod tests {
         let half = Namespaces::Half(Half::Second);
         for model in [RequestModel::Containers, RequestModel::Pod] {
             assert_eq!(
-                cpu_before_counts(w, CpuBasis::Request, model, half),
-                Some(cpu(w, CpuRead::Requested(model), half))
+                cpu_before_counts(w, CpuBasis::Request, model, None, half),
+                Some(cpu(w, CpuRead::Requested(model, None), half))
             );
             assert_eq!(
-                cpu_before_counts(w, CpuBasis::Usage, model, half),
+                cpu_before_counts(w, CpuBasis::Usage, model, None, half),
                 Some(cpu(w, CpuRead::Used(Counters::Steady), half))
             );
-            assert_eq!(cpu_before_counts(w, CpuBasis::Max, model, half), None);
+            assert_eq!(cpu_before_counts(w, CpuBasis::Max, model, None, half), None);
         }
     }
 
@@ -1093,8 +1270,8 @@ mod tests {
     #[test]
     fn halves_narrow_every_per_namespace_selector() {
         for read in [
-            CpuRead::Requested(RequestModel::Containers),
-            CpuRead::Requested(RequestModel::Pod),
+            CpuRead::Requested(RequestModel::Containers, None),
+            CpuRead::Requested(RequestModel::Pod, None),
             CpuRead::Used(Counters::Steady),
             CpuRead::Larger(SampleWeight::PerHour, Counters::Steady),
         ] {

@@ -35,4 +35,18 @@ pub struct RunReport {
     /// Prometheus requests sent (retries included) and the time they took.
     pub prometheus_requests: u64,
     pub prometheus_time: Duration,
+    /// The store did not hold an hour in full: the run billed the hours before it.
+    pub waiting: Option<Waiting>,
+}
+
+/// The hours a run left because the store does not hold them in full yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    /// The end of the first such hour.
+    pub hour_end: DateTime<Utc>,
+    /// Planned hours left from it on.
+    pub hours: usize,
+    /// The lagging source, and its newest sample.
+    pub source: String,
+    pub newest: Option<DateTime<Utc>>,
 }

@@ -26,7 +26,11 @@ pub(super) async fn recompute_hours(
     let collector = Collector::connect(&prometheus, &config.collect, first).await?;
     let mut index = 0;
     for span in window::spans(&settings.hours, config.collect.hours_per_query) {
-        for usage in collector.collect_span(&span).await?.hours() {
+        let collected = collector.collect_span(&span).await?;
+        if let Some(w) = collected.waiting {
+            return Err(w.refusal().into());
+        }
+        for usage in collected.usage.hours() {
             let report = &mut hours[index];
             index += 1;
             let Some(seen) = seen.get(&usage.window) else {

@@ -50,10 +50,18 @@ pub(super) enum SteadyQuery {
 }
 
 impl SteadyQuery {
-    pub fn plan(windows: queries::Windows, basis: CpuBasis, model: RequestModel) -> Self {
+    /// `weigh`: an unevenly scraped hour's segments, for the request basis' requests.
+    pub fn plan(
+        windows: queries::Windows,
+        basis: CpuBasis,
+        model: RequestModel,
+        weigh: Option<SampleWeight>,
+    ) -> Self {
         let now: Option<Vec<String>> = Half::BOTH
             .iter()
-            .map(|h| queries::cpu_before_counts(windows, basis, model, Namespaces::Half(*h)))
+            .map(|h| {
+                queries::cpu_before_counts(windows, basis, model, weigh, Namespaces::Half(*h))
+            })
             .collect();
         match now {
             Some(qs) => SteadyQuery::Now(qs),
@@ -160,15 +168,29 @@ impl Collector<'_> {
     /// what it needs is there: the steady query of the request and usage bases at once, the
     /// max basis' when the counts are in, the fallen counters' exact part when the counts'
     /// weight is (not the steady answer too).
-    pub(super) async fn counts_and_cpu(&self, span: &[HourWindow]) -> Result<(Counts, CpuAnswer)> {
+    ///
+    /// `weigh` is an unevenly scraped hour's segments (a one-hour span): requests are weighed
+    /// with them inside the queries, and the counts' weight of the hour is then 1.
+    pub(super) async fn counts_and_cpu(
+        &self,
+        span: &[HourWindow],
+        weigh: Option<SampleWeight<'_>>,
+    ) -> Result<(Counts, CpuAnswer)> {
         let basis = self.config.cpu_basis;
-        let steady_q = SteadyQuery::plan(self.windows, basis, self.config.request_model);
+        let steady_q = SteadyQuery::plan(self.windows, basis, self.config.request_model, weigh);
         let fallen_q = queries::fallen_counters(self.windows);
         let (weighed_tx, weighed_rx) = tokio::sync::oneshot::channel();
         let ((counts, after_counts), fallen, now) = tokio::try_join!(
             async {
-                let counts = self.sample_counts(span).await?;
-                let weight = counts.span_weight(span);
+                let mut counts = self.sample_counts(span).await?;
+                let weight = match weigh {
+                    Some(segments) => {
+                        // Weighed inside every query: the answers are in seconds already.
+                        counts.weights.values_mut().for_each(|w| *w = 1.0);
+                        segments
+                    }
+                    None => counts.span_weight(span),
+                };
                 // Dropped unsent only when the counts failed, whose error then ends the run.
                 let _ = weighed_tx.send((counts.interval, weight));
                 let after = match steady_q {
@@ -218,7 +240,7 @@ impl Collector<'_> {
         &self,
         span: &[HourWindow],
         fallen: Vec<String>,
-        weighed: tokio::sync::oneshot::Receiver<(Duration, SampleWeight)>,
+        weighed: tokio::sync::oneshot::Receiver<(Duration, SampleWeight<'_>)>,
     ) -> Result<Fallen> {
         let mut samples_tried = false;
         if self.config.cpu_basis == CpuBasis::Usage && self.samples_fit(span, &fallen) {
@@ -273,7 +295,7 @@ impl Collector<'_> {
         span: &[HourWindow],
         fallen: Vec<String>,
         interval: Duration,
-        weight: SampleWeight,
+        weight: SampleWeight<'_>,
         samples_tried: bool,
     ) -> Result<Fallen> {
         let basis = self.config.cpu_basis;
@@ -350,7 +372,7 @@ impl Collector<'_> {
         &self,
         span: &[HourWindow],
         parts: &[&[String]],
-        requests: Option<SampleWeight>,
+        requests: Option<SampleWeight<'_>>,
     ) -> Result<Vec<Series>> {
         let Some(last) = span.last() else {
             return Ok(Vec::new());
@@ -477,14 +499,14 @@ mod tests {
     fn the_steady_query_goes_as_early_as_it_can() {
         for w in [Windows::Closed, Windows::LeftOpen] {
             for basis in [CpuBasis::Request, CpuBasis::Usage] {
-                let SteadyQuery::Now(halves) = SteadyQuery::plan(w, basis, RequestModel::Pod)
+                let SteadyQuery::Now(halves) = SteadyQuery::plan(w, basis, RequestModel::Pod, None)
                 else {
                     panic!("{basis:?} waits for the counts");
                 };
                 assert_eq!(halves.len(), 2);
             }
             assert_eq!(
-                SteadyQuery::plan(w, CpuBasis::Max, RequestModel::Pod),
+                SteadyQuery::plan(w, CpuBasis::Max, RequestModel::Pod, None),
                 SteadyQuery::AfterCounts
             );
         }

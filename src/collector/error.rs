@@ -146,6 +146,49 @@ pub enum CollectError {
          containers (CPU_REQUEST_MODEL; what the Go job bills)"
     )]
     SidecarsUnlabelled { hour: String, containers: f64 },
+    #[error(
+        "in the hour {hour}, kube-state-metrics has no sample from {from} to {to} ({minutes:.1} \
+         minutes, longer than --max-scrape-gap {limit}): a Prometheus or kube-state-metrics \
+         outage, or failed scrapes. What pods and PVCs did in that stretch is unknown, so the \
+         hour was not billed and the checkpoint stays before it. If the store can be refilled \
+         (remote write catching up, a backfill), wait and run again; to bill the hour from the \
+         samples on both sides of the hole anyway, raise --max-scrape-gap (MAX_SCRAPE_GAP) \
+         above {minutes:.0}m for one run"
+    )]
+    ScrapeGap {
+        hour: String,
+        from: String,
+        to: String,
+        minutes: f64,
+        limit: String,
+    },
+    #[error(
+        "the store does not hold the hour {hour} in full yet: the newest {exporter} sample is \
+         {newest}{lag}. Remote write to a central store lags, and late samples are still \
+         accepted, so billing it now would lose what arrives later for good (the billing side \
+         drops a re-sent message id). Nothing was billed for it; a scheduled run bills it once \
+         the data is in. To bill it as it is anyway, run the backfill again with \
+         --bill-incomplete (BILL_INCOMPLETE)"
+    )]
+    Incomplete {
+        hour: String,
+        exporter: String,
+        newest: String,
+        lag: String,
+    },
+    #[error(
+        "the store has no sample of kube_namespace_status_phase{{namespace=\"{namespace}\"}} \
+         from {from} to {to}: either it lags more than that behind (check the remote-write \
+         pipeline and the store's ingestion) or kube-state-metrics does not export that \
+         namespace (set --reference-namespace, REFERENCE_NAMESPACE, to a namespace it always \
+         exports). The scrape timeline and how far the store holds each hour are read from \
+         it; nothing was billed"
+    )]
+    NoReference {
+        namespace: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl CollectError {
@@ -153,7 +196,7 @@ impl CollectError {
         match self {
             CollectError::Prometheus(e) => e.is_retryable(),
             // Data may still arrive (a late scrape, a restarted kube-state-metrics).
-            CollectError::NoData { .. } => true,
+            CollectError::NoData { .. } | CollectError::NoReference { .. } => true,
             _ => false,
         }
     }

@@ -85,7 +85,7 @@ impl Counts {
     /// How the max basis weighs requests in its query for `span`: with the weight the
     /// collector has already when every hour of the span has the same, so that the query does
     /// not count the samples again.
-    pub fn span_weight(&self, span: &[HourWindow]) -> SampleWeight {
+    pub fn span_weight(&self, span: &[HourWindow]) -> SampleWeight<'static> {
         let mut span_weights = span
             .iter()
             .filter_map(|w| self.weights.get(&w.end().timestamp()));

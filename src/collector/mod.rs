@@ -17,6 +17,7 @@ mod error;
 mod interval;
 mod labels;
 mod probe;
+pub mod timeline;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,8 +49,8 @@ pub fn check_clusters(
 }
 
 use crate::gpu::Weight;
-use crate::prometheus::{Prometheus, RangeQuery, Series};
-use crate::queries::{self, CpuBasis, RequestModel, Windows};
+use crate::prometheus::{Prometheus, RangeQuery, SampleQuery, Series};
+use crate::queries::{self, CpuBasis, RequestModel, SampleWeight, Windows};
 use crate::usage::{Dimension, Tier};
 use crate::window::{HourWindow, rfc3339};
 use validate::{Adds, Answer, BY_NAMESPACE};
@@ -87,6 +88,99 @@ pub struct CollectSettings {
     pub storage_tiers: BTreeMap<String, Tier>,
     pub exclude_namespaces: Vec<glob::Pattern>,
     pub gpu_weights: crate::gpu::GpuWeights,
+    /// The longest stretch without a kube-state-metrics sample an hour is billed across
+    /// (`--max-scrape-gap`).
+    pub max_scrape_gap: Duration,
+    /// Bill hours the store does not hold in full yet (`--bill-incomplete`, backfills only).
+    pub bill_incomplete: bool,
+    /// The namespace whose series give the scrape timeline (`--reference-namespace`).
+    pub reference_namespace: String,
+}
+
+/// How far before a span the newest samples are looked for: a store lagging more than this
+/// (or without the reference namespace) is refused rather than waited for.
+const NEWEST_LOOKBACK_HOURS: i64 = 6;
+
+/// The newest-samples query's step: under Prometheus's default lookback (5 minutes), so that
+/// every sample is within the lookback of some evaluation.
+const NEWEST_STEP: Duration = Duration::from_secs(240);
+
+/// A span's collection: the hours the store holds in full, and the first that waits.
+#[derive(Debug)]
+pub struct Collected {
+    pub usage: SpanUsage,
+    pub waiting: Option<Waiting>,
+}
+
+/// An hour the store does not hold in full yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub hour: HourWindow,
+    /// The source that lags most.
+    pub source: String,
+    /// Its newest sample (Unix milliseconds), if it has one since the lookback.
+    pub newest: Option<i64>,
+}
+
+impl Waiting {
+    /// The refusal of a run that may not wait (a dry-run, a backfill, an audit's recompute).
+    pub fn refusal(&self) -> CollectError {
+        CollectError::Incomplete {
+            hour: self.hour.to_string(),
+            exporter: self.source.clone(),
+            newest: self.newest_text(),
+            lag: self
+                .lag()
+                .map(|l| {
+                    format!(
+                        ", {} before the hour's end",
+                        humantime::format_duration(Duration::from_secs(l.as_secs()))
+                    )
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// How far the source's newest sample lies before the hour's end.
+    pub fn lag(&self) -> Option<Duration> {
+        let end = self.hour.end().timestamp_millis();
+        self.newest
+            .map(|t| Duration::from_millis(u64::try_from(end - t).unwrap_or(0)))
+    }
+
+    pub fn newest_text(&self) -> String {
+        self.newest
+            .map(millis_text)
+            .unwrap_or_else(|| format!("none in the {NEWEST_LOOKBACK_HOURS} hours before"))
+    }
+}
+
+/// What the store holds of a span's time.
+#[derive(Debug, Default)]
+pub struct StoreTime {
+    pub timeline: timeline::Timeline,
+    /// Per source read, its newest sample (Unix milliseconds).
+    pub sources: BTreeMap<String, Option<i64>>,
+}
+
+impl StoreTime {
+    /// The first hour of `span` some source has not reached.
+    pub fn waiting(&self, span: &[HourWindow]) -> Option<Waiting> {
+        timeline::first_incomplete(span, &self.sources, self.timeline.tolerance_ms()).map(
+            |(hour, source, newest)| Waiting {
+                hour: *hour,
+                source,
+                newest,
+            },
+        )
+    }
+}
+
+/// Unix milliseconds as RFC 3339.
+fn millis_text(t: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| t.to_string())
 }
 
 pub struct Collector<'a> {
@@ -198,20 +292,172 @@ impl<'a> Collector<'a> {
         Ok(counts)
     }
 
-    /// Collect every hour of `span` (consecutive hours), one query per dimension. What needs
-    /// nothing from the sample counts goes beside them: GPU, storage, and the CPU the bases
-    /// can ask for without them. With 2 cores, this saves the counts' time from every run's
-    /// wall time.
+    /// Collect the hours of `span` (consecutive hours) the store holds in full, and say which
+    /// hour waits for its data ([`timeline`]): evenly scraped hours together, one query per
+    /// dimension; an unevenly scraped hour (a hole, a changed interval) alone, its gauges
+    /// weighed per segment.
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
-    pub async fn collect_span(&self, span: &[HourWindow]) -> Result<SpanUsage> {
+    pub async fn collect_span(&self, span: &[HourWindow]) -> Result<Collected> {
+        let time = self.time_of(span).await?;
+        let (complete, waiting) = match time.waiting(span) {
+            Some(w) if self.config.bill_incomplete => {
+                warn!(
+                    hour = %w.hour, source = %w.source, newest = %w.newest_text(), lag = ?w.lag(),
+                    "the store does not hold this hour in full yet; billing it anyway \
+                     (--bill-incomplete): what arrives later is never billed"
+                );
+                (span, None)
+            }
+            Some(w) => {
+                let at = span.iter().position(|h| *h == w.hour).unwrap_or(span.len());
+                (&span[..at], Some(w))
+            }
+            None => (span, None),
+        };
+        let mut parts: Vec<(Vec<HourWindow>, Option<timeline::Weighing>)> = Vec::new();
+        for hour in complete {
+            let weighing = match timeline::weigh(&time.timeline, hour, self.config.max_scrape_gap)
+            {
+                Ok(w) => w,
+                Err(timeline::Unweighable::NoSamples) => {
+                    return Err(CollectError::NoData {
+                        hour: hour.to_string(),
+                        end: rfc3339(hour.end()),
+                    });
+                }
+                Err(timeline::Unweighable::TooLong(gap)) => {
+                    return Err(CollectError::ScrapeGap {
+                        hour: hour.to_string(),
+                        from: millis_text(gap.from),
+                        to: millis_text(gap.to),
+                        minutes: gap.len().as_secs_f64() / 60.0,
+                        limit: humantime::format_duration(self.config.max_scrape_gap)
+                            .to_string(),
+                    });
+                }
+            };
+            match (&weighing, parts.last_mut()) {
+                (timeline::Weighing::Even, Some((hours, None))) => hours.push(*hour),
+                (timeline::Weighing::Even, _) => parts.push((vec![*hour], None)),
+                (timeline::Weighing::Segments { gaps, intervals, .. }, _) => {
+                    info!(
+                        hour = %hour,
+                        holes = gaps.len(),
+                        longest_hole_s = gaps.iter().map(|g| g.len().as_secs()).max().unwrap_or(0),
+                        intervals_s = ?intervals.iter().map(|i| *i as f64 / 1000.0).collect::<Vec<_>>(),
+                        "kube-state-metrics was scraped unevenly in this hour: each sample is \
+                         weighed by the time it stands for"
+                    );
+                    parts.push((vec![*hour], Some(weighing)));
+                }
+            }
+        }
+        let mut usages = Vec::with_capacity(parts.len());
+        for (hours, weighing) in &parts {
+            let segments = match weighing {
+                Some(timeline::Weighing::Segments { segments, .. }) => Some(segments.as_slice()),
+                _ => None,
+            };
+            usages.push(self.collect_part(hours, segments).await?);
+        }
+        Ok(Collected {
+            usage: SpanUsage::join(usages, self.config.bill_memory),
+            waiting,
+        })
+    }
+
+    /// The store's time for `span`: kube-state-metrics' scrape timeline around it, and each
+    /// source's newest sample from a few hours before it to after it. Two small queries side
+    /// by side.
+    async fn time_of(&self, span: &[HourWindow]) -> Result<StoreTime> {
+        let (Some(first), Some(last)) = (span.first(), span.last()) else {
+            return Ok(StoreTime::default());
+        };
+        let margin = self.config.max_scrape_gap + Duration::from_secs(60);
+        let margin_ms = margin.as_millis();
+        let span_ms = u128::try_from((last.end() - first.start()).num_milliseconds()).unwrap_or(0);
+        let reference = &self.config.reference_namespace;
+        let at = last.end() + chrono::TimeDelta::from_std(margin).unwrap_or_default();
+        let times_q = queries::scrape_times(self.windows, reference, span_ms + 2 * margin_ms);
+        let usage = self.config.cpu_basis != CpuBasis::Request;
+        let newest_q = queries::newest_samples(reference, usage);
+        let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
+        let (samples, newest) = tokio::try_join!(
+            async {
+                Ok::<_, CollectError>(
+                    self.prometheus
+                        .query_samples(&SampleQuery {
+                            what: "scrape times",
+                            expr: &times_q,
+                            at,
+                        })
+                        .await?,
+                )
+            },
+            async {
+                Ok(self
+                    .prometheus
+                    .query_range(&RangeQuery {
+                        what: "newest samples",
+                        expr: &newest_q,
+                        start: first.start() - lookback,
+                        end: at,
+                        step: NEWEST_STEP,
+                    })
+                    .await?)
+            },
+        )?;
+        let timeline =
+            timeline::Timeline::new(samples.iter().flat_map(|s| s.points.iter().map(|(t, _)| *t)).collect());
+        let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        sources.insert(queries::KSM.to_string(), None);
+        if usage {
+            sources.insert(queries::CADVISOR.to_string(), None);
+        }
+        for s in &newest {
+            let Some(source) = s.labels.get("source") else {
+                continue;
+            };
+            let newest = s
+                .points
+                .iter()
+                .map(|(_, v)| *v)
+                .filter(|v| v.is_finite())
+                .fold(f64::NEG_INFINITY, f64::max);
+            if newest.is_finite()
+                && let Some(slot) = sources.get_mut(source)
+            {
+                *slot = Some((newest * 1000.0).round() as i64);
+            }
+        }
+        if sources.values().all(Option::is_none) {
+            return Err(CollectError::NoReference {
+                namespace: reference.clone(),
+                from: rfc3339(first.start() - lookback),
+                to: rfc3339(at),
+            });
+        }
+        Ok(StoreTime { timeline, sources })
+    }
+
+    /// Collect every hour of `span` (consecutive hours), one query per dimension; `segments`
+    /// weighs the gauges of a one-hour span scraped unevenly. What needs nothing from the
+    /// sample counts goes beside them: GPU, storage, and the CPU the bases can ask for without
+    /// them. With 2 cores, this saves the counts' time from every run's wall time.
+    async fn collect_part(
+        &self,
+        span: &[HourWindow],
+        segments: Option<&[queries::Segment]>,
+    ) -> Result<SpanUsage> {
+        let weigh = segments.map(SampleWeight::Segments);
         let (gpu_q, storage_q) = (
-            queries::gpu(self.windows, self.config.request_model),
-            queries::storage(self.windows),
+            queries::gpu(self.windows, self.config.request_model, weigh),
+            queries::storage(self.windows, weigh),
         );
         let memory_q = self
             .config
             .bill_memory
-            .then(|| queries::memory(self.windows, self.config.request_model));
+            .then(|| queries::memory(self.windows, self.config.request_model, weigh));
         let labels_q =
             queries::data_labels(self.windows, self.config.request_model == RequestModel::Pod);
         // The data's labels are judged first: exported labels make the other answers fail in
@@ -220,7 +466,7 @@ impl<'a> Collector<'a> {
         let (data_labels, answers) =
             tokio::join!(self.query("data labels", &labels_q, span), async {
                 tokio::try_join!(
-                    self.counts_and_cpu(span),
+                    self.counts_and_cpu(span, weigh),
                     self.query("gpu", &gpu_q, span),
                     self.query("storage", &storage_q, span),
                     async {

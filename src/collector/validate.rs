@@ -189,6 +189,20 @@ impl SpanUsage {
         Ok(())
     }
 
+    /// The usages of consecutive parts of a span as one, oldest first.
+    pub(super) fn join(parts: Vec<SpanUsage>, memory: bool) -> Self {
+        let mut joined = SpanUsage {
+            hours: Vec::new(),
+            parts: Vec::new(),
+            memory,
+        };
+        for p in parts {
+            joined.hours.extend(p.hours);
+            joined.parts.extend(p.parts);
+        }
+        joined
+    }
+
     /// The span's hours, oldest first, each with every billed namespace.
     pub fn hours(&self) -> impl Iterator<Item = HourUsage> + '_ {
         self.hours.iter().map(|window| {

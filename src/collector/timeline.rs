@@ -1,0 +1,461 @@
+//! Time as the store has it: whether the store holds an hour in full, and how long each
+//! kube-state-metrics sample of it stands for, from the exporter's scrape timeline
+//! ([`queries::scrape_times`]) and each source's newest sample ([`queries::newest_samples`]).
+//!
+//! Three facts of real stores decide the rules:
+//! - **Late data.** Remote-write pipelines to a central store lag (an agent restart, a backlog,
+//!   a throttled tenant), and the backends take late samples for a long time: Mimir's
+//!   out-of-order window (`out_of_order_time_window`) is commonly minutes to hours, Thanos
+//!   Receive's likewise, and a Prometheus agent replays up to its WAL's two hours. So an hour
+//!   is *complete* only when every source the run reads has a sample at or after its end less
+//!   one scrape interval (plus jitter); until then it is not billed (the run waits, and says
+//!   so). An hour the store has nothing for while it has data after it is not late but lost:
+//!   that is [`CollectError::NoData`], as before.
+//! - **Holes.** A Prometheus restart (an upgrade, an OOM kill, a long WAL replay) or failed
+//!   scrapes leave a stretch with no sample of the exporter. Each sample stands for the time
+//!   from the midpoint with the sample before it to the midpoint with the sample after it
+//!   (clipped to the hour), so a hole is bridged from both sides: half by the values before
+//!   it, half by those after. That is exact for every object that did not change during the
+//!   hole and within the hole's length for one that did; a hole longer than `--max-scrape-gap`
+//!   is refused, because what happened in it is unknown.
+//! - **Changed intervals.** The same midpoint rule weighs a sample scraped every 15 s half as
+//!   much as one scraped every 30 s, also within one hour.
+//!
+//! An evenly scraped hour (every sample standing for the same time, no hole) is billed with one
+//! weight per hour, `3600 / n` from the sample counts: the queries stay as cheap as before.
+//! Only an uneven hour is cut into [`Segment`]s of equal weight and its gauges are read with
+//! one window per segment ([`queries::SampleWeight::Segments`]).
+//!
+//! Limits: the timeline is the scrape targets' that write the reference namespace. Sharded
+//! kube-state-metrics (`--shard`) writes each namespace from one shard, so another shard's
+//! missed scrapes are not seen (its samples are still weighed by the reference's segments,
+//! right when the shards share one scrape interval).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::queries::Segment;
+use crate::window::HourWindow;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// An hour's samples stand for the same time when their weights are within this share of
+/// each other (scrape jitter is milliseconds; a changed interval is a factor).
+const EVEN_SHARE: f64 = 0.1;
+
+/// Jitter allowed on top of one scrape interval when an hour's end is judged complete.
+const JITTER_MS: i64 = 5_000;
+
+/// The scrape timestamps (Unix milliseconds) of one exporter, sorted, without repeats (its
+/// replicas' and restarted pods' series together).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    times: Vec<i64>,
+}
+
+impl Timeline {
+    pub fn new(mut times: Vec<i64>) -> Self {
+        times.sort_unstable();
+        times.dedup();
+        Timeline { times }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// The typical time between two scrapes of one target: the 90th percentile of the
+    /// spacings (replicas scraped a few seconds apart make every other spacing short; holes
+    /// are rarer than one in ten).
+    pub fn interval_ms(&self) -> Option<i64> {
+        let mut spacings: Vec<i64> = self.times.windows(2).map(|w| w[1] - w[0]).collect();
+        if spacings.is_empty() {
+            return None;
+        }
+        spacings.sort_unstable();
+        let i = ((spacings.len() - 1) * 9) / 10;
+        Some(spacings[i])
+    }
+
+    /// The most time a sample may lie before an hour's end when the hour is complete: one
+    /// scrape interval, plus jitter.
+    pub fn tolerance_ms(&self) -> i64 {
+        let interval = self.interval_ms().unwrap_or(60_000);
+        interval + JITTER_MS.max(interval / 10)
+    }
+
+    fn within(&self, from: i64, to: i64) -> &[i64] {
+        let a = self.times.partition_point(|t| *t < from);
+        let b = self.times.partition_point(|t| *t < to);
+        &self.times[a..b]
+    }
+
+    fn before(&self, t: i64) -> Option<i64> {
+        let i = self.times.partition_point(|x| *x < t);
+        i.checked_sub(1).map(|i| self.times[i])
+    }
+
+    fn at_or_after(&self, t: i64) -> Option<i64> {
+        let i = self.times.partition_point(|x| *x < t);
+        self.times.get(i).copied()
+    }
+}
+
+/// A stretch of an hour without a sample of the exporter, `[from, to)` in Unix milliseconds
+/// (a hole reaching past the hour is given whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Gap {
+    pub fn len(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.to - self.from).unwrap_or(0))
+    }
+}
+
+/// How an hour's samples are weighed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weighing {
+    /// Every sample stands for the same time and nothing is missing: the sample counts'
+    /// `3600 / n` bills the hour.
+    Even,
+    /// Samples stand for different times (a hole bridged, an interval changed): one weight
+    /// per segment, which partition the hour. `gaps` are the holes bridged, `intervals` the
+    /// different scrape intervals seen (milliseconds), for the logs and `check`.
+    Segments {
+        segments: Vec<Segment>,
+        gaps: Vec<Gap>,
+        intervals: Vec<i64>,
+    },
+}
+
+/// Why an hour cannot be weighed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unweighable {
+    /// No sample in the hour, but some after it: the store lost it.
+    NoSamples,
+    /// A hole longer than the limit.
+    TooLong(Gap),
+}
+
+/// Judge `hour` on `timeline` (read with at least `max_gap` on either side of it): how its
+/// samples are weighed, or why they cannot be.
+pub fn weigh(
+    timeline: &Timeline,
+    hour: &HourWindow,
+    max_gap: Duration,
+) -> Result<Weighing, Unweighable> {
+    let (s, e) = (hour.start().timestamp_millis(), hour.end().timestamp_millis());
+    let inside = timeline.within(s, e);
+    let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
+        return Err(Unweighable::NoSamples);
+    };
+    let (prev, next) = (timeline.before(s), timeline.at_or_after(e));
+    let max_gap_ms = i64::try_from(max_gap.as_millis()).unwrap_or(i64::MAX);
+    let interval = timeline.interval_ms().unwrap_or(HOUR_MS);
+    // The stretches without a sample that touch the hour: between its samples, and at its
+    // edges (to the neighbour outside when there is one, else the hour's own edge: data that
+    // starts or, billed anyway, stops inside it).
+    let mut stretches = vec![Gap {
+        from: prev.unwrap_or(s),
+        to: first,
+    }];
+    stretches.extend(inside.windows(2).map(|w| Gap {
+        from: w[0],
+        to: w[1],
+    }));
+    stretches.push(Gap {
+        from: last,
+        to: next.unwrap_or(e),
+    });
+    // A stretch is a hole when it is clearly longer than a scrape interval.
+    let hole = |g: &Gap| g.to - g.from > interval + interval / 2 + JITTER_MS;
+    if let Some(g) = stretches
+        .iter()
+        .filter(|g| g.to - g.from > max_gap_ms)
+        .max_by_key(|g| g.to - g.from)
+    {
+        return Err(Unweighable::TooLong(*g));
+    }
+    let gaps: Vec<Gap> = stretches.iter().filter(|g| hole(g)).copied().collect();
+    // Each sample's time: from the midpoint with the one before to the midpoint with the one
+    // after, clipped to the hour.
+    let mut bounds = Vec::with_capacity(inside.len() + 1);
+    bounds.push(s);
+    bounds.extend(inside.windows(2).map(|w| w[0] + (w[1] - w[0]) / 2));
+    bounds.push(e);
+    let weights: Vec<i64> = bounds.windows(2).map(|b| b[1] - b[0]).collect();
+    // Unclipped, for the evenness test: the edges of an evenly scraped hour weigh less or
+    // more after clipping only because the hour's edge falls between two scrapes.
+    let around: Vec<i64> = (0..inside.len())
+        .map(|i| {
+            let before = if i == 0 { prev } else { Some(inside[i - 1]) };
+            let after = inside.get(i + 1).copied().or(if i + 1 == inside.len() {
+                next
+            } else {
+                None
+            });
+            match (before, after) {
+                (Some(b), Some(a)) => (a - b) / 2,
+                (None, Some(a)) => a - inside[i],
+                (Some(b), None) => inside[i] - b,
+                (None, None) => HOUR_MS,
+            }
+        })
+        .collect();
+    let mut sorted = around.clone();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2] as f64;
+    let even = gaps.is_empty()
+        && around
+            .iter()
+            .all(|w| (*w as f64 - median).abs() <= median * EVEN_SHARE + 1.0);
+    if even {
+        return Ok(Weighing::Even);
+    }
+    let segments = segments(inside, &weights, s, e);
+    let mut intervals: Vec<i64> = Vec::new();
+    for w in inside.windows(2) {
+        let d = w[1] - w[0];
+        if !hole(&Gap { from: w[0], to: w[1] })
+            && !intervals
+                .iter()
+                .any(|i| (*i - d).abs() as f64 <= *i as f64 * EVEN_SHARE)
+        {
+            intervals.push(d);
+        }
+    }
+    Ok(Weighing::Segments {
+        segments,
+        gaps,
+        intervals,
+    })
+}
+
+/// Cut the hour `[s, e)` into segments of samples of about equal weight: a sample whose weight
+/// differs from its segment's first by more than [`EVEN_SHARE`] opens a new one, except the
+/// hour's first and last samples, which join their neighbour's segment when they are not next
+/// to a hole (their clipped weight differs only because the hour's edge falls between two
+/// scrapes). A segment's samples each stand for its mean weight, so the weights of a segment
+/// add up to its length exactly; its window reaches from the midpoint with the segment before
+/// to the midpoint with the one after.
+fn segments(times: &[i64], weights: &[i64], s: i64, e: i64) -> Vec<Segment> {
+    let n = times.len();
+    // Group index ranges.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for i in 1..=n {
+        let differs = i < n && {
+            let reference = weights[start] as f64;
+            (weights[i] as f64 - reference).abs() > reference * EVEN_SHARE + 1000.0
+        };
+        if i == n || differs {
+            groups.push((start, i));
+            start = i;
+        }
+    }
+    let close = |a: i64, b: i64| (a.max(b) as f64) < 1.5 * a.min(b) as f64;
+    // The hour's edge samples, alone in a group, join the next group when close to it.
+    if groups.len() > 1 && groups[0].1 - groups[0].0 == 1 && close(weights[0], weights[1]) {
+        groups.remove(0);
+        groups[0].0 = 0;
+    }
+    if groups.len() > 1 {
+        let k = groups.len() - 1;
+        if groups[k].1 - groups[k].0 == 1 && n >= 2 && close(weights[n - 1], weights[n - 2]) {
+            groups.pop();
+            if let Some(g) = groups.last_mut() {
+                g.1 = n;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (k, &(a, b)) in groups.iter().enumerate() {
+        let from = if k == 0 {
+            s
+        } else {
+            times[a - 1] + (times[a] - times[a - 1]) / 2
+        };
+        let to = if b == n {
+            e
+        } else {
+            times[b - 1] + (times[b] - times[b - 1]) / 2
+        };
+        let total: i64 = weights[a..b].iter().sum();
+        out.push(Segment {
+            len_ms: u128::try_from(to - from).unwrap_or(0),
+            offset_ms: u128::try_from(e - to).unwrap_or(0),
+            seconds: total as f64 / 1000.0 / (b - a) as f64,
+        });
+    }
+    out
+}
+
+/// The first hour of `hours` (consecutive, oldest first) the store does not hold in full:
+/// some source's newest sample lies more than `tolerance_ms` before the hour's end. `newest`
+/// is per source, Unix milliseconds; a source without a sample is `None`.
+pub fn first_incomplete<'a>(
+    hours: &'a [HourWindow],
+    newest: &BTreeMap<String, Option<i64>>,
+    tolerance_ms: i64,
+) -> Option<(&'a HourWindow, String, Option<i64>)> {
+    hours.iter().find_map(|h| {
+        let end = h.end().timestamp_millis();
+        newest
+            .iter()
+            .filter(|(_, t)| t.is_none_or(|t| t < end - tolerance_ms))
+            .min_by_key(|(_, t)| t.unwrap_or(i64::MIN))
+            .map(|(source, t)| (h, source.clone(), *t))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+
+    fn hour(start: i64) -> HourWindow {
+        let t = chrono::DateTime::from_timestamp_millis(start).unwrap();
+        HourWindow::starting_at(t, "test").unwrap()
+    }
+
+    /// Scrapes every `every` seconds at `offset` seconds past, from `from` to `to` minutes
+    /// after S.
+    fn scrapes(from_min: i64, to_min: i64, every: i64, offset: i64) -> Vec<i64> {
+        let mut t = S + from_min * 60_000 + offset * 1000;
+        let mut out = Vec::new();
+        while t < S + to_min * 60_000 {
+            out.push(t);
+            t += every * 1000;
+        }
+        out
+    }
+
+    fn total(w: &Weighing) -> f64 {
+        match w {
+            Weighing::Even => 3600.0,
+            Weighing::Segments { segments, .. } => segments
+                .iter()
+                .map(|s| s.len_ms as f64 / 1000.0)
+                .sum::<f64>(),
+        }
+    }
+
+    /// One replica, or two a few seconds apart, scraped evenly: one weight.
+    #[test]
+    fn even_scrapes_take_one_weight() {
+        for times in [
+            scrapes(-20, 80, 30, 7),
+            [scrapes(-20, 80, 30, 7), scrapes(-20, 80, 30, 13)].concat(),
+            [scrapes(-20, 80, 30, 1), scrapes(-20, 80, 30, 2)].concat(),
+        ] {
+            let w = weigh(&Timeline::new(times), &hour(S), Duration::from_secs(900)).unwrap();
+            assert_eq!(w, Weighing::Even);
+        }
+    }
+
+    /// A 12-minute hole: the samples next to it carry half of it each, the segments add up
+    /// to the hour, and an object present on both sides is billed the whole hour.
+    #[test]
+    fn a_hole_is_bridged_from_both_sides() {
+        let times = [scrapes(-20, 20, 30, 7), scrapes(32, 80, 30, 7)].concat();
+        let tl = Timeline::new(times);
+        let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
+        let Weighing::Segments { segments, gaps, .. } = &w else {
+            panic!("{w:?}")
+        };
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].len(), Duration::from_secs(12 * 60 + 30));
+        assert!((total(&w) - 3600.0).abs() < 1e-9, "{segments:?}");
+        // Every sample weighed once: the weights times the samples in each window add up.
+        let mut billed = 0.0;
+        for seg in segments {
+            let to = S + 3_600_000 - seg.offset_ms as i64;
+            let from = to - seg.len_ms as i64;
+            let n = tl.within(from, to).len() as f64;
+            billed += n * seg.seconds;
+        }
+        assert!((billed - 3600.0).abs() < 1e-6, "{billed} {segments:?}");
+        // The two samples beside the hole stand for half of it each, and half an interval.
+        assert!(
+            segments.iter().any(|s| (s.seconds - 390.0).abs() < 1e-9),
+            "{segments:?}"
+        );
+    }
+
+    /// 30 s, then 15 s from :25: each sample weighs its own interval.
+    #[test]
+    fn a_changed_interval_weighs_each_side_by_its_own() {
+        let times = [scrapes(-20, 25, 30, 7), scrapes(25, 80, 15, 7)].concat();
+        let w = weigh(&Timeline::new(times), &hour(S), Duration::from_secs(900)).unwrap();
+        let Weighing::Segments {
+            segments,
+            gaps,
+            intervals,
+        } = &w
+        else {
+            panic!("{w:?}")
+        };
+        assert!(gaps.is_empty(), "{gaps:?}");
+        assert_eq!(intervals, &[30_000, 15_000]);
+        // The hour's edge samples (clipped) join their neighbours: means within a second.
+        assert!(
+            segments.iter().any(|s| (s.seconds - 30.0).abs() < 1.0),
+            "{segments:?}"
+        );
+        assert!(
+            segments.iter().any(|s| (s.seconds - 15.0).abs() < 1.0),
+            "{segments:?}"
+        );
+        assert!((total(&w) - 3600.0).abs() < 1e-9);
+    }
+
+    /// A hole over the limit, also one that straddles the hour's start, is refused; an hour
+    /// without samples but data after it is lost, not late.
+    #[test]
+    fn holes_over_the_limit_and_empty_hours_are_refused() {
+        let limit = Duration::from_secs(900);
+        let times = [scrapes(-20, 20, 30, 7), scrapes(40, 80, 30, 7)].concat();
+        let e = weigh(&Timeline::new(times), &hour(S), limit).unwrap_err();
+        assert!(matches!(e, Unweighable::TooLong(g) if g.len() > limit), "{e:?}");
+        let times = [scrapes(-20, -8, 30, 7), scrapes(9, 80, 30, 7)].concat();
+        let e = weigh(&Timeline::new(times), &hour(S), limit).unwrap_err();
+        assert!(matches!(e, Unweighable::TooLong(_)), "{e:?}");
+        let times = [scrapes(-20, -1, 30, 7), scrapes(61, 80, 30, 7)].concat();
+        let e = weigh(&Timeline::new(times), &hour(S), limit).unwrap_err();
+        assert_eq!(e, Unweighable::NoSamples);
+    }
+
+    /// Data that starts inside the hour (a new cluster) is weighed from its first sample on.
+    #[test]
+    fn data_that_starts_in_the_hour_is_not_a_hole() {
+        let times = scrapes(0, 80, 30, 7);
+        let w = weigh(&Timeline::new(times), &hour(S), Duration::from_secs(900)).unwrap();
+        assert_eq!(w, Weighing::Even);
+    }
+
+    /// The first hour whose end some source has not reached is the first incomplete one.
+    #[test]
+    fn completeness_is_decided_by_the_laggiest_source() {
+        let hours = [hour(S), hour(S + 3_600_000)];
+        let tl = Timeline::new(scrapes(-20, 100, 30, 7));
+        let tol = tl.tolerance_ms();
+        assert_eq!(tol, 35_000);
+        let newest = BTreeMap::from([
+            ("kube-state-metrics".to_string(), Some(S + 130 * 60_000)),
+            ("cadvisor".to_string(), Some(S + 7_200_000 - 20_000)),
+        ]);
+        assert_eq!(first_incomplete(&hours, &newest, tol), None);
+        let newest = BTreeMap::from([
+            ("kube-state-metrics".to_string(), Some(S + 130 * 60_000)),
+            ("cadvisor".to_string(), Some(S + 40 * 60_000)),
+        ]);
+        let (h, source, t) = first_incomplete(&hours, &newest, tol).unwrap();
+        assert_eq!((h, source.as_str(), t), (&hours[0], "cadvisor", Some(S + 2_400_000)));
+        let newest = BTreeMap::from([("kube-state-metrics".to_string(), None)]);
+        assert_eq!(first_incomplete(&hours, &newest, tol).unwrap().2, None);
+    }
+}
