@@ -837,9 +837,7 @@ pub fn cpu(w: Windows, read: CpuRead, namespaces: Namespaces) -> String {
         ),
     };
     match read {
-        CpuRead::Requested(RequestModel::Pod, weigh) => {
-            cpu_requested_by_pods(w, namespaces, weigh)
-        }
+        CpuRead::Requested(RequestModel::Pod, weigh) => cpu_requested_by_pods(w, namespaces, weigh),
         CpuRead::Requested(RequestModel::Containers, weigh) => format!(
             "sum by (namespace) {} / 3600",
             requested(w, &format!("resource=\"cpu\"{scope}"), &scope, "", weigh)
@@ -1033,7 +1031,11 @@ mod tests {
         let segments = SampleWeight::Segments(&SEGMENTS);
         insta::assert_snapshot!(
             "cpu_request_pod_segments",
-            cpu(w, CpuRead::Requested(RequestModel::Pod, Some(segments)), all)
+            cpu(
+                w,
+                CpuRead::Requested(RequestModel::Pod, Some(segments)),
+                all
+            )
         );
         insta::assert_snapshot!("storage_segments", storage(w, Some(segments)));
         insta::assert_snapshot!(
@@ -1125,16 +1127,16 @@ mod tests {
             all.push(("gpu", gpu(w, RequestModel::Containers, None)));
             all.push(("gpu (pod)", gpu(w, RequestModel::Pod, None)));
             all.push(("memory (pod)", memory(w, RequestModel::Pod, None)));
-            all.push(("memory (containers)", memory(w, RequestModel::Containers, None)));
+            all.push((
+                "memory (containers)",
+                memory(w, RequestModel::Containers, None),
+            ));
             all.push(("storage", storage(w, None)));
             all.push(("namespaces", namespace_samples(w)));
             all.push(("data labels", data_labels(w, true)));
             let segments = SampleWeight::Segments(&SEGMENTS);
             all.push(("storage (segments)", storage(w, Some(segments))));
-            all.push((
-                "gpu (segments)",
-                gpu(w, RequestModel::Pod, Some(segments)),
-            ));
+            all.push(("gpu (segments)", gpu(w, RequestModel::Pod, Some(segments))));
             all.push((
                 "cpu (segments)",
                 cpu(
@@ -1182,7 +1184,10 @@ mod tests {
             );
             assert!(!scoped.contains('@'), "{scoped}");
         }
-        insta::assert_snapshot!("storage_scoped", scope.apply(&storage(Windows::Closed, None)));
+        insta::assert_snapshot!(
+            "storage_scoped",
+            scope.apply(&storage(Windows::Closed, None))
+        );
         insta::assert_snapshot!(
             "data_labels_scoped",
             scope.apply(&data_labels(Windows::Closed, false))
@@ -1206,7 +1211,11 @@ mod tests {
             fallen_counters(w),
             gpu(w, RequestModel::Containers, None),
             gpu(w, RequestModel::Pod, None),
-            cpu(w, CpuRead::Requested(RequestModel::Pod, None), Namespaces::All),
+            cpu(
+                w,
+                CpuRead::Requested(RequestModel::Pod, None),
+                Namespaces::All,
+            ),
             storage(w, None),
             namespace_samples(w),
             data_labels(w, true),

@@ -526,7 +526,11 @@ async fn split_counter_reads_equal_the_whole_case_analysis() {
                 }
             }
             let mut compared = 0;
-            for ((hour, ns), c) in &got {
+            // The standard cluster's kube-state-metrics hole (03:50-03:52) makes its hour
+            // uneven: the run weighs it per segment, which the whole query's one weight per
+            // hour does not (the truth tests check that hour).
+            let uneven = p.dataset.first_truth_hour + 2 * 3600;
+            for ((hour, ns), c) in got.iter().filter(|((h, _), _)| *h != uneven) {
                 let have = c["cpu"].as_f64().unwrap();
                 let want = want.get(&(*hour, ns.clone())).copied().unwrap_or(0.0);
                 assert!(
@@ -678,6 +682,8 @@ fn each_counter_shape_is_billed_by_its_definition() {
         let out = run(bin()
             .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
             .args(["--dry-run", "--cpu-basis", basis, "--fallen-counters", way])
+            // This store has no kube-system: its timeline is read from a namespace it has.
+            .args(["--reference-namespace", "steady"])
             .args(["--since", &rfc3339(hour), "--until", &rfc3339(end)])
             .args(["--now", "2026-11-02T00:00:00Z"]));
         assert_eq!(out.code, 0, "stderr: {}", out.stderr);

@@ -59,9 +59,7 @@ impl SteadyQuery {
     ) -> Self {
         let now: Option<Vec<String>> = Half::BOTH
             .iter()
-            .map(|h| {
-                queries::cpu_before_counts(windows, basis, model, weigh, Namespaces::Half(*h))
-            })
+            .map(|h| queries::cpu_before_counts(windows, basis, model, weigh, Namespaces::Half(*h)))
             .collect();
         match now {
             Some(qs) => SteadyQuery::Now(qs),

@@ -316,8 +316,7 @@ impl<'a> Collector<'a> {
         };
         let mut parts: Vec<(Vec<HourWindow>, Option<timeline::Weighing>)> = Vec::new();
         for hour in complete {
-            let weighing = match timeline::weigh(&time.timeline, hour, self.config.max_scrape_gap)
-            {
+            let weighing = match timeline::weigh(&time.timeline, hour, self.config.max_scrape_gap) {
                 Ok(w) => w,
                 Err(timeline::Unweighable::NoSamples) => {
                     return Err(CollectError::NoData {
@@ -331,15 +330,19 @@ impl<'a> Collector<'a> {
                         from: millis_text(gap.from),
                         to: millis_text(gap.to),
                         minutes: gap.len().as_secs_f64() / 60.0,
-                        limit: humantime::format_duration(self.config.max_scrape_gap)
-                            .to_string(),
+                        limit: humantime::format_duration(self.config.max_scrape_gap).to_string(),
                     });
                 }
             };
             match (&weighing, parts.last_mut()) {
                 (timeline::Weighing::Even, Some((hours, None))) => hours.push(*hour),
                 (timeline::Weighing::Even, _) => parts.push((vec![*hour], None)),
-                (timeline::Weighing::Segments { gaps, intervals, .. }, _) => {
+                (
+                    timeline::Weighing::Segments {
+                        gaps, intervals, ..
+                    },
+                    _,
+                ) => {
                     info!(
                         hour = %hour,
                         holes = gaps.len(),
@@ -407,8 +410,12 @@ impl<'a> Collector<'a> {
                     .await?)
             },
         )?;
-        let timeline =
-            timeline::Timeline::new(samples.iter().flat_map(|s| s.points.iter().map(|(t, _)| *t)).collect());
+        let timeline = timeline::Timeline::new(
+            samples
+                .iter()
+                .map(|s| s.points.iter().map(|(t, _)| *t).collect())
+                .collect(),
+        );
         let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
         sources.insert(queries::KSM.to_string(), None);
         if usage {
@@ -431,6 +438,10 @@ impl<'a> Collector<'a> {
             }
         }
         if sources.values().all(Option::is_none) {
+            // Scraped without honor_labels, the reference's namespace is the exporter's own:
+            // that is the news, not a missing namespace.
+            let labels_q = queries::data_labels(self.windows, false);
+            labels::check(&self.query("data labels", &labels_q, span).await?, span)?;
             return Err(CollectError::NoReference {
                 namespace: reference.clone(),
                 from: rfc3339(first.start() - lookback),

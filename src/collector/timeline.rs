@@ -47,41 +47,48 @@ const EVEN_SHARE: f64 = 0.1;
 const JITTER_MS: i64 = 5_000;
 
 /// The scrape timestamps (Unix milliseconds) of one exporter, sorted, without repeats (its
-/// replicas' and restarted pods' series together).
+/// replicas' and restarted pods' series together), and its scrape interval.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     times: Vec<i64>,
+    interval: Option<i64>,
 }
 
 impl Timeline {
-    pub fn new(mut times: Vec<i64>) -> Self {
+    /// From the timestamps of each of the exporter's series (one per replica and pod).
+    pub fn new(series: Vec<Vec<i64>>) -> Self {
+        // One target's interval: the median spacing within a series (holes are rare), the
+        // median over the series. The union's spacings would be shorter with replicas.
+        let mut intervals: Vec<i64> = series
+            .iter()
+            .filter_map(|times| {
+                let mut spacings: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+                spacings.retain(|d| *d > 0);
+                spacings.sort_unstable();
+                spacings.get(spacings.len() / 2).copied()
+            })
+            .collect();
+        intervals.sort_unstable();
+        let interval = intervals.get(intervals.len() / 2).copied();
+        let mut times: Vec<i64> = series.into_iter().flatten().collect();
         times.sort_unstable();
         times.dedup();
-        Timeline { times }
+        Timeline { times, interval }
     }
 
     pub fn is_empty(&self) -> bool {
         self.times.is_empty()
     }
 
-    /// The typical time between two scrapes of one target: the 90th percentile of the
-    /// spacings (replicas scraped a few seconds apart make every other spacing short; holes
-    /// are rarer than one in ten).
+    /// The exporter's scrape interval: the time between two scrapes of one target.
     pub fn interval_ms(&self) -> Option<i64> {
-        let mut spacings: Vec<i64> = self.times.windows(2).map(|w| w[1] - w[0]).collect();
-        if spacings.is_empty() {
-            return None;
-        }
-        spacings.sort_unstable();
-        let i = ((spacings.len() - 1) * 9) / 10;
-        Some(spacings[i])
+        self.interval
     }
 
     /// The most time a sample may lie before an hour's end when the hour is complete: one
     /// scrape interval, plus jitter.
     pub fn tolerance_ms(&self) -> i64 {
-        let interval = self.interval_ms().unwrap_or(60_000);
-        interval + JITTER_MS.max(interval / 10)
+        tolerance(self.interval_ms().unwrap_or(60_000))
     }
 
     fn within(&self, from: i64, to: i64) -> &[i64] {
@@ -123,7 +130,8 @@ pub enum Weighing {
     Even,
     /// Samples stand for different times (a hole bridged, an interval changed): one weight
     /// per segment, which partition the hour. `gaps` are the holes bridged, `intervals` the
-    /// different scrape intervals seen (milliseconds), for the logs and `check`.
+    /// different times a sample stands for away from them (milliseconds: the scrape interval,
+    /// divided by the replicas), for the logs and `check`.
     Segments {
         segments: Vec<Segment>,
         gaps: Vec<Gap>,
@@ -147,14 +155,16 @@ pub fn weigh(
     hour: &HourWindow,
     max_gap: Duration,
 ) -> Result<Weighing, Unweighable> {
-    let (s, e) = (hour.start().timestamp_millis(), hour.end().timestamp_millis());
+    let (s, e) = (
+        hour.start().timestamp_millis(),
+        hour.end().timestamp_millis(),
+    );
     let inside = timeline.within(s, e);
     let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
         return Err(Unweighable::NoSamples);
     };
     let (prev, next) = (timeline.before(s), timeline.at_or_after(e));
     let max_gap_ms = i64::try_from(max_gap.as_millis()).unwrap_or(i64::MAX);
-    let interval = timeline.interval_ms().unwrap_or(HOUR_MS);
     // The stretches without a sample that touch the hour: between its samples, and at its
     // edges (to the neighbour outside when there is one, else the hour's own edge: data that
     // starts or, billed anyway, stops inside it).
@@ -170,8 +180,6 @@ pub fn weigh(
         from: last,
         to: next.unwrap_or(e),
     });
-    // A stretch is a hole when it is clearly longer than a scrape interval.
-    let hole = |g: &Gap| g.to - g.from > interval + interval / 2 + JITTER_MS;
     if let Some(g) = stretches
         .iter()
         .filter(|g| g.to - g.from > max_gap_ms)
@@ -179,7 +187,6 @@ pub fn weigh(
     {
         return Err(Unweighable::TooLong(*g));
     }
-    let gaps: Vec<Gap> = stretches.iter().filter(|g| hole(g)).copied().collect();
     // Each sample's time: from the midpoint with the one before to the midpoint with the one
     // after, clipped to the hour.
     let mut bounds = Vec::with_capacity(inside.len() + 1);
@@ -192,11 +199,11 @@ pub fn weigh(
     let around: Vec<i64> = (0..inside.len())
         .map(|i| {
             let before = if i == 0 { prev } else { Some(inside[i - 1]) };
-            let after = inside.get(i + 1).copied().or(if i + 1 == inside.len() {
-                next
-            } else {
-                None
-            });
+            let after =
+                inside
+                    .get(i + 1)
+                    .copied()
+                    .or(if i + 1 == inside.len() { next } else { None });
             match (before, after) {
                 (Some(b), Some(a)) => (a - b) / 2,
                 (None, Some(a)) => a - inside[i],
@@ -208,6 +215,11 @@ pub fn weigh(
     let mut sorted = around.clone();
     sorted.sort_unstable();
     let median = sorted[sorted.len() / 2] as f64;
+    // A stretch is a hole when it is clearly longer than two samples' time: replicas scraped a
+    // few seconds apart leave short and long stretches by turns, and each of their samples
+    // stands for about half an interval; a changed interval doubles it at most as often.
+    let hole = |g: &Gap| (g.to - g.from) as f64 > 2.0 * median + JITTER_MS as f64;
+    let gaps: Vec<Gap> = stretches.iter().filter(|g| hole(g)).copied().collect();
     let even = gaps.is_empty()
         && around
             .iter()
@@ -216,17 +228,30 @@ pub fn weigh(
         return Ok(Weighing::Even);
     }
     let segments = segments(inside, &weights, s, e);
-    let mut intervals: Vec<i64> = Vec::new();
-    for w in inside.windows(2) {
-        let d = w[1] - w[0];
-        if !hole(&Gap { from: w[0], to: w[1] })
-            && !intervals
-                .iter()
-                .any(|i| (*i - d).abs() as f64 <= *i as f64 * EVEN_SHARE)
+    // The times a sample stands for away from holes, each of at least three samples (the
+    // sample where the interval changed stands for a mean of two): more than one when the
+    // interval changed.
+    let mut seen: Vec<(i64, usize)> = Vec::new();
+    for (i, d) in around.iter().enumerate() {
+        if gaps
+            .iter()
+            .any(|g| g.from == inside[i] || g.to == inside[i])
         {
-            intervals.push(d);
+            continue;
+        }
+        match seen
+            .iter_mut()
+            .find(|(x, _)| (*x - d).abs() as f64 <= *x as f64 * EVEN_SHARE)
+        {
+            Some((_, n)) => *n += 1,
+            None => seen.push((*d, 1)),
         }
     }
+    let intervals: Vec<i64> = seen
+        .into_iter()
+        .filter(|(_, n)| *n >= 3)
+        .map(|(x, _)| x)
+        .collect();
     Ok(Weighing::Segments {
         segments,
         gaps,
@@ -293,19 +318,34 @@ fn segments(times: &[i64], weights: &[i64], s: i64, e: i64) -> Vec<Segment> {
     out
 }
 
+/// One interval plus jitter.
+fn tolerance(interval_ms: i64) -> i64 {
+    interval_ms + JITTER_MS.max(interval_ms / 10)
+}
+
 /// The first hour of `hours` (consecutive, oldest first) the store does not hold in full:
 /// some source's newest sample lies more than `tolerance_ms` before the hour's end. `newest`
-/// is per source, Unix milliseconds; a source without a sample is `None`.
+/// is per source, Unix milliseconds; a source without a sample is `None`. Usage counters
+/// (cAdvisor, scraped on its own interval, which the timeline does not show) are allowed at
+/// least a minute: a counter's last sample a little before the end only moves usage into the
+/// next hour (the hours telescope), it loses none.
 pub fn first_incomplete<'a>(
     hours: &'a [HourWindow],
     newest: &BTreeMap<String, Option<i64>>,
     tolerance_ms: i64,
 ) -> Option<(&'a HourWindow, String, Option<i64>)> {
+    let allowed = |source: &str| {
+        if source == crate::queries::CADVISOR {
+            tolerance_ms.max(tolerance(60_000))
+        } else {
+            tolerance_ms
+        }
+    };
     hours.iter().find_map(|h| {
         let end = h.end().timestamp_millis();
         newest
             .iter()
-            .filter(|(_, t)| t.is_none_or(|t| t < end - tolerance_ms))
+            .filter(|(source, t)| t.is_none_or(|t| t < end - allowed(source)))
             .min_by_key(|(_, t)| t.unwrap_or(i64::MIN))
             .map(|(source, t)| (h, source.clone(), *t))
     })
@@ -347,12 +387,14 @@ mod tests {
     /// One replica, or two a few seconds apart, scraped evenly: one weight.
     #[test]
     fn even_scrapes_take_one_weight() {
-        for times in [
-            scrapes(-20, 80, 30, 7),
-            [scrapes(-20, 80, 30, 7), scrapes(-20, 80, 30, 13)].concat(),
-            [scrapes(-20, 80, 30, 1), scrapes(-20, 80, 30, 2)].concat(),
+        for series in [
+            vec![scrapes(-20, 80, 30, 7)],
+            vec![scrapes(-20, 80, 30, 7), scrapes(-20, 80, 30, 13)],
+            vec![scrapes(-20, 80, 30, 1), scrapes(-20, 80, 30, 2)],
         ] {
-            let w = weigh(&Timeline::new(times), &hour(S), Duration::from_secs(900)).unwrap();
+            let tl = Timeline::new(series);
+            assert_eq!(tl.interval_ms(), Some(30_000));
+            let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
             assert_eq!(w, Weighing::Even);
         }
     }
@@ -362,7 +404,7 @@ mod tests {
     #[test]
     fn a_hole_is_bridged_from_both_sides() {
         let times = [scrapes(-20, 20, 30, 7), scrapes(32, 80, 30, 7)].concat();
-        let tl = Timeline::new(times);
+        let tl = Timeline::new(vec![times]);
         let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
         let Weighing::Segments { segments, gaps, .. } = &w else {
             panic!("{w:?}")
@@ -390,7 +432,12 @@ mod tests {
     #[test]
     fn a_changed_interval_weighs_each_side_by_its_own() {
         let times = [scrapes(-20, 25, 30, 7), scrapes(25, 80, 15, 7)].concat();
-        let w = weigh(&Timeline::new(times), &hour(S), Duration::from_secs(900)).unwrap();
+        let w = weigh(
+            &Timeline::new(vec![times]),
+            &hour(S),
+            Duration::from_secs(900),
+        )
+        .unwrap();
         let Weighing::Segments {
             segments,
             gaps,
@@ -419,13 +466,16 @@ mod tests {
     fn holes_over_the_limit_and_empty_hours_are_refused() {
         let limit = Duration::from_secs(900);
         let times = [scrapes(-20, 20, 30, 7), scrapes(40, 80, 30, 7)].concat();
-        let e = weigh(&Timeline::new(times), &hour(S), limit).unwrap_err();
-        assert!(matches!(e, Unweighable::TooLong(g) if g.len() > limit), "{e:?}");
+        let e = weigh(&Timeline::new(vec![times]), &hour(S), limit).unwrap_err();
+        assert!(
+            matches!(e, Unweighable::TooLong(g) if g.len() > limit),
+            "{e:?}"
+        );
         let times = [scrapes(-20, -8, 30, 7), scrapes(9, 80, 30, 7)].concat();
-        let e = weigh(&Timeline::new(times), &hour(S), limit).unwrap_err();
+        let e = weigh(&Timeline::new(vec![times]), &hour(S), limit).unwrap_err();
         assert!(matches!(e, Unweighable::TooLong(_)), "{e:?}");
         let times = [scrapes(-20, -1, 30, 7), scrapes(61, 80, 30, 7)].concat();
-        let e = weigh(&Timeline::new(times), &hour(S), limit).unwrap_err();
+        let e = weigh(&Timeline::new(vec![times]), &hour(S), limit).unwrap_err();
         assert_eq!(e, Unweighable::NoSamples);
     }
 
@@ -433,7 +483,12 @@ mod tests {
     #[test]
     fn data_that_starts_in_the_hour_is_not_a_hole() {
         let times = scrapes(0, 80, 30, 7);
-        let w = weigh(&Timeline::new(times), &hour(S), Duration::from_secs(900)).unwrap();
+        let w = weigh(
+            &Timeline::new(vec![times]),
+            &hour(S),
+            Duration::from_secs(900),
+        )
+        .unwrap();
         assert_eq!(w, Weighing::Even);
     }
 
@@ -441,7 +496,7 @@ mod tests {
     #[test]
     fn completeness_is_decided_by_the_laggiest_source() {
         let hours = [hour(S), hour(S + 3_600_000)];
-        let tl = Timeline::new(scrapes(-20, 100, 30, 7));
+        let tl = Timeline::new(vec![scrapes(-20, 140, 30, 7)]);
         let tol = tl.tolerance_ms();
         assert_eq!(tol, 35_000);
         let newest = BTreeMap::from([
@@ -454,7 +509,10 @@ mod tests {
             ("cadvisor".to_string(), Some(S + 40 * 60_000)),
         ]);
         let (h, source, t) = first_incomplete(&hours, &newest, tol).unwrap();
-        assert_eq!((h, source.as_str(), t), (&hours[0], "cadvisor", Some(S + 2_400_000)));
+        assert_eq!(
+            (h, source.as_str(), t),
+            (&hours[0], "cadvisor", Some(S + 2_400_000))
+        );
         let newest = BTreeMap::from([("kube-state-metrics".to_string(), None)]);
         assert_eq!(first_incomplete(&hours, &newest, tol).unwrap().2, None);
     }
