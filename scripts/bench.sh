@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark: consumption-metrics side by side with plain baselines measured in the same run
 # on the same machine, printed as one table (README, "Performance"). Three synthetic clusters,
-# each generated once and kept as a TSDB in target/bench-<namespaces>-<hours>h-<interval>s/:
+# each generated once and kept as a TSDB in target/bench-v<DATA>-<namespaces>-<hours>h-<interval>s/
+# (DATA: the generator's version, raised when what it writes changes):
 #
 #   one hour   BENCH_NAMESPACES (10,000) namespaces, 2 hours at 120 s (about 420,000 series):
 #              per CPU basis, one billed hour as the CronJob runs it: the job's wall and CPU
@@ -84,8 +85,10 @@ wait_ready() { # pid, file, what
 }
 
 # Generate a cluster's TSDB once; start Prometheus on it (query log in $1/queries.log).
+# 2: every cluster has kube-system, which the job reads its scrape timeline from.
+DATA=2
 prometheus() { # namespaces, hours, interval; sets dir, url, prom_pid
-    dir=target/bench-$1-$2h-$3s
+    dir=target/bench-v$DATA-$1-$2h-$3s
     if [[ ! -d $dir/tsdb ]]; then
         echo "generating $1 namespaces x $2 h at $3 s into $dir (once)" >&2
         rm -rf "$dir"

@@ -1026,3 +1026,181 @@ fn sidecars_without_restart_policy_are_refused_not_guessed() {
     let worst = check_truth(containers_truth(truth), "request", &containers);
     assert!(worst <= EXACT, "{worst}");
 }
+
+/// A cluster as real stores hold one (issue "Bill an hour only when the store holds all of
+/// it"): a 12-minute Prometheus outage inside an hour (02:20-02:32) with objects changing
+/// before, during and after it, a 12-minute one across an hour's start (03:54-04:06), and the
+/// scrape interval retuned from 30 s to 15 s at 05:25 with short-lived pods on both sides;
+/// scraped offset from the tick, or exactly on it.
+fn time_options(on_the_hour: bool) -> Options {
+    Options {
+        hours: 7,
+        random_namespaces: 12,
+        seed: if on_the_hour { 45 } else { 44 },
+        ksm_offsets: if on_the_hour {
+            vec![0, 13]
+        } else {
+            vec![7, 13]
+        },
+        cadvisor_offset: if on_the_hour { 0 } else { 11 },
+        outages: vec![(2.0 + 20.0 / 60.0, 2.0 + 32.0 / 60.0), (3.9, 4.1)],
+        interval_change: Some((5.0 + 25.0 / 60.0, 15)),
+        ..Options::default()
+    }
+}
+
+/// Holes are bridged from both sides and every sample weighs the time it stands for, on both
+/// engines and every basis: each namespace-hour equals the truth (exact where nothing changed;
+/// within the hole's length for what changed inside it; within one interval for the rest), and
+/// `team-resized`, whose pod was replaced 10 minutes before the outage and nothing changed in
+/// it, is billed within one interval (spreading the hole over the hour bills it +7 %).
+#[test]
+fn holes_and_retuned_intervals_are_billed_as_time_passed() {
+    for on_the_hour in [false, true] {
+        let opts = time_options(on_the_hour);
+        let name = |engine: &str| format!("time-{engine}-{on_the_hour}");
+        for (engine, p) in [
+            (
+                "prometheus",
+                common::start_prometheus(&name("prometheus"), &opts),
+            ),
+            (
+                "victoria-metrics",
+                common::start_victoria_metrics(&name("vm"), &opts),
+            ),
+        ] {
+            for basis in ["request", "usage", "max"] {
+                let (messages, stderr) = dry_run_logged(&p, basis, &[]);
+                check_on(&p, basis, &messages);
+                assert!(
+                    stderr.contains("scraped unevenly in this hour"),
+                    "{engine}: the uneven hours were not weighed per segment:\n{stderr}"
+                );
+                if basis != "request" {
+                    continue;
+                }
+                let got = by_namespace_hour(&messages);
+                let outage_hour = opts.start + 2 * 3600;
+                let want = truth(&p)
+                    .into_iter()
+                    .find(|r| r.hour == outage_hour && r.namespace == "team-resized")
+                    .expect("team-resized in the truth");
+                let have = got[&(outage_hour, "team-resized".to_string())]["cpu"]
+                    .as_f64()
+                    .unwrap();
+                // Each pod's start or stop is known to within one scrape interval.
+                let one_interval = (2.5 + 0.75) * 30.0 / 3600.0;
+                assert!(
+                    (have - want.cpu_request).abs() <= one_interval,
+                    "{engine} (on the hour: {on_the_hour}): team-resized billed {have}, truth \
+                     {}: the outage's minutes were not bridged",
+                    want.cpu_request
+                );
+            }
+        }
+    }
+}
+
+/// A hole longer than --max-scrape-gap is refused with exit 4, naming the stretch and the
+/// flag; raised above it, the hour is billed from both sides.
+#[test]
+fn a_hole_over_the_limit_is_refused_with_the_flag_to_bill_it() {
+    let opts = Options {
+        hours: 4,
+        random_namespaces: 4,
+        outages: vec![(2.25, 2.6)],
+        ..Options::default()
+    };
+    let p = common::start_prometheus("long-hole", &opts);
+    let hour = |extra: &[&str]| {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                &p.url,
+                "--cluster-name",
+                CLUSTER,
+                "--dry-run",
+            ])
+            .args([
+                "--since",
+                "2026-11-01T02:00:00Z",
+                "--until",
+                "2026-11-01T03:00:00Z",
+            ])
+            .args(["--now", "2026-11-02T00:00:00Z"])
+            .args(extra))
+    };
+    let out = hour(&[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    for part in [
+        "no sample from 2026-11-01T02:14:",
+        "--max-scrape-gap",
+        "raise",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    let out = hour(&["--max-scrape-gap", "30m"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// A store that lags (its data ends at 04:40 while the run's clock says 05:10): a dry-run or
+/// backfill that asks for 04:00-05:00 is refused with exit 7 and prints nothing, naming the
+/// newest sample and the flag; the hour before is billed; with --bill-incomplete the hour is
+/// billed as the store has it, with a warning, and lacks the namespace created at 04:45.
+#[test]
+fn an_hour_the_store_does_not_hold_in_full_is_refused() {
+    let opts = Options {
+        hours: 6,
+        random_namespaces: 4,
+        stored_until: Some(4.0 + 40.0 / 60.0),
+        late_batch: Some(4.75),
+        ..Options::default()
+    };
+    for (engine, p) in [
+        ("prometheus", common::start_prometheus("lagging", &opts)),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics("lagging-vm", &opts),
+        ),
+    ] {
+        let run_until = |until: &str, extra: &[&str]| {
+            run(bin()
+                .args([
+                    "--prometheus-url",
+                    &p.url,
+                    "--cluster-name",
+                    CLUSTER,
+                    "--dry-run",
+                ])
+                .args(["--since", "2026-11-01T03:00:00Z", "--until", until])
+                .args(["--now", "2026-11-01T05:10:00Z"])
+                .args(extra))
+        };
+        let out = run_until("2026-11-01T05:00:00Z", &[]);
+        assert_eq!(out.code, 7, "{engine}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{engine}: {}", out.stdout);
+        for part in [
+            "does not hold the hour [2026-11-01T04:00:00Z, 2026-11-01T05:00:00Z) in full yet",
+            "the newest kube-state-metrics sample is 2026-11-01T04:39:",
+            "--bill-incomplete",
+        ] {
+            assert!(
+                out.stderr.contains(part),
+                "{engine}: {part}\n{}",
+                out.stderr
+            );
+        }
+        let out = run_until("2026-11-01T04:00:00Z", &[]);
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        let out = run_until("2026-11-01T05:00:00Z", &["--bill-incomplete"]);
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        assert!(out.stderr.contains("billing it anyway"), "{}", out.stderr);
+        let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+        let got = by_namespace_hour(messages.as_array().unwrap());
+        assert!(
+            !got.contains_key(&(opts.start + 4 * 3600, "team-late".to_string())),
+            "{engine}: the namespace created after the store's newest sample"
+        );
+    }
+}

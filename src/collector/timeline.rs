@@ -180,8 +180,13 @@ pub fn weigh(
         from: last,
         to: next.unwrap_or(e),
     });
+    // Where the data ends inside the hour (nothing after it), the store lags: the run has
+    // judged that already (and only --bill-incomplete bills such an hour), so that stretch is
+    // not a hole of the exporter.
+    let open_end = next.is_none();
     if let Some(g) = stretches
         .iter()
+        .filter(|g| !(open_end && g.from == last))
         .filter(|g| g.to - g.from > max_gap_ms)
         .max_by_key(|g| g.to - g.from)
     {

@@ -31,12 +31,19 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
     let cluster = scenario::build(opts);
     let openmetrics = dir.join("metrics.om");
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&openmetrics)?);
-    if opts.external_labels.is_empty() && opts.honor_labels && opts.omit_metrics.is_empty() {
+    let plain = opts.external_labels.is_empty()
+        && opts.honor_labels
+        && opts.omit_metrics.is_empty()
+        && opts.stored_until.is_none();
+    if plain {
         openmetrics::write(&cluster, &mut out)?;
     } else {
         let mut text = Vec::new();
         openmetrics::write(&cluster, &mut text)?;
-        let kept = openmetrics::without(&text, &opts.omit_metrics);
+        let mut kept = openmetrics::without(&text, &opts.omit_metrics);
+        if let Some(h) = opts.stored_until {
+            kept = openmetrics::until(&kept, opts.start + (h * 3600.0) as i64);
+        }
         openmetrics::relabel(&kept, &opts.external_labels, opts.honor_labels, &mut out)?;
     }
     let first_truth_hour = cluster.data_start + 3600;

@@ -203,6 +203,13 @@ pub struct Cluster {
     pub cadvisor_offset: i64,
     /// Periods `[from, to)` in which no kube-state-metrics replica was scraped.
     pub ksm_gaps: Vec<(i64, i64)>,
+    /// Periods `[from, to)` in which Prometheus scraped nothing (a restart, an OOM kill, a
+    /// long WAL replay): no job, kube-state-metrics nor cAdvisor, has a sample in them.
+    pub outages: Vec<(i64, i64)>,
+    /// `(from, seconds)`: the scrape interval of every job from then on (someone retuned
+    /// it). Prometheus scrapes a target at a fixed offset within each interval, so the
+    /// offsets are kept modulo the new interval.
+    pub interval_changes: Vec<(i64, i64)>,
     /// Times at which every kube-state-metrics replica's pod is replaced (a rollout, an
     /// eviction): no scrape is missed, but the new pod is a new scrape target, so every
     /// series continues under a new `instance` label from then on.
@@ -217,15 +224,49 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Scrape times of a job with `offset` in the data range, minus `gaps`.
+    /// The scrape interval at `t`.
+    pub fn interval_at(&self, t: i64) -> i64 {
+        self.interval_changes
+            .iter()
+            .filter(|(from, _)| *from <= t)
+            .max_by_key(|(from, _)| *from)
+            .map_or(self.interval, |(_, i)| *i)
+    }
+
+    /// The longest scrape interval of the data.
+    pub fn max_interval(&self) -> i64 {
+        self.interval_changes
+            .iter()
+            .map(|(_, i)| *i)
+            .fold(self.interval, i64::max)
+    }
+
+    /// Scrape times of a job with `offset` in the data range, minus `gaps` and the outages:
+    /// the ticks of each interval in force, at the offset modulo it.
     pub fn scrape_times(&self, offset: i64, gaps: &[(i64, i64)]) -> Vec<i64> {
-        let mut t = self.data_start + offset;
         let mut out = Vec::new();
+        let mut t = self.data_start + offset % self.interval.max(1);
         while t < self.data_end {
-            if !gaps.iter().any(|(a, b)| (*a..*b).contains(&t)) {
+            let missed = gaps
+                .iter()
+                .chain(&self.outages)
+                .any(|(a, b)| (*a..*b).contains(&t));
+            if !missed {
                 out.push(t);
             }
-            t += self.interval;
+            let every = self.interval_at(t).max(1);
+            let mut next = t + every;
+            // A change between two scrapes: the first tick of the new interval after it.
+            if let Some((from, i)) = self
+                .interval_changes
+                .iter()
+                .find(|(from, _)| (t + 1..=next).contains(from))
+            {
+                let i = (*i).max(1);
+                let base = from - from.rem_euclid(i) + offset % i;
+                next = if base >= *from { base } else { base + i };
+            }
+            t = next;
         }
         out
     }

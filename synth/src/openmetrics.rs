@@ -338,6 +338,26 @@ pub fn merge(texts: &[Vec<u8>], out: &mut impl Write) -> io::Result<()> {
 }
 
 /// `text` without the families named in `omit` (their `# TYPE` line and samples).
+/// The samples of `text` before `end` (Unix seconds), as a store that lags holds them: a
+/// remote-write pipeline delivers samples in time order, so what it has not delivered yet is
+/// everything after some time.
+pub fn until(text: &[u8], end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let keep = line.starts_with(b"#")
+            || std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.rsplit_once(' '))
+                .and_then(|(_, t)| t.parse::<i64>().ok())
+                .is_none_or(|t| t < end);
+        if keep {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 pub fn without(text: &[u8], omit: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {

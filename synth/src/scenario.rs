@@ -60,6 +60,21 @@ pub struct Options {
     pub sidecars: bool,
     /// kube-state-metrics 2.11 or later (`restart_policy` on `kube_pod_init_container_info`).
     pub ksm_restart_policy: bool,
+    /// Prometheus outages, `(from, to)` in hours after `start` (fractions allowed): no job is
+    /// scraped in them (a restart, an OOM kill, a WAL replay; a real Prometheus also writes
+    /// staleness markers when it comes back, which promtool's blocks cannot hold). The first
+    /// adds the namespaces `team-resized` and `team-outage`, whose objects change before,
+    /// during and after it.
+    pub outages: Vec<(f64, f64)>,
+    /// `(at, seconds)`: every job's scrape interval from `at` hours after `start` on. Adds the
+    /// namespace `team-retuned`, with short-lived pods before, across and after the change.
+    pub interval_change: Option<(f64, i64)>,
+    /// The store holds the data only up to this many hours after `start` (remote write
+    /// lagging); the truth is the cluster's, of every hour.
+    pub stored_until: Option<f64>,
+    /// Add the namespace `team-late`, created this many hours after `start` with a 4-core
+    /// batch job: what a lagging store does not show yet.
+    pub late_batch: Option<f64>,
 }
 
 impl Default for Options {
@@ -81,6 +96,10 @@ impl Default for Options {
             omit_metrics: Vec::new(),
             sidecars: false,
             ksm_restart_policy: true,
+            outages: Vec::new(),
+            interval_change: None,
+            stored_until: None,
+            late_batch: None,
         }
     }
 }
@@ -435,6 +454,120 @@ fn hand_made(t0: i64) -> Vec<Namespace> {
     ]
 }
 
+/// Objects around the outage `[a, b)` (Unix seconds). `team-resized`: a pod replaced by a
+/// smaller one 10 minutes before the outage (a resize), nothing changing in it: billed exactly
+/// (within a scrape interval) when the hole is bridged, off when its minutes are spread over
+/// the hour. `team-outage`: a pod that starts and one that stops inside it, a PVC resized
+/// inside it (each billed within the hole's length), and a pod that starts 8 minutes after it.
+fn outage_namespaces(a: i64, b: i64) -> Vec<Namespace> {
+    let mid = a + (b - a) / 2;
+    let (r, o) = ("team-resized", "team-outage");
+    vec![
+        namespace(
+            r,
+            LONG_AGO,
+            NEVER,
+            vec![
+                job(
+                    r,
+                    "big-0",
+                    LONG_AGO,
+                    LONG_AGO,
+                    a - 10 * M,
+                    Phase::Succeeded,
+                    a - 10 * M + 30,
+                    vec![container("app", 2.5, 2.0)],
+                ),
+                job(
+                    r,
+                    "small-0",
+                    a - 10 * M,
+                    a - 10 * M,
+                    NEVER,
+                    Phase::Succeeded,
+                    NEVER,
+                    vec![container("app", 0.75, 0.5)],
+                ),
+            ],
+            vec![],
+        ),
+        namespace(
+            o,
+            LONG_AGO,
+            NEVER,
+            vec![
+                job(
+                    o,
+                    "in-0",
+                    mid,
+                    mid,
+                    NEVER,
+                    Phase::Succeeded,
+                    NEVER,
+                    vec![container("worker", 1.0, 0.9)],
+                ),
+                job(
+                    o,
+                    "out-0",
+                    LONG_AGO,
+                    LONG_AGO,
+                    mid,
+                    Phase::Succeeded,
+                    mid + 30,
+                    vec![container("worker", 1.5, 1.0)],
+                ),
+                job(
+                    o,
+                    "late-0",
+                    b + 8 * M,
+                    b + 8 * M,
+                    NEVER,
+                    Phase::Succeeded,
+                    NEVER,
+                    vec![container("late", 4.0, 3.0)],
+                ),
+            ],
+            vec![pvc(
+                "grows",
+                "gp3",
+                RWO,
+                LONG_AGO,
+                NEVER,
+                vec![(LONG_AGO, 10.0 * GIB), (mid, 30.0 * GIB)],
+            )],
+        ),
+    ]
+}
+
+/// Short-lived pods around an interval change at `c` (Unix seconds): a 12-minute job that
+/// ends before it, a 16-minute one across it, a 20-minute one after it.
+fn retuned_namespace(c: i64) -> Namespace {
+    let ns = "team-retuned";
+    let short = |name: &str, from: i64, minutes: i64, cpu: f64| {
+        job(
+            ns,
+            name,
+            from,
+            from,
+            from + minutes * M,
+            Phase::Succeeded,
+            from + minutes * M + 60,
+            vec![container("job", cpu, cpu * 0.8)],
+        )
+    };
+    namespace(
+        ns,
+        LONG_AGO,
+        NEVER,
+        vec![
+            short("before-0", c - 17 * M, 12, 3.0),
+            short("across-0", c - 8 * M, 16, 2.0),
+            short("after-0", c + 10 * M, 20, 4.0),
+        ],
+        vec![],
+    )
+}
+
 /// Seeded random tenants: 1-4 pods each, some short-lived, some with GPUs and PVCs.
 fn random(opts: &Options) -> Vec<Namespace> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
@@ -693,6 +826,53 @@ pub fn build(opts: &Options) -> Cluster {
         hand
     };
     namespaces.extend(random(opts));
+    let at = |h: f64| t0 + (h * H as f64) as i64;
+    let outages: Vec<(i64, i64)> = opts.outages.iter().map(|(a, b)| (at(*a), at(*b))).collect();
+    if let Some((a, b)) = outages.first() {
+        namespaces.extend(outage_namespaces(*a, *b));
+    }
+    let interval_changes: Vec<(i64, i64)> = opts
+        .interval_change
+        .iter()
+        .map(|(h, i)| (at(*h), *i))
+        .collect();
+    if let Some((c, _)) = interval_changes.first() {
+        namespaces.push(retuned_namespace(*c));
+    }
+    if let Some(h) = opts.late_batch {
+        let (ns, from) = ("team-late", at(h));
+        namespaces.push(namespace(
+            ns,
+            from,
+            NEVER,
+            vec![job(
+                ns,
+                "batch-0",
+                from,
+                from + 30,
+                NEVER,
+                Phase::Succeeded,
+                NEVER,
+                vec![container("batch", 4.0, 3.5)],
+            )],
+            vec![],
+        ));
+    }
+    // Every cluster has kube-system (the API server creates it and refuses to delete it),
+    // and the job reads its scrape timeline from it.
+    if !namespaces.iter().any(|n| n.name == "kube-system") {
+        namespaces.push(namespace(
+            "kube-system",
+            LONG_AGO,
+            NEVER,
+            vec![steady(
+                "kube-system",
+                "coredns-0",
+                vec![container("coredns", 0.1, 0.02)],
+            )],
+            vec![],
+        ));
+    }
     let ksm_gaps = if opts.only_random || opts.hours < 5 {
         Vec::new()
     } else {
@@ -706,6 +886,8 @@ pub fn build(opts: &Options) -> Cluster {
         ksm_offsets: opts.ksm_offsets.iter().map(|o| offset(*o)).collect(),
         cadvisor_offset: offset(opts.cadvisor_offset),
         ksm_gaps,
+        outages,
+        interval_changes,
         ksm_restarts: opts
             .ksm_restarts
             .iter()

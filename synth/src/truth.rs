@@ -102,16 +102,39 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
     while s + 3600 <= end {
         let e = s + 3600;
         let hour = (s, e);
+        // A hole is bridged from both sides: an object that changed in it is billed within
+        // the hole's length (the whole hole, also the part outside the hour).
         let gap: i64 = cluster
             .ksm_gaps
             .iter()
-            .map(|g| overlap(*g, hour) as i64)
+            .chain(&cluster.outages)
+            .filter(|g| overlap(**g, hour) > 0.0)
+            .map(|g| g.1 - g.0)
             .sum();
-        let slack = (cluster.interval + gap) as f64 / 3600.0;
+        // Usage counters across a Prometheus outage at the hour's start or end: the usage in
+        // the hole is billed to the hour after it (the last sample before the hole ends the
+        // hour's climb), so each container may be off by the hole's part on either side; the
+        // hours still add up. cAdvisor misses outages only, not kube-state-metrics' own gaps.
+        let edge_hole: i64 = cluster
+            .outages
+            .iter()
+            .filter(|g| (g.0 < s && s < g.1) || (g.0 < e && e < g.1))
+            .map(|g| g.1 - g.0)
+            .sum();
+        // A changed interval moves the scrape times, so a counter's last sample in the hour
+        // (which ends the hour's climb) moves by up to one interval.
+        let retuned = cluster
+            .interval_changes
+            .iter()
+            .any(|(t, _)| (s - cluster.max_interval()..e + cluster.max_interval()).contains(t));
+        let edge_slack =
+            (edge_hole + if retuned { cluster.max_interval() } else { 0 }) as f64 / 3600.0;
+        let interval = cluster.max_interval();
+        let slack = (interval + gap) as f64 / 3600.0;
         let changed = |events: &[i64]| {
             events
                 .iter()
-                .any(|t| (s - cluster.interval..e + cluster.interval).contains(t))
+                .any(|t| (s - interval - gap..e + interval + gap).contains(t))
         };
         for ns in &cluster.namespaces {
             if overlap((ns.created, ns.deleted), hour) <= 0.0 {
@@ -155,6 +178,10 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                     if pod_changed || restarted {
                         row.tol_cpu_usage += c.cpu_rate * slack * intervals;
                         row.tol_cpu_max += c.cpu_request.max(c.cpu_rate) * slack * intervals;
+                    }
+                    if run_secs > 0.0 {
+                        row.tol_cpu_usage += c.cpu_rate * edge_slack;
+                        row.tol_cpu_max += c.cpu_rate * edge_slack;
                     }
                 }
             }

@@ -157,15 +157,16 @@ pub fn start_store_victoria_metrics(
     (serve_victoria_metrics(dir, datasets[0].clone()), datasets)
 }
 
-/// Import `dataset`'s OpenMetrics file into a real VictoriaMetrics started in `dir`.
-pub fn serve_victoria_metrics(dir: PathBuf, dataset: Dataset) -> TestPrometheus {
+/// Import the samples of the OpenMetrics file `openmetrics` at or after `from` (Unix seconds)
+/// into the VictoriaMetrics at `url`, as late samples reach a central store through remote
+/// write (its import API takes samples older than those it holds).
+pub fn import_victoria_metrics(url: &str, dir: &Path, openmetrics: &Path, from: i64) {
     use std::io::{BufRead, BufWriter, Write};
-    require("victoria-metrics");
     // Prometheus text format with millisecond timestamps: VictoriaMetrics' import takes no
     // `# ` lines and reads timestamps as milliseconds (seconds would land in 1970).
     let import = dir.join("import.prom");
     {
-        let input = std::io::BufReader::new(std::fs::File::open(&dataset.openmetrics).unwrap());
+        let input = std::io::BufReader::new(std::fs::File::open(openmetrics).unwrap());
         let mut out = BufWriter::new(std::fs::File::create(&import).unwrap());
         for line in input.lines() {
             let line = line.unwrap();
@@ -174,11 +175,47 @@ pub fn serve_victoria_metrics(dir: PathBuf, dataset: Dataset) -> TestPrometheus 
             }
             let (sample, seconds) = line.rsplit_once(' ').expect("a sample line");
             let seconds: i64 = seconds.parse().expect("whole-second timestamps");
-            writeln!(out, "{sample} {}", seconds * 1000).unwrap();
+            if seconds >= from {
+                writeln!(out, "{sample} {}", seconds * 1000).unwrap();
+            }
         }
         out.flush().unwrap();
     }
-    let _ = std::fs::remove_file(&dataset.openmetrics);
+    let imported = Command::new("curl")
+        // -T streams the file (--data-binary would read 1-2 GB into memory first).
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/plain",
+            "-T",
+        ])
+        .arg(&import)
+        .arg(format!("{url}/api/v1/import/prometheus"))
+        .output()
+        .expect("running curl");
+    assert!(
+        imported.status.success(),
+        "importing into VictoriaMetrics failed: {}{}; see {}",
+        String::from_utf8_lossy(&imported.stdout),
+        String::from_utf8_lossy(&imported.stderr),
+        dir.display()
+    );
+    let flushed = Command::new("curl")
+        .args(["-sf", &format!("{url}/internal/force_flush")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(flushed, "VictoriaMetrics force_flush failed");
+    let _ = std::fs::remove_file(&import);
+}
+
+/// Import `dataset`'s OpenMetrics file into a real VictoriaMetrics started in `dir`.
+pub fn serve_victoria_metrics(dir: PathBuf, dataset: Dataset) -> TestPrometheus {
+    require("victoria-metrics");
     let port = free_port();
     let log = std::fs::File::create(dir.join("victoria-metrics.log")).unwrap();
     let child = server("victoria-metrics")
@@ -209,30 +246,8 @@ pub fn serve_victoria_metrics(dir: PathBuf, dataset: Dataset) -> TestPrometheus 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let imported = Command::new("curl")
-        // -T streams the file (--data-binary would read 1-2 GB into memory first).
-        .args([
-            "-sS",
-            "--fail-with-body",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: text/plain",
-            "-T",
-        ])
-        .arg(&import)
-        .arg(format!("{url}/api/v1/import/prometheus"))
-        .output()
-        .expect("running curl");
-    assert!(
-        imported.status.success(),
-        "importing into VictoriaMetrics failed: {}{}; see {}",
-        String::from_utf8_lossy(&imported.stdout),
-        String::from_utf8_lossy(&imported.stderr),
-        dir.display()
-    );
-    assert!(curl(&["-sf", &format!("{url}/internal/force_flush")]));
-    let _ = std::fs::remove_file(&import);
+    import_victoria_metrics(&url, &dir, &dataset.openmetrics, i64::MIN);
+    let _ = std::fs::remove_file(&dataset.openmetrics);
     TestPrometheus {
         url,
         dataset,
