@@ -442,6 +442,7 @@ async fn prometheus_checks(
         ),
         Err(e) => lines.fail("scrape interval", e.to_string(), exit::COLLECT),
     }
+    time_checks(&collector, config, hour, lines).await;
     let seen = at_end(
         &prometheus,
         "namespaces",
@@ -641,6 +642,126 @@ async fn retention_check(
         ),
         Err(e) => lines.fail("retention", e, exit::COLLECT),
     }
+}
+
+/// Time as the store has it, for the newest settled hour: each source's newest sample and its
+/// lag behind the clock (a run waits for an hour whose end a source has not reached), and how
+/// kube-state-metrics was scraped in the hour: evenly, with holes (bridged, or refused over
+/// `--max-scrape-gap`), or with a changed interval.
+async fn time_checks(
+    collector: &Collector<'_>,
+    config: &Config,
+    hour: &HourWindow,
+    lines: &mut Lines,
+) {
+    let span = std::slice::from_ref(hour);
+    let time = match collector.time_of(span).await {
+        Ok(t) => t,
+        Err(e) => return lines.fail("newest samples", e.to_string(), exit::COLLECT),
+    };
+    let waiting = time.waiting(span);
+    for (source, newest) in &time.sources {
+        let check = format!("newest {source}");
+        let Some(t) = newest.and_then(chrono::DateTime::from_timestamp_millis) else {
+            lines.warn(
+                &check,
+                "no sample in the hours before the clock: a run waits for this source".into(),
+            );
+            continue;
+        };
+        let lag = (config.now - t).to_std().unwrap_or_default();
+        let detail = format!(
+            "{}, {} before the clock",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            humantime::format_duration(Duration::from_secs(lag.as_secs()))
+        );
+        match &waiting {
+            Some(w) if &w.source == source => lines.warn(
+                &check,
+                format!(
+                    "{detail}: the store does not hold {hour} in full yet, so a run waits for \
+                     it (exit 0 when scheduled, 7 for a dry-run or backfill). If the lag \
+                     persists, check the cluster's remote write and the store's ingestion \
+                     (README, Runbook, ConsumptionMetricsHourWaitingForData)"
+                ),
+            ),
+            _ => lines.ok(&check, detail),
+        }
+    }
+    let interval = time
+        .timeline
+        .interval_ms()
+        .map(|ms| format!("every {}s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "interval unknown".into());
+    match collector::timeline::weigh(&time.timeline, hour, config.collect.max_scrape_gap) {
+        Ok(collector::timeline::Weighing::Even) => lines.ok(
+            "scrape timeline",
+            format!("kube-state-metrics scraped evenly in {hour} ({interval}), no hole"),
+        ),
+        Ok(collector::timeline::Weighing::Segments {
+            gaps, intervals, ..
+        }) => {
+            let holes: Vec<String> = gaps
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} without a sample from {}",
+                        humantime::format_duration(Duration::from_secs(g.len().as_secs())),
+                        millis_rfc3339(g.from)
+                    )
+                })
+                .collect();
+            let times: Vec<String> = intervals
+                .iter()
+                .map(|ms| format!("{}s", *ms as f64 / 1000.0))
+                .collect();
+            lines.warn(
+                "scrape timeline",
+                format!(
+                    "kube-state-metrics scraped unevenly in {hour}: {}{}; billed by the time \
+                     each sample stands for (holes bridged from both sides). If a hole is a \
+                     Prometheus restart or failed scrapes, check its uptime and the target's \
+                     scrape errors; a retuned interval needs nothing",
+                    if holes.is_empty() {
+                        "no hole".to_string()
+                    } else {
+                        holes.join(", ")
+                    },
+                    if times.len() > 1 {
+                        format!(
+                            ", a sample stands for {} by turns (the interval changed)",
+                            times.join(" then ")
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+        Err(collector::timeline::Unweighable::TooLong(g)) => lines.fail(
+            "scrape timeline",
+            format!(
+                "kube-state-metrics has no sample for {} from {} in {hour}, longer than \
+                 --max-scrape-gap {}: a run refuses the hour (exit 4). Raise the flag for one \
+                 run to bill it from both sides of the hole",
+                humantime::format_duration(Duration::from_secs(g.len().as_secs())),
+                millis_rfc3339(g.from),
+                humantime::format_duration(config.collect.max_scrape_gap)
+            ),
+            exit::COLLECT,
+        ),
+        Err(collector::timeline::Unweighable::NoSamples) => lines.fail(
+            "scrape timeline",
+            format!("kube-state-metrics has no sample in {hour} (see the retention line)"),
+            exit::COLLECT,
+        ),
+    }
+}
+
+fn millis_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The checkpoint's value (the hour after it), and its line: readable and writable, proven

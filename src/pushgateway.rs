@@ -49,13 +49,14 @@ pub struct Outcome {
 }
 
 /// The exit classes, by code.
-const CLASSES: [(u8, &str); 7] = [
+const CLASSES: [(u8, &str); 8] = [
     (crate::exit::OK, "ok"),
     (crate::exit::INTERNAL, "internal"),
     (crate::exit::USAGE, "usage"),
     (crate::exit::CHECKPOINT, "checkpoint"),
     (crate::exit::COLLECT, "collect"),
     (crate::exit::OUTPUT, "output"),
+    (crate::exit::INCOMPLETE, "incomplete"),
     (crate::exit::INTERRUPTED, "interrupted"),
 ];
 
@@ -142,6 +143,38 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
             &plain((now - cp).num_seconds().max(0) as f64),
         );
     }
+    // Always pushed (0 when nothing waits): a POST keeps metrics it does not name, so a value
+    // from an earlier run would otherwise stay.
+    let waiting = r.waiting.as_ref();
+    gauge(
+        "consumption_metrics_hours_waiting",
+        "Settled hours the last run left unbilled because the store does not hold them in \
+         full yet (remote write lags); the next run bills them.",
+        &plain(waiting.map_or(0.0, |w| w.hours as f64)),
+    );
+    gauge(
+        "consumption_metrics_oldest_hour_waiting_seconds",
+        "How long ago the oldest hour waiting for its data ended (0 when none waits).",
+        &plain(waiting.map_or(0.0, |w| (now - w.hour_end).num_seconds().max(0) as f64)),
+    );
+    gauge(
+        "consumption_metrics_data_lag_seconds",
+        "How far the lagging source's newest sample was behind the end of the hour waiting for \
+         it (0 when none waits).",
+        &waiting.map_or_else(
+            || plain(0.0),
+            |w| {
+                vec![(
+                    format!("{{source=\"{}\"}}", escape(&w.source)),
+                    w.newest
+                        .map_or((now - w.hour_end).num_seconds(), |t| {
+                            (w.hour_end - t).num_seconds()
+                        })
+                        .max(0) as f64,
+                )]
+            },
+        ),
+    );
     gauge(
         "consumption_metrics_last_run_hours_planned",
         "Hours the last run planned to bill.",

@@ -702,3 +702,94 @@ fn audit_needs_a_range_and_the_kafka_settings() {
         out.stderr
     );
 }
+
+/// A central store that lags (issue "Bill an hour only when the store holds all of it"):
+/// VictoriaMetrics holds the cluster's data only up to 04:40 when the 05:10 run starts. The
+/// scheduled run publishes 03:00, waits for 04:00 (exit 0, checkpoint at 04:00, one log line
+/// saying so); the late samples then arrive (VictoriaMetrics' import takes them, as remote
+/// write delivers them), and the next run bills 04:00 with the namespace created at 04:45.
+/// The audit finds each hour once, and equal to what the complete store recomputes.
+#[test]
+fn a_lagging_hour_is_billed_by_the_next_run_once_its_data_arrives() {
+    use consumption_metrics_synth::scenario::Options;
+    let k = kafka();
+    let topic = "mcmp-audit-lagging";
+    k.create_topic(topic);
+    let opts = Options {
+        hours: 6,
+        random_namespaces: 4,
+        seed: 51,
+        late_batch: Some(4.75),
+        ..Options::default()
+    };
+    let cut = opts.start + 4 * 3600 + 40 * 60;
+    let p = common::start_victoria_metrics(
+        "lagging-scheduled",
+        &Options {
+            stored_until: Some(4.0 + 40.0 / 60.0),
+            ..opts.clone()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let full = consumption_metrics_synth::write_dataset(&opts, &dir.path().join("full")).unwrap();
+    let cp = dir.path().join("cp");
+    std::fs::write(&cp, "2026-11-01T03:00:00Z\n").unwrap();
+    let scheduled = |now: &str| {
+        run(bin()
+            .args(["--prometheus-url", &p.url, "--cluster-name", "synth-01"])
+            .args(["--now", now])
+            .arg("--checkpoint-file")
+            .arg(&cp)
+            .args(k.flags(topic)))
+    };
+    let checkpoint = || std::fs::read_to_string(&cp).unwrap().trim().to_string();
+
+    let out = scheduled("2026-11-01T05:10:00Z");
+    assert_eq!(
+        out.code, 0,
+        "a routine lag is not a failed Job: {}",
+        out.stderr
+    );
+    assert_eq!(checkpoint(), "2026-11-01T04:00:00Z");
+    assert!(
+        out.stderr.contains("the next run bills it")
+            && out
+                .stderr
+                .contains("hour=[2026-11-01T04:00:00Z, 2026-11-01T05:00:00Z)")
+            && out.stderr.contains("newest=2026-11-01T04:39:"),
+        "{}",
+        out.stderr
+    );
+
+    common::import_victoria_metrics(&p.url, dir.path(), &full.openmetrics, cut);
+    let out = scheduled("2026-11-01T05:20:00Z");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(checkpoint(), "2026-11-01T05:00:00Z");
+
+    let out = audit(
+        topic,
+        "2026-11-01T03:00:00Z",
+        "2026-11-01T05:00:00Z",
+        &[
+            "--recompute",
+            "--prometheus-url",
+            &p.url,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    assert_eq!(r["recomputed"], true);
+    assert!(statuses(&r).iter().all(|(_, s)| s == "complete"), "{r}");
+    // The namespace created in the 20 minutes the store did not hold yet is in the hour.
+    let (_, message) = published(topic, "2026-11-01T04:00:00Z");
+    assert!(
+        message
+            .payload
+            .iter()
+            .any(|e| e.external_id == "synth-01_team-late"),
+        "{:?}",
+        message.payload
+    );
+}

@@ -372,7 +372,7 @@ impl<'a> Collector<'a> {
     /// The store's time for `span`: kube-state-metrics' scrape timeline around it, and each
     /// source's newest sample from a few hours before it to after it. Two small queries side
     /// by side.
-    async fn time_of(&self, span: &[HourWindow]) -> Result<StoreTime> {
+    pub async fn time_of(&self, span: &[HourWindow]) -> Result<StoreTime> {
         let (Some(first), Some(last)) = (span.first(), span.last()) else {
             return Ok(StoreTime::default());
         };

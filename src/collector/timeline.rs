@@ -37,8 +37,6 @@ use std::time::Duration;
 use crate::queries::Segment;
 use crate::window::HourWindow;
 
-const HOUR_MS: i64 = 3_600_000;
-
 /// An hour's samples stand for the same time when their weights are within this share of
 /// each other (scrape jitter is milliseconds; a changed interval is a factor).
 const EVEN_SHARE: f64 = 0.1;
@@ -201,7 +199,7 @@ pub fn weigh(
     let weights: Vec<i64> = bounds.windows(2).map(|b| b[1] - b[0]).collect();
     // Unclipped, for the evenness test: the edges of an evenly scraped hour weigh less or
     // more after clipping only because the hour's edge falls between two scrapes.
-    let around: Vec<i64> = (0..inside.len())
+    let around: Vec<Option<i64>> = (0..inside.len())
         .map(|i| {
             let before = if i == 0 { prev } else { Some(inside[i - 1]) };
             let after =
@@ -210,12 +208,18 @@ pub fn weigh(
                     .copied()
                     .or(if i + 1 == inside.len() { next } else { None });
             match (before, after) {
-                (Some(b), Some(a)) => (a - b) / 2,
-                (None, Some(a)) => a - inside[i],
-                (Some(b), None) => inside[i] - b,
-                (None, None) => HOUR_MS,
+                (Some(b), Some(a)) => Some((a - b) / 2),
+                // Where the data starts or ends: one side says nothing of the time a sample
+                // stands for (replicas make every other spacing short).
+                _ => None,
             }
         })
+        .collect();
+    let known: Vec<bool> = around.iter().map(Option::is_some).collect();
+    let around: Vec<i64> = around
+        .iter()
+        .zip(&weights)
+        .map(|(a, w)| a.unwrap_or(*w))
         .collect();
     let mut sorted = around.clone();
     sorted.sort_unstable();
@@ -228,7 +232,9 @@ pub fn weigh(
     let even = gaps.is_empty()
         && around
             .iter()
-            .all(|w| (*w as f64 - median).abs() <= median * EVEN_SHARE + 1.0);
+            .zip(&known)
+            .filter(|(_, known)| **known)
+            .all(|(w, _)| (*w as f64 - median).abs() <= median * EVEN_SHARE + 1.0);
     if even {
         return Ok(Weighing::Even);
     }
@@ -396,6 +402,9 @@ mod tests {
             vec![scrapes(-20, 80, 30, 7)],
             vec![scrapes(-20, 80, 30, 7), scrapes(-20, 80, 30, 13)],
             vec![scrapes(-20, 80, 30, 1), scrapes(-20, 80, 30, 2)],
+            // The data ends with the hour (the newest hour of a store): no neighbour after.
+            vec![scrapes(-20, 60, 30, 7), scrapes(-20, 60, 30, 13)],
+            vec![scrapes(0, 80, 30, 7), scrapes(0, 80, 30, 13)],
         ] {
             let tl = Timeline::new(series);
             assert_eq!(tl.interval_ms(), Some(30_000));
