@@ -213,22 +213,57 @@ pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
 /// from the namespace `reference`'s series only: a range query of this over the hours to bill
 /// and after tells how far the store holds each source. `timestamp()` of a vector selector is
 /// the sample's own timestamp on Prometheus and VictoriaMetrics alike (checked against both).
+///
+/// Beside the namespaces' phase (`source="kube-state-metrics"`, the timeline), the other
+/// kube-state-metrics families every run bills from are sources of their own, named by metric:
+/// a family missing from the store (a collector switched off, a metric dropped by relabelling)
+/// would bill 0 for every namespace, and is refused instead. The reference namespace has pods
+/// with requests in every cluster (kube-system's DNS and network pods); PVC families are not
+/// required (a cluster may have no PVC).
 pub fn newest_samples(reference: &str, usage: bool) -> String {
-    let ksm = format!(
-        "label_replace(timestamp(kube_namespace_status_phase{{namespace=\"{reference}\", \
-         phase=\"Active\"}}), \"source\", \"{KSM}\", \"\", \"\")"
-    );
-    let mut parts = vec![ksm];
+    let source = |selector: String, name: &str| {
+        format!("label_replace(timestamp({selector}), \"source\", \"{name}\", \"\", \"\")")
+    };
+    let mut parts = vec![
+        source(
+            format!("kube_namespace_status_phase{{namespace=\"{reference}\", phase=\"Active\"}}"),
+            KSM,
+        ),
+        "or".to_string(),
+        source(
+            format!("kube_pod_status_phase{{namespace=\"{reference}\", phase=\"Running\"}}"),
+            "kube_pod_status_phase",
+        ),
+        "or".to_string(),
+        source(
+            format!(
+                "kube_pod_container_resource_requests{{namespace=\"{reference}\", \
+                 resource=\"cpu\"}}"
+            ),
+            "kube_pod_container_resource_requests",
+        ),
+    ];
     if usage {
         parts.push("or".to_string());
-        parts.push(format!(
-            "label_replace(timestamp(container_cpu_usage_seconds_total{{container!=\"\", \
-             container!=\"POD\", namespace=\"{reference}\"}}), \"source\", \"{CADVISOR}\", \
-             \"\", \"\")"
+        parts.push(source(
+            format!(
+                "container_cpu_usage_seconds_total{{container!=\"\", container!=\"POD\", \
+                 namespace=\"{reference}\"}}"
+            ),
+            CADVISOR,
         ));
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("max by (source) (", &parts, ")")
+}
+
+/// The metric a [`newest_samples`] source reads.
+pub fn source_metric(source: &str) -> &str {
+    match source {
+        KSM => "kube_namespace_status_phase",
+        CADVISOR => "container_cpu_usage_seconds_total",
+        other => other,
+    }
 }
 
 /// The sources' names in [`newest_samples`]' answers.

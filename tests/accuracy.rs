@@ -620,6 +620,21 @@ fn each_counter_shape_is_billed_by_its_definition() {
             .unwrap();
         }
     }
+    // The pod of the reference namespace, with a request below its usage (so the max basis
+    // bills its usage): every store the job bills has the pods' families.
+    let pod = "namespace=\"steady\",pod=\"p\",uid=\"u-1\"";
+    om.push_str("# TYPE kube_pod_status_phase gauge\n");
+    for t in &times {
+        writeln!(om, "kube_pod_status_phase{{{pod},phase=\"Running\"}} 1 {t}").unwrap();
+    }
+    om.push_str("# TYPE kube_pod_container_resource_requests gauge\n");
+    for t in &times {
+        writeln!(
+            om,
+            "kube_pod_container_resource_requests{{{pod},container=\"c\",resource=\"cpu\",unit=\"core\"}} 0.1 {t}"
+        )
+        .unwrap();
+    }
     om.push_str("# TYPE container_cpu_usage_seconds counter\n");
     for (ns, f) in &shapes {
         let labels =
@@ -1202,5 +1217,56 @@ fn an_hour_the_store_does_not_hold_in_full_is_refused() {
             !got.contains_key(&(opts.start + 4 * 3600, "team-late".to_string())),
             "{engine}: the namespace created after the store's newest sample"
         );
+    }
+}
+
+/// A store without one source a billed dimension reads (cAdvisor not scraped, or a
+/// kube-state-metrics family dropped) is refused with exit 4 naming the metric, instead of
+/// billing 0 for every namespace; a basis that does not read it bills as usual.
+#[test]
+fn a_missing_source_is_refused_not_billed_as_zero() {
+    for (metric, basis_refused, basis_fine) in [
+        (
+            "container_cpu_usage_seconds_total",
+            "usage",
+            Some("request"),
+        ),
+        ("kube_pod_container_resource_requests", "request", None),
+    ] {
+        let opts = Options {
+            hours: 3,
+            random_namespaces: 3,
+            omit_metrics: vec![metric.to_string()],
+            ..Options::default()
+        };
+        let p = common::start_prometheus(&format!("missing-{metric}"), &opts);
+        let hour = |basis: &str| {
+            run(bin()
+                .args([
+                    "--prometheus-url",
+                    &p.url,
+                    "--cluster-name",
+                    CLUSTER,
+                    "--dry-run",
+                ])
+                .args([
+                    "--since",
+                    "2026-11-01T01:00:00Z",
+                    "--until",
+                    "2026-11-01T02:00:00Z",
+                ])
+                .args(["--now", "2026-11-02T00:00:00Z", "--cpu-basis", basis]))
+        };
+        let out = hour(basis_refused);
+        assert_eq!(out.code, 4, "{metric}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("no {metric} series")),
+            "{metric}: {}",
+            out.stderr
+        );
+        if let Some(basis) = basis_fine {
+            let out = hour(basis);
+            assert_eq!(out.code, 0, "{metric}, {basis}: {}", out.stderr);
+        }
     }
 }

@@ -177,6 +177,20 @@ pub enum CollectError {
         lag: String,
     },
     #[error(
+        "the store holds kube-state-metrics' namespaces but no {metric} series in namespace \
+         {namespace} from {from} to {to}: a run would bill what it measures as 0 for every \
+         namespace, so nothing was billed. Scrape the exporter that writes it (cAdvisor: the \
+         kubelet's /metrics/cadvisor; kube-state-metrics: its pods collector), check that \
+         --prometheus-selector and relabelling keep it, or set --reference-namespace to a \
+         namespace with running pods (`consumption-metrics check` lists every metric)"
+    )]
+    MissingSource {
+        metric: String,
+        namespace: String,
+        from: String,
+        to: String,
+    },
+    #[error(
         "the store has no sample of kube_namespace_status_phase{{namespace=\"{namespace}\"}} \
          from {from} to {to}: either it lags more than that behind (check the remote-write \
          pipeline and the store's ingestion) or kube-state-metrics does not export that \

@@ -71,14 +71,35 @@ pub(super) fn clusters_by_hour(
 /// Refuse the span when a [`crate::queries::namespace_samples`] answer shows more than one
 /// cluster in an hour ([`clusters_by_hour`]). `scoped`: whether `--prometheus-selector` is set
 /// (the message then says that it does not isolate one cluster).
+///
+/// Clusters are judged by `cluster_label` and, when that is another label, by `cluster` too:
+/// the label central stores (Thanos, Mimir, VictoriaMetrics' external labels) most often tell
+/// clusters apart by. A `--cluster-label` that the series do not carry (a typo, or the label
+/// of another store) would otherwise see one cluster where `cluster` shows two, and bill them
+/// as one.
 pub(super) fn one_cluster(
     answer: &[Series],
     span: &[HourWindow],
     cluster_label: &str,
     scoped: bool,
 ) -> Result<()> {
-    let clusters = clusters_by_hour(answer, span, cluster_label);
-    judge_clusters(&clusters, span, cluster_label, scoped)
+    for label in judged_labels(cluster_label) {
+        let clusters = clusters_by_hour(answer, span, label);
+        judge_clusters(&clusters, span, label, scoped)?;
+    }
+    Ok(())
+}
+
+/// The label that tells clusters apart by default.
+pub(super) const DEFAULT_CLUSTER_LABEL: &str = "cluster";
+
+/// The labels [`one_cluster`] judges clusters by: the configured one, and the default.
+pub(super) fn judged_labels(cluster_label: &str) -> Vec<&str> {
+    if cluster_label == DEFAULT_CLUSTER_LABEL {
+        vec![cluster_label]
+    } else {
+        vec![cluster_label, DEFAULT_CLUSTER_LABEL]
+    }
 }
 
 /// [`one_cluster`] of clusters already read with [`clusters_by_hour`].
@@ -122,6 +143,23 @@ pub(super) fn judge_clusters(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--cluster-label region` on a store whose clusters are told apart by `cluster`: the
+    /// clusters are still seen, and refused, not merged.
+    #[test]
+    fn a_cluster_label_the_series_lack_does_not_hide_two_clusters() {
+        let answer = vec![
+            series(&[("namespace", "a"), ("cluster", "east")], 120.0),
+            series(&[("namespace", "a"), ("cluster", "west")], 120.0),
+        ];
+        let e = one_cluster(&answer, &span(), "region", false).unwrap_err();
+        assert!(
+            matches!(&e, CollectError::MixedClusters { label, .. } if label == "cluster"),
+            "{e}"
+        );
+        let one = vec![series(&[("namespace", "a"), ("cluster", "east")], 120.0)];
+        one_cluster(&one, &span(), "region", false).unwrap();
+    }
 
     const END: i64 = 1_793_494_800;
 

@@ -44,7 +44,7 @@ pub fn check_clusters(
     scoped: bool,
 ) -> (BTreeSet<String>, Result<()>) {
     let clusters = labels::clusters_by_hour(answer, span, cluster_label);
-    let judged = labels::judge_clusters(&clusters, span, cluster_label, scoped);
+    let judged = labels::one_cluster(answer, span, cluster_label, scoped);
     (clusters.into_values().flatten().collect(), judged)
 }
 
@@ -417,7 +417,13 @@ impl<'a> Collector<'a> {
                 .collect(),
         );
         let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
-        sources.insert(queries::KSM.to_string(), None);
+        for source in [
+            queries::KSM,
+            "kube_pod_status_phase",
+            "kube_pod_container_resource_requests",
+        ] {
+            sources.insert(source.to_string(), None);
+        }
         if usage {
             sources.insert(queries::CADVISOR.to_string(), None);
         }
@@ -443,6 +449,16 @@ impl<'a> Collector<'a> {
             let labels_q = queries::data_labels(self.windows, false);
             labels::check(&self.query("data labels", &labels_q, span).await?, span)?;
             return Err(CollectError::NoReference {
+                namespace: reference.clone(),
+                from: rfc3339(first.start() - lookback),
+                to: rfc3339(at),
+            });
+        }
+        // The namespaces are there but a family the bill reads is not: every namespace would
+        // be billed 0 for it. A namespace may use nothing; a whole cluster may not.
+        if let Some((source, _)) = sources.iter().find(|(_, t)| t.is_none()) {
+            return Err(CollectError::MissingSource {
+                metric: queries::source_metric(source).to_string(),
                 namespace: reference.clone(),
                 from: rfc3339(first.start() - lookback),
                 to: rfc3339(at),
