@@ -702,6 +702,7 @@ impl Config {
                 max_scrape_gap: max_scrape_gap(&args.max_scrape_gap)?,
                 bill_incomplete: args.bill_incomplete,
                 reference_namespace: reference_namespace(&args.reference_namespace)?,
+                now,
             },
             message,
             pushgateway: match args.pushgateway_url.as_deref().map(str::trim) {

@@ -266,6 +266,16 @@ pub fn source_metric(source: &str) -> &str {
     }
 }
 
+/// How many samples of the namespace `reference`'s phase the store holds in the `len_ms`
+/// before the evaluation time: whether it has data after hours it holds nothing of.
+pub fn samples_since(w: Windows, reference: &str, len_ms: u128) -> String {
+    format!(
+        "sum(count_over_time(kube_namespace_status_phase{{namespace=\"{reference}\", \
+         phase=\"Active\"}}{}))",
+        w.select(len_ms, 0)
+    )
+}
+
 /// The sources' names in [`newest_samples`]' answers.
 pub const KSM: &str = "kube-state-metrics";
 pub const CADVISOR: &str = "cadvisor";

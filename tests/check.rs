@@ -292,3 +292,59 @@ fn the_kafka_lines_read_the_topic_limit() {
         "check wrote to the topic"
     );
 }
+
+/// Time as the store has it: a 12-minute Prometheus outage in the newest settled hour is a
+/// `warn` that names the hole (a run bridges it); a store whose data ends inside the newest
+/// settled hour warns that a run waits, with the newest sample; a hole over --max-scrape-gap
+/// fails the line with the flag.
+#[test]
+fn the_store_time_lines_show_holes_and_lag() {
+    let p = common::start_prometheus(
+        "check-time",
+        &Options {
+            hours: 6,
+            random_namespaces: 4,
+            outages: vec![(4.0 + 20.0 / 60.0, 4.0 + 32.0 / 60.0)],
+            stored_until: Some(5.25),
+            ..Options::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let out = check(&p.url, &cp, &["--output", "json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    let (_, verdict, detail) = line(&l, "scrape timeline");
+    assert_eq!(verdict, "warn", "{detail}");
+    assert!(
+        detail.contains("without a sample from 2026-11-01T04:19:") && detail.contains("12m"),
+        "{detail}"
+    );
+    assert_eq!(line(&l, "newest kube-state-metrics").1, "ok");
+
+    let out = check(
+        &p.url,
+        &cp,
+        &["--output", "json", "--max-scrape-gap", "10m"],
+    );
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    let (_, verdict, detail) = line(&l, "scrape timeline");
+    assert_eq!(verdict, "fail", "{detail}");
+    assert!(detail.contains("--max-scrape-gap 10m"), "{detail}");
+
+    let late = run(common::bin()
+        .arg("check")
+        .args(["--prometheus-url", &p.url, "--cluster-name", "synth-01"])
+        .args(["--now", "2026-11-01T06:10:00Z", "--output", "json"])
+        .arg("--checkpoint-file")
+        .arg(&cp));
+    let l = lines(&late);
+    let (_, verdict, detail) = line(&l, "newest kube-state-metrics");
+    assert_eq!(verdict, "warn", "{detail}");
+    assert!(
+        detail.starts_with("2026-11-01T05:14:") && detail.contains("a run waits for it"),
+        "{detail}"
+    );
+    assert_eq!(line(&l, "hour").1, "warn");
+}

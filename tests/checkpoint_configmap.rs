@@ -431,16 +431,17 @@ async fn check_writes_nothing_to_the_checkpoint() {
     let l = line(&report);
     assert_eq!(l.verdict, Verdict::Warn, "{}", l.detail);
     assert!(l.detail.contains("created nothing"), "{}", l.detail);
-    let s = missing.lock().unwrap();
-    assert!(s.object.is_none(), "check created the ConfigMap");
-    assert_eq!(
-        s.requests,
-        vec![
-            format!("GET /api/v1/namespaces/{NS}/configmaps/{NAME}"),
-            format!("POST /api/v1/namespaces/{NS}/configmaps (dry run)"),
-        ]
-    );
-    drop(s);
+    {
+        let s = missing.lock().unwrap();
+        assert!(s.object.is_none(), "check created the ConfigMap");
+        assert_eq!(
+            s.requests,
+            vec![
+                format!("GET /api/v1/namespaces/{NS}/configmaps/{NAME}"),
+                format!("POST /api/v1/namespaces/{NS}/configmaps (dry run)"),
+            ]
+        );
+    }
 
     let present = FakeApi::with_data(json!({"lastPublishedTime": "2026-11-01T03:00:00Z"}));
     let report = check::run_with_checkpoint(&check_config, Ok(store(&present))).await;

@@ -370,14 +370,25 @@ fn token_and_headers_are_sent() {
         .arg("--prometheus-bearer-token-file")
         .arg(&token)
         .args(["--prometheus-header", "X-Scope-OrgID=tenant-a"]));
-    // The empty answer means no data: the run fails, but only after the request was seen.
+    // The empty answer means no data: the run fails, but only after the requests were seen.
     assert_fails(&out, 4, &["no kube-state-metrics data"]);
     let requests = http.requests.lock().unwrap();
-    let first = requests[0].to_ascii_lowercase();
-    assert!(first.starts_with("post /api/v1/query_range "), "{first}");
-    assert!(first.contains("authorization: bearer s3cr3t"), "{first}");
-    assert!(first.contains("x-scope-orgid: tenant-a"), "{first}");
-    assert!(first.contains("step=3600s"), "{first}");
+    assert!(requests.len() >= 2, "{requests:?}");
+    for request in requests.iter().map(|r| r.to_ascii_lowercase()) {
+        assert!(request.starts_with("post /api/v1/query"), "{request}");
+        assert!(
+            request.contains("authorization: bearer s3cr3t"),
+            "{request}"
+        );
+        assert!(request.contains("x-scope-orgid: tenant-a"), "{request}");
+    }
+    // A range query of the hours, at step 1h (the first asks for the store's time).
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /api/v1/query_range ") && r.contains("step=3600s")),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -676,6 +687,39 @@ fn second_half(request: &str) -> bool {
     request.contains("namespace%21%7E%22")
 }
 
+/// The answers of the two queries about the store's time (queries::scrape_times and
+/// queries::newest_samples), for a store that holds everything through `end` and after,
+/// scraped every 30 s at 7 s past; `None` for any other request. Scripted servers answer them
+/// first, so that their other answers are judged.
+fn time_answer(request: &str, end: i64) -> Option<String> {
+    if request.contains("timestamp") {
+        let sources = [
+            "kube-state-metrics",
+            "kube_pod_status_phase",
+            "kube_pod_container_resource_requests",
+            "cadvisor",
+        ]
+        .map(|s| format!(r#"{{"source":"{s}"}}"#));
+        let fresh = (end + 600).to_string();
+        let point = [(end, fresh.as_str())];
+        let series: Vec<(&str, &[(i64, &str)])> =
+            sources.iter().map(|l| (l.as_str(), &point[..])).collect();
+        return Some(matrix(&series));
+    }
+    if request.starts_with("POST /api/v1/query ") && request.contains("kube-system") {
+        let values: Vec<String> = (0..)
+            .map(|k| end - 7200 + 7 + 30 * k)
+            .take_while(|t| *t < end + 900)
+            .map(|t| format!("[{t},\"1\"]"))
+            .collect();
+        return Some(format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"namespace":"kube-system","phase":"Active"}},"values":[{}]}}]}}}}"#,
+            values.join(",")
+        ));
+    }
+    None
+}
+
 /// The namespaces query's answer (queries::namespace_samples): team-a's phase series, `n`
 /// samples in the hour ending at `end`.
 fn namespace_counts(end: i64, n: &str) -> String {
@@ -765,7 +809,9 @@ fn answers_that_would_bill_wrong_fail_the_hour() {
     for (answer, says) in cases {
         let (count, answer) = (count.clone(), answer);
         let server = routed_http(move |request| {
-            if request.contains("kube_namespace_status_phase") {
+            if let Some(time) = time_answer(request, end) {
+                (200, "application/json", time)
+            } else if request.contains("kube_namespace_status_phase") {
                 (200, "application/json", count.clone())
             } else if second_half(request) {
                 (200, "application/json", matrix(&[]))
@@ -799,6 +845,9 @@ fn mixed_clusters_are_the_news_when_another_query_fails_first() {
     ]);
     let reads = std::sync::atomic::AtomicUsize::new(0);
     let server = routed_http(move |request| {
+        if let Some(time) = time_answer(request, end) {
+            return (200, "application/json", time);
+        }
         if request.contains("kube_namespace_status_phase") {
             if reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
                 let refused = r#"{"status":"error","errorType":"bad_data","error":"refused once"}"#;
@@ -841,7 +890,9 @@ fn fallen_counters_over_the_answer_limit_are_read_with_promql() {
         "x".repeat(1536 * 1024)
     );
     let server = routed_http(move |request| {
-        let body = if request.starts_with("POST /api/v1/query ") {
+        let body = if let Some(time) = time_answer(request, end) {
+            time
+        } else if request.starts_with("POST /api/v1/query ") {
             samples.clone()
         } else if request.contains("kube_namespace_status_phase") {
             count.clone()

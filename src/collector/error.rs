@@ -191,8 +191,9 @@ pub enum CollectError {
         to: String,
     },
     #[error(
-        "the store has no sample of kube_namespace_status_phase{{namespace=\"{namespace}\"}} \
-         from {from} to {to}: either it lags more than that behind (check the remote-write \
+        "the store holds no kube-state-metrics data of the reference namespace \
+         (kube_namespace_status_phase{{namespace=\"{namespace}\"}}) from {from} to {to}, nor \
+         after it: either it lags more than that behind (check the remote-write \
          pipeline and the store's ingestion) or kube-state-metrics does not export that \
          namespace (set --reference-namespace, REFERENCE_NAMESPACE, to a namespace it always \
          exports). The scrape timeline and how far the store holds each hour are read from \

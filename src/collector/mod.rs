@@ -95,6 +95,8 @@ pub struct CollectSettings {
     pub bill_incomplete: bool,
     /// The namespace whose series give the scrape timeline (`--reference-namespace`).
     pub reference_namespace: String,
+    /// The run's clock (`--now`): how far the store may hold data.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// How far before a span the newest samples are looked for: a store lagging more than this
@@ -443,11 +445,19 @@ impl<'a> Collector<'a> {
                 *slot = Some((newest * 1000.0).round() as i64);
             }
         }
-        if sources.values().all(Option::is_none) {
+        if sources.get(queries::KSM).is_some_and(Option::is_none) {
             // Scraped without honor_labels, the reference's namespace is the exporter's own:
             // that is the news, not a missing namespace.
             let labels_q = queries::data_labels(self.windows, false);
             labels::check(&self.query("data labels", &labels_q, span).await?, span)?;
+            // Data after the span: the store lost these hours (retention, an outage), it does
+            // not lag.
+            if self.samples_after(last.end()).await? {
+                return Err(CollectError::NoData {
+                    hour: first.to_string(),
+                    end: rfc3339(first.end()),
+                });
+            }
             return Err(CollectError::NoReference {
                 namespace: reference.clone(),
                 from: rfc3339(first.start() - lookback),
@@ -465,6 +475,28 @@ impl<'a> Collector<'a> {
             });
         }
         Ok(StoreTime { timeline, sources })
+    }
+
+    /// Whether the store holds a sample of the reference namespace's phase between `after`
+    /// and the run's clock: one count of few samples, sent only when the span has none.
+    async fn samples_after(&self, after: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+        let now = self.config.now.max(after);
+        let len = u128::try_from((now - after).num_milliseconds()).unwrap_or(0);
+        if len == 0 {
+            return Ok(false);
+        }
+        let q = queries::samples_since(self.windows, &self.config.reference_namespace, len);
+        let answer = self
+            .prometheus
+            .query_range(&RangeQuery {
+                what: "samples after the hours",
+                expr: &q,
+                start: now,
+                end: now,
+                step: Duration::from_secs(3600),
+            })
+            .await?;
+        Ok(answer.iter().flat_map(|s| &s.points).any(|(_, v)| *v > 0.0))
     }
 
     /// Collect every hour of `span` (consecutive hours), one query per dimension; `segments`
