@@ -19,26 +19,15 @@ use crate::collector::{self, Collector};
 use crate::config::Config;
 use crate::exit;
 use crate::gpu::Weight;
-use crate::kafka::{KafkaSettings, Publisher, TopicLimit};
+use crate::kafka::{Publisher, TopicLimit};
 use crate::prometheus::{Prometheus, RangeQuery, Series};
 use crate::queries::{self, CpuBasis, ReadBy, Windows};
 use crate::usage::Tier;
 use crate::window::{HourWindow, floor_hour, rfc3339};
 
-/// Report format on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckFormat {
-    Text,
-    Json,
-}
-
-/// What `check` needs: a dry-run's configuration, and the Kafka settings when given.
-#[derive(Debug, Clone)]
-pub struct CheckConfig {
-    pub config: Config,
-    pub kafka: Option<KafkaSettings>,
-    pub format: CheckFormat,
-}
+// The command's configuration lives with every other command's, in `config` (imports point
+// one way: check → config).
+pub use crate::config::{CheckConfig, CheckFormat};
 
 /// One check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -387,6 +376,17 @@ async fn prometheus_checks(
             );
             match judged {
                 Err(e) => lines.fail("clusters", e.to_string(), exit::COLLECT),
+                // Nothing within the selector is not one cluster: most likely a typo in it.
+                Ok(()) if seen.is_empty() && !config.prometheus.scope.is_empty() => lines.fail(
+                    "clusters",
+                    format!(
+                        "--prometheus-selector {} matches no namespaces' phase series in this \
+                         hour: correct the selector (a run says which values the cluster label \
+                         has outside it); do not move the checkpoint",
+                        config.prometheus.scope
+                    ),
+                    exit::COLLECT,
+                ),
                 Ok(()) => lines.ok(
                     "clusters",
                     match seen.first() {

@@ -724,7 +724,23 @@ impl Config {
     }
 }
 
-impl crate::check::CheckConfig {
+/// `check`'s report format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration of `consumption-metrics check`: a dry-run's configuration, and
+/// the Kafka settings when given.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub config: Config,
+    pub kafka: Option<KafkaSettings>,
+    pub format: CheckFormat,
+}
+
+impl CheckConfig {
     /// Validate `check` arguments: a dry-run's configuration (nothing is published), and the
     /// Kafka settings when --kafka-brokers is given.
     pub fn from_args(args: &crate::cli::CheckArgs, system_now: DateTime<Utc>) -> Result<Self> {
@@ -739,8 +755,8 @@ impl crate::check::CheckConfig {
             config,
             kafka,
             format: match args.output {
-                crate::cli::CheckOutput::Text => crate::check::CheckFormat::Text,
-                crate::cli::CheckOutput::Json => crate::check::CheckFormat::Json,
+                crate::cli::CheckOutput::Text => CheckFormat::Text,
+                crate::cli::CheckOutput::Json => CheckFormat::Json,
             },
         })
     }

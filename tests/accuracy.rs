@@ -1270,3 +1270,50 @@ fn a_missing_source_is_refused_not_billed_as_zero() {
         }
     }
 }
+
+/// A typo in --prometheus-selector (`cluster="eats"` on a store of east and west) reads as
+/// what it is, naming the selector and the values the cluster label has, without the advice to
+/// move the checkpoint that lost data gets; `--cluster-label region` (a label the series lack)
+/// does not hide the two clusters.
+#[test]
+fn a_selector_that_matches_nothing_and_a_missing_cluster_label_are_named() {
+    let (p, _) = common::start_store_prometheus("store-typo", &store_options());
+    let hour = |extra: &[&str]| {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                &p.url,
+                "--cluster-name",
+                CLUSTER,
+                "--dry-run",
+            ])
+            .args([
+                "--since",
+                "2026-11-01T02:00:00Z",
+                "--until",
+                "2026-11-01T03:00:00Z",
+            ])
+            .args(["--now", "2026-11-02T00:00:00Z"])
+            .args(extra))
+    };
+    let out = hour(&["--prometheus-selector", r#"cluster="eats""#]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    for part in [
+        r#"--prometheus-selector cluster="eats" matches no data"#,
+        r#"cluster = "east", "west""#,
+        "do not move the checkpoint",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("checkpoint set"), "{}", out.stderr);
+    let out = hour(&["--cluster-label", "region"]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(r#"2 clusters (label cluster: "east", "west")"#),
+        "{}",
+        out.stderr
+    );
+    let out = hour(&["--prometheus-selector", r#"cluster="east""#]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -177,6 +177,17 @@ pub enum CollectError {
         lag: String,
     },
     #[error(
+        "--prometheus-selector {selector} matches no data in the store, which holds the \
+         namespaces of the clusters {label} = {values} outside it: the selector is wrong (a \
+         typo?), not the data lost. Nothing was billed; do not move the checkpoint. Correct \
+         --prometheus-selector (PROMETHEUS_SELECTOR) to one of those values"
+    )]
+    SelectorMatchesNothing {
+        selector: String,
+        label: String,
+        values: String,
+    },
+    #[error(
         "the store holds kube-state-metrics' namespaces but no {metric} series in namespace \
          {namespace} from {from} to {to}: a run would bill what it measures as 0 for every \
          namespace, so nothing was billed. Scrape the exporter that writes it (cAdvisor: the \

@@ -458,6 +458,9 @@ impl<'a> Collector<'a> {
                     end: rfc3339(first.end()),
                 });
             }
+            if self.prometheus.is_scoped() {
+                self.selector_matches_something(at).await?;
+            }
             return Err(CollectError::NoReference {
                 namespace: reference.clone(),
                 from: rfc3339(first.start() - lookback),
@@ -475,6 +478,47 @@ impl<'a> Collector<'a> {
             });
         }
         Ok(StoreTime { timeline, sources })
+    }
+
+    /// When `--prometheus-selector` is set and the store holds nothing within it: whether the
+    /// store holds the reference namespace without the selector, and with which values of the
+    /// cluster label. A typo in the selector (`cluster="eats"`) then says so, instead of
+    /// reading as lost data (whose remedy, moving the checkpoint, would skip billing data that
+    /// exists).
+    async fn selector_matches_something(&self, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let label = &self.config.cluster_label;
+        let q = format!(
+            "group by ({label}) (last_over_time(kube_namespace_status_phase{{namespace=\"{}\"}}[1h]))",
+            self.config.reference_namespace
+        );
+        let answer = self
+            .prometheus
+            .query_range_unscoped(&RangeQuery {
+                what: "cluster label values (outside the selector)",
+                expr: &q,
+                start: at,
+                end: at,
+                step: Duration::from_secs(3600),
+            })
+            .await?;
+        if answer.is_empty() {
+            return Ok(());
+        }
+        let mut values: Vec<String> = answer
+            .iter()
+            .map(|s| {
+                s.labels
+                    .get(label)
+                    .map_or_else(|| "(none)".to_string(), |v| format!("{v:?}"))
+            })
+            .collect();
+        values.sort();
+        values.dedup();
+        Err(CollectError::SelectorMatchesNothing {
+            selector: self.prometheus.scope_text(),
+            label: label.clone(),
+            values: values.join(", "),
+        })
     }
 
     /// Whether the store holds a sample of the reference namespace's phase between `after`

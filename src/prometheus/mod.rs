@@ -277,10 +277,40 @@ impl Prometheus {
         .await
     }
 
+    /// [`Prometheus::query_range`] outside `--prometheus-selector`: only for a diagnosis
+    /// when the selector matches nothing (which values the cluster label does have), never
+    /// for anything billed.
+    pub async fn query_range_unscoped(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+        self.send_as::<Seconds>(
+            &Request {
+                what: q.what,
+                expr: q.expr,
+                endpoint: &self.range_endpoint,
+                params: vec![
+                    ("start", q.start.timestamp().to_string()),
+                    ("end", q.end.timestamp().to_string()),
+                    ("step", format!("{}s", q.step.as_secs())),
+                ],
+                range: q.range(),
+            },
+            false,
+        )
+        .await
+    }
+
     /// Send `q` within the scope, retrying as [`Prometheus::query_range`] says. Every query
     /// the job sends passes here: the one place the scope is added ([`Scope::apply`]).
     async fn send<T: Reading>(&self, q: &Request<'_>) -> Result<Vec<Series>> {
-        let scoped = self.config.scope.apply(q.expr);
+        self.send_as::<T>(q, true).await
+    }
+
+    /// [`Prometheus::send`], within the scope or (`scoped` false) not.
+    async fn send_as<T: Reading>(&self, q: &Request<'_>, scoped: bool) -> Result<Vec<Series>> {
+        let scoped = if scoped {
+            self.config.scope.apply(q.expr)
+        } else {
+            q.expr.to_string()
+        };
         let q = &Request {
             what: q.what,
             expr: &scoped,
@@ -344,6 +374,11 @@ impl Prometheus {
     /// Whether `--prometheus-selector` scopes every query.
     pub fn is_scoped(&self) -> bool {
         !self.config.scope.is_empty()
+    }
+
+    /// `--prometheus-selector` as it is added to every selector.
+    pub fn scope_text(&self) -> String {
+        self.config.scope.to_string()
     }
 
     /// Requests sent so far (retries included) and the time spent waiting for them.
