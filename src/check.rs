@@ -101,11 +101,14 @@ impl CheckReport {
 struct Lines(Vec<Line>);
 
 impl Lines {
+    /// Every line passes here: control characters in it are escaped, since names in it come
+    /// from the data (StorageClasses, GPU resources, label values) and must not forge further
+    /// report lines or send escape codes to an operator's terminal.
     fn push(&mut self, check: impl Into<String>, verdict: Verdict, detail: String, class: u8) {
         self.0.push(Line {
-            check: check.into(),
+            check: without_controls(&check.into()),
             verdict,
-            detail,
+            detail: without_controls(&detail),
             class,
         });
     }
@@ -118,6 +121,19 @@ impl Lines {
     fn fail(&mut self, check: impl Into<String>, detail: String, class: u8) {
         self.push(check, Verdict::Fail, detail, class);
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`).
+fn without_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The newest hour a scheduled run would bill now: settled, and complete.
@@ -509,6 +525,18 @@ async fn metric_checks(
                 *metric,
                 format!("{} series with {}", count(&s), labels.join(", ")),
             ),
+            // kube-state-metrics writes no series of an empty family: a cluster without a PVC
+            // has none, which bills storage 0, rightly.
+            Ok(_) if metric.starts_with("kube_persistentvolumeclaim") => lines.warn(
+                *metric,
+                format!(
+                    "no series with the labels {} in this hour: either the cluster has no PVC \
+                     (storage is billed 0, rightly) or kube-state-metrics' \
+                     persistentvolumeclaims collector is off or not scraped; this check cannot \
+                     tell which (kubectl get pvc -A says)",
+                    labels.join(", ")
+                ),
+            ),
             Ok(_) => lines.fail(
                 *metric,
                 format!(
@@ -824,6 +852,25 @@ async fn read_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A StorageClass named with a newline and an escape code cannot forge a report line.
+    #[test]
+    fn names_from_the_data_cannot_forge_lines() {
+        let mut lines = Lines(Vec::new());
+        lines.warn(
+            "storageclass gold\nok    forged".to_string(),
+            "\u{1b}[2Jcleared".into(),
+        );
+        let report = CheckReport {
+            cluster: "c".into(),
+            hour: "h".into(),
+            checks: lines.0,
+        };
+        let text = report.to_text();
+        assert!(!text.contains("\nok    forged"), "{text}");
+        assert!(text.contains("gold\\nok"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
 
     /// The size a failing line suggests fits, and one byte more of limit is not needed.
     #[test]

@@ -348,3 +348,37 @@ fn the_store_time_lines_show_holes_and_lag() {
     );
     assert_eq!(line(&l, "hour").1, "warn");
 }
+
+/// A stateless cluster (no PVC, so kube-state-metrics writes no PVC series) passes: its PVC
+/// lines warn that they cannot tell "no PVC" from "not scraped", and the exit is 0.
+#[test]
+fn a_cluster_without_pvcs_passes_with_a_warning() {
+    let p = common::start_prometheus(
+        "check-stateless",
+        &Options {
+            hours: 6,
+            random_namespaces: 4,
+            omit_metrics: [
+                "kube_persistentvolumeclaim_resource_requests_storage_bytes",
+                "kube_persistentvolumeclaim_info",
+                "kube_persistentvolumeclaim_access_mode",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Options::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let out = check(&p.url, &cp, &["--output", "json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let l = lines(&out);
+    for metric in [
+        "kube_persistentvolumeclaim_resource_requests_storage_bytes",
+        "kube_persistentvolumeclaim_info",
+    ] {
+        let (_, verdict, detail) = line(&l, metric);
+        assert_eq!(verdict, "warn", "{metric}: {detail}");
+        assert!(detail.contains("no PVC"), "{detail}");
+    }
+}
