@@ -338,10 +338,41 @@ pub fn data_labels(w: Windows, sidecars: bool) -> String {
         parts.push(format!(
             "label_replace({unlabelled}, \"check\", \"unlabelled_sidecars\", \"\", \"\")"
         ));
+        // Values Kubernetes' API validation forbids (a negative or NaN quantity), which can
+        // only be corrupt data: a negative overhead or init-container request would lower a
+        // bill, and PromQL's `max` drops a NaN. The pod model reads these families; they are
+        // few series (pods with a RuntimeClass overhead, init containers).
+        // Per family (a range function drops the metric's name, so two families in one
+        // selector would collide), the first that has any.
+        let any = |each: &dyn Fn(&str) -> String| {
+            let per: Vec<String> = POD_PARTS.iter().map(|m| each(m)).collect();
+            format!("({})", per.join(" or "))
+        };
+        let negative = any(&|m| format!("count(min_over_time({m}{{}}{h}) < 0)"));
+        let nan = any(&|m| {
+            format!(
+                "(count(max_over_time({m}{{}}{h})) - count(max_over_time({m}{{}}{h}) > -Inf) > 0)"
+            )
+        });
+        parts.push("or".into());
+        parts.push(format!(
+            "label_replace({negative}, \"check\", \"negative_requests\", \"\", \"\")"
+        ));
+        parts.push("or".into());
+        parts.push(format!(
+            "label_replace({nan}, \"check\", \"nan_requests\", \"\", \"\")"
+        ));
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("(", &parts, ")")
 }
+
+/// The families the pod model reads beside the app containers' requests.
+const POD_PARTS: [&str; 3] = [
+    "kube_pod_init_container_resource_requests",
+    "kube_pod_overhead_cpu_cores",
+    "kube_pod_overhead_memory_bytes",
+];
 
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
 const EXPORTERS: &str = "kube_.+|container_cpu_usage_seconds_total";

@@ -1317,3 +1317,37 @@ fn a_selector_that_matches_nothing_and_a_missing_cluster_label_are_named() {
     let out = hour(&["--prometheus-selector", r#"cluster="east""#]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// A pod overhead below zero, which Kubernetes' API validation forbids (only corrupt data
+/// holds one), would lower the pod's bill: the hour is refused, naming what and how to find it.
+#[test]
+fn an_impossible_overhead_is_refused_not_billed() {
+    let dir = common::test_dir("negative-overhead");
+    let dataset =
+        consumption_metrics_synth::write_dataset(&mesh_options(false), &dir.join("data")).unwrap();
+    let text = std::fs::read_to_string(&dataset.openmetrics).unwrap();
+    let mut corrupted = 0;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("kube_pod_overhead_cpu_cores{")
+                && let Some((head, ts)) = l.rsplit_once(' ')
+                && let Some((labels, v)) = head.rsplit_once(' ')
+            {
+                corrupted += 1;
+                return format!("{labels} -{v} {ts}\n");
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(corrupted > 0, "the mesh cluster has a pod overhead");
+    std::fs::write(&dataset.openmetrics, text).unwrap();
+    let p = common::serve_prometheus(dir, dataset);
+    let out = dry_run_outcome(&p, "request", &[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("hold a negative value") && out.stderr.contains("forbids"),
+        "{}",
+        out.stderr
+    );
+}

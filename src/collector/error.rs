@@ -147,6 +147,19 @@ pub enum CollectError {
     )]
     SidecarsUnlabelled { hour: String, containers: f64 },
     #[error(
+        "in the hour {hour}, {series} series of kube_pod_overhead_* or \
+         kube_pod_init_container_resource_requests hold {what}, which Kubernetes' API \
+         validation forbids for a quantity: corrupt data (a relabelling rule, a broken \
+         exporter). Billed, it would lower or drop pods' requests; nothing was billed. Find \
+         them with `{{__name__=~\"kube_pod_overhead_.*|kube_pod_init_container_resource_requests\"}} \
+         < 0` (or `!= ` itself for NaN) and fix their source"
+    )]
+    ImpossibleRequests {
+        hour: String,
+        series: f64,
+        what: &'static str,
+    },
+    #[error(
         "in the hour {hour}, kube-state-metrics has no sample from {from} to {to} ({minutes:.1} \
          minutes, longer than --max-scrape-gap {limit}): a Prometheus or kube-state-metrics \
          outage, or failed scrapes. What pods and PVCs did in that stretch is unknown, so the \

@@ -33,6 +33,19 @@ pub(super) fn check(answer: &[Series], span: &[HourWindow]) -> Result<()> {
                     });
                 }
             }
+            Some(kind @ ("negative_requests" | "nan_requests")) => {
+                if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
+                    return Err(CollectError::ImpossibleRequests {
+                        hour: hour_of(span, *t),
+                        series: *n,
+                        what: if kind == "negative_requests" {
+                            "a negative value"
+                        } else {
+                            "NaN"
+                        },
+                    });
+                }
+            }
             // Not this query's series: the other queries' own checks judge such an answer.
             _ => {}
         }
