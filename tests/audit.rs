@@ -793,3 +793,42 @@ fn a_lagging_hour_is_billed_by_the_next_run_once_its_data_arrives() {
         message.payload
     );
 }
+
+/// A copy of our record whose *last* `message_id` header differs is another event to
+/// consumers that keep the last copy (Java's Headers.lastHeader): it is foreign, named, not a
+/// harmless duplicate (undecodable values: the unit tests of `check_identity_headers`).
+#[test]
+fn repeated_or_undecodable_identity_headers_are_foreign() {
+    let k = kafka();
+    let topic = "mcmp-audit-repeated-header";
+    k.create_topic(topic);
+    publish(topic, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", &[]);
+    let (headers, message) = published(topic, "2026-11-01T02:00:00Z");
+    let body = serde_json::to_vec(&message).unwrap();
+    let mut repeated: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    repeated.push(("message_id", "another-event"));
+    k.produce(
+        topic,
+        "synth-01/2026-11-01T02:00:00Z",
+        &repeated,
+        &body,
+        None,
+    );
+    let out = audit(
+        topic,
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T03:00:00Z",
+        &["--output", "json"],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let r = json(&out);
+    assert_eq!(statuses(&r), pairs(&[("02:00", "foreign")]), "{r}");
+    assert!(
+        r.to_string()
+            .contains("the `message_id` header appears more than once"),
+        "{r}"
+    );
+}

@@ -60,10 +60,31 @@ pub(super) struct Bounded {
     pub(super) left_out: usize,
 }
 
+/// The most bytes of one finding kept: findings quote what a record holds (a header's value,
+/// a key), which anyone who can write to the topic chooses, so without a bound ten findings an
+/// hour over a month of huge headers would exceed the Job's memory and report nothing.
+pub(super) const MAX_FINDING_BYTES: usize = 1024;
+
+/// `line` cut to [`MAX_FINDING_BYTES`] on a character boundary, saying how much was left out.
+pub(super) fn bounded(line: String) -> String {
+    if line.len() <= MAX_FINDING_BYTES {
+        return line;
+    }
+    let mut cut = MAX_FINDING_BYTES;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… ({} more bytes left out)",
+        &line[..cut],
+        line.len() - cut
+    )
+}
+
 impl Bounded {
     pub(super) fn push(&mut self, line: impl FnOnce() -> String) {
         if self.kept.len() < KEEP {
-            self.kept.push(line());
+            self.kept.push(bounded(line()));
         } else {
             self.left_out += 1;
         }

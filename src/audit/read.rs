@@ -11,7 +11,7 @@ use crate::message::MessageSettings;
 use crate::window::HourWindow;
 
 use super::judge::{Bounded, Copies, KEEP, Seen, Stored};
-use super::record::{check_record, shown};
+use super::record::{check_identity_headers, check_record, shown};
 use super::report::Status;
 use super::{AuditError, AuditSettings};
 
@@ -91,21 +91,24 @@ pub(super) fn read_topic(
         let entry = seen.entry(window).or_default();
         entry.messages += 1;
         let payload = m.payload().unwrap_or_default();
-        let headers: Vec<(&str, &str)> = m
+        let raw: Vec<(&str, Option<&[u8]>)> = m
             .headers()
-            .map(|h| {
-                h.iter()
-                    .filter_map(|h| Some((h.key, std::str::from_utf8(h.value?).ok()?)))
-                    .collect()
-            })
+            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
             .unwrap_or_default();
-        match check_record(
-            expected,
-            &window,
-            key.unwrap_or_default(),
-            &headers,
-            payload,
-        ) {
+        let headers: Vec<(&str, &str)> = raw
+            .iter()
+            .filter_map(|(k, v)| Some((*k, std::str::from_utf8((*v)?).ok()?)))
+            .collect();
+        let checked = check_identity_headers(&raw).and_then(|()| {
+            check_record(
+                expected,
+                &window,
+                key.unwrap_or_default(),
+                &headers,
+                payload,
+            )
+        });
+        match checked {
             Ok(checked) => {
                 if entry.totals.len() < KEEP {
                     entry.totals.insert(checked.parts);

@@ -9,6 +9,50 @@ use crate::window::HourWindow;
 /// deterministic, so anyone can write one) is not ours, and its count is never allocated.
 pub(super) const MAX_PARTS: usize = 1_000_000;
 
+/// Whether a header names the record: consumers read these to tell events apart.
+fn is_identity(key: &str) -> bool {
+    key == "message_id" || key == "part" || key.starts_with("ce_")
+}
+
+/// The identity headers of a record (`message_id`, `part`, the CloudEvents `ce_*`), each once
+/// and readable: Kafka allows a header key several times, and consumers differ in which copy
+/// they read (Java's `Headers.lastHeader` and header-to-map mappers keep the last, this audit
+/// the first), so a record whose copies differ is one event to some and another to others; a
+/// value that is not UTF-8 (or null) reads as absent to some. Either is not a record we write:
+/// `Err` names the header.
+pub(super) fn check_identity_headers(headers: &[(&str, Option<&[u8]>)]) -> Result<(), String> {
+    for (i, (key, value)) in headers.iter().enumerate() {
+        if !is_identity(key) {
+            continue;
+        }
+        if headers[..i].iter().any(|(k, _)| k == key) {
+            return Err(format!(
+                "the `{}` header appears more than once: consumers that keep the last value \
+                 (Java's Headers.lastHeader) may read another identity than those that keep the \
+                 first",
+                shown(key).trim_matches('"')
+            ));
+        }
+        match value {
+            None => {
+                return Err(format!(
+                    "the `{}` header has no value",
+                    shown(key).trim_matches('"')
+                ));
+            }
+            Some(v) if std::str::from_utf8(v).is_err() => {
+                return Err(format!(
+                    "the `{}` header's value is not UTF-8 ({} bytes)",
+                    shown(key).trim_matches('"'),
+                    v.len()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// What a record of ours says about itself, once checked.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Checked {

@@ -343,3 +343,50 @@ fn comparison_names_namespace_and_dimension() {
     let f = compare(&[m("a", 1.0)], &[m("b", 1.0)]);
     assert_eq!(f.len(), 2, "{f:?}");
 }
+
+/// A repeated or unreadable identity header makes a record foreign, named: consumers that
+/// keep the last copy would read another event than the first copy says.
+#[test]
+fn repeated_or_undecodable_identity_headers_are_foreign() {
+    let ok: Vec<(&str, Option<&[u8]>)> = vec![
+        ("message_id", Some(b"a")),
+        ("part", Some(b"1/1")),
+        ("x-trace", Some(b"1")),
+        ("x-trace", Some(&[0xff])),
+    ];
+    assert_eq!(super::record::check_identity_headers(&ok), Ok(()));
+    let twice: Vec<(&str, Option<&[u8]>)> = vec![
+        ("message_id", Some(b"a")),
+        ("part", Some(b"1/1")),
+        ("message_id", Some(b"b")),
+    ];
+    let e = super::record::check_identity_headers(&twice).unwrap_err();
+    assert!(
+        e.contains("`message_id` header appears more than once"),
+        "{e}"
+    );
+    let ce_twice: Vec<(&str, Option<&[u8]>)> = vec![("ce_id", Some(b"a")), ("ce_id", Some(b"a"))];
+    assert!(super::record::check_identity_headers(&ce_twice).is_err());
+    let binary: Vec<(&str, Option<&[u8]>)> = vec![("ce_id", Some(&[0xff, 0xfe]))];
+    let e = super::record::check_identity_headers(&binary).unwrap_err();
+    assert!(e.contains("not UTF-8"), "{e}");
+    let null: Vec<(&str, Option<&[u8]>)> = vec![("part", None)];
+    assert!(super::record::check_identity_headers(&null).is_err());
+}
+
+/// A finding quoting a huge header keeps at most MAX_FINDING_BYTES of it and says how much it
+/// left out; a finding past KEEP is counted, not kept.
+#[test]
+fn findings_are_bounded_in_bytes_and_count() {
+    let mut b = Bounded::default();
+    let huge = "é".repeat(100_000);
+    b.push(|| format!("`message_id` header {huge} is not ours"));
+    let kept = &b.kept[0];
+    assert!(kept.len() <= MAX_FINDING_BYTES + 64, "{}", kept.len());
+    assert!(kept.ends_with("more bytes left out)"), "{kept}");
+    for _ in 0..KEEP + 5 {
+        b.push(|| "x".into());
+    }
+    assert_eq!(b.kept.len(), KEEP);
+    assert_eq!(b.left_out, 6);
+}
