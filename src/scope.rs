@@ -42,6 +42,70 @@ fn is_metric_char(c: char) -> bool {
     is_label_char(c) || c == ':'
 }
 
+/// The text of a PromQL string literal (`"…"`, `'…'` or `` `…` ``, quotes included), with
+/// the escapes PromQL takes from Go (`\a \b \f \n \r \t \v \\`, the enclosing quote,
+/// `\xHH`, `\ooo`, `\uHHHH`, `\UHHHHHHHH`; none in backquotes), as Prometheus's lexer
+/// reads it (`util/strutil.Unquote`). Any other escape, such as `\d`, is refused there,
+/// so it is refused here too (exit 2), not by the engine mid-run.
+fn unquote(quoted: &str) -> Result<String, String> {
+    let quote = quoted.chars().next().unwrap_or('"');
+    let inner = &quoted[quote.len_utf8()..quoted.len() - quote.len_utf8()];
+    if quote == '`' {
+        return Ok(inner.to_string());
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next().ok_or("a trailing backslash")?;
+        let hex = |chars: &mut std::str::Chars, n: usize| -> Result<u32, String> {
+            let digits: String = chars.by_ref().take(n).collect();
+            if digits.len() != n || !digits.chars().all(|d| d.is_ascii_hexdigit()) {
+                return Err(format!("\\{e} needs {n} hexadecimal digits"));
+            }
+            u32::from_str_radix(&digits, 16).map_err(|x| x.to_string())
+        };
+        match e {
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\u{b}'),
+            '\\' => out.push('\\'),
+            q if q == quote => out.push(q),
+            'x' => out.push(char::from(
+                u8::try_from(hex(&mut chars, 2)?).map_err(|x| x.to_string())?,
+            )),
+            'u' | 'U' => {
+                let n = if e == 'u' { 4 } else { 8 };
+                let code = hex(&mut chars, n)?;
+                out.push(char::from_u32(code).ok_or(format!("\\{e}{code:x} is not a character"))?);
+            }
+            '0'..='7' => {
+                let rest: String = chars.by_ref().take(2).collect();
+                let digits = format!("{e}{rest}");
+                let code = u32::from_str_radix(&digits, 8)
+                    .ok()
+                    .filter(|c| digits.len() == 3 && *c <= 255)
+                    .ok_or(format!("\\{digits} is not a three-digit octal byte"))?;
+                out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+            }
+            other => {
+                return Err(format!(
+                    "\\{other} is not an escape PromQL strings take (write \\\\{other} for a \
+                     backslash in a regular expression)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Scope {
     /// Parse `--prometheus-selector`: comma-separated matchers in PromQL syntax, e.g.
     /// `cluster="east"` or `cluster="east",prometheus_replica=~".+"`, optionally in braces.
@@ -106,8 +170,10 @@ impl Scope {
             }
             let end = end.ok_or_else(|| format!("the value of {name} has no closing {quote}"))?;
             let quoted = &r[..=end];
+            // As Prometheus reads it: the string literal unescaped first (Go's rules), then,
+            // for a regular expression, that text compiled.
+            let value = unquote(quoted).map_err(|e| format!("the value of {name}: {e}"))?;
             if op.ends_with('~') {
-                let value = &quoted[1..quoted.len() - 1];
                 // Prometheus anchors the expression and uses RE2; the regex crate's syntax is
                 // the same for what matchers use, and refuses the same mistakes.
                 regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
@@ -253,10 +319,30 @@ mod tests {
             (r#"cluster=~"(east""#, "does not compile"),
             (r#"__name__="up""#, "__name__ cannot be scoped"),
             (r#"cluster=="east""#, "must be quoted"),
+            // `\d` is not an escape of PromQL strings: Prometheus would refuse it mid-run.
+            (r#"cluster=~"\d+""#, "\\d is not an escape"),
+            (r#"cluster="\x4""#, "hexadecimal"),
         ] {
             let e = Scope::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    /// Validated as Prometheus reads it: the string unescaped, then the regular expression.
+    #[test]
+    fn values_are_unescaped_before_the_regular_expression_is_compiled() {
+        for good in [
+            r#"cluster=~"east|\\(""#,
+            r#"cluster=~"\\d+""#,
+            r#"cluster=~`\d+`"#,
+            r#"cluster='it\'s'"#,
+            r#"cluster="tab\there\u00e9""#,
+        ] {
+            Scope::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        assert_eq!(unquote(r#""a\\(b""#).unwrap(), r"a\(b");
+        assert_eq!(unquote(r#""\101\x42\u0043""#).unwrap(), "ABC");
+        assert!(unquote(r#""it\'s""#).is_err(), "\\' only in single quotes");
     }
 
     #[test]
