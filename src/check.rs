@@ -212,7 +212,23 @@ pub async fn run_with_checkpoint(
     // Read once: the retention check needs the value, the checkpoint line says whether it
     // is readable and writable (listed after the data's checks).
     let (next, checkpoint) = read_checkpoint(config, store).await;
-    prometheus_checks(config, &hour, next, &mut lines).await;
+    // One deadline for every query to the store: the lines decided before it are kept.
+    let deadline = check.deadline;
+    if tokio::time::timeout(deadline, prometheus_checks(config, &hour, next, &mut lines))
+        .await
+        .is_err()
+    {
+        lines.fail(
+            "deadline",
+            format!(
+                "the store's checks did not finish within {} (--deadline): Prometheus answers \
+                 too slowly or hangs, and a run would wait as long for its queries. Check the \
+                 store's load and --prometheus-timeout; the lines above were decided before it",
+                humantime::format_duration(deadline)
+            ),
+            exit::COLLECT,
+        );
+    }
     lines.0.push(checkpoint);
     match &check.kafka {
         Some(settings) => match Publisher::connect(settings).await {

@@ -535,6 +535,17 @@ pub struct CheckArgs {
     #[arg(long, env = "CHECK_OUTPUT", value_enum, default_value_t = CheckOutput::Text)]
     pub output: CheckOutput,
 
+    /// The longest the store's checks may take together: a store that hangs fails them with
+    /// what was decided so far, instead of making an operator (or the Job's
+    /// activeDeadlineSeconds) wait for every query's timeout and retries in turn.
+    #[arg(
+        long,
+        env = "CHECK_DEADLINE",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub deadline: String,
+
     #[command(flatten)]
     pub run: Args,
 }

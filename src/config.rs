@@ -738,6 +738,8 @@ pub struct CheckConfig {
     pub config: Config,
     pub kafka: Option<KafkaSettings>,
     pub format: CheckFormat,
+    /// How long the store's checks may take together (`--deadline`).
+    pub deadline: Duration,
 }
 
 impl CheckConfig {
@@ -751,9 +753,18 @@ impl CheckConfig {
             Some(_) => Some(kafka_settings(&args.run, false)?),
             None => None,
         };
+        let deadline = parse_duration("--deadline", &args.deadline)?;
+        if deadline < Duration::from_secs(10) {
+            return Err(invalid(
+                "--deadline",
+                &args.deadline,
+                "give at least 10s, e.g. 5m",
+            ));
+        }
         Ok(Self {
             config,
             kafka,
+            deadline,
             format: match args.output {
                 crate::cli::CheckOutput::Text => CheckFormat::Text,
                 crate::cli::CheckOutput::Json => CheckFormat::Json,

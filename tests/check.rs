@@ -382,3 +382,31 @@ fn a_cluster_without_pvcs_passes_with_a_warning() {
         assert!(detail.contains("no PVC"), "{detail}");
     }
 }
+
+/// A store that accepts connections and never answers: check ends at its --deadline with the
+/// lines decided so far and a failed `deadline` line, not after every query's timeout and
+/// retries in turn.
+#[test]
+fn a_hanging_store_ends_at_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // read nothing, answer nothing
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint_at(dir.path(), "2026-11-01T03:00:00Z");
+    let started = std::time::Instant::now();
+    let out = check(&url, &cp, &["--output", "json", "--deadline", "10s"]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    assert!(took < std::time::Duration::from_secs(40), "{took:?}");
+    let l = lines(&out);
+    let (_, verdict, detail) = line(&l, "deadline");
+    assert_eq!(verdict, "fail");
+    assert!(detail.contains("did not finish within 10s"), "{detail}");
+    // The lines after the store's are still decided.
+    assert_eq!(line(&l, "checkpoint").1, "ok");
+}

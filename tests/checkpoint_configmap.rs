@@ -413,6 +413,7 @@ async fn check_writes_nothing_to_the_checkpoint() {
         config: common::dry_run_config(&common::standard().url, "2026-11-01T05:30:00Z"),
         kafka: None,
         format: CheckFormat::Text,
+        deadline: std::time::Duration::from_secs(300),
     };
     let line = |report: &check::CheckReport| {
         report
