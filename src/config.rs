@@ -913,6 +913,7 @@ impl Config {
              memory:      {}\n\
              scope:       {}\n\
              windows:     {}\n\
+             store time:  {}\n\
              tiers:       {}\n\
              gpu weights: {}\n\
              excluded:    {}\n\
@@ -956,6 +957,17 @@ impl Config {
                          on Prometheus 3.x and VictoriaMetrics)"
                     .to_string(),
             },
+            format!(
+                "timeline and newest samples from namespace {}; an hour waits until every \
+                 source reaches its end ({}); holes up to {} bridged",
+                self.collect.reference_namespace,
+                if self.collect.bill_incomplete {
+                    "--bill-incomplete: billed anyway, with a warning"
+                } else {
+                    "a dry-run or backfill refuses it, exit 7"
+                },
+                humantime::format_duration(self.collect.max_scrape_gap)
+            ),
             if tiers.is_empty() {
                 "(none)".into()
             } else {
