@@ -1127,24 +1127,8 @@ fn a_hole_over_the_limit_is_refused_with_the_flag_to_bill_it() {
         ..Options::default()
     };
     let p = common::start_prometheus("long-hole", &opts);
-    let hour = |extra: &[&str]| {
-        run(bin()
-            .args([
-                "--prometheus-url",
-                &p.url,
-                "--cluster-name",
-                CLUSTER,
-                "--dry-run",
-            ])
-            .args([
-                "--since",
-                "2026-11-01T02:00:00Z",
-                "--until",
-                "2026-11-01T03:00:00Z",
-            ])
-            .args(["--now", "2026-11-02T00:00:00Z"])
-            .args(extra))
-    };
+    let hour =
+        |extra: &[&str]| dry_run_range(&p, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", extra);
     let out = hour(&[]);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
@@ -1241,21 +1225,12 @@ fn a_missing_source_is_refused_not_billed_as_zero() {
         };
         let p = common::start_prometheus(&format!("missing-{metric}"), &opts);
         let hour = |basis: &str| {
-            run(bin()
-                .args([
-                    "--prometheus-url",
-                    &p.url,
-                    "--cluster-name",
-                    CLUSTER,
-                    "--dry-run",
-                ])
-                .args([
-                    "--since",
-                    "2026-11-01T01:00:00Z",
-                    "--until",
-                    "2026-11-01T02:00:00Z",
-                ])
-                .args(["--now", "2026-11-02T00:00:00Z", "--cpu-basis", basis]))
+            dry_run_range(
+                &p,
+                "2026-11-01T01:00:00Z",
+                "2026-11-01T02:00:00Z",
+                &["--cpu-basis", basis],
+            )
         };
         let out = hour(basis_refused);
         assert_eq!(out.code, 4, "{metric}: {}", out.stderr);
@@ -1278,24 +1253,8 @@ fn a_missing_source_is_refused_not_billed_as_zero() {
 #[test]
 fn a_selector_that_matches_nothing_and_a_missing_cluster_label_are_named() {
     let (p, _) = common::start_store_prometheus("store-typo", &store_options());
-    let hour = |extra: &[&str]| {
-        run(bin()
-            .args([
-                "--prometheus-url",
-                &p.url,
-                "--cluster-name",
-                CLUSTER,
-                "--dry-run",
-            ])
-            .args([
-                "--since",
-                "2026-11-01T02:00:00Z",
-                "--until",
-                "2026-11-01T03:00:00Z",
-            ])
-            .args(["--now", "2026-11-02T00:00:00Z"])
-            .args(extra))
-    };
+    let hour =
+        |extra: &[&str]| dry_run_range(&p, "2026-11-01T02:00:00Z", "2026-11-01T03:00:00Z", extra);
     let out = hour(&["--prometheus-selector", r#"cluster="eats""#]);
     assert_eq!(out.code, 4, "{}", out.stderr);
     for part in [
@@ -1350,4 +1309,20 @@ fn an_impossible_overhead_is_refused_not_billed() {
         "{}",
         out.stderr
     );
+}
+
+/// A dry-run of `[since, until)` on `p` with `extra` flags at the clock 2026-11-02, whatever
+/// its exit.
+fn dry_run_range(p: &TestPrometheus, since: &str, until: &str, extra: &[&str]) -> Outcome {
+    run(bin()
+        .args([
+            "--prometheus-url",
+            &p.url,
+            "--cluster-name",
+            CLUSTER,
+            "--dry-run",
+        ])
+        .args(["--since", since, "--until", until])
+        .args(["--now", "2026-11-02T00:00:00Z"])
+        .args(extra))
 }

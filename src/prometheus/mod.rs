@@ -250,7 +250,12 @@ impl Prometheus {
     /// `Retry-After` beyond [`MAX_RETRY_AFTER`] is not waited for: the run stops and the next
     /// one retries.
     pub async fn query_range(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
-        self.send::<Seconds>(&Request {
+        self.send::<Seconds>(&self.range_request(q)).await
+    }
+
+    /// The request of a range query.
+    fn range_request<'a>(&'a self, q: &RangeQuery<'a>) -> Request<'a> {
+        Request {
             what: q.what,
             expr: q.expr,
             endpoint: &self.range_endpoint,
@@ -260,8 +265,7 @@ impl Prometheus {
                 ("step", format!("{}s", q.step.as_secs())),
             ],
             range: q.range(),
-        })
-        .await
+        }
     }
 
     /// The raw samples of a range selector, as [`Series`] of `(unix milliseconds, value)`
@@ -281,21 +285,7 @@ impl Prometheus {
     /// when the selector matches nothing (which values the cluster label does have), never
     /// for anything billed.
     pub async fn query_range_unscoped(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
-        self.send_as::<Seconds>(
-            &Request {
-                what: q.what,
-                expr: q.expr,
-                endpoint: &self.range_endpoint,
-                params: vec![
-                    ("start", q.start.timestamp().to_string()),
-                    ("end", q.end.timestamp().to_string()),
-                    ("step", format!("{}s", q.step.as_secs())),
-                ],
-                range: q.range(),
-            },
-            false,
-        )
-        .await
+        self.send_as::<Seconds>(&self.range_request(q), false).await
     }
 
     /// Send `q` within the scope, retrying as [`Prometheus::query_range`] says. Every query

@@ -229,6 +229,21 @@ const RWO: &[&str] = &["ReadWriteOnce"];
 const RWX: &[&str] = &["ReadWriteMany"];
 const RWO_RWX: &[&str] = &["ReadWriteOnce", "ReadWriteMany"];
 
+/// kube-system with its DNS pod: every cluster has it, excluded from billing by default.
+fn kube_system() -> Namespace {
+    namespace(
+        "kube-system",
+        LONG_AGO,
+        NEVER,
+        vec![steady(
+            "kube-system",
+            "coredns-0",
+            vec![container("coredns", 0.1, 0.02)],
+        )],
+        vec![],
+    )
+}
+
 /// The hand-made namespaces; times are offsets from the data start `t0`.
 fn hand_made(t0: i64) -> Vec<Namespace> {
     let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
@@ -422,17 +437,7 @@ fn hand_made(t0: i64) -> Vec<Namespace> {
         // Exists, holds nothing: billed with zeros.
         namespace("team-idle", LONG_AGO, NEVER, vec![], vec![]),
         // System namespaces: excluded by the default pattern.
-        namespace(
-            "kube-system",
-            LONG_AGO,
-            NEVER,
-            vec![steady(
-                "kube-system",
-                "coredns-0",
-                vec![container("coredns", 0.1, 0.02)],
-            )],
-            vec![],
-        ),
+        kube_system(),
         namespace(
             "openshift-monitoring",
             LONG_AGO,
@@ -861,17 +866,7 @@ pub fn build(opts: &Options) -> Cluster {
     // Every cluster has kube-system (the API server creates it and refuses to delete it),
     // and the job reads its scrape timeline from it.
     if !namespaces.iter().any(|n| n.name == "kube-system") {
-        namespaces.push(namespace(
-            "kube-system",
-            LONG_AGO,
-            NEVER,
-            vec![steady(
-                "kube-system",
-                "coredns-0",
-                vec![container("coredns", 0.1, 0.02)],
-            )],
-            vec![],
-        ));
+        namespaces.push(kube_system());
     }
     let ksm_gaps = if opts.only_random || opts.hours < 5 {
         Vec::new()
