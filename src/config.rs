@@ -896,6 +896,17 @@ impl Config {
                 namespace.as_deref().unwrap_or("(pod namespace)")
             ),
         };
+        let store_time = format!(
+            "timeline and newest samples from namespace {}; an hour waits until every source \
+             reaches its end ({}); holes up to {} bridged",
+            self.collect.reference_namespace,
+            if self.collect.bill_incomplete {
+                "--bill-incomplete: billed anyway, with a warning"
+            } else {
+                "a dry-run or backfill refuses it, exit 7"
+            },
+            humantime::format_duration(self.collect.max_scrape_gap)
+        );
         let tiers: Vec<String> = self
             .collect
             .storage_tiers
@@ -957,17 +968,7 @@ impl Config {
                          on Prometheus 3.x and VictoriaMetrics)"
                     .to_string(),
             },
-            format!(
-                "timeline and newest samples from namespace {}; an hour waits until every \
-                 source reaches its end ({}); holes up to {} bridged",
-                self.collect.reference_namespace,
-                if self.collect.bill_incomplete {
-                    "--bill-incomplete: billed anyway, with a warning"
-                } else {
-                    "a dry-run or backfill refuses it, exit 7"
-                },
-                humantime::format_duration(self.collect.max_scrape_gap)
-            ),
+            store_time,
             if tiers.is_empty() {
                 "(none)".into()
             } else {
