@@ -104,13 +104,17 @@ impl Lines {
     /// Every line passes here: control characters in it are escaped, since names in it come
     /// from the data (StorageClasses, GPU resources, label values) and must not forge further
     /// report lines or send escape codes to an operator's terminal.
+    /// Each line is also logged (stderr) as it is decided, so that an operator watching a
+    /// slow store sees how far `check` got; the report on stdout comes at the end.
     fn push(&mut self, check: impl Into<String>, verdict: Verdict, detail: String, class: u8) {
-        self.0.push(Line {
+        let line = Line {
             check: without_controls(&check.into()),
             verdict,
             detail: without_controls(&detail),
             class,
-        });
+        };
+        tracing::info!(check = %line.check, verdict = ?line.verdict, "{}", line.detail);
+        self.0.push(line);
     }
     fn ok(&mut self, check: impl Into<String>, detail: String) {
         self.push(check, Verdict::Ok, detail, exit::OK);

@@ -362,6 +362,15 @@ pub fn data_labels(w: Windows, sidecars: bool) -> String {
         parts.push(format!(
             "label_replace({nan}, \"check\", \"nan_requests\", \"\", \"\")"
         ));
+        // kube-state-metrics copies the pod spec's restartPolicy; only `Always` makes a native
+        // sidecar, anything else but empty (`always`, `Always `) is no value Kubernetes
+        // accepts, and is read as an ordinary init container: the collector names it.
+        parts.push("or".into());
+        parts.push(format!(
+            "label_replace(count by (restart_policy) (last_over_time(\
+             kube_pod_init_container_info{{restart_policy!~\"Always|\"}}{h})), \"check\", \
+             \"odd_restart_policy\", \"\", \"\")"
+        ));
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("(", &parts, ")")

@@ -1326,3 +1326,40 @@ fn dry_run_range(p: &TestPrometheus, since: &str, until: &str, extra: &[&str]) -
         .args(["--now", "2026-11-02T00:00:00Z"])
         .args(extra))
 }
+
+/// A `restart_policy` Kubernetes does not accept (`"Always "` with a trailing space, written
+/// by a broken relabelling) on one pod's sidecar is named in a warning: that container is
+/// billed as an ordinary init container.
+#[test]
+fn an_odd_restart_policy_is_named() {
+    let dir = common::test_dir("odd-restart-policy");
+    let dataset =
+        consumption_metrics_synth::write_dataset(&mesh_options(false), &dir.join("data")).unwrap();
+    let text = std::fs::read_to_string(&dataset.openmetrics).unwrap();
+    let mut changed = 0;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("kube_pod_init_container_info{") && l.contains(r#"pod="mesh-a""#) {
+                changed += 1;
+                return format!(
+                    "{}\n",
+                    l.replace(r#"restart_policy="Always""#, r#"restart_policy="Always ""#)
+                );
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(changed > 0, "mesh-a has a native sidecar");
+    std::fs::write(&dataset.openmetrics, text).unwrap();
+    let p = common::serve_prometheus(dir, dataset);
+    let out = dry_run_outcome(&p, "request", &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("restart_policy Kubernetes does not accept")
+            && out.stderr.contains(r#"restart_policy="Always ""#),
+        "{}",
+        out.stderr
+    );
+}

@@ -46,6 +46,19 @@ pub(super) fn check(answer: &[Series], span: &[HourWindow]) -> Result<()> {
                     });
                 }
             }
+            Some("odd_restart_policy") => {
+                let policy = s.labels.get("restart_policy").map_or("", String::as_str);
+                if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
+                    tracing::warn!(
+                        hour = %hour_of(span, *t),
+                        restart_policy = ?policy,
+                        init_containers = n,
+                        "init containers carry a restart_policy Kubernetes does not accept \
+                         (only Always makes a native sidecar): they are billed as ordinary init \
+                         containers; check what writes kube_pod_init_container_info"
+                    );
+                }
+            }
             // Not this query's series: the other queries' own checks judge such an answer.
             _ => {}
         }
