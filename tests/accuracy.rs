@@ -1363,3 +1363,37 @@ fn an_odd_restart_policy_is_named() {
         out.stderr
     );
 }
+
+/// Outages of several lengths at several places in an hour (at its start, at its end, across
+/// its end, a single missed minute, just under the limit), on both engines: every
+/// namespace-hour equals the truth, exact for what did not change in or next to a hole.
+#[test]
+fn outages_of_several_lengths_and_places_are_bridged() {
+    let h = |hour: f64, minute: f64| hour + minute / 60.0;
+    let opts = Options {
+        hours: 7,
+        random_namespaces: 30,
+        seed: 61,
+        outages: vec![
+            (h(1.0, 0.0), h(1.0, 8.0)),
+            (h(2.0, 52.0), h(3.0, 0.0)),
+            (h(3.0, 20.0), h(3.0, 21.0)),
+            (h(4.0, 10.0), h(4.0, 24.0)),
+            (h(5.0, 50.0), h(6.0, 4.0)),
+        ],
+        ..Options::default()
+    };
+    for (engine, p) in [
+        ("prometheus", common::start_prometheus("outages", &opts)),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics("outages-vm", &opts),
+        ),
+    ] {
+        for basis in ["request", "usage", "max"] {
+            let (messages, _) = dry_run_logged(&p, basis, &[]);
+            check_on(&p, basis, &messages);
+        }
+        eprintln!("{engine}: every hour matches its truth");
+    }
+}

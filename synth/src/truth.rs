@@ -115,21 +115,23 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
         // the hole is billed to the hour after it (the last sample before the hole ends the
         // hour's climb), so each container may be off by the hole's part on either side; the
         // hours still add up. cAdvisor misses outages only, not kube-state-metrics' own gaps.
+        // (An outage that ends within an interval before an hour's edge also moves the last
+        // sample before it.)
+        let interval = cluster.max_interval();
+        let at_edge = |t: i64, g: &(i64, i64)| g.0 < t && t - interval < g.1;
         let edge_hole: i64 = cluster
             .outages
             .iter()
-            .filter(|g| (g.0 < s && s < g.1) || (g.0 < e && e < g.1))
-            .map(|g| g.1 - g.0)
+            .filter(|g| at_edge(s, g) || at_edge(e, g))
+            .map(|g| g.1 - g.0 + 2 * interval)
             .sum();
         // A changed interval moves the scrape times, so a counter's last sample in the hour
         // (which ends the hour's climb) moves by up to one interval.
         let retuned = cluster
             .interval_changes
             .iter()
-            .any(|(t, _)| (s - cluster.max_interval()..e + cluster.max_interval()).contains(t));
-        let edge_slack =
-            (edge_hole + if retuned { cluster.max_interval() } else { 0 }) as f64 / 3600.0;
-        let interval = cluster.max_interval();
+            .any(|(t, _)| (s - interval..e + interval).contains(t));
+        let edge_slack = (edge_hole + if retuned { interval } else { 0 }) as f64 / 3600.0;
         let slack = (interval + gap) as f64 / 3600.0;
         let changed = |events: &[i64]| {
             events
