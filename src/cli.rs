@@ -201,15 +201,16 @@ pub struct Args {
     #[arg(long, env = "BILL_INCOMPLETE", requires = "since")]
     pub bill_incomplete: bool,
 
-    /// A namespace kube-state-metrics always exports, whose series give the exporter's scrape
-    /// timeline (holes, interval changes) and how far the store holds each source. Every
-    /// cluster has kube-system; set another one where kube-state-metrics is limited to some
-    /// namespaces.
+    /// Namespaces (comma-separated) that always exist with running pods, whose series give
+    /// kube-state-metrics' scrape timeline (holes, interval changes) and how far the store
+    /// holds each source: kube-system in every Kubernetes cluster, openshift-monitoring on
+    /// OpenShift (whose kube-system holds no pods). Set others where kube-state-metrics is
+    /// limited to some namespaces.
     #[arg(
         long,
         env = "REFERENCE_NAMESPACE",
-        value_name = "NAMESPACE",
-        default_value = "kube-system"
+        value_name = "NAMESPACES",
+        default_value = "kube-system,openshift-monitoring"
     )]
     pub reference_namespace: String,
 

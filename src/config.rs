@@ -110,21 +110,22 @@ fn max_scrape_gap(raw: &str) -> Result<Duration> {
     Ok(d)
 }
 
-/// `--reference-namespace`: a Kubernetes namespace name (RFC 1123 label), which goes into a
-/// label matcher as it is.
+/// `--reference-namespace`: comma-separated Kubernetes namespace names (RFC 1123 labels),
+/// joined into the alternation the queries match (`kube-system|openshift-monitoring`); checked
+/// names need no escaping there.
 fn reference_namespace(raw: &str) -> Result<String> {
-    let name = raw.trim();
     let label = regex::Regex::new("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
         .map_err(|e| ConfigError::Usage(e.to_string()))?;
-    if !label.is_match(name) {
+    let names: Vec<&str> = raw.split(',').map(str::trim).collect();
+    if names.iter().any(|n| !label.is_match(n)) {
         return Err(invalid(
             "--reference-namespace",
             raw,
-            "a namespace name is lower-case letters, digits and '-', at most 63, e.g. \
-             kube-system",
+            "give namespace names (lower-case letters, digits and '-', at most 63), separated \
+             by commas, e.g. kube-system,openshift-monitoring",
         ));
     }
-    Ok(name.to_string())
+    Ok(names.join("|"))
 }
 
 fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {

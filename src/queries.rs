@@ -188,22 +188,24 @@ fn namespace_phase_samples(w: Windows) -> String {
     )
 }
 
-/// The raw samples of kube-state-metrics' phase series of the namespace `reference` in the
+/// The raw samples of kube-state-metrics' phase series of the namespaces `reference` (an
+/// alternation of namespace names, `kube-system|openshift-monitoring` by default) in the
 /// `len_ms` before the evaluation time: the exporter's scrape timeline, from which the
 /// collector learns how long each sample of an hour stands for (gaps, a changed interval) and
 /// whether the store holds the hour in full.
 ///
 /// Why one namespace: kube-state-metrics writes every series of a scrape with the scrape's
 /// timestamp (it sets none of its own; Prometheus stamps each sample with the scrape's start),
-/// so the timestamps of one series are those of every series of that target; reading one
-/// namespace's phase costs a few hundred samples instead of one per namespace. Each replica,
+/// so the timestamps of one series are those of every series of that target; reading a few
+/// namespaces' phase costs a few hundred samples instead of one per namespace. Each replica,
 /// and each pod after a restart, is its own target with its own series of the namespace, so
-/// their timestamps together are every scrape. `kube-system` (the default) exists in every
-/// cluster: the API server creates it and its NamespaceLifecycle admission plugin refuses to
-/// delete it (with `default` and `kube-public`, its "immortal" namespaces).
+/// their timestamps together are every scrape. `kube-system` exists in every cluster: the API
+/// server creates it and its NamespaceLifecycle admission plugin refuses to delete it (with
+/// `default` and `kube-public`, its "immortal" namespaces); on OpenShift it holds no pods,
+/// and `openshift-monitoring` (the platform's own Prometheus) does.
 pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
     format!(
-        "kube_namespace_status_phase{{namespace=\"{reference}\", phase=\"Active\"}}{}",
+        "kube_namespace_status_phase{{namespace=~\"{reference}\", phase=\"Active\"}}{}",
         w.select(len_ms, 0)
     )
 }
@@ -226,18 +228,18 @@ pub fn newest_samples(reference: &str, usage: bool) -> String {
     };
     let mut parts = vec![
         source(
-            format!("kube_namespace_status_phase{{namespace=\"{reference}\", phase=\"Active\"}}"),
+            format!("kube_namespace_status_phase{{namespace=~\"{reference}\", phase=\"Active\"}}"),
             KSM,
         ),
         "or".to_string(),
         source(
-            format!("kube_pod_status_phase{{namespace=\"{reference}\", phase=\"Running\"}}"),
+            format!("kube_pod_status_phase{{namespace=~\"{reference}\", phase=\"Running\"}}"),
             "kube_pod_status_phase",
         ),
         "or".to_string(),
         source(
             format!(
-                "kube_pod_container_resource_requests{{namespace=\"{reference}\", \
+                "kube_pod_container_resource_requests{{namespace=~\"{reference}\", \
                  resource=\"cpu\"}}"
             ),
             "kube_pod_container_resource_requests",
@@ -248,7 +250,7 @@ pub fn newest_samples(reference: &str, usage: bool) -> String {
         parts.push(source(
             format!(
                 "container_cpu_usage_seconds_total{{container!=\"\", container!=\"POD\", \
-                 namespace=\"{reference}\"}}"
+                 namespace=~\"{reference}\"}}"
             ),
             CADVISOR,
         ));
@@ -270,7 +272,7 @@ pub fn source_metric(source: &str) -> &str {
 /// before the evaluation time: whether it has data after hours it holds nothing of.
 pub fn samples_since(w: Windows, reference: &str, len_ms: u128) -> String {
     format!(
-        "sum(count_over_time(kube_namespace_status_phase{{namespace=\"{reference}\", \
+        "sum(count_over_time(kube_namespace_status_phase{{namespace=~\"{reference}\", \
          phase=\"Active\"}}{}))",
         w.select(len_ms, 0)
     )
@@ -1259,11 +1261,12 @@ mod tests {
                 "{what}: a bare selector in\n{scoped}"
             );
             assert!(opened >= q.matches('{').count(), "{what}");
-            // Scoping never names a namespace or a time (the time reference names the one
+            // Scoping never names a namespace or a time (the time reference names the ones
             // it reads, and nothing else).
             let reference = ["scrape times", "newest samples"].contains(&what);
+            assert!(!scoped.contains("namespace=\""), "{what}: {scoped}");
             assert_eq!(
-                scoped.contains("namespace=\""),
+                scoped.contains("namespace=~\"kube-system"),
                 reference,
                 "{what}: {scoped}"
             );

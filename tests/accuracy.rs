@@ -1397,3 +1397,34 @@ fn outages_of_several_lengths_and_places_are_bridged() {
         eprintln!("{engine}: every hour matches its truth");
     }
 }
+
+/// The reference namespaces are a list: OpenShift's kube-system holds no pods, and its
+/// `openshift-monitoring` does. Read from either, the scrape timeline and the bill are the
+/// same; a name that is not a namespace name is a usage error.
+#[test]
+fn the_reference_namespaces_are_a_list() {
+    let p = standard();
+    let hours = ("2026-11-01T03:00:00Z", "2026-11-01T05:00:00Z");
+    let default = dry_run_range(p, hours.0, hours.1, &[]);
+    let openshift = dry_run_range(
+        p,
+        hours.0,
+        hours.1,
+        &["--reference-namespace", "openshift-monitoring"],
+    );
+    assert_eq!(default.code, 0, "{}", default.stderr);
+    assert_eq!(openshift.code, 0, "{}", openshift.stderr);
+    assert_eq!(default.stdout, openshift.stdout);
+    let bad = dry_run_range(
+        p,
+        hours.0,
+        hours.1,
+        &["--reference-namespace", "kube-system,a|b"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--reference-namespace"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -201,12 +201,12 @@ pub enum CollectError {
         values: String,
     },
     #[error(
-        "the store holds kube-state-metrics' namespaces but no {metric} series in namespace \
-         {namespace} from {from} to {to}: a run would bill what it measures as 0 for every \
+        "the store holds kube-state-metrics' namespaces but no {metric} series in the reference \
+         namespaces ({namespace}) from {from} to {to}: a run would bill what it measures as 0 for every \
          namespace, so nothing was billed. Scrape the exporter that writes it (cAdvisor: the \
          kubelet's /metrics/cadvisor; kube-state-metrics: its pods collector), check that \
-         --prometheus-selector and relabelling keep it, or set --reference-namespace to a \
-         namespace with running pods (`consumption-metrics check` lists every metric)"
+         --prometheus-selector and relabelling keep it, or set --reference-namespace to \
+         namespaces with running pods (`consumption-metrics check` lists every metric)"
     )]
     MissingSource {
         metric: String,
@@ -216,10 +216,10 @@ pub enum CollectError {
     },
     #[error(
         "the store holds no kube-state-metrics data of the reference namespace \
-         (kube_namespace_status_phase{{namespace=\"{namespace}\"}}) from {from} to {to}, nor \
+         (kube_namespace_status_phase{{namespace=~\"{namespace}\"}}) from {from} to {to}, nor \
          after it: either it lags more than that behind (check the remote-write \
-         pipeline and the store's ingestion) or kube-state-metrics does not export that \
-         namespace (set --reference-namespace, REFERENCE_NAMESPACE, to a namespace it always \
+         pipeline and the store's ingestion) or kube-state-metrics does not export those \
+         namespaces (set --reference-namespace, REFERENCE_NAMESPACE, to namespaces it always \
          exports). The scrape timeline and how far the store holds each hour are read from \
          it; nothing was billed"
     )]

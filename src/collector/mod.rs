@@ -93,7 +93,8 @@ pub struct CollectSettings {
     pub max_scrape_gap: Duration,
     /// Bill hours the store does not hold in full yet (`--bill-incomplete`, backfills only).
     pub bill_incomplete: bool,
-    /// The namespace whose series give the scrape timeline (`--reference-namespace`).
+    /// The namespaces whose series give the scrape timeline (`--reference-namespace`), as a
+    /// regular-expression alternation of checked names (`kube-system|openshift-monitoring`).
     pub reference_namespace: String,
     /// The run's clock (`--now`): how far the store may hold data.
     pub now: chrono::DateTime<chrono::Utc>,
@@ -488,7 +489,7 @@ impl<'a> Collector<'a> {
     async fn selector_matches_something(&self, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
         let label = &self.config.cluster_label;
         let q = format!(
-            "group by ({label}) (last_over_time(kube_namespace_status_phase{{namespace=\"{}\"}}[1h]))",
+            "group by ({label}) (last_over_time(kube_namespace_status_phase{{namespace=~\"{}\"}}[1h]))",
             self.config.reference_namespace
         );
         let answer = self
