@@ -1428,3 +1428,38 @@ fn the_reference_namespaces_are_a_list() {
         bad.stderr
     );
 }
+
+/// kube-state-metrics scaled from one replica to two at 02:30: from then on every object has
+/// twice the samples, each standing for half the time; the hour is weighed per segment and
+/// every namespace-hour equals the truth on both engines (one weight for the hour, the average,
+/// would bill objects that start or stop in it by the replicas that saw them).
+#[test]
+fn a_replica_added_inside_an_hour_is_weighed_per_segment() {
+    let opts = Options {
+        hours: 5,
+        random_namespaces: 15,
+        seed: 71,
+        ksm_replica_from: vec![0.0, 2.5],
+        ..Options::default()
+    };
+    for (engine, p) in [
+        (
+            "prometheus",
+            common::start_prometheus("replica-added", &opts),
+        ),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics("replica-added-vm", &opts),
+        ),
+    ] {
+        for basis in ["request", "max"] {
+            let (messages, stderr) = dry_run_logged(&p, basis, &[]);
+            check_on(&p, basis, &messages);
+            assert!(
+                stderr.contains("scraped unevenly in this hour")
+                    && stderr.contains("hour=[2026-11-01T02:00:00Z"),
+                "{engine}: {stderr}"
+            );
+        }
+    }
+}

@@ -199,6 +199,9 @@ pub struct Cluster {
     /// Offsets (seconds after each interval tick) of the kube-state-metrics replicas; one
     /// entry per replica.
     pub ksm_offsets: Vec<i64>,
+    /// When each replica is first scraped (Unix seconds; none: from the start): a replica
+    /// added later (kube-state-metrics scaled from one to two).
+    pub ksm_replica_from: Vec<i64>,
     /// Offset of the kubelet's cAdvisor scrapes.
     pub cadvisor_offset: i64,
     /// Periods `[from, to)` in which no kube-state-metrics replica was scraped.

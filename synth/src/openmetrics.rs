@@ -18,7 +18,9 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     // Per replica and pod (one more after each restart), its instance and scrape times.
     let mut ksm: Vec<(String, Vec<i64>)> = Vec::new();
     for (r, off) in cluster.ksm_offsets.iter().enumerate() {
-        let times = cluster.scrape_times(*off, &cluster.ksm_gaps);
+        let from = cluster.ksm_replica_from.get(r).copied().unwrap_or(i64::MIN);
+        let mut times = cluster.scrape_times(*off, &cluster.ksm_gaps);
+        times.retain(|t| *t >= from);
         let mut edges = cluster.ksm_restarts.clone();
         edges.sort_unstable();
         let mut from = i64::MIN;

@@ -29,6 +29,9 @@ pub struct Options {
     pub only_random: bool,
     /// Seconds after each interval tick at which each kube-state-metrics replica is scraped.
     pub ksm_offsets: Vec<i64>,
+    /// Per replica, the hour after `start` from which it is scraped (missing: from the start):
+    /// kube-state-metrics scaled up inside the data.
+    pub ksm_replica_from: Vec<f64>,
     /// Seconds after each tick at which cAdvisor is scraped.
     pub cadvisor_offset: i64,
     /// Hours after `start` (fractions allowed, e.g. 2.5) at which every kube-state-metrics
@@ -87,6 +90,7 @@ impl Default for Options {
             seed: 42,
             only_random: false,
             ksm_offsets: vec![7, 13],
+            ksm_replica_from: Vec::new(),
             cadvisor_offset: 11,
             ksm_restarts: Vec::new(),
             second_exporter: None,
@@ -879,6 +883,7 @@ pub fn build(opts: &Options) -> Cluster {
         data_end: t0 + opts.hours * H,
         interval: opts.interval,
         ksm_offsets: opts.ksm_offsets.iter().map(|o| offset(*o)).collect(),
+        ksm_replica_from: opts.ksm_replica_from.iter().map(|h| at(*h)).collect(),
         cadvisor_offset: offset(opts.cadvisor_offset),
         ksm_gaps,
         outages,
