@@ -478,7 +478,7 @@ async fn prometheus_checks(
         ),
         Err(e) => lines.fail("scrape interval", e.to_string(), exit::COLLECT),
     }
-    time_checks(&collector, config, hour, lines).await;
+    let time = time_checks(&collector, config, hour, lines).await;
     let seen = at_end(
         &prometheus,
         "namespaces",
@@ -493,7 +493,13 @@ async fn prometheus_checks(
     .await
     .map(|s| s.len())
     .unwrap_or(0);
-    match collector.collect_span(std::slice::from_ref(hour)).await {
+    // The store's time read once: the lines above showed it, the hour is collected with it.
+    let span = std::slice::from_ref(hour);
+    let collected = match &time {
+        Some(time) => collector.collect_span_at(span, time).await,
+        None => collector.collect_span(span).await,
+    };
+    match collected {
         Ok(collected) if collected.waiting.is_some() => {
             if let Some(w) = collected.waiting {
                 lines.warn(
@@ -701,11 +707,14 @@ async fn time_checks(
     config: &Config,
     hour: &HourWindow,
     lines: &mut Lines,
-) {
+) -> Option<collector::StoreTime> {
     let span = std::slice::from_ref(hour);
     let time = match collector.time_of(span).await {
         Ok(t) => t,
-        Err(e) => return lines.fail("newest samples", e.to_string(), exit::COLLECT),
+        Err(e) => {
+            lines.fail("newest samples", e.to_string(), exit::COLLECT);
+            return None;
+        }
     };
     let waiting = time.waiting(span);
     // The families of kube-state-metrics share its scrapes: its line stands for them (one
@@ -761,7 +770,7 @@ async fn time_checks(
                     format!(
                         "{} without a sample from {}",
                         humantime::format_duration(Duration::from_secs(g.len().as_secs())),
-                        millis_rfc3339(g.from)
+                        crate::window::rfc3339_millis(g.from)
                     )
                 })
                 .collect();
@@ -799,7 +808,7 @@ async fn time_checks(
                  --max-scrape-gap {}: a run refuses the hour (exit 4). Raise the flag for one \
                  run to bill it from both sides of the hole",
                 humantime::format_duration(Duration::from_secs(g.len().as_secs())),
-                millis_rfc3339(g.from),
+                crate::window::rfc3339_millis(g.from),
                 humantime::format_duration(config.collect.max_scrape_gap)
             ),
             exit::COLLECT,
@@ -809,13 +818,8 @@ async fn time_checks(
             format!("kube-state-metrics has no sample in {hour} (see the retention line)"),
             exit::COLLECT,
         ),
-    }
-}
-
-fn millis_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| ms.to_string())
+    };
+    Some(time)
 }
 
 /// The checkpoint's value (the hour after it), and its line: readable and writable, proven

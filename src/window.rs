@@ -94,6 +94,13 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A sample's time (Unix milliseconds, as the store has it) as RFC 3339 with milliseconds.
+pub fn rfc3339_millis(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// The end of the newest hour that may be billed at `now`: its end plus the settle delay is
 /// not after `now`.
 pub fn latest_billable_end(now: DateTime<Utc>, settle: Duration) -> DateTime<Utc> {

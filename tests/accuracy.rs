@@ -1073,17 +1073,8 @@ fn time_options(on_the_hour: bool) -> Options {
 fn holes_and_retuned_intervals_are_billed_as_time_passed() {
     for on_the_hour in [false, true] {
         let opts = time_options(on_the_hour);
-        let name = |engine: &str| format!("time-{engine}-{on_the_hour}");
-        for (engine, p) in [
-            (
-                "prometheus",
-                common::start_prometheus(&name("prometheus"), &opts),
-            ),
-            (
-                "victoria-metrics",
-                common::start_victoria_metrics(&name("vm"), &opts),
-            ),
-        ] {
+        let name = format!("time-{on_the_hour}");
+        for (engine, p) in on_both_engines(&name, &opts) {
             for basis in ["request", "usage", "max"] {
                 let (messages, stderr) = dry_run_logged(&p, basis, &[]);
                 check_on(&p, basis, &messages);
@@ -1156,13 +1147,7 @@ fn an_hour_the_store_does_not_hold_in_full_is_refused() {
         late_batch: Some(4.75),
         ..Options::default()
     };
-    for (engine, p) in [
-        ("prometheus", common::start_prometheus("lagging", &opts)),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics("lagging-vm", &opts),
-        ),
-    ] {
+    for (engine, p) in on_both_engines("lagging", &opts) {
         let run_until = |until: &str, extra: &[&str]| {
             run(bin()
                 .args([
@@ -1383,13 +1368,7 @@ fn outages_of_several_lengths_and_places_are_bridged() {
         ],
         ..Options::default()
     };
-    for (engine, p) in [
-        ("prometheus", common::start_prometheus("outages", &opts)),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics("outages-vm", &opts),
-        ),
-    ] {
+    for (engine, p) in on_both_engines("outages", &opts) {
         for basis in ["request", "usage", "max"] {
             let (messages, _) = dry_run_logged(&p, basis, &[]);
             check_on(&p, basis, &messages);
@@ -1442,16 +1421,7 @@ fn a_replica_added_inside_an_hour_is_weighed_per_segment() {
         ksm_replica_from: vec![0.0, 2.5],
         ..Options::default()
     };
-    for (engine, p) in [
-        (
-            "prometheus",
-            common::start_prometheus("replica-added", &opts),
-        ),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics("replica-added-vm", &opts),
-        ),
-    ] {
+    for (engine, p) in on_both_engines("replica-added", &opts) {
         for basis in ["request", "max"] {
             let (messages, stderr) = dry_run_logged(&p, basis, &[]);
             check_on(&p, basis, &messages);
@@ -1462,4 +1432,16 @@ fn a_replica_added_inside_an_hour_is_weighed_per_segment() {
             );
         }
     }
+}
+
+/// The cluster `opts` in a real Prometheus (closed windows) and a real VictoriaMetrics
+/// (left-open windows), each named after `name`.
+fn on_both_engines(name: &str, opts: &Options) -> [(&'static str, TestPrometheus); 2] {
+    [
+        ("prometheus", common::start_prometheus(name, opts)),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics(&format!("{name}-vm"), opts),
+        ),
+    ]
 }

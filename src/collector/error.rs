@@ -152,7 +152,8 @@ pub enum CollectError {
          validation forbids for a quantity: corrupt data (a relabelling rule, a broken \
          exporter). Billed, it would lower or drop pods' requests; nothing was billed. Find \
          them with `{{__name__=~\"kube_pod_overhead_.*|kube_pod_init_container_resource_requests\"}} \
-         < 0` (or `!= ` itself for NaN) and fix their source"
+         < 0` (for NaN: each of those metrics compared with itself, `x != x`) and fix \
+         what writes them"
     )]
     ImpossibleRequests {
         hour: String,

@@ -52,7 +52,7 @@ use crate::gpu::Weight;
 use crate::prometheus::{Prometheus, RangeQuery, SampleQuery, Series};
 use crate::queries::{self, CpuBasis, RequestModel, SampleWeight, Windows};
 use crate::usage::{Dimension, Tier};
-use crate::window::{HourWindow, rfc3339};
+use crate::window::{HourWindow, rfc3339, rfc3339_millis};
 use validate::{Adds, Answer, BY_NAMESPACE};
 
 /// How the CPU of namespaces whose usage counters fell within an hour is read (queries module
@@ -153,7 +153,7 @@ impl Waiting {
 
     pub fn newest_text(&self) -> String {
         self.newest
-            .map(millis_text)
+            .map(rfc3339_millis)
             .unwrap_or_else(|| format!("none in the {NEWEST_LOOKBACK_HOURS} hours before"))
     }
 }
@@ -177,13 +177,6 @@ impl StoreTime {
             },
         )
     }
-}
-
-/// Unix milliseconds as RFC 3339.
-fn millis_text(t: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(t)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| t.to_string())
 }
 
 pub struct Collector<'a> {
@@ -302,6 +295,16 @@ impl<'a> Collector<'a> {
     #[instrument(skip_all, fields(from = %span.first().map(|w| rfc3339(w.start())).unwrap_or_default(), hours = span.len()))]
     pub async fn collect_span(&self, span: &[HourWindow]) -> Result<Collected> {
         let time = self.time_of(span).await?;
+        self.collect_span_at(span, &time).await
+    }
+
+    /// [`Collector::collect_span`] with the store's time of `span` read already
+    /// ([`Collector::time_of`]; `check` shows it before it collects).
+    pub async fn collect_span_at(
+        &self,
+        span: &[HourWindow],
+        time: &StoreTime,
+    ) -> Result<Collected> {
         let (complete, waiting) = match time.waiting(span) {
             Some(w) if self.config.bill_incomplete => {
                 warn!(
@@ -330,8 +333,8 @@ impl<'a> Collector<'a> {
                 Err(timeline::Unweighable::TooLong(gap)) => {
                     return Err(CollectError::ScrapeGap {
                         hour: hour.to_string(),
-                        from: millis_text(gap.from),
-                        to: millis_text(gap.to),
+                        from: rfc3339_millis(gap.from),
+                        to: rfc3339_millis(gap.to),
                         minutes: gap.len().as_secs_f64() / 60.0,
                         limit: humantime::format_duration(self.config.max_scrape_gap).to_string(),
                     });

@@ -74,10 +74,6 @@ impl Timeline {
         Timeline { times, interval }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.times.is_empty()
-    }
-
     /// The exporter's scrape interval: the time between two scrapes of one target.
     pub fn interval_ms(&self) -> Option<i64> {
         self.interval
@@ -198,29 +194,19 @@ pub fn weigh(
     bounds.push(e);
     let weights: Vec<i64> = bounds.windows(2).map(|b| b[1] - b[0]).collect();
     // Unclipped, for the evenness test: the edges of an evenly scraped hour weigh less or
-    // more after clipping only because the hour's edge falls between two scrapes.
-    let around: Vec<Option<i64>> = (0..inside.len())
+    // more after clipping only because the hour's edge falls between two scrapes. Where the
+    // data starts or ends, one side says nothing of the time a sample stands for (replicas
+    // make every other spacing short): such a sample keeps its clipped weight and is not
+    // judged (`known` false).
+    let (around, known): (Vec<i64>, Vec<bool>) = (0..inside.len())
         .map(|i| {
             let before = if i == 0 { prev } else { Some(inside[i - 1]) };
-            let after =
-                inside
-                    .get(i + 1)
-                    .copied()
-                    .or(if i + 1 == inside.len() { next } else { None });
-            match (before, after) {
-                (Some(b), Some(a)) => Some((a - b) / 2),
-                // Where the data starts or ends: one side says nothing of the time a sample
-                // stands for (replicas make every other spacing short).
-                _ => None,
+            match (before, inside.get(i + 1).copied().or(next)) {
+                (Some(b), Some(a)) => ((a - b) / 2, true),
+                _ => (weights[i], false),
             }
         })
-        .collect();
-    let known: Vec<bool> = around.iter().map(Option::is_some).collect();
-    let around: Vec<i64> = around
-        .iter()
-        .zip(&weights)
-        .map(|(a, w)| a.unwrap_or(*w))
-        .collect();
+        .unzip();
     let mut sorted = around.clone();
     sorted.sort_unstable();
     let median = sorted[sorted.len() / 2] as f64;
