@@ -311,7 +311,18 @@ pub fn validate(
                 e.external_id
             ));
         }
-        for (dim, q) in e.consumption.quantities() {
+        if let Some(key) = e
+            .consumption
+            .gpu_models
+            .keys()
+            .find(|k| !crate::usage::is_model_key(k))
+        {
+            return Err(format!(
+                "{} has the key {key:?}, which is neither a dimension nor gpu_<model suffix>",
+                e.external_id
+            ));
+        }
+        for (dim, q) in e.consumption.named_quantities() {
             if !is_billable(q) {
                 // 1e300 as 1e300, not as 301 digits.
                 let shown = if q.abs() >= 1e15 {

@@ -97,7 +97,7 @@ impl std::str::FromStr for Tier {
 
 /// What one namespace held in one hour. Unrounded as collected; a message's `consumption` is
 /// the same quantities rounded ([`NamespaceUsage::rounded`]), hence the serde field names.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NamespaceUsage {
     /// Core-hours.
     pub cpu: f64,
@@ -113,6 +113,11 @@ pub struct NamespaceUsage {
     /// `--bill-memory`, so that the default messages are what they always were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ram: Option<f64>,
+    /// GPU-hours per GPU model, keyed `gpu_<suffix>` (`--gpu-model`): part of `gpu`, and
+    /// empty (absent from the message) unless models are billing keys; then every entry
+    /// carries every configured key.
+    #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpu_models: BTreeMap<String, f64>,
 }
 
 impl NamespaceUsage {
@@ -155,11 +160,21 @@ impl NamespaceUsage {
             .map(|d| (d, self.get(d)))
     }
 
+    /// Every quantity by its message key: the dimensions', then the GPU models'.
+    pub fn named_quantities(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.quantities()
+            .map(|(d, q)| (d.name(), q))
+            .chain(self.gpu_models.iter().map(|(k, q)| (k.as_str(), *q)))
+    }
+
     /// Every billed quantity rounded by `round`.
     pub fn rounded(&self, round: impl Fn(f64) -> f64) -> Self {
-        let mut r = *self;
+        let mut r = self.clone();
         for (d, q) in self.quantities() {
             *r.get_mut(d) = round(q);
+        }
+        for q in r.gpu_models.values_mut() {
+            *q = round(*q);
         }
         r
     }
@@ -179,6 +194,22 @@ pub const MAX_QUANTITY: f64 = 1e9;
 /// Whether `q` may be billed: finite, not negative, at most [`MAX_QUANTITY`].
 pub fn is_billable(q: f64) -> bool {
     q.is_finite() && (0.0..=MAX_QUANTITY).contains(&q)
+}
+
+/// The longest suffix of a per-model key (`gpu_<suffix>`).
+pub const MAX_MODEL_SUFFIX: usize = 32;
+
+/// Whether `key` is a per-model GPU key as `--gpu-model` writes them: `gpu_` and a suffix of
+/// `a-z`, `0-9` and inner `_`.
+pub fn is_model_key(key: &str) -> bool {
+    key.strip_prefix("gpu_").is_some_and(|s| {
+        !s.is_empty()
+            && s.len() <= MAX_MODEL_SUFFIX
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    })
 }
 
 /// Whether `name` is a Kubernetes namespace name (an RFC 1123 label).
@@ -203,7 +234,7 @@ mod tests {
         for (i, d) in Dimension::ALL.into_iter().enumerate() {
             *u.get_mut(d) = i as f64 + 1.0;
         }
-        let json = serde_json::to_value(u).unwrap();
+        let json = serde_json::to_value(&u).unwrap();
         for (i, d) in Dimension::ALL.into_iter().enumerate() {
             assert_eq!(json[d.name()], i as f64 + 1.0, "{d}");
         }
@@ -211,7 +242,7 @@ mod tests {
         assert_eq!(u.rounded(|q| q * 2.0).get(Dimension::Gpu), 4.0);
         // Memory is absent unless billed: the default messages keep their six keys.
         let without = NamespaceUsage::default();
-        let json = serde_json::to_value(without).unwrap();
+        let json = serde_json::to_value(&without).unwrap();
         assert_eq!(json.as_object().unwrap().len(), Dimension::ALL.len() - 1);
         assert!(json.get("ram").is_none());
         assert_eq!(without.quantities().count(), 6);

@@ -94,7 +94,7 @@ pub(super) fn compare(published: &[KafkaMessage], now: &[KafkaMessage]) -> Vec<S
     let entries = |ms: &[KafkaMessage]| -> BTreeMap<String, Consumption> {
         ms.iter()
             .flat_map(|m| &m.payload)
-            .map(|e| (e.external_id.clone(), e.consumption))
+            .map(|e| (e.external_id.clone(), e.consumption.clone()))
             .collect()
     };
     let (before, after) = (entries(published), entries(now));
@@ -114,6 +114,20 @@ pub(super) fn compare(published: &[KafkaMessage], now: &[KafkaMessage]) -> Vec<S
             let (x, y) = (shown(b), shown(a));
             if x != y {
                 findings.push(format!("{id} {dim}: topic {x}, now {y}"));
+            }
+        }
+        // GPU models (`--gpu-model`): a key on one side only is a difference too.
+        let models: std::collections::BTreeSet<&String> =
+            b.gpu_models.keys().chain(a.gpu_models.keys()).collect();
+        for key in models {
+            let shown = |u: &Consumption| {
+                u.gpu_models
+                    .get(key)
+                    .map_or_else(|| "absent".to_string(), f64::to_string)
+            };
+            let (x, y) = (shown(b), shown(a));
+            if x != y {
+                findings.push(format!("{id} {key}: topic {x}, now {y}"));
             }
         }
     }

@@ -173,7 +173,7 @@ pub(super) fn check_record(
     for e in &body.payload {
         if let Some((dim, q)) = e
             .consumption
-            .quantities()
+            .named_quantities()
             .find(|(_, q)| message::round(*q) != *q)
         {
             return Err(format!(

@@ -49,6 +49,7 @@ fn message(cluster: &str, window: &HourWindow, part: usize, cpu: &[(&str, f64)])
                     storage_rwx_basic: 0.0,
                     storage_rwx_premium: 0.0,
                     ram: None,
+                    gpu_models: Default::default(),
                 },
             })
             .collect(),

@@ -13,6 +13,7 @@
 //! [`SpanUsage::add`] with what its series add to.
 
 mod cpu;
+pub mod devices;
 mod error;
 mod interval;
 mod labels;

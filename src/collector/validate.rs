@@ -307,7 +307,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hours.len(), 2);
-        let a1 = hours[0].namespaces["a"];
+        let a1 = &hours[0].namespaces["a"];
         assert_eq!(a1.gpu, 120.0 * 30.0 / 3600.0 * 0.5);
         assert_eq!(hours[1].namespaces["a"].gpu, 120.0 * 60.0 / 3600.0 * 0.5);
         assert_eq!(hours[0].namespaces["b"], NamespaceUsage::default());

@@ -1,0 +1,330 @@
+//! GPU-hours from the devices themselves (`--gpu-source devices`): each dcgm-exporter sample
+//! of a device ([`crate::dcgm`]) stands for the time around it, and that time is billed to the
+//! pods the sample names.
+//!
+//! The rules, per device (a whole GPU or a MIG instance), over the samples of every series of
+//! it (several dcgm-exporter replicas, a restarted exporter and the per-pod copies of a shared
+//! device are all series of one device):
+//! - **Each sample time stands for the time from the midpoint with the one before to the
+//!   midpoint with the one after**, clipped to the hour, as kube-state-metrics' samples do
+//!   ([`super::timeline`]): replicas' samples interleave and each stands for its share, a
+//!   Prometheus outage is bridged from both sides, a retuned interval changes the share. A
+//!   device's first and last sample (a node added or removed, MIG reconfigured) stand for half
+//!   the device's typical interval outward. A hole longer than `--max-scrape-gap` inside the
+//!   hour refuses the hour, as a hole of kube-state-metrics does: nobody can tell who held the
+//!   device in it.
+//! - **The pods a sample time names share the device equally** (time-slicing and MPS copy the
+//!   series once per pod; one pod with two containers on it is one pod). A sample time naming
+//!   nobody is idle: counted for `check`, never billed.
+//! - **A MIG instance weighs its profile's compute slices** (`GPU_I_PROFILE="3g.40gb"` as
+//!   `nvidia.com/mig-3g.40gb`, C/7 or `--gpu-resource`); a whole GPU weighs 1. While a GPU
+//!   has MIG instances, its own whole-GPU series (if any) is not a device that can be held.
+//!
+//! So a pod that starts or stops between two samples is billed within half an interval of
+//! its time, and a sample is never counted twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dcgm::{DeviceKey, DeviceSeries, Holder};
+use crate::gpu::{GpuModels, GpuWeights, Weight};
+
+/// One hour `[start, end)` (Unix milliseconds) of device samples, integrated.
+#[derive(Debug, Default, PartialEq)]
+pub struct DeviceHour {
+    /// `(namespace, model key)` → GPU-seconds held; the key is `""` without `--gpu-model`.
+    pub held: BTreeMap<(String, String), f64>,
+    /// Model name → GPU-seconds of devices nobody held.
+    pub idle: BTreeMap<String, f64>,
+    /// Model name → devices seen in the hour (MIG instances count as their weight).
+    pub seen: BTreeMap<String, f64>,
+    /// Pods that held a device through a DRA ResourceClaim in the hour.
+    pub dra: BTreeSet<Holder>,
+    /// MIG profiles without a weight: billed 0, warned about.
+    pub unweighted: BTreeSet<String>,
+    /// Models of devices held in the hour that `--gpu-model` does not map (only with models).
+    pub unmapped: BTreeSet<String>,
+}
+
+/// Why an hour of device samples cannot be billed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hole {
+    pub device: DeviceKey,
+    pub node: String,
+    /// The samples around it, Unix milliseconds.
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Integrate the series of one read around the hour `[start, end)`: the read covers the hour
+/// and `--max-scrape-gap` on either side, so a sample's neighbours outside the hour are known.
+/// `interval_ms` is the interval a device with a single sample is taken to be scraped at.
+pub fn integrate(
+    series: &[DeviceSeries],
+    (start, end): (i64, i64),
+    max_gap_ms: i64,
+    interval_ms: i64,
+    weights: &GpuWeights,
+    models: &GpuModels,
+) -> Result<DeviceHour, Hole> {
+    // Every series of a device together; a GPU's own series dropped while it has instances.
+    let with_instances: BTreeSet<&str> = series
+        .iter()
+        .filter(|s| !s.device.instance_id.is_empty())
+        .map(|s| s.device.uuid.as_str())
+        .collect();
+    let mut devices: BTreeMap<&DeviceKey, Vec<&DeviceSeries>> = BTreeMap::new();
+    for s in series {
+        if s.device.instance_id.is_empty() && with_instances.contains(s.device.uuid.as_str()) {
+            continue;
+        }
+        devices.entry(&s.device).or_default().push(s);
+    }
+    let mut out = DeviceHour::default();
+    for (device, series) in devices {
+        let Some(first) = series.first() else {
+            continue;
+        };
+        let (model, node) = (&first.model, &first.node);
+        let weight = match &first.profile {
+            None => 1.0,
+            Some(profile) => match weights.weight(&crate::dcgm::mig_resource(profile)) {
+                Weight::Known(w) => w,
+                Weight::Unknown | Weight::SharedUnconfigured => {
+                    out.unweighted.insert(profile.clone());
+                    0.0
+                }
+            },
+        };
+        // Sample time → the pods it names (empty: nobody), and whether through DRA.
+        let mut at: BTreeMap<i64, BTreeSet<(&Holder, bool)>> = BTreeMap::new();
+        for s in &series {
+            for t in &s.times {
+                let names = at.entry(*t).or_default();
+                if let Some(h) = &s.holder {
+                    names.insert((h, s.dra));
+                }
+            }
+        }
+        let times: Vec<i64> = at.keys().copied().collect();
+        let typical = typical_interval(&times).unwrap_or(interval_ms);
+        let mut in_hour = false;
+        for (i, (t, names)) in at.iter().enumerate() {
+            let before = i.checked_sub(1).and_then(|j| times.get(j)).copied();
+            let after = times.get(i + 1).copied();
+            for (a, b) in [(before, Some(*t)), (Some(*t), after)] {
+                if let (Some(a), Some(b)) = (a, b)
+                    && b - a > max_gap_ms
+                    && a < end
+                    && b > start
+                {
+                    return Err(Hole {
+                        device: device.clone(),
+                        node: node.clone(),
+                        from: a,
+                        to: b,
+                    });
+                }
+            }
+            let left = before.map_or(t - typical / 2, |b| b + (t - b) / 2);
+            let right = after.map_or(t + typical / 2, |a| t + (a - t) / 2);
+            let secs = (right.min(end) - left.max(start)).max(0) as f64 / 1000.0;
+            if secs <= 0.0 {
+                continue;
+            }
+            in_hour = true;
+            let gpu_secs = secs * weight;
+            let pods: BTreeSet<&Holder> = names.iter().map(|(h, _)| *h).collect();
+            if pods.is_empty() {
+                *out.idle.entry(model.clone()).or_default() += gpu_secs;
+                continue;
+            }
+            let key = if models.is_empty() {
+                String::new()
+            } else if let Some(k) = models.key(model) {
+                k.to_string()
+            } else {
+                out.unmapped.insert(model.clone());
+                continue;
+            };
+            let share = gpu_secs / pods.len() as f64;
+            for pod in pods {
+                *out.held
+                    .entry((pod.namespace.clone(), key.clone()))
+                    .or_default() += share;
+            }
+            for (h, dra) in names {
+                if *dra {
+                    out.dra.insert((*h).clone());
+                }
+            }
+        }
+        if in_hour {
+            *out.seen.entry(model.clone()).or_default() += weight;
+        }
+    }
+    Ok(out)
+}
+
+/// The median spacing of a device's distinct sample times, if it has two.
+fn typical_interval(times: &[i64]) -> Option<i64> {
+    let mut d: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    d.sort_unstable();
+    d.get(d.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 3_600_000;
+    const E: i64 = 2 * S;
+    const GAP: i64 = 15 * 60_000;
+
+    fn holder(ns: &str, pod: &str) -> Option<Holder> {
+        Some(Holder {
+            namespace: ns.into(),
+            pod: pod.into(),
+        })
+    }
+
+    fn device(uuid: &str, holder: Option<Holder>, times: Vec<i64>) -> DeviceSeries {
+        DeviceSeries {
+            device: DeviceKey {
+                uuid: uuid.into(),
+                instance_id: String::new(),
+            },
+            model: "Tesla T4".into(),
+            profile: None,
+            node: "n1".into(),
+            holder,
+            dra: false,
+            times,
+        }
+    }
+
+    /// Samples every `every` ms with `offset`, in `[from, to)`.
+    fn ticks(from: i64, to: i64, every: i64, offset: i64) -> Vec<i64> {
+        (0..)
+            .map(|k| from - from.rem_euclid(every) + offset + k * every)
+            .filter(|t| *t >= from)
+            .take_while(|t| *t < to)
+            .collect()
+    }
+
+    fn run(series: &[DeviceSeries], models: &GpuModels) -> DeviceHour {
+        integrate(
+            series,
+            (S, E),
+            GAP,
+            30_000,
+            &GpuWeights::default(),
+            models,
+        )
+        .unwrap()
+    }
+
+    fn held(h: &DeviceHour, ns: &str) -> f64 {
+        h.held
+            .iter()
+            .filter(|((n, _), _)| n == ns)
+            .map(|(_, s)| s / 3600.0)
+            .sum()
+    }
+
+    #[test]
+    fn a_pod_starting_mid_hour_is_billed_from_the_midpoint() {
+        let start = S + 20 * 60_000 + 10_000; // 20:10 into the hour
+        let before = ticks(S - GAP, start, 30_000, 7_000);
+        let after = ticks(start, E + GAP, 30_000, 7_000);
+        let h = run(
+            &[
+                device("GPU-1", None, before),
+                device("GPU-1", holder("a", "p"), after),
+            ],
+            &GpuModels::default(),
+        );
+        let truth = (E - start) as f64 / 3_600_000.0;
+        assert!((held(&h, "a") - truth).abs() <= 30.0 / 3600.0, "{h:?}");
+        let idle = h.idle["Tesla T4"] / 3600.0;
+        assert!((idle + held(&h, "a") - 1.0).abs() < 1e-9, "{h:?}");
+        assert_eq!(h.seen["Tesla T4"], 1.0);
+    }
+
+    #[test]
+    fn replicas_interleave_and_shared_devices_split() {
+        // Two exporter replicas at 7 s and 19 s, both naming two pods: each pod half a GPU.
+        let mut series = Vec::new();
+        for off in [7_000, 19_000] {
+            for pod in ["p", "q"] {
+                let mut s = device("GPU-1", holder("a", pod), ticks(S - GAP, E + GAP, 30_000, off));
+                if pod == "q" {
+                    s.holder = holder("b", pod);
+                }
+                series.push(s);
+            }
+        }
+        let h = run(&series, &GpuModels::default());
+        assert!((held(&h, "a") - 0.5).abs() < 1e-9, "{h:?}");
+        assert!((held(&h, "b") - 0.5).abs() < 1e-9, "{h:?}");
+    }
+
+    #[test]
+    fn mig_instances_weigh_their_slices_and_hide_their_gpu() {
+        let mut parent = device("GPU-1", holder("x", "x"), ticks(S - GAP, E + GAP, 30_000, 0));
+        parent.model = "NVIDIA H100 80GB HBM3".into();
+        let mig = |id: &str, profile: &str, ns: &str| {
+            let mut s = parent.clone();
+            s.device.instance_id = id.into();
+            s.profile = Some(profile.into());
+            s.holder = holder(ns, "p");
+            s
+        };
+        let h = run(
+            &[
+                parent.clone(),
+                mig("1", "3g.40gb", "a"),
+                mig("2", "1g.10gb", "b"),
+                mig("3", "1g.10gb", "b"),
+            ],
+            &GpuModels::default(),
+        );
+        assert!((held(&h, "a") - 3.0 / 7.0).abs() < 1e-9);
+        assert!((held(&h, "b") - 2.0 / 7.0).abs() < 1e-9);
+        assert_eq!(held(&h, "x"), 0.0);
+    }
+
+    #[test]
+    fn holes_are_bridged_up_to_the_limit_and_refused_over_it() {
+        let mut times = ticks(S - GAP, E + GAP, 30_000, 0);
+        times.retain(|t| !(S + 600_000..S + 600_000 + 14 * 60_000).contains(t));
+        let h = run(&[device("GPU-1", holder("a", "p"), times)], &GpuModels::default());
+        assert!((held(&h, "a") - 1.0).abs() < 1e-9);
+        let mut times = ticks(S - GAP, E + GAP, 30_000, 0);
+        times.retain(|t| !(S + 600_000..S + 600_000 + 16 * 60_000).contains(t));
+        let err = integrate(
+            &[device("GPU-1", holder("a", "p"), times)],
+            (S, E),
+            GAP,
+            30_000,
+            &GpuWeights::default(),
+            &GpuModels::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.device.uuid, "GPU-1");
+        assert!(err.to - err.from > GAP);
+    }
+
+    #[test]
+    fn models_are_keys_and_an_unmapped_held_model_is_named() {
+        let models = GpuModels::parse(&["Tesla T4=t4".into()]).unwrap();
+        let all = ticks(S - GAP, E + GAP, 30_000, 0);
+        let mut h100 = device("GPU-2", holder("a", "q"), all.clone());
+        h100.model = "NVIDIA H100 80GB HBM3".into();
+        let h = run(&[device("GPU-1", holder("a", "p"), all), h100], &models);
+        assert!((h.held[&("a".to_string(), "gpu_t4".to_string())] / 3600.0 - 1.0).abs() < 1e-9);
+        assert_eq!(
+            h.unmapped.iter().collect::<Vec<_>>(),
+            ["NVIDIA H100 80GB HBM3"]
+        );
+    }
+}
