@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditFormat;
 use crate::collector::FallenCounters;
+use crate::gpu::GpuSource;
 use crate::message::IdFormat;
 use crate::queries::CpuBasis;
 
@@ -322,6 +323,27 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub gpu_resources: Vec<String>,
+
+    /// Where GPU-hours are read from: `requests` (kube-state-metrics' container requests; blind
+    /// to GPUs allocated through DRA, which it warns about) or `devices` (dcgm-exporter's
+    /// per-device series attributed to pods: whole GPUs, MIG instances, shared GPUs split
+    /// equally between their pods, DRA allocations). README, "GPUs".
+    #[arg(long, env = "GPU_SOURCE", value_enum, default_value_t = GpuSource::Requests)]
+    pub gpu_source: GpuSource,
+
+    /// Bill GPU-hours per model as well, repeatable; comma-separated in the environment: each
+    /// entry carries `gpu_<SUFFIX>` for every configured model beside the total `gpu`. MODEL
+    /// is NVML's product name as dcgm-exporter's `modelName` or the node label
+    /// nvidia.com/gpu.product write it (spaces or dashes). A GPU of an unmapped model in a
+    /// billed hour refuses the hour.
+    /// Example: --gpu-model 'NVIDIA H100 80GB HBM3=h100'
+    #[arg(
+        long = "gpu-model",
+        env = "GPU_MODELS",
+        value_name = "MODEL=SUFFIX",
+        value_delimiter = ','
+    )]
+    pub gpu_models: Vec<String>,
 
     /// StorageClass to tier mapping for RWX volumes, repeatable; comma-separated in the
     /// environment. Tiers: standard, basic, premium. Unmapped classes are standard.

@@ -700,6 +700,10 @@ impl Config {
                 gpu_weights: crate::gpu::GpuWeights::parse(&args.gpu_resources).map_err(
                     |reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")),
                 )?,
+                gpu_source: args.gpu_source,
+                gpu_models: crate::gpu::GpuModels::parse(&args.gpu_models).map_err(|reason| {
+                    ConfigError::Usage(format!("invalid --gpu-model {reason}"))
+                })?,
                 max_scrape_gap: max_scrape_gap(&args.max_scrape_gap)?,
                 bill_incomplete: args.bill_incomplete,
                 reference_namespace: reference_namespace(&args.reference_namespace)?,
@@ -927,6 +931,8 @@ impl Config {
              windows:     {}\n\
              store time:  {}\n\
              tiers:       {}\n\
+             gpu source:  {}\n\
+             gpu models:  {}\n\
              gpu weights: {}\n\
              excluded:    {}\n\
              self-metrics: {}\n",
@@ -975,6 +981,13 @@ impl Config {
             } else {
                 tiers.join(", ")
             },
+            match self.collect.gpu_source {
+                crate::gpu::GpuSource::Requests => "requests (kube-state-metrics' container \
+                     requests; GPUs allocated through DRA are not seen: a run warns of them)",
+                crate::gpu::GpuSource::Devices => "devices (dcgm-exporter's DCGM_FI_DEV_FB_USED \
+                     per device and pod: device plugin, DRA, MIG and shared GPUs)",
+            },
+            self.collect.gpu_models.describe(),
             self.collect.gpu_weights.describe(),
             if self.collect.exclude_namespaces.is_empty() {
                 "(none: every namespace is billed)".to_string()

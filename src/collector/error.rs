@@ -46,6 +46,38 @@ pub enum CollectError {
     )]
     SharedGpu { resource: String },
     #[error(
+        "a pod held a {model} GPU in the hour {hour}, and --gpu-model does not map that model: \
+         its GPU-hours have no key to be billed under; nothing was billed for the hour. Add \
+         --gpu-model '{model}=<suffix>' (GPU_MODELS)"
+    )]
+    UnmappedGpuModel { model: String, hour: String },
+    #[error(
+        "dcgm-exporter has no sample of the GPU {device} on node {node:?} from {from} to {to} \
+         ({minutes:.1} minutes, over --max-scrape-gap {limit}) in the hour {hour}: nobody can \
+         tell which pod held it then; nothing was billed for the hour. Check that dcgm-exporter \
+         ran on that node; if the stretch is right (a node rebooting), raise --max-scrape-gap, \
+         or bill GPUs by requests (--gpu-source requests)"
+    )]
+    DeviceGap {
+        device: String,
+        node: String,
+        hour: String,
+        from: String,
+        to: String,
+        minutes: f64,
+        limit: String,
+    },
+    #[error(
+        "a dcgm-exporter series ({metric}) cannot be read for the hour {hour}: {reason}; nothing \
+         was billed for it. {fix}",
+        metric = crate::dcgm::METRIC
+    )]
+    DeviceSeries {
+        hour: String,
+        reason: String,
+        fix: &'static str,
+    },
+    #[error(
         "the window probe `{probe}` answered {answer}, neither 61 (closed windows, Prometheus \
          2.x) nor 60 (left-open, Prometheus 3.x, VictoriaMetrics); set --window-semantics to \
          closed or left-open for this engine",

@@ -49,7 +49,8 @@ pub fn check_clusters(
     (clusters.into_values().flatten().collect(), judged)
 }
 
-use crate::gpu::Weight;
+use crate::dcgm;
+use crate::gpu::{GpuSource, Weight};
 use crate::prometheus::{Prometheus, RangeQuery, SampleQuery, Series};
 use crate::queries::{self, CpuBasis, RequestModel, SampleWeight, Windows};
 use crate::usage::{Dimension, Tier};
@@ -89,6 +90,10 @@ pub struct CollectSettings {
     pub storage_tiers: BTreeMap<String, Tier>,
     pub exclude_namespaces: Vec<glob::Pattern>,
     pub gpu_weights: crate::gpu::GpuWeights,
+    /// Where GPU-hours come from (`--gpu-source`).
+    pub gpu_source: crate::gpu::GpuSource,
+    /// GPU models as billing keys (`--gpu-model`).
+    pub gpu_models: crate::gpu::GpuModels,
     /// The longest stretch without a kube-state-metrics sample an hour is billed across
     /// (`--max-scrape-gap`).
     pub max_scrape_gap: Duration,
@@ -371,7 +376,7 @@ impl<'a> Collector<'a> {
             usages.push(self.collect_part(hours, segments).await?);
         }
         Ok(Collected {
-            usage: SpanUsage::join(usages, self.config.bill_memory),
+            usage: SpanUsage::join(usages, self.config.bill_memory, self.config.gpu_models.keys()),
             waiting,
         })
     }
@@ -558,6 +563,8 @@ impl<'a> Collector<'a> {
         segments: Option<&[queries::Segment]>,
     ) -> Result<SpanUsage> {
         let weigh = segments.map(SampleWeight::Segments);
+        let devices = self.config.gpu_source == GpuSource::Devices;
+        let models = self.config.gpu_models.keys();
         let (gpu_q, storage_q) = (
             queries::gpu(self.windows, self.config.request_model, weigh),
             queries::storage(self.windows, weigh),
@@ -575,7 +582,13 @@ impl<'a> Collector<'a> {
             tokio::join!(self.query("data labels", &labels_q, span), async {
                 tokio::try_join!(
                     self.counts_and_cpu(span, weigh),
-                    self.query("gpu", &gpu_q, span),
+                    async {
+                        if devices {
+                            self.gpu_from_devices(span, &models).await
+                        } else {
+                            self.query("gpu", &gpu_q, span).await
+                        }
+                    },
                     self.query("storage", &storage_q, span),
                     async {
                         match &memory_q {
@@ -620,7 +633,7 @@ impl<'a> Collector<'a> {
         };
         let to = |d: Dimension| move |_: &Series| Ok(Adds::To(d, 1.0));
 
-        let mut usage = SpanUsage::new(span, self.config.bill_memory);
+        let mut usage = SpanUsage::new(span, self.config.bill_memory, models.clone());
         usage.add(
             by_namespace("namespaces", counts.namespaces, None),
             excluded,
@@ -642,6 +655,27 @@ impl<'a> Collector<'a> {
             to(Dimension::Ram),
         )?;
         let mut unknown = BTreeSet::new();
+        let (device_gpu, gpu) = if devices {
+            (gpu, Vec::new())
+        } else {
+            (Vec::new(), gpu)
+        };
+        if devices {
+            // GPU-hours already, per namespace and model key.
+            let gpu_answer = Answer {
+                what: "gpu (devices)",
+                grouped_by: &["namespace", "model"],
+                series: device_gpu,
+                weights: None,
+            };
+            usage.add(gpu_answer, excluded, |s| {
+                let key = s.labels.get("model").map(String::as_str).unwrap_or("");
+                Ok(match models.iter().position(|k| k == key) {
+                    Some(i) => Adds::ToModel(i, 1.0),
+                    None => Adds::To(Dimension::Gpu, 1.0),
+                })
+            })?;
+        }
         let gpu_answer = Answer {
             what: "gpu",
             grouped_by: &["namespace", "resource"],
@@ -706,6 +740,121 @@ impl<'a> Collector<'a> {
             );
         }
         Ok(usage)
+    }
+
+    /// GPU-hours of `span` from the devices (`--gpu-source devices`), one hour at a time: as
+    /// series labelled `namespace` and `model` (the model key, `""` without `--gpu-model`),
+    /// one point per hour at its end, for [`SpanUsage::add`].
+    async fn gpu_from_devices(&self, span: &[HourWindow], models: &[String]) -> Result<Vec<Series>> {
+        let mut out: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+        for hour in span {
+            let held = self.device_hour(hour).await?;
+            for profile in held
+                .unweighted
+                .iter()
+                .filter(|p| self.first_warning(&format!("mig {p}")))
+            {
+                warn!(
+                    profile = %profile,
+                    resource = %dcgm::mig_resource(profile),
+                    "a MIG profile has no weight and its instances are billed 0; set \
+                     --gpu-resource nvidia.com/mig-<profile>=<GPUs per instance>"
+                );
+            }
+            if let Some(model) = held.unmapped.first() {
+                return Err(CollectError::UnmappedGpuModel {
+                    model: model.clone(),
+                    hour: hour.to_string(),
+                });
+            }
+            for ((namespace, key), secs) in held.held {
+                debug_assert!(key.is_empty() || models.contains(&key));
+                out.entry((namespace, key))
+                    .or_default()
+                    .push((hour.end().timestamp(), secs / 3600.0));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|((namespace, model), points)| Series {
+                labels: BTreeMap::from([
+                    ("namespace".to_string(), namespace),
+                    ("model".to_string(), model),
+                ]),
+                points,
+            })
+            .collect())
+    }
+
+    /// The devices' hour ([`devices::integrate`]): dcgm-exporter's samples from
+    /// `--max-scrape-gap` before the hour to as long after it, and the labels of their scrape
+    /// targets, read side by side.
+    pub async fn device_hour(&self, hour: &HourWindow) -> Result<devices::DeviceHour> {
+        let pad = self.config.max_scrape_gap;
+        let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
+        let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
+        let len = 3_600_000 + 2 * pad.as_millis();
+        let (samples_q, targets_q) = (dcgm::samples(self.windows, len), dcgm::targets(self.windows, len));
+        let samples_read = SampleQuery {
+            what: "gpu devices",
+            expr: &samples_q,
+            at,
+        };
+        let targets_read = RangeQuery {
+            what: "gpu device targets",
+            expr: &targets_q,
+            start: at,
+            end: at,
+            step: Duration::from_secs(3600),
+        };
+        let (samples, targets) = tokio::try_join!(
+            self.prometheus.query_samples(&samples_read),
+            self.prometheus.query_range(&targets_read),
+        )?;
+        let targets = dcgm::target_labels(&targets);
+        let mut read = Vec::with_capacity(samples.len());
+        for s in &samples {
+            read.push(dcgm::read(s, &targets).map_err(|e| match e {
+                dcgm::Unreadable::NoUuid(labels) => CollectError::DeviceSeries {
+                    hour: hour.to_string(),
+                    reason: format!("it has no UUID label: {labels:?}"),
+                    fix: "Check the relabelling of dcgm-exporter's series: each device is \
+                          told apart by its UUID",
+                },
+                dcgm::Unreadable::NoTarget { job, instance } => CollectError::DeviceSeries {
+                    hour: hour.to_string(),
+                    reason: format!(
+                        "it names a pod, but the store holds no `up` of its target (job \
+                         {job:?}, instance {instance:?}), so the pod cannot be told from the \
+                         exporter's own labels"
+                    ),
+                    fix: "Keep `up` in what reaches the store (remote write's \
+                          write_relabel_configs, a metric allowlist)",
+                },
+            })?);
+        }
+        let interval = self
+            .config
+            .scrape_interval
+            .map_or(30_000, |i| i64::try_from(i.as_millis()).unwrap_or(30_000));
+        let (start, end) = (hour.start().timestamp_millis(), hour.end().timestamp_millis());
+        devices::integrate(
+            &read,
+            (start, end),
+            pad_ms,
+            interval,
+            &self.config.gpu_weights,
+            &self.config.gpu_models,
+        )
+        .map_err(|hole| CollectError::DeviceGap {
+            device: hole.device.to_string(),
+            node: hole.node,
+            hour: hour.to_string(),
+            from: rfc3339_millis(hole.from),
+            to: rfc3339_millis(hole.to),
+            minutes: (hole.to - hole.from) as f64 / 60_000.0,
+            limit: humantime::format_duration(pad).to_string(),
+        })
     }
 
     /// After another query failed: the clusters of `span` judged from a fresh namespaces'

@@ -49,6 +49,9 @@ pub(super) enum Adds {
     Nothing,
     /// Its values, times the factor (GPUs per unit of a resource; 1 otherwise), to a dimension.
     To(Dimension, f64),
+    /// Its values, times the factor, to `gpu` and to the GPU model key of that index in the
+    /// span's keys (`--gpu-model`).
+    ToModel(usize, f64),
 }
 
 /// One validated series: its namespace, what it adds, and its values by hour end (sorted).
@@ -79,14 +82,17 @@ pub struct SpanUsage {
     parts: Vec<Part>,
     /// Memory is billed: every namespace carries it, 0 where nothing requested any.
     memory: bool,
+    /// GPU model keys (`--gpu-model`): every namespace carries each, 0 where none was held.
+    models: Vec<String>,
 }
 
 impl SpanUsage {
-    pub(super) fn new(span: &[HourWindow], memory: bool) -> Self {
+    pub(super) fn new(span: &[HourWindow], memory: bool, models: Vec<String>) -> Self {
         SpanUsage {
             hours: span.to_vec(),
             parts: Vec::new(),
             memory,
+            models,
         }
     }
 
@@ -190,11 +196,12 @@ impl SpanUsage {
     }
 
     /// The usages of consecutive parts of a span as one, oldest first.
-    pub(super) fn join(parts: Vec<SpanUsage>, memory: bool) -> Self {
+    pub(super) fn join(parts: Vec<SpanUsage>, memory: bool, models: Vec<String>) -> Self {
         let mut joined = SpanUsage {
             hours: Vec::new(),
             parts: Vec::new(),
             memory,
+            models,
         };
         for p in parts {
             joined.hours.extend(p.hours);
@@ -214,18 +221,27 @@ impl SpanUsage {
                 };
                 let v = p.points[i].1;
                 let memory = self.memory;
+                let models = &self.models;
                 let u =
                     match namespaces.get_mut(p.namespace.as_str()) {
                         Some(u) => u,
                         None => namespaces.entry(p.namespace.clone()).or_insert_with(|| {
                             NamespaceUsage {
                                 ram: memory.then_some(0.0),
+                                gpu_models: models.iter().map(|k| (k.clone(), 0.0)).collect(),
                                 ..NamespaceUsage::default()
                             }
                         }),
                     };
-                if let Adds::To(d, factor) = p.adds {
-                    *u.get_mut(d) += v * factor;
+                match p.adds {
+                    Adds::Nothing => {}
+                    Adds::To(d, factor) => *u.get_mut(d) += v * factor,
+                    Adds::ToModel(i, factor) => {
+                        u.gpu += v * factor;
+                        if let Some(key) = self.models.get(i) {
+                            *u.gpu_models.entry(key.clone()).or_default() += v * factor;
+                        }
+                    }
                 }
             }
             HourUsage {
@@ -277,7 +293,7 @@ mod tests {
         answers: Vec<(Vec<Series>, Adds)>,
         weights: Option<&BTreeMap<i64, f64>>,
     ) -> Result<Vec<HourUsage>> {
-        let mut usage = SpanUsage::new(&span(), false);
+        let mut usage = SpanUsage::new(&span(), false, Vec::new());
         for (series, adds) in answers {
             usage.add(answer(series, weights), |n| n == "excluded", |_| Ok(adds))?;
         }
@@ -319,7 +335,7 @@ mod tests {
     #[test]
     fn answers_we_cannot_bill_are_refused() {
         let refused = |series: Vec<Series>| {
-            let mut usage = SpanUsage::new(&span(), false);
+            let mut usage = SpanUsage::new(&span(), false, Vec::new());
             usage.add(answer(series, None), |_| false, cpu).unwrap_err()
         };
         let e = refused(vec![
