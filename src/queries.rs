@@ -221,8 +221,10 @@ pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
 /// a family missing from the store (a collector switched off, a metric dropped by relabelling)
 /// would bill 0 for every namespace, and is refused instead. The reference namespace has pods
 /// with requests in every cluster (kube-system's DNS and network pods); PVC families are not
-/// required (a cluster may have no PVC).
-pub fn newest_samples(reference: &str, usage: bool) -> String {
+/// required (a cluster may have no PVC). With `devices` (`--gpu-source devices`),
+/// dcgm-exporter's field is a source too (`source="dcgm-exporter"`), over every device: a
+/// cluster billed by its devices has GPUs.
+pub fn newest_samples(reference: &str, usage: bool, devices: bool) -> String {
     let source = |selector: String, name: &str| {
         format!("label_replace(timestamp({selector}), \"source\", \"{name}\", \"\", \"\")")
     };
@@ -255,6 +257,11 @@ pub fn newest_samples(reference: &str, usage: bool) -> String {
             CADVISOR,
         ));
     }
+    if devices {
+        parts.push("or".to_string());
+        // `gpu=~".*"` matches every series; the braces carry `--prometheus-selector`.
+        parts.push(source(format!("{}{{gpu=~\".*\"}}", crate::dcgm::METRIC), DCGM));
+    }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("max by (source) (", &parts, ")")
 }
@@ -264,6 +271,7 @@ pub fn source_metric(source: &str) -> &str {
     match source {
         KSM => "kube_namespace_status_phase",
         CADVISOR => "container_cpu_usage_seconds_total",
+        DCGM => crate::dcgm::METRIC,
         other => other,
     }
 }
@@ -281,6 +289,7 @@ pub fn samples_since(w: Windows, reference: &str, len_ms: u128) -> String {
 /// The sources' names in [`newest_samples`]' answers.
 pub const KSM: &str = "kube-state-metrics";
 pub const CADVISOR: &str = "cadvisor";
+pub const DCGM: &str = "dcgm-exporter";
 
 /// What the data of an hour says about its own labels, in one read, told apart by the label
 /// `check`:
@@ -1130,7 +1139,7 @@ mod tests {
             cpu(w, CpuRead::Larger(segments, steady), all)
         );
         insta::assert_snapshot!("scrape_times", scrape_times(w, "kube-system", 5_400_000));
-        insta::assert_snapshot!("newest_samples", newest_samples("kube-system", true));
+        insta::assert_snapshot!("newest_samples", newest_samples("kube-system", true, false));
     }
 
     /// An hour cut in three by a hole: before, the two samples beside it, after.
@@ -1234,7 +1243,11 @@ mod tests {
             ));
             all.push(("scrape times", scrape_times(w, "kube-system", HOUR_MS)));
         }
-        all.push(("newest samples", newest_samples("kube-system", true)));
+        all.push(("newest samples", newest_samples("kube-system", true, true)));
+        for w in [Windows::Closed, Windows::LeftOpen] {
+            all.push(("gpu devices", crate::dcgm::samples(w, HOUR_MS)));
+            all.push(("gpu device targets", crate::dcgm::targets(w, HOUR_MS)));
+        }
         all.push(("probe", probe().to_string()));
         all
     }

@@ -395,7 +395,8 @@ impl<'a> Collector<'a> {
         let at = last.end() + chrono::TimeDelta::from_std(margin).unwrap_or_default();
         let times_q = queries::scrape_times(self.windows, reference, span_ms + 2 * margin_ms);
         let usage = self.config.cpu_basis != CpuBasis::Request;
-        let newest_q = queries::newest_samples(reference, usage);
+        let devices = self.config.gpu_source == GpuSource::Devices;
+        let newest_q = queries::newest_samples(reference, usage, devices);
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
         let (samples, newest) = tokio::try_join!(
             async {
@@ -438,6 +439,9 @@ impl<'a> Collector<'a> {
         }
         if usage {
             sources.insert(queries::CADVISOR.to_string(), None);
+        }
+        if devices {
+            sources.insert(queries::DCGM.to_string(), None);
         }
         for s in &newest {
             let Some(source) = s.labels.get("source") else {
