@@ -153,6 +153,13 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
         &plain(waiting.map_or(0.0, |w| w.hours as f64)),
     );
     gauge(
+        "consumption_metrics_gpu_dra_pods",
+        "Pods that held devices through Dynamic Resource Allocation in the hours the last run \
+         billed by GPU requests (--gpu-source requests), which bills them 0 GPU-hours; \
+         --gpu-source devices sees them.",
+        &plain(r.gpu_dra_pods as f64),
+    );
+    gauge(
         "consumption_metrics_oldest_hour_waiting_seconds",
         "How long ago the oldest hour waiting for its data ended (0 when none waits).",
         &plain(waiting.map_or(0.0, |w| (now - w.hour_end).num_seconds().max(0) as f64)),

@@ -1044,6 +1044,34 @@ pub fn gpu(w: Windows, model: RequestModel, weigh: Option<SampleWeight>) -> Stri
 /// a weight is billed 0 with a warning, so a new kind is seen rather than silently ignored.
 const GPU_RESOURCES: &str = ".*(gpu|mig).*";
 
+/// Per hour, the pods that may hold devices through Dynamic Resource Allocation: those with
+/// a ResourceClaim (`via="claim"`; kube-state-metrics v2.20's `kube_pod_resourceclaim_info`,
+/// one series per `pod.spec.resourceClaims` entry), and those dcgm-exporter attributes a
+/// device to through its `dra_claim_name` label (`via="dcgm"`, with `exported_*` when scraped
+/// without `honor_labels`). Both families are absent where DRA is not used: the read is an
+/// index lookup there.
+pub fn dra_claims(w: Windows) -> String {
+    let h = w.hour();
+    let claims = format!(
+        "label_replace(group by (namespace, pod) (last_over_time(kube_pod_resourceclaim_info{h})),          \"via\", \"claim\", \"\", \"\")"
+    );
+    let devices = format!(
+        "label_replace(group by (namespace, pod, exported_namespace, exported_pod)          (last_over_time({}{{dra_claim_name=~\".+\"}}{h})), \"via\", \"dcgm\", \"\", \"\")",
+        crate::dcgm::METRIC
+    );
+    block("(", &[&claims, "or", &devices], ")")
+}
+
+/// Per hour, the pods of the namespaces `namespaces` (a regular-expression alternation of
+/// checked names) that ran in it.
+pub fn running_pods(w: Windows, namespaces: &str) -> String {
+    format!(
+        "group by (namespace, pod) (max_over_time(kube_pod_status_phase{{phase=\"Running\", \
+         namespace=~\"{namespaces}\"}}{}) > 0)",
+        w.hour()
+    )
+}
+
 /// GiB-hours of PVC requests per namespace, StorageClass and access (`rwx="true"|"false"`), per
 /// second a sample stands for (`weigh` as for [`gpu`]).
 pub fn storage(w: Windows, weigh: Option<SampleWeight>) -> String {
@@ -1247,6 +1275,8 @@ mod tests {
         for w in [Windows::Closed, Windows::LeftOpen] {
             all.push(("gpu devices", crate::dcgm::samples(w, HOUR_MS)));
             all.push(("gpu device targets", crate::dcgm::targets(w, HOUR_MS)));
+            all.push(("dra claims", dra_claims(w)));
+            all.push(("dra claims (running)", running_pods(w, "a|b")));
         }
         all.push(("probe", probe().to_string()));
         all

@@ -37,6 +37,9 @@ pub struct RunReport {
     pub prometheus_time: Duration,
     /// The store did not hold an hour in full: the run billed the hours before it.
     pub waiting: Option<Waiting>,
+    /// With `--gpu-source requests`: the most pods of one span that held devices through DRA,
+    /// which the requests source bills 0.
+    pub gpu_dra_pods: usize,
 }
 
 /// The hours a run left because the store does not hold them in full yet.

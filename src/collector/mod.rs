@@ -119,6 +119,9 @@ const NEWEST_STEP: Duration = Duration::from_secs(240);
 pub struct Collected {
     pub usage: SpanUsage,
     pub waiting: Option<Waiting>,
+    /// With `--gpu-source requests`: the pods `(namespace, pod)` that held devices through DRA
+    /// in the hours collected, which requests cannot see ([`Collector::dra_unseen`]).
+    pub dra_unseen: BTreeSet<(String, String)>,
 }
 
 /// An hour the store does not hold in full yet.
@@ -367,6 +370,12 @@ impl<'a> Collector<'a> {
                 }
             }
         }
+        // Run before the hours' queries, so that its warning precedes what they log.
+        let dra_unseen = if self.config.gpu_source == GpuSource::Requests && !complete.is_empty() {
+            self.dra_unseen(complete).await?
+        } else {
+            BTreeSet::new()
+        };
         let mut usages = Vec::with_capacity(parts.len());
         for (hours, weighing) in &parts {
             let segments = match weighing {
@@ -378,6 +387,7 @@ impl<'a> Collector<'a> {
         Ok(Collected {
             usage: SpanUsage::join(usages, self.config.bill_memory, self.config.gpu_models.keys()),
             waiting,
+            dra_unseen,
         })
     }
 
@@ -744,6 +754,72 @@ impl<'a> Collector<'a> {
             );
         }
         Ok(usage)
+    }
+
+    /// The pods of `span` that hold devices through Dynamic Resource Allocation, which the
+    /// requests source bills 0 (they request no extended resource): Running pods with a
+    /// ResourceClaim (`kube_pod_resourceclaim_info`), and pods dcgm-exporter attributes a
+    /// device to through `dra_*` labels. One small read of two families absent from clusters
+    /// without DRA (an index lookup); the pods' phases are read only when claims exist.
+    /// Warned about once per run, naming `--gpu-source devices`.
+    pub async fn dra_unseen(&self, span: &[HourWindow]) -> Result<BTreeSet<(String, String)>> {
+        let claims_q = queries::dra_claims(self.windows);
+        let answer = self.query("dra claims", &claims_q, span).await?;
+        let mut by_hour: BTreeMap<i64, BTreeSet<(String, String)>> = BTreeMap::new();
+        let mut claimed: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
+        for s in &answer {
+            let get = |k: &str| s.labels.get(k).filter(|v| !v.is_empty()).cloned();
+            let pod = match (get("exported_namespace"), get("exported_pod")) {
+                (Some(ns), Some(pod)) => (ns, pod),
+                _ => match (get("namespace"), get("pod")) {
+                    (Some(ns), Some(pod)) => (ns, pod),
+                    _ => continue,
+                },
+            };
+            if !crate::usage::is_namespace_name(&pod.0) || self.excluded(&pod.0) {
+                continue;
+            }
+            let hours = s.points.iter().map(|(t, _)| *t);
+            if s.labels.get("via").map(String::as_str) == Some("dcgm") {
+                for t in hours {
+                    by_hour.entry(t).or_default().insert(pod.clone());
+                }
+            } else {
+                claimed.entry(pod).or_default().extend(hours);
+            }
+        }
+        if !claimed.is_empty() {
+            let namespaces: BTreeSet<&str> = claimed.keys().map(|(ns, _)| ns.as_str()).collect();
+            let running_q = queries::running_pods(
+                self.windows,
+                &namespaces.into_iter().collect::<Vec<_>>().join("|"),
+            );
+            for s in self.query("dra claims (running)", &running_q, span).await? {
+                let (Some(ns), Some(pod)) = (s.labels.get("namespace"), s.labels.get("pod")) else {
+                    continue;
+                };
+                let key = (ns.clone(), pod.clone());
+                let Some(hours) = claimed.get(&key) else {
+                    continue;
+                };
+                for (t, _) in s.points.iter().filter(|(t, _)| hours.contains(t)) {
+                    by_hour.entry(*t).or_default().insert(key.clone());
+                }
+            }
+        }
+        let pods: BTreeSet<(String, String)> = by_hour.into_values().flatten().collect();
+        if !pods.is_empty() && self.first_warning("dra") {
+            let shown: Vec<String> = pods.iter().take(5).map(|(n, p)| format!("{n}/{p}")).collect();
+            warn!(
+                pods = pods.len(),
+                first = %shown.join(", "),
+                "pods hold devices through Dynamic Resource Allocation (ResourceClaims), which \
+                 request no extended resource: --gpu-source requests bills their GPUs 0. Bill \
+                 GPUs as the devices report them with --gpu-source devices (dcgm-exporter; \
+                 README, GPUs)"
+            );
+        }
+        Ok(pods)
     }
 
     /// GPU-hours of `span` from the devices (`--gpu-source devices`), one hour at a time: as

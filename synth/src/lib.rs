@@ -6,6 +6,7 @@
 //! scrape offsets and a scrape gap); [`openmetrics::write`] renders its samples for promtool;
 //! [`truth::compute`] integrates the same timelines exactly.
 
+pub mod fleet;
 pub mod model;
 pub mod openmetrics;
 pub mod scenario;

@@ -83,6 +83,8 @@ pub struct Pod {
     pub overhead_cpu: f64,
     /// `spec.overhead` bytes of memory, 0 for none.
     pub overhead_memory: f64,
+    /// `spec.resourceClaims`: `(claim_name, resourceclaim_name)` (DRA).
+    pub claims: Vec<(String, String)>,
 }
 
 impl Pod {
@@ -224,6 +226,8 @@ pub struct Cluster {
     /// `restart_policy` (kube-state-metrics commit b948807b, first released in v2.11.0).
     pub ksm_restart_policy: bool,
     pub namespaces: Vec<Namespace>,
+    /// A GPU fleet reported by dcgm-exporter (`Options::gpu_fleet`).
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 impl Cluster {

@@ -259,6 +259,38 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
             }
         }
     }
+    // kube_pod_resourceclaim_info (kube-state-metrics v2.20, EXPERIMENTAL): one series per
+    // pod.spec.resourceClaims entry, `claim_name` the pod-local name and `resourceclaim_name`
+    // the resolved ResourceClaim (docs/metrics/workload/pod-metrics.md). Written only when
+    // some pod has a claim, so that other datasets are unchanged.
+    let claims: Vec<(&str, &super::model::Pod)> = cluster
+        .namespaces
+        .iter()
+        .flat_map(|ns| ns.pods.iter().map(move |p| (ns.name.as_str(), p)))
+        .filter(|(_, p)| !p.claims.is_empty())
+        .collect();
+    if !claims.is_empty() {
+        writeln!(out, "# TYPE kube_pod_resourceclaim_info gauge")?;
+        for (ns, pod) in claims {
+            for (claim, resolved) in &pod.claims {
+                for (instance, times) in &ksm {
+                    let labels = format!(
+                        "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{ns}\",pod=\"{}\",uid=\"{}\",claim_name=\"{claim}\",resourceclaim_name=\"{resolved}\",resourceclaim_template_name=\"gpu-template\"",
+                        pod.name, pod.uid
+                    );
+                    for &t in times
+                        .iter()
+                        .filter(|t| (pod.created..pod.deleted).contains(*t))
+                    {
+                        writeln!(out, "kube_pod_resourceclaim_info{{{labels}}} 1 {t}")?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(fleet) = &cluster.fleet {
+        fleet.write(cluster.data_start, cluster.data_end, &cluster.outages, out)?;
+    }
     writeln!(out, "# EOF")?;
     out.flush()
 }

@@ -4,6 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::fleet::{self, Device, Exporter, Fleet, Hold};
 use super::model::{Cluster, Container, InitContainer, Namespace, Phase, Pod, Pvc};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -78,6 +79,15 @@ pub struct Options {
     /// Add the namespace `team-late`, created this many hours after `start` with a 4-core
     /// batch job: what a lagging store does not show yet.
     pub late_batch: Option<f64>,
+    /// Add a GPU fleet as dcgm-exporter reports it ([`crate::fleet`]) and the namespaces
+    /// using it: `team-train` (two whole H100s), `team-infer` (MIG 3g.40gb and 1g.10gb),
+    /// `team-notebook` and `team-lab` (one time-sliced T4, `nvidia.com/gpu.shared` billed at
+    /// 1/2 by requests), `team-dra` (a T4 through a ResourceClaim, no request) and
+    /// `team-batch` (an H100 from 01:20:10 to 03:40:50).
+    pub gpu_fleet: bool,
+    /// dcgm-exporter scraped with `honor_labels: true` (else the pod's labels are
+    /// `exported_*`, as the GPU Operator's ServiceMonitor and OpenShift store them).
+    pub dcgm_honor_labels: bool,
 }
 
 impl Default for Options {
@@ -104,6 +114,8 @@ impl Default for Options {
             interval_change: None,
             stored_until: None,
             late_batch: None,
+            gpu_fleet: false,
+            dcgm_honor_labels: true,
         }
     }
 }
@@ -160,6 +172,7 @@ fn pod(
         init_containers: Vec::new(),
         overhead_cpu: 0.0,
         overhead_memory: 0.0,
+        claims: Vec::new(),
     }
 }
 
@@ -820,6 +833,177 @@ fn gpus(t0: i64, shared: bool) -> Namespace {
     namespace("team-mig", LONG_AGO, NEVER, pods, vec![])
 }
 
+/// The GPU fleet ([`Options::gpu_fleet`]) and its tenants' namespaces. Node `gpu-node-a` has
+/// four H100s (two for `team-train`, one in MIG mode, one for `team-batch` and idle around
+/// it) and two dcgm-exporter replicas; `gpu-node-b` has three T4s (one time-sliced, one
+/// through DRA, one idle) and one exporter, restarted at 02:30.
+fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
+    let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
+    let device = |i: usize, model: &str, node: &str, mig: Option<(&str, &str)>| {
+        let weight = mig.map_or(1.0, |(_, p): (&str, &str)| {
+            f64::from(p.as_bytes()[0] - b'0') / 7.0
+        });
+        Device {
+            uuid: format!("GPU-{:08x}-{node}-{i}", 0x5eed_0000_u32 + i as u32),
+            index: i,
+            model: model.into(),
+            node: node.into(),
+            mig: mig.map(|(id, p)| (id.to_string(), p.to_string())),
+            weight,
+        }
+    };
+    let (a, b) = ("gpu-node-a", "gpu-node-b");
+    let devices = vec![
+        device(0, fleet::H100, a, None),                      // 0: team-train
+        device(1, fleet::H100, a, None),                      // 1: team-train
+        device(2, fleet::H100, a, Some(("1", "3g.40gb"))),    // 2: team-infer big
+        device(2, fleet::H100, a, Some(("2", "1g.10gb"))),    // 3: team-infer small
+        device(2, fleet::H100, a, Some(("3", "1g.10gb"))),    // 4: idle instance
+        device(3, fleet::H100, a, None),                      // 5: team-batch
+        device(0, fleet::T4, b, None),                        // 6: shared
+        device(1, fleet::T4, b, None),                        // 7: DRA
+        device(2, fleet::T4, b, None),                        // 8: idle
+    ];
+    let hold = |device: usize, ns: &str, pod: &str, from: i64, to: i64, claim: Option<&str>| Hold {
+        device,
+        namespace: ns.into(),
+        pod: pod.into(),
+        container: "main".into(),
+        from,
+        to,
+        claim: claim.map(str::to_string),
+    };
+    let (batch_from, batch_to) = (at(1, 20, 10), at(3, 40, 50));
+    let (lab_from, dra_from) = (at(2, 10, 0), at(0, 40, 20));
+    let holds = vec![
+        hold(0, "team-train", "train-0", LONG_AGO, NEVER, None),
+        hold(1, "team-train", "train-0", LONG_AGO, NEVER, None),
+        hold(2, "team-infer", "infer-big-0", LONG_AGO, NEVER, None),
+        hold(3, "team-infer", "infer-small-0", LONG_AGO, NEVER, None),
+        hold(5, "team-batch", "batch-0", batch_from, batch_to, None),
+        hold(6, "team-notebook", "nb-0", LONG_AGO, NEVER, None),
+        hold(6, "team-lab", "lab-0", lab_from, NEVER, None),
+        hold(7, "team-dra", "dra-0", dra_from, NEVER, Some("gpu-claim")),
+    ];
+    let exporter = |node: &str, pod: &str, ip: &str, offset: i64, from: i64, to: i64| Exporter {
+        node: node.into(),
+        pod: pod.into(),
+        instance: format!("{ip}:9400"),
+        offset,
+        from,
+        to,
+    };
+    let exporters = vec![
+        exporter(a, "nvidia-dcgm-exporter-a1", "10.129.1.10", 3, LONG_AGO, NEVER),
+        exporter(a, "nvidia-dcgm-exporter-a2", "10.129.1.11", 9, LONG_AGO, NEVER),
+        exporter(b, "nvidia-dcgm-exporter-b1", "10.129.2.10", 5, LONG_AGO, at(2, 30, 0)),
+        exporter(b, "nvidia-dcgm-exporter-b2", "10.129.2.11", 5, at(2, 30, 0), NEVER),
+    ];
+    let gpus = |n: f64| {
+        let mut c = container("main", 1.0, 0.5);
+        c.gpu_request = n;
+        c
+    };
+    let extended = |resource: &str, weight: f64| {
+        let mut c = container("main", 1.0, 0.5);
+        c.extended.push(crate::model::Extended {
+            resource: resource.into(),
+            count: 1.0,
+            weight,
+        });
+        c
+    };
+    let on = |mut p: Pod, node: &str| {
+        p.node = node.into();
+        p
+    };
+    let mut dra = job(
+        "team-dra",
+        "dra-0",
+        dra_from - 30,
+        dra_from,
+        NEVER,
+        Phase::Succeeded,
+        NEVER,
+        vec![container("main", 1.0, 0.5)],
+    );
+    dra.node = b.into();
+    dra.claims = vec![("gpu".into(), "dra-0-gpu-claim".into())];
+    let one = |name: &str, pods: Vec<Pod>| namespace(name, LONG_AGO, NEVER, pods, vec![]);
+    let namespaces = vec![
+        one("team-train", vec![on(steady("team-train", "train-0", vec![gpus(2.0)]), a)]),
+        one(
+            "team-infer",
+            vec![
+                on(
+                    steady(
+                        "team-infer",
+                        "infer-big-0",
+                        vec![extended("nvidia_com_mig_3g_40gb", 3.0 / 7.0)],
+                    ),
+                    a,
+                ),
+                on(
+                    steady(
+                        "team-infer",
+                        "infer-small-0",
+                        vec![extended("nvidia_com_mig_1g_10gb", 1.0 / 7.0)],
+                    ),
+                    a,
+                ),
+            ],
+        ),
+        one(
+            "team-batch",
+            vec![on(
+                job(
+                    "team-batch",
+                    "batch-0",
+                    batch_from - 30,
+                    batch_from,
+                    batch_to,
+                    Phase::Succeeded,
+                    batch_to + 10 * M,
+                    vec![gpus(1.0)],
+                ),
+                a,
+            )],
+        ),
+        one(
+            "team-notebook",
+            vec![on(
+                steady("team-notebook", "nb-0", vec![extended("nvidia_com_gpu_shared", 0.5)]),
+                b,
+            )],
+        ),
+        one(
+            "team-lab",
+            vec![on(
+                job(
+                    "team-lab",
+                    "lab-0",
+                    lab_from - 30,
+                    lab_from,
+                    NEVER,
+                    Phase::Succeeded,
+                    NEVER,
+                    vec![extended("nvidia_com_gpu_shared", 0.5)],
+                ),
+                b,
+            )],
+        ),
+        one("team-dra", vec![dra]),
+    ];
+    let fleet = Fleet {
+        devices,
+        holds,
+        exporters,
+        interval: 15,
+        honor_labels,
+    };
+    (fleet, namespaces)
+}
+
 /// Build the cluster: by default two kube-state-metrics replicas scraped 7 s and 13 s after each
 /// tick, cAdvisor 11 s after, and one 2-minute kube-state-metrics outage in the fourth hour.
 pub fn build(opts: &Options) -> Cluster {
@@ -834,6 +1018,11 @@ pub fn build(opts: &Options) -> Cluster {
         }
         hand
     };
+    let fleet = opts.gpu_fleet.then(|| {
+        let (fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
+        namespaces.extend(tenants);
+        fleet
+    });
     namespaces.extend(random(opts));
     let at = |h: f64| t0 + (h * H as f64) as i64;
     let outages: Vec<(i64, i64)> = opts.outages.iter().map(|(a, b)| (at(*a), at(*b))).collect();
@@ -896,5 +1085,6 @@ pub fn build(opts: &Options) -> Cluster {
         second_exporter: opts.second_exporter.clone(),
         ksm_restart_policy: opts.ksm_restart_policy,
         namespaces,
+        fleet,
     }
 }

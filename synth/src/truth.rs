@@ -39,6 +39,14 @@ pub struct TruthRow {
     pub tol_cpu_usage: f64,
     pub tol_cpu_max: f64,
     pub tol_gpu: f64,
+    /// GPU-hours held per dcgm-exporter's devices (`--gpu-source devices`): each device split
+    /// equally among the pods holding it, MIG instances at C/7; and per model (`modelName`).
+    #[serde(default)]
+    pub gpu_devices: f64,
+    #[serde(default)]
+    pub gpu_devices_models: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub tol_gpu_devices: f64,
     pub tol_ram: f64,
     pub tol_storage: f64,
 }
@@ -138,6 +146,11 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                 .iter()
                 .any(|t| (s - interval - gap..e + interval + gap).contains(t))
         };
+        let devices = cluster
+            .fleet
+            .as_ref()
+            .map(|f| f.truth(hour, &cluster.outages))
+            .unwrap_or_default();
         for ns in &cluster.namespaces {
             if overlap((ns.created, ns.deleted), hour) <= 0.0 {
                 continue;
@@ -186,6 +199,11 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                         row.tol_cpu_max += c.cpu_rate * edge_slack;
                     }
                 }
+            }
+            if let Some((models, tol)) = devices.get(&ns.name) {
+                row.gpu_devices = models.values().sum();
+                row.gpu_devices_models = models.clone();
+                row.tol_gpu_devices = *tol;
             }
             for pvc in &ns.pvcs {
                 let mut bounds: Vec<i64> = pvc.sizes.iter().map(|(t, _)| *t).collect();

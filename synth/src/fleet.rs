@@ -1,0 +1,236 @@
+//! A GPU fleet as dcgm-exporter reports it (`Options::gpu_fleet`): whole GPUs, MIG instances
+//! of two profiles, a time-sliced GPU shared by two pods, a GPU allocated through a DRA
+//! ResourceClaim to a pod that requests nothing, a pod that starts and stops mid-hour, idle
+//! GPUs, two dcgm-exporter replicas on one node and a restarted exporter on the other.
+//!
+//! The series follow dcgm-exporter's own sources (github.com/NVIDIA/dcgm-exporter):
+//! `internal/pkg/rendermetrics/render_metrics.go` for the device labels (`gpu`, `UUID`,
+//! `pci_bus_id`, `device`, `modelName`, `GPU_I_PROFILE`, `GPU_I_ID`, `hostname`);
+//! `internal/pkg/transformation/kubernetes.go` for the pod labels (`namespace`, `pod`,
+//! `container` on a device a pod holds, one copy of the series per pod with GPU sharing, the
+//! series left without them on a device nobody holds) and the DRA labels (`dra_claim_name`,
+//! `dra_claim_namespace`, `dra_driver_name`, `dra_pool_name`, `dra_device_name`, `const.go`);
+//! `kubernetes_mig_test.go` for `DCGM_FI_DEV_FB_USED` reported per MIG instance. Prometheus
+//! writes `up` per target with the target's labels; a ServiceMonitor gives each target
+//! `namespace`, `pod` and `container` (prometheus-operator API, `honorLabels`), which a device
+//! nobody holds keeps, and which without `honor_labels` push the pod's labels to
+//! `exported_*` (Prometheus configuration, `honor_labels`).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+/// One device: a whole GPU or a MIG instance.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub uuid: String,
+    /// GPU index on its node (`gpu`, `device="nvidia<i>"`).
+    pub index: usize,
+    pub model: String,
+    pub node: String,
+    /// `(GPU_I_ID, GPU_I_PROFILE)` of a MIG instance.
+    pub mig: Option<(String, String)>,
+    /// GPUs it is billed as: 1, or a MIG profile's C/7.
+    pub weight: f64,
+}
+
+/// A pod holding a device in `[from, to)`.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub device: usize,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub from: i64,
+    pub to: i64,
+    /// The ResourceClaim it holds the device through (DRA).
+    pub claim: Option<String>,
+}
+
+/// One dcgm-exporter pod (a scrape target) on a node in `[from, to)`.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    pub node: String,
+    pub pod: String,
+    pub instance: String,
+    /// Seconds after each tick it is scraped at.
+    pub offset: i64,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub devices: Vec<Device>,
+    pub holds: Vec<Hold>,
+    pub exporters: Vec<Exporter>,
+    /// dcgm-exporter's scrape interval, seconds (its own, not kube-state-metrics').
+    pub interval: i64,
+    /// Scraped with `honor_labels: true`; without, the pod's labels are `exported_*`.
+    pub honor_labels: bool,
+}
+
+pub const JOB: &str = "nvidia-dcgm-exporter";
+pub const NAMESPACE: &str = "gpu-operator";
+pub const H100: &str = "NVIDIA H100 80GB HBM3";
+pub const T4: &str = "Tesla T4";
+
+impl Fleet {
+    /// The pods holding device `d` at `t`.
+    pub fn holders(&self, d: usize, t: i64) -> Vec<&Hold> {
+        self.holds
+            .iter()
+            .filter(|h| h.device == d && (h.from..h.to).contains(&t))
+            .collect()
+    }
+
+    /// Scrape times of `e` in `[start, end)`, minus the `outages`.
+    fn times(&self, e: &Exporter, start: i64, end: i64, outages: &[(i64, i64)]) -> Vec<i64> {
+        let every = self.interval.max(1);
+        let mut t = start - start.rem_euclid(every) + e.offset;
+        let mut out = Vec::new();
+        while t < end {
+            if t >= start.max(e.from)
+                && t < e.to
+                && !outages.iter().any(|(a, b)| (*a..*b).contains(&t))
+            {
+                out.push(t);
+            }
+            t += every;
+        }
+        out
+    }
+
+    /// Write `DCGM_FI_DEV_FB_USED` of every device and `up` of every exporter in
+    /// `[start, end)`.
+    pub fn write(
+        &self,
+        start: i64,
+        end: i64,
+        outages: &[(i64, i64)],
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        let mut series: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+        let mut up: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for e in &self.exporters {
+            let target = format!(
+                "job=\"{JOB}\",instance=\"{}\",namespace=\"{NAMESPACE}\",pod=\"{}\",container=\"nvidia-dcgm-exporter\"",
+                e.instance, e.pod
+            );
+            let times = self.times(e, start, end, outages);
+            up.insert(target.clone(), times.clone());
+            for (d, dev) in self.devices.iter().enumerate() {
+                if dev.node != e.node {
+                    continue;
+                }
+                let mut device = format!(
+                    "gpu=\"{i}\",UUID=\"{}\",pci_bus_id=\"00000000:{:02X}:00.0\",device=\"nvidia{i}\",modelName=\"{}\"",
+                    dev.uuid,
+                    0x1b + dev.index * 0x10,
+                    dev.model,
+                    i = dev.index
+                );
+                if let Some((id, profile)) = &dev.mig {
+                    device.push_str(&format!(",GPU_I_PROFILE=\"{profile}\",GPU_I_ID=\"{id}\""));
+                }
+                device.push_str(&format!(",hostname=\"{}\"", dev.node));
+                for &t in &times {
+                    let holders = self.holders(d, t);
+                    if holders.is_empty() {
+                        series
+                            .entry(format!("{target},{device}"))
+                            .or_default()
+                            .push((t, 0));
+                    }
+                    for h in holders {
+                        let mut pod = if self.honor_labels {
+                            format!(
+                                "job=\"{JOB}\",instance=\"{}\",namespace=\"{}\",pod=\"{}\",container=\"{}\"",
+                                e.instance, h.namespace, h.pod, h.container
+                            )
+                        } else {
+                            format!(
+                                "{target},exported_namespace=\"{}\",exported_pod=\"{}\",exported_container=\"{}\"",
+                                h.namespace, h.pod, h.container
+                            )
+                        };
+                        if let Some(claim) = &h.claim {
+                            pod.push_str(&format!(
+                                ",dra_claim_name=\"{claim}\",dra_claim_namespace=\"{}\",\
+                                 dra_driver_name=\"gpu.nvidia.com\",dra_pool_name=\"{}\",\
+                                 dra_device_name=\"gpu-{}\"",
+                                h.namespace, dev.node, dev.index
+                            ));
+                        }
+                        series
+                            .entry(format!("{pod},{device}"))
+                            .or_default()
+                            .push((t, 4096));
+                    }
+                }
+            }
+        }
+        writeln!(out, "# TYPE DCGM_FI_DEV_FB_USED gauge")?;
+        for (labels, samples) in &series {
+            for (t, v) in samples {
+                writeln!(out, "DCGM_FI_DEV_FB_USED{{{labels}}} {v} {t}")?;
+            }
+        }
+        writeln!(out, "# TYPE up gauge")?;
+        for (labels, times) in &up {
+            for t in times {
+                writeln!(out, "up{{{labels}}} 1 {t}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per namespace, the exact GPU-hours held in `[s, e)` (each device split equally
+    /// among the pods holding it at each moment), per model; and the allowed error: half an
+    /// interval of every device per pod that starts or stops near the hour, doubled for
+    /// safety, plus the outages' length for a change inside one.
+    pub fn truth(
+        &self,
+        (s, e): (i64, i64),
+        outages: &[(i64, i64)],
+    ) -> BTreeMap<String, (BTreeMap<String, f64>, f64)> {
+        let mut out: BTreeMap<String, (BTreeMap<String, f64>, f64)> = BTreeMap::new();
+        for (d, dev) in self.devices.iter().enumerate() {
+            // The moments the holders of this device change.
+            let mut cuts: Vec<i64> = vec![s, e];
+            for h in self.holds.iter().filter(|h| h.device == d) {
+                cuts.extend([h.from.clamp(s, e), h.to.clamp(s, e)]);
+            }
+            cuts.sort_unstable();
+            cuts.dedup();
+            for w in cuts.windows(2) {
+                let holders = self.holders(d, w[0]);
+                for h in &holders {
+                    let gpu_hours = dev.weight * (w[1] - w[0]) as f64 / 3600.0 / holders.len() as f64;
+                    *out.entry(h.namespace.clone())
+                        .or_default()
+                        .0
+                        .entry(dev.model.clone())
+                        .or_default() += gpu_hours;
+                }
+            }
+            let slack = self.interval;
+            for h in self.holds.iter().filter(|h| h.device == d) {
+                for edge in [h.from, h.to] {
+                    let hole: i64 = outages
+                        .iter()
+                        .filter(|(a, b)| *a <= edge && edge < *b)
+                        .map(|(a, b)| b - a)
+                        .sum();
+                    if (s - slack - hole..e + slack + hole).contains(&edge) {
+                        // Everyone sharing the device moves with the change.
+                        for other in self.holds.iter().filter(|o| o.device == d) {
+                            out.entry(other.namespace.clone()).or_default().1 +=
+                                dev.weight * (slack + hole) as f64 / 3600.0;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
