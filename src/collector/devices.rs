@@ -10,7 +10,9 @@
 //!   ([`super::timeline`]): replicas' samples interleave and each stands for its share, a
 //!   Prometheus outage is bridged from both sides, a retuned interval changes the share. A
 //!   device's first and last sample (a node added or removed, MIG reconfigured) stand for half
-//!   the device's typical interval outward. A hole longer than `--max-scrape-gap` inside the
+//!   the device's typical interval outward, unless the store holds nothing newer than the
+//!   device's last round (its next samples are not stored yet): then it stands to the hour's
+//!   end, as whether the hour may be billed is the store's time's to say. A hole longer than `--max-scrape-gap` inside the
 //!   hour refuses the hour, as a hole of kube-state-metrics does: nobody can tell who held the
 //!   device in it.
 //! - **The pods a sample time names share the device equally** (time-slicing and MPS copy the
@@ -79,6 +81,10 @@ pub fn integrate(
         }
         devices.entry(&s.device).or_default().push(s);
     }
+    // The newest sample of the read: how far the store holds the devices. A device seen in
+    // the last round before it goes on (its next sample is not stored yet; the store's time
+    // says whether the hour may be billed), one last seen earlier stopped (a node removed).
+    let frontier = series.iter().flat_map(|s| s.times.last()).copied().max();
     let mut out = DeviceHour::default();
     for (device, series) in devices {
         let Some(first) = series.first() else {
@@ -126,7 +132,11 @@ pub fn integrate(
                 }
             }
             let left = before.map_or(t - typical / 2, |b| b + (t - b) / 2);
-            let right = after.map_or(t + typical / 2, |a| t + (a - t) / 2);
+            let right = match after {
+                Some(a) => t + (a - t) / 2,
+                None if frontier.is_some_and(|f| t + typical >= f) => end.max(t + typical / 2),
+                None => t + typical / 2,
+            };
             let secs = (right.min(end) - left.max(start)).max(0) as f64 / 1000.0;
             if secs <= 0.0 {
                 continue;

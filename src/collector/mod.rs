@@ -888,7 +888,7 @@ impl<'a> Collector<'a> {
             step: Duration::from_secs(3600),
         };
         let (samples, targets) = tokio::try_join!(
-            self.prometheus.query_samples(&samples_read),
+            self.prometheus.query_device_samples(&samples_read),
             self.prometheus.query_range(&targets_read),
         )?;
         let targets = dcgm::target_labels(&targets);

@@ -48,6 +48,40 @@ impl Reading for Millis {
     }
 }
 
+/// Sample times in milliseconds, with the labels that tell a dcgm-exporter device and its
+/// holder apart ([`crate::dcgm::read`] reads no other): the device's, the pod's in both the
+/// `honor_labels` and the `exported_*` form (and dcgm-exporter's old names), the scrape
+/// target's, and DRA's claim.
+pub(super) struct DeviceMillis;
+impl Reading for DeviceMillis {
+    fn of(ts: f64) -> Option<i64> {
+        Millis::of(ts)
+    }
+    fn keeps(name: &str) -> bool {
+        matches!(
+            name,
+            "UUID"
+                | "uuid"
+                | "GPU_I_ID"
+                | "GPU_I_PROFILE"
+                | "modelName"
+                | "hostname"
+                | "Hostname"
+                | "namespace"
+                | "pod"
+                | "pod_namespace"
+                | "pod_name"
+                | "exported_namespace"
+                | "exported_pod"
+                | "exported_pod_namespace"
+                | "exported_pod_name"
+                | "job"
+                | "instance"
+                | "dra_claim_name"
+        )
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(bound = "")]
 pub(super) struct ApiResponse<T: Reading> {

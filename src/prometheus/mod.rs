@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::scope::Scope;
 
-use answer::{Millis, Reading, Seconds};
+use answer::{DeviceMillis, Millis, Reading, Seconds};
 use transport::{
     CrossOrigin, error_chain, find_cross_origin, parse_retry_after, same_origin, scrub,
 };
@@ -272,6 +272,19 @@ impl Prometheus {
     /// samples, with the retries of [`Prometheus::query_range`].
     pub async fn query_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
         self.send::<Millis>(&Request {
+            what: q.what,
+            expr: q.expr,
+            endpoint: &self.instant_endpoint,
+            params: vec![("time", q.at.timestamp().to_string())],
+            range: format!("samples at {}", crate::window::rfc3339(q.at)),
+        })
+        .await
+    }
+
+    /// [`Prometheus::query_samples`] keeping the labels of dcgm-exporter's device series
+    /// ([`crate::dcgm`]) instead of a container's.
+    pub async fn query_device_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
+        self.send::<DeviceMillis>(&Request {
             what: q.what,
             expr: q.expr,
             endpoint: &self.instant_endpoint,

@@ -1,0 +1,213 @@
+//! GPUs as the GPUs report themselves (`--gpu-source devices`) and as requests see them, on a
+//! synthetic fleet built from dcgm-exporter's own sources (synth `fleet` module): whole GPUs,
+//! MIG instances of two profiles, a time-sliced GPU shared by two pods, a GPU allocated through
+//! DRA to a pod that requests nothing, a pod that starts and stops mid-hour, idle GPUs, two
+//! exporter replicas and a restarted exporter. Every namespace-hour is compared with the
+//! fleet's exact integral, per model, on a real Prometheus and a real VictoriaMetrics.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{Outcome, TestPrometheus, bin, rfc3339, run, truth};
+use consumption_metrics_synth::scenario::Options;
+use consumption_metrics_synth::truth::TruthRow;
+use serde_json::Value;
+
+const CLUSTER: &str = "synth-01";
+const H100: &str = "NVIDIA H100 80GB HBM3=h100";
+const T4: &str = "Tesla T4=t4";
+
+fn fleet(seed: u64, honor_labels: bool) -> Options {
+    Options {
+        hours: 5,
+        random_namespaces: 4,
+        seed,
+        gpu_fleet: true,
+        dcgm_honor_labels: honor_labels,
+        ..Options::default()
+    }
+}
+
+fn dry_run(p: &TestPrometheus, extra: &[&str]) -> Outcome {
+    run(bin()
+        .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+        .args(["--dry-run", "--cpu-basis", "request"])
+        .args(["--since", &rfc3339(p.dataset.first_truth_hour)])
+        .args(["--until", &rfc3339(p.dataset.data_end)])
+        .args(["--now", "2026-11-02T00:00:00Z"])
+        .args(extra))
+}
+
+/// (hour start, namespace) → consumption.
+fn billed(out: &Outcome) -> BTreeMap<(i64, String), Value> {
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let messages: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let validator = common::schema_validator();
+    let mut got = BTreeMap::new();
+    for m in messages.as_array().unwrap() {
+        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "the schema: {errors:?}\n{m}");
+        let ts = m["header"]["consumption_start_ts"].as_str().unwrap();
+        let hour = chrono::DateTime::parse_from_rfc3339(ts).unwrap().timestamp();
+        for e in m["payload"].as_array().unwrap() {
+            let ns = e["external_id"].as_str().unwrap()[CLUSTER.len() + 1..].to_string();
+            got.insert((hour, ns), e["consumption"].clone());
+        }
+    }
+    got
+}
+
+fn billed_rows(p: &TestPrometheus) -> Vec<TruthRow> {
+    truth(p)
+        .into_iter()
+        .filter(|r| !r.namespace.starts_with("kube-") && !r.namespace.starts_with("openshift-"))
+        .collect()
+}
+
+/// Every namespace-hour's `gpu`, `gpu_h100` and `gpu_t4` equal the devices' truth within its
+/// tolerance (exact where nothing changed), and no other namespace is billed (the exporter's
+/// own `gpu-operator` least of all).
+fn check_devices(engine: &str, p: &TestPrometheus, got: &BTreeMap<(i64, String), Value>) {
+    let rows = billed_rows(p);
+    let expected: BTreeSet<_> = rows.iter().map(|r| (r.hour, r.namespace.clone())).collect();
+    let seen: BTreeSet<_> = got.keys().cloned().collect();
+    assert_eq!(seen, expected, "{engine}: the billed namespace-hours");
+    let mut failures = Vec::new();
+    for r in &rows {
+        let c = &got[&(r.hour, r.namespace.clone())];
+        let model = |m: &str| r.gpu_devices_models.get(m).copied().unwrap_or(0.0);
+        for (key, want) in [
+            ("gpu", r.gpu_devices),
+            ("gpu_h100", model(consumption_metrics_synth::fleet::H100)),
+            ("gpu_t4", model(consumption_metrics_synth::fleet::T4)),
+        ] {
+            let have = c[key].as_f64().unwrap_or(f64::NAN);
+            if (have - want).abs() > r.tol_gpu_devices + 1e-6 {
+                failures.push(format!(
+                    "{} {} {key}: billed {have}, truth {want} ± {}",
+                    rfc3339(r.hour),
+                    r.namespace,
+                    r.tol_gpu_devices
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{engine}:\n{}", failures.join("\n"));
+}
+
+fn row<'a>(rows: &'a [TruthRow], hour: i64, ns: &str) -> &'a TruthRow {
+    rows.iter()
+        .find(|r| r.hour == hour && r.namespace == ns)
+        .unwrap()
+}
+
+/// The devices source bills every GPU as the GPUs report it, per model, on both engines: the
+/// DRA-allocated T4 included, the time-sliced T4 split between its pods, MIG instances at
+/// their slices, the batch pod from its start to its stop, idle GPUs to nobody.
+#[test]
+fn devices_bill_every_gpu_as_the_gpus_report_it() {
+    for (engine, p) in [
+        ("prometheus", common::start_prometheus("gpu-fleet", &fleet(5, true))),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics("gpu-fleet-vm", &fleet(5, true)),
+        ),
+    ] {
+        let out = dry_run(
+            &p,
+            &["--gpu-source", "devices", "--gpu-model", H100, "--gpu-model", T4],
+        );
+        let got = billed(&out);
+        check_devices(engine, &p, &got);
+        // The cases, spelled out (hour 01:00 is the second hour of data).
+        let rows = billed_rows(&p);
+        let h1 = p.dataset.first_truth_hour;
+        let gpu = |ns: &str, h: i64| got[&(h, ns.to_string())]["gpu"].as_f64().unwrap();
+        assert!((gpu("team-train", h1) - 2.0).abs() < 1e-6);
+        assert!((gpu("team-infer", h1) - 4.0 / 7.0).abs() < 1e-6);
+        assert!(gpu("team-dra", h1) > 0.9, "{engine}: DRA GPUs are billed");
+        // 02:00–03:00: lab-0 joins nb-0 on the shared T4 at 02:10.
+        let h2 = h1 + 3600;
+        let shared = gpu("team-notebook", h2) + gpu("team-lab", h2);
+        assert!((shared - 1.0).abs() < 0.01, "{engine}: {shared}");
+        assert!(
+            (gpu("team-lab", h2) - row(&rows, h2, "team-lab").gpu_devices).abs() < 0.01,
+            "{engine}"
+        );
+        assert!(!out.stderr.contains("Dynamic Resource Allocation"), "{engine}");
+    }
+}
+
+/// The requests source bills what it can see as the devices do (whole GPUs, MIG, the batch
+/// pod) and warns, once, of the DRA pod it bills 0, naming `--gpu-source devices`.
+#[test]
+fn the_requests_source_agrees_where_it_sees_and_warns_of_dra() {
+    let p = common::start_prometheus("gpu-fleet-requests", &fleet(6, true));
+    let out = dry_run(&p, &["--gpu-resource", "nvidia.com/gpu.shared=1/2"]);
+    let got = billed(&out);
+    let rows = billed_rows(&p);
+    for r in rows.iter().filter(|r| {
+        ["team-train", "team-infer", "team-batch"].contains(&r.namespace.as_str())
+    }) {
+        let have = got[&(r.hour, r.namespace.clone())]["gpu"].as_f64().unwrap();
+        assert!(
+            (have - r.gpu_devices).abs() <= r.tol_gpu_devices + r.tol_gpu + 1e-6,
+            "{} {}: requests {have}, devices {}",
+            rfc3339(r.hour),
+            r.namespace,
+            r.gpu_devices
+        );
+        assert!((have - r.gpu).abs() <= r.tol_gpu + 1e-6);
+    }
+    let dra_hours: Vec<_> = rows.iter().filter(|r| r.namespace == "team-dra").collect();
+    assert!(!dra_hours.is_empty());
+    for r in dra_hours {
+        assert_eq!(got[&(r.hour, r.namespace.clone())]["gpu"].as_f64(), Some(0.0));
+    }
+    let warnings = out
+        .stderr
+        .matches("pods hold devices through Dynamic Resource Allocation")
+        .count();
+    assert_eq!(warnings, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("team-dra/dra-0") && out.stderr.contains("--gpu-source devices"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Scraped without `honor_labels` (the GPU Operator's ServiceMonitor, OpenShift), the pods are
+/// read from `exported_namespace`/`exported_pod`, and the exporter's own namespace, which every
+/// series then carries, is never billed.
+#[test]
+fn without_honor_labels_the_exported_labels_name_the_pods() {
+    let p = common::start_prometheus("gpu-fleet-exported", &fleet(7, false));
+    let out = dry_run(
+        &p,
+        &["--gpu-source", "devices", "--gpu-model", H100, "--gpu-model", T4],
+    );
+    check_devices("prometheus", &p, &billed(&out));
+}
+
+/// A GPU of a model `--gpu-model` does not map refuses the hour (exit 4), naming the model and
+/// the flag; without `--gpu-model` no entry has a model key.
+#[test]
+fn an_unmapped_model_is_refused_and_no_flag_no_keys() {
+    let p = common::start_prometheus("gpu-fleet-unmapped", &fleet(8, true));
+    let out = dry_run(&p, &["--gpu-source", "devices", "--gpu-model", T4]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stdout.trim().is_empty() || out.stdout.trim() == "[]");
+    assert!(
+        out.stderr.contains("NVIDIA H100 80GB HBM3") && out.stderr.contains("--gpu-model"),
+        "{}",
+        out.stderr
+    );
+    let got = billed(&dry_run(&p, &["--gpu-source", "devices"]));
+    for c in got.values() {
+        assert!(
+            c.as_object().unwrap().keys().all(|k| !k.starts_with("gpu_")),
+            "{c}"
+        );
+    }
+}
