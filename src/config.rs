@@ -700,7 +700,20 @@ impl Config {
                 gpu_weights: crate::gpu::GpuWeights::parse(&args.gpu_resources).map_err(
                     |reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")),
                 )?,
-                gpu_source: args.gpu_source,
+                gpu_source: match (
+                    args.gpu_source,
+                    args.gpu_models.iter().any(|m| !m.trim().is_empty()),
+                ) {
+                    (crate::gpu::GpuSource::Requests, true) => {
+                        return Err(ConfigError::Usage(
+                            "--gpu-model needs --gpu-source devices: the requests source cannot \
+                             tell GPU models apart (a request names a resource, not a model); \
+                             README, GPUs"
+                                .into(),
+                        ));
+                    }
+                    (source, _) => source,
+                },
                 gpu_models: crate::gpu::GpuModels::parse(&args.gpu_models).map_err(|reason| {
                     ConfigError::Usage(format!("invalid --gpu-model {reason}"))
                 })?,
@@ -982,9 +995,11 @@ impl Config {
                 tiers.join(", ")
             },
             match self.collect.gpu_source {
-                crate::gpu::GpuSource::Requests => "requests (kube-state-metrics' container \
+                crate::gpu::GpuSource::Requests =>
+                    "requests (kube-state-metrics' container \
                      requests; GPUs allocated through DRA are not seen: a run warns of them)",
-                crate::gpu::GpuSource::Devices => "devices (dcgm-exporter's DCGM_FI_DEV_FB_USED \
+                crate::gpu::GpuSource::Devices =>
+                    "devices (dcgm-exporter's DCGM_FI_DEV_FB_USED \
                      per device and pod: device plugin, DRA, MIG and shared GPUs)",
             },
             self.collect.gpu_models.describe(),

@@ -284,7 +284,11 @@ mod tests {
     fn mig_profiles_name_their_resource() {
         assert_eq!(mig_resource("1g.10gb"), "nvidia_com_mig_1g_10gb");
         assert_eq!(mig_resource("1g.5gb+me"), "nvidia_com_mig_1g_5gb_me");
-        let mig = [&DEVICE[..], &[("GPU_I_ID", "11"), ("GPU_I_PROFILE", "3g.40gb")]].concat();
+        let mig = [
+            &DEVICE[..],
+            &[("GPU_I_ID", "11"), ("GPU_I_PROFILE", "3g.40gb")],
+        ]
+        .concat();
         let d = read(&series(&mig), &targets()).unwrap();
         assert_eq!(d.device.instance_id, "11");
         assert_eq!(d.profile.as_deref(), Some("3g.40gb"));

@@ -260,7 +260,10 @@ pub fn newest_samples(reference: &str, usage: bool, devices: bool) -> String {
     if devices {
         parts.push("or".to_string());
         // `gpu=~".*"` matches every series; the braces carry `--prometheus-selector`.
-        parts.push(source(format!("{}{{gpu=~\".*\"}}", crate::dcgm::METRIC), DCGM));
+        parts.push(source(
+            format!("{}{{gpu=~\".*\"}}", crate::dcgm::METRIC),
+            DCGM,
+        ));
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("max by (source) (", &parts, ")")

@@ -49,7 +49,9 @@ fn billed(out: &Outcome) -> BTreeMap<(i64, String), Value> {
         let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "the schema: {errors:?}\n{m}");
         let ts = m["header"]["consumption_start_ts"].as_str().unwrap();
-        let hour = chrono::DateTime::parse_from_rfc3339(ts).unwrap().timestamp();
+        let hour = chrono::DateTime::parse_from_rfc3339(ts)
+            .unwrap()
+            .timestamp();
         for e in m["payload"].as_array().unwrap() {
             let ns = e["external_id"].as_str().unwrap()[CLUSTER.len() + 1..].to_string();
             got.insert((hour, ns), e["consumption"].clone());
@@ -108,7 +110,10 @@ fn row<'a>(rows: &'a [TruthRow], hour: i64, ns: &str) -> &'a TruthRow {
 #[test]
 fn devices_bill_every_gpu_as_the_gpus_report_it() {
     for (engine, p) in [
-        ("prometheus", common::start_prometheus("gpu-fleet", &fleet(5, true))),
+        (
+            "prometheus",
+            common::start_prometheus("gpu-fleet", &fleet(5, true)),
+        ),
         (
             "victoria-metrics",
             common::start_victoria_metrics("gpu-fleet-vm", &fleet(5, true)),
@@ -116,7 +121,14 @@ fn devices_bill_every_gpu_as_the_gpus_report_it() {
     ] {
         let out = dry_run(
             &p,
-            &["--gpu-source", "devices", "--gpu-model", H100, "--gpu-model", T4],
+            &[
+                "--gpu-source",
+                "devices",
+                "--gpu-model",
+                H100,
+                "--gpu-model",
+                T4,
+            ],
         );
         let got = billed(&out);
         check_devices(engine, &p, &got);
@@ -135,7 +147,10 @@ fn devices_bill_every_gpu_as_the_gpus_report_it() {
             (gpu("team-lab", h2) - row(&rows, h2, "team-lab").gpu_devices).abs() < 0.01,
             "{engine}"
         );
-        assert!(!out.stderr.contains("Dynamic Resource Allocation"), "{engine}");
+        assert!(
+            !out.stderr.contains("Dynamic Resource Allocation"),
+            "{engine}"
+        );
     }
 }
 
@@ -147,9 +162,10 @@ fn the_requests_source_agrees_where_it_sees_and_warns_of_dra() {
     let out = dry_run(&p, &["--gpu-resource", "nvidia.com/gpu.shared=1/2"]);
     let got = billed(&out);
     let rows = billed_rows(&p);
-    for r in rows.iter().filter(|r| {
-        ["team-train", "team-infer", "team-batch"].contains(&r.namespace.as_str())
-    }) {
+    for r in rows
+        .iter()
+        .filter(|r| ["team-train", "team-infer", "team-batch"].contains(&r.namespace.as_str()))
+    {
         let have = got[&(r.hour, r.namespace.clone())]["gpu"].as_f64().unwrap();
         assert!(
             (have - r.gpu_devices).abs() <= r.tol_gpu_devices + r.tol_gpu + 1e-6,
@@ -163,7 +179,10 @@ fn the_requests_source_agrees_where_it_sees_and_warns_of_dra() {
     let dra_hours: Vec<_> = rows.iter().filter(|r| r.namespace == "team-dra").collect();
     assert!(!dra_hours.is_empty());
     for r in dra_hours {
-        assert_eq!(got[&(r.hour, r.namespace.clone())]["gpu"].as_f64(), Some(0.0));
+        assert_eq!(
+            got[&(r.hour, r.namespace.clone())]["gpu"].as_f64(),
+            Some(0.0)
+        );
     }
     let warnings = out
         .stderr
@@ -185,7 +204,14 @@ fn without_honor_labels_the_exported_labels_name_the_pods() {
     let p = common::start_prometheus("gpu-fleet-exported", &fleet(7, false));
     let out = dry_run(
         &p,
-        &["--gpu-source", "devices", "--gpu-model", H100, "--gpu-model", T4],
+        &[
+            "--gpu-source",
+            "devices",
+            "--gpu-model",
+            H100,
+            "--gpu-model",
+            T4,
+        ],
     );
     check_devices("prometheus", &p, &billed(&out));
 }
@@ -206,8 +232,68 @@ fn an_unmapped_model_is_refused_and_no_flag_no_keys() {
     let got = billed(&dry_run(&p, &["--gpu-source", "devices"]));
     for c in got.values() {
         assert!(
-            c.as_object().unwrap().keys().all(|k| !k.starts_with("gpu_")),
+            c.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("gpu_")),
             "{c}"
         );
     }
+}
+
+/// `check` lists, for the newest settled hour, the GPUs seen per model, the GPU-hours nobody
+/// held and the pods holding claims: a warning with the requests source, fine with devices.
+#[test]
+fn check_lists_gpus_per_model_idle_hours_and_claims() {
+    let p = common::start_prometheus("gpu-fleet-check", &fleet(9, true));
+    let dir = common::test_dir("gpu-fleet-check-cp");
+    let checkpoint = dir.join("checkpoint");
+    std::fs::write(&checkpoint, "2026-11-01T03:00:00Z\n").unwrap();
+    let check = |extra: &[&str]| {
+        let out = run(bin()
+            .arg("check")
+            .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+            .args(["--now", "2026-11-01T04:20:00Z", "--output", "json"])
+            .arg("--checkpoint-file")
+            .arg(&checkpoint)
+            .args(extra));
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("check JSON: {e}\n{}\n{}", out.stdout, out.stderr));
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["check"].as_str().unwrap().to_string(),
+                    (
+                        l["verdict"].as_str().unwrap().to_string(),
+                        l["detail"].as_str().unwrap().to_string(),
+                    ),
+                )
+            })
+            .collect::<BTreeMap<String, (String, String)>>()
+    };
+    let requests = check(&["--gpu-resource", "nvidia.com/gpu.shared=1/2"]);
+    let (verdict, detail) = &requests["gpu devices"];
+    assert_eq!(verdict, "ok", "{detail}");
+    // Four H100s (one as 3/7 + 1/7 + 1/7 of MIG) and three T4s.
+    assert!(
+        detail.contains("NVIDIA H100 80GB HBM3: 3.714286 GPUs")
+            && detail.contains("Tesla T4: 3 GPUs"),
+        "{detail}"
+    );
+    let (verdict, detail) = &requests["gpu idle"];
+    assert_eq!(verdict, "ok", "{detail}");
+    // The idle T4 and the idle 1g.10gb instance all hour; the batch H100 before 03:40:50 is
+    // held, after it idle (19:10 of the hour).
+    assert!(detail.contains("Tesla T4: 1 GPU-hours"), "{detail}");
+    let (verdict, detail) = &requests["gpu dra"];
+    assert_eq!(verdict, "warn", "{detail}");
+    assert!(detail.contains("team-dra/dra-0") && detail.contains("--gpu-source devices"));
+    let devices = check(&["--gpu-source", "devices", "--gpu-model", T4]);
+    assert_eq!(devices["gpu dra"].0, "ok", "{:?}", devices["gpu dra"]);
+    let (verdict, detail) = &devices["gpu models"];
+    assert_eq!(verdict, "fail", "{detail}");
+    assert!(detail.contains("NVIDIA H100 80GB HBM3"), "{detail}");
 }

@@ -222,15 +222,7 @@ mod tests {
     }
 
     fn run(series: &[DeviceSeries], models: &GpuModels) -> DeviceHour {
-        integrate(
-            series,
-            (S, E),
-            GAP,
-            30_000,
-            &GpuWeights::default(),
-            models,
-        )
-        .unwrap()
+        integrate(series, (S, E), GAP, 30_000, &GpuWeights::default(), models).unwrap()
     }
 
     fn held(h: &DeviceHour, ns: &str) -> f64 {
@@ -266,7 +258,11 @@ mod tests {
         let mut series = Vec::new();
         for off in [7_000, 19_000] {
             for pod in ["p", "q"] {
-                let mut s = device("GPU-1", holder("a", pod), ticks(S - GAP, E + GAP, 30_000, off));
+                let mut s = device(
+                    "GPU-1",
+                    holder("a", pod),
+                    ticks(S - GAP, E + GAP, 30_000, off),
+                );
                 if pod == "q" {
                     s.holder = holder("b", pod);
                 }
@@ -280,7 +276,11 @@ mod tests {
 
     #[test]
     fn mig_instances_weigh_their_slices_and_hide_their_gpu() {
-        let mut parent = device("GPU-1", holder("x", "x"), ticks(S - GAP, E + GAP, 30_000, 0));
+        let mut parent = device(
+            "GPU-1",
+            holder("x", "x"),
+            ticks(S - GAP, E + GAP, 30_000, 0),
+        );
         parent.model = "NVIDIA H100 80GB HBM3".into();
         let mig = |id: &str, profile: &str, ns: &str| {
             let mut s = parent.clone();
@@ -307,7 +307,10 @@ mod tests {
     fn holes_are_bridged_up_to_the_limit_and_refused_over_it() {
         let mut times = ticks(S - GAP, E + GAP, 30_000, 0);
         times.retain(|t| !(S + 600_000..S + 600_000 + 14 * 60_000).contains(t));
-        let h = run(&[device("GPU-1", holder("a", "p"), times)], &GpuModels::default());
+        let h = run(
+            &[device("GPU-1", holder("a", "p"), times)],
+            &GpuModels::default(),
+        );
         assert!((held(&h, "a") - 1.0).abs() < 1e-9);
         let mut times = ticks(S - GAP, E + GAP, 30_000, 0);
         times.retain(|t| !(S + 600_000..S + 600_000 + 16 * 60_000).contains(t));

@@ -385,7 +385,11 @@ impl<'a> Collector<'a> {
             usages.push(self.collect_part(hours, segments).await?);
         }
         Ok(Collected {
-            usage: SpanUsage::join(usages, self.config.bill_memory, self.config.gpu_models.keys()),
+            usage: SpanUsage::join(
+                usages,
+                self.config.bill_memory,
+                self.config.gpu_models.keys(),
+            ),
             waiting,
             dra_unseen,
         })
@@ -809,7 +813,11 @@ impl<'a> Collector<'a> {
         }
         let pods: BTreeSet<(String, String)> = by_hour.into_values().flatten().collect();
         if !pods.is_empty() && self.first_warning("dra") {
-            let shown: Vec<String> = pods.iter().take(5).map(|(n, p)| format!("{n}/{p}")).collect();
+            let shown: Vec<String> = pods
+                .iter()
+                .take(5)
+                .map(|(n, p)| format!("{n}/{p}"))
+                .collect();
             warn!(
                 pods = pods.len(),
                 first = %shown.join(", "),
@@ -825,7 +833,11 @@ impl<'a> Collector<'a> {
     /// GPU-hours of `span` from the devices (`--gpu-source devices`), one hour at a time: as
     /// series labelled `namespace` and `model` (the model key, `""` without `--gpu-model`),
     /// one point per hour at its end, for [`SpanUsage::add`].
-    async fn gpu_from_devices(&self, span: &[HourWindow], models: &[String]) -> Result<Vec<Series>> {
+    async fn gpu_from_devices(
+        &self,
+        span: &[HourWindow],
+        models: &[String],
+    ) -> Result<Vec<Series>> {
         let mut out: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
         for hour in span {
             let held = self.device_hour(hour).await?;
@@ -874,7 +886,10 @@ impl<'a> Collector<'a> {
         let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
         let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
         let len = 3_600_000 + 2 * pad.as_millis();
-        let (samples_q, targets_q) = (dcgm::samples(self.windows, len), dcgm::targets(self.windows, len));
+        let (samples_q, targets_q) = (
+            dcgm::samples(self.windows, len),
+            dcgm::targets(self.windows, len),
+        );
         let samples_read = SampleQuery {
             what: "gpu devices",
             expr: &samples_q,
@@ -917,7 +932,10 @@ impl<'a> Collector<'a> {
             .config
             .scrape_interval
             .map_or(30_000, |i| i64::try_from(i.as_millis()).unwrap_or(30_000));
-        let (start, end) = (hour.start().timestamp_millis(), hour.end().timestamp_millis());
+        let (start, end) = (
+            hour.start().timestamp_millis(),
+            hour.end().timestamp_millis(),
+        );
         devices::integrate(
             &read,
             (start, end),

@@ -205,7 +205,8 @@ impl Fleet {
             for w in cuts.windows(2) {
                 let holders = self.holders(d, w[0]);
                 for h in &holders {
-                    let gpu_hours = dev.weight * (w[1] - w[0]) as f64 / 3600.0 / holders.len() as f64;
+                    let gpu_hours =
+                        dev.weight * (w[1] - w[0]) as f64 / 3600.0 / holders.len() as f64;
                     *out.entry(h.namespace.clone())
                         .or_default()
                         .0

@@ -854,15 +854,15 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
     };
     let (a, b) = ("gpu-node-a", "gpu-node-b");
     let devices = vec![
-        device(0, fleet::H100, a, None),                      // 0: team-train
-        device(1, fleet::H100, a, None),                      // 1: team-train
-        device(2, fleet::H100, a, Some(("1", "3g.40gb"))),    // 2: team-infer big
-        device(2, fleet::H100, a, Some(("2", "1g.10gb"))),    // 3: team-infer small
-        device(2, fleet::H100, a, Some(("3", "1g.10gb"))),    // 4: idle instance
-        device(3, fleet::H100, a, None),                      // 5: team-batch
-        device(0, fleet::T4, b, None),                        // 6: shared
-        device(1, fleet::T4, b, None),                        // 7: DRA
-        device(2, fleet::T4, b, None),                        // 8: idle
+        device(0, fleet::H100, a, None),                   // 0: team-train
+        device(1, fleet::H100, a, None),                   // 1: team-train
+        device(2, fleet::H100, a, Some(("1", "3g.40gb"))), // 2: team-infer big
+        device(2, fleet::H100, a, Some(("2", "1g.10gb"))), // 3: team-infer small
+        device(2, fleet::H100, a, Some(("3", "1g.10gb"))), // 4: idle instance
+        device(3, fleet::H100, a, None),                   // 5: team-batch
+        device(0, fleet::T4, b, None),                     // 6: shared
+        device(1, fleet::T4, b, None),                     // 7: DRA
+        device(2, fleet::T4, b, None),                     // 8: idle
     ];
     let hold = |device: usize, ns: &str, pod: &str, from: i64, to: i64, claim: Option<&str>| Hold {
         device,
@@ -894,10 +894,38 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         to,
     };
     let exporters = vec![
-        exporter(a, "nvidia-dcgm-exporter-a1", "10.129.1.10", 3, LONG_AGO, NEVER),
-        exporter(a, "nvidia-dcgm-exporter-a2", "10.129.1.11", 9, LONG_AGO, NEVER),
-        exporter(b, "nvidia-dcgm-exporter-b1", "10.129.2.10", 5, LONG_AGO, at(2, 30, 0)),
-        exporter(b, "nvidia-dcgm-exporter-b2", "10.129.2.11", 5, at(2, 30, 0), NEVER),
+        exporter(
+            a,
+            "nvidia-dcgm-exporter-a1",
+            "10.129.1.10",
+            3,
+            LONG_AGO,
+            NEVER,
+        ),
+        exporter(
+            a,
+            "nvidia-dcgm-exporter-a2",
+            "10.129.1.11",
+            9,
+            LONG_AGO,
+            NEVER,
+        ),
+        exporter(
+            b,
+            "nvidia-dcgm-exporter-b1",
+            "10.129.2.10",
+            5,
+            LONG_AGO,
+            at(2, 30, 0),
+        ),
+        exporter(
+            b,
+            "nvidia-dcgm-exporter-b2",
+            "10.129.2.11",
+            5,
+            at(2, 30, 0),
+            NEVER,
+        ),
     ];
     let gpus = |n: f64| {
         let mut c = container("main", 1.0, 0.5);
@@ -931,7 +959,10 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
     dra.claims = vec![("gpu".into(), "dra-0-gpu-claim".into())];
     let one = |name: &str, pods: Vec<Pod>| namespace(name, LONG_AGO, NEVER, pods, vec![]);
     let namespaces = vec![
-        one("team-train", vec![on(steady("team-train", "train-0", vec![gpus(2.0)]), a)]),
+        one(
+            "team-train",
+            vec![on(steady("team-train", "train-0", vec![gpus(2.0)]), a)],
+        ),
         one(
             "team-infer",
             vec![
@@ -972,7 +1003,11 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         one(
             "team-notebook",
             vec![on(
-                steady("team-notebook", "nb-0", vec![extended("nvidia_com_gpu_shared", 0.5)]),
+                steady(
+                    "team-notebook",
+                    "nb-0",
+                    vec![extended("nvidia_com_gpu_shared", 0.5)],
+                ),
                 b,
             )],
         ),
