@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 storage_rwx_basic: f(4),
                 storage_rwx_premium: f(5),
                 ram: None,
+                gpu_models: Default::default(),
             },
         );
         rest = &tail[48..];
