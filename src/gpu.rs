@@ -167,9 +167,6 @@ pub struct GpuModels {
     by_model: BTreeMap<String, String>,
 }
 
-/// The longest suffix: a key stays short and readable on the billing side.
-pub const MAX_SUFFIX: usize = crate::usage::MAX_MODEL_SUFFIX;
-
 impl GpuModels {
     /// Parse `--gpu-model MODEL=SUFFIX` items. Several models may share a suffix (two
     /// variants priced alike).
@@ -183,15 +180,12 @@ impl GpuModels {
             if model.is_empty() {
                 return Err(format!("{item:?}: the model name is empty"));
             }
-            let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
-            if suffix.is_empty()
-                || suffix.len() > MAX_SUFFIX
-                || !suffix.chars().all(ok)
-                || suffix.starts_with('_')
-                || suffix.ends_with('_')
-            {
+            if !crate::usage::is_model_key(&format!("gpu_{suffix}")) {
                 return Err(format!(
-                    "{item:?}: the suffix must be 1 to {MAX_SUFFIX} characters of a-z, 0-9 and _                      (not first or last), e.g. h100 or a100_80gb: it becomes the message key                      gpu_<suffix>"
+                    "{item:?}: the suffix must be 1 to {} characters of a-z, 0-9 and _ (not \
+                     first or last), e.g. h100 or a100_80gb: it becomes the message key \
+                     gpu_<suffix>",
+                    crate::usage::MAX_MODEL_SUFFIX
                 ));
             }
             if by_model

@@ -8,9 +8,8 @@ mod common;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use common::{Outcome, TestPrometheus, bin, run, standard};
+use common::{Outcome, TestPrometheus, bin, check_lines as lines, run, standard};
 use consumption_metrics_synth::scenario::Options;
-use serde_json::Value;
 
 /// The newest settled hour is 04:00–05:00 of the synthetic day (settle delay 10 minutes).
 const NOW: &str = "2026-11-01T05:30:00Z";
@@ -35,24 +34,6 @@ fn checkpoint_at(dir: &Path, value: &str) -> std::path::PathBuf {
     let p = dir.join("checkpoint");
     std::fs::write(&p, format!("{value}\n")).unwrap();
     p
-}
-
-/// `check --output json`: check name → (verdict, detail).
-fn lines(out: &Outcome) -> Vec<(String, String, String)> {
-    let v: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("check JSON: {e}\n{}\n{}", out.stdout, out.stderr));
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["check"].as_str().unwrap().to_string(),
-                l["verdict"].as_str().unwrap().to_string(),
-                l["detail"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 fn line<'a>(lines: &'a [(String, String, String)], check: &str) -> &'a (String, String, String) {

@@ -17,6 +17,15 @@ use serde_json::Value;
 const CLUSTER: &str = "synth-01";
 const H100: &str = "NVIDIA H100 80GB HBM3=h100";
 const T4: &str = "Tesla T4=t4";
+/// The devices source with both models of the fleet as keys.
+const DEVICES_BY_MODEL: &[&str] = &[
+    "--gpu-source",
+    "devices",
+    "--gpu-model",
+    H100,
+    "--gpu-model",
+    T4,
+];
 
 fn fleet(seed: u64, honor_labels: bool) -> Options {
     Options {
@@ -119,17 +128,7 @@ fn devices_bill_every_gpu_as_the_gpus_report_it() {
             common::start_victoria_metrics("gpu-fleet-vm", &fleet(5, true)),
         ),
     ] {
-        let out = dry_run(
-            &p,
-            &[
-                "--gpu-source",
-                "devices",
-                "--gpu-model",
-                H100,
-                "--gpu-model",
-                T4,
-            ],
-        );
+        let out = dry_run(&p, DEVICES_BY_MODEL);
         let got = billed(&out);
         check_devices(engine, &p, &got);
         // The cases, spelled out (hour 01:00 is the second hour of data).
@@ -202,17 +201,7 @@ fn the_requests_source_agrees_where_it_sees_and_warns_of_dra() {
 #[test]
 fn without_honor_labels_the_exported_labels_name_the_pods() {
     let p = common::start_prometheus("gpu-fleet-exported", &fleet(7, false));
-    let out = dry_run(
-        &p,
-        &[
-            "--gpu-source",
-            "devices",
-            "--gpu-model",
-            H100,
-            "--gpu-model",
-            T4,
-        ],
-    );
+    let out = dry_run(&p, DEVICES_BY_MODEL);
     check_devices("prometheus", &p, &billed(&out));
 }
 
@@ -257,21 +246,9 @@ fn check_lists_gpus_per_model_idle_hours_and_claims() {
             .arg("--checkpoint-file")
             .arg(&checkpoint)
             .args(extra));
-        let v: Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("check JSON: {e}\n{}\n{}", out.stdout, out.stderr));
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["check"].as_str().unwrap().to_string(),
-                    (
-                        l["verdict"].as_str().unwrap().to_string(),
-                        l["detail"].as_str().unwrap().to_string(),
-                    ),
-                )
-            })
+        common::check_lines(&out)
+            .into_iter()
+            .map(|(check, verdict, detail)| (check, (verdict, detail)))
             .collect::<BTreeMap<String, (String, String)>>()
     };
     let requests = check(&["--gpu-resource", "nvidia.com/gpu.shared=1/2"]);

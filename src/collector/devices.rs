@@ -117,19 +117,18 @@ pub fn integrate(
         for (i, (t, names)) in at.iter().enumerate() {
             let before = i.checked_sub(1).and_then(|j| times.get(j)).copied();
             let after = times.get(i + 1).copied();
-            for (a, b) in [(before, Some(*t)), (Some(*t), after)] {
-                if let (Some(a), Some(b)) = (a, b)
-                    && b - a > max_gap_ms
-                    && a < end
-                    && b > start
-                {
-                    return Err(Hole {
-                        device: device.clone(),
-                        node: node.clone(),
-                        from: a,
-                        to: b,
-                    });
-                }
+            // Every pair of consecutive samples is some sample's (before, itself).
+            if let Some(b) = before
+                && t - b > max_gap_ms
+                && b < end
+                && *t > start
+            {
+                return Err(Hole {
+                    device: device.clone(),
+                    node: node.clone(),
+                    from: b,
+                    to: *t,
+                });
             }
             let left = before.map_or(t - typical / 2, |b| b + (t - b) / 2);
             let right = match after {

@@ -602,7 +602,7 @@ impl<'a> Collector<'a> {
                     self.counts_and_cpu(span, weigh),
                     async {
                         if devices {
-                            self.gpu_from_devices(span, &models).await
+                            self.gpu_from_devices(span).await
                         } else {
                             self.query("gpu", &gpu_q, span).await
                         }
@@ -673,17 +673,12 @@ impl<'a> Collector<'a> {
             to(Dimension::Ram),
         )?;
         let mut unknown = BTreeSet::new();
-        let (device_gpu, gpu) = if devices {
-            (gpu, Vec::new())
-        } else {
-            (Vec::new(), gpu)
-        };
         if devices {
             // GPU-hours already, per namespace and model key.
             let gpu_answer = Answer {
                 what: "gpu (devices)",
                 grouped_by: &["namespace", "model"],
-                series: device_gpu,
+                series: gpu,
                 weights: None,
             };
             usage.add(gpu_answer, excluded, |s| {
@@ -693,29 +688,30 @@ impl<'a> Collector<'a> {
                     None => Adds::To(Dimension::Gpu, 1.0),
                 })
             })?;
+        } else {
+            let gpu_answer = Answer {
+                what: "gpu",
+                grouped_by: &["namespace", "resource"],
+                series: gpu,
+                weights,
+            };
+            usage.add(gpu_answer, excluded, |s| {
+                let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
+                Ok(match self.config.gpu_weights.weight(resource) {
+                    Weight::Known(w) => Adds::To(Dimension::Gpu, w),
+                    Weight::Unknown => {
+                        unknown.insert(resource.to_string());
+                        Adds::Nothing
+                    }
+                    Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
+                        return Err(CollectError::SharedGpu {
+                            resource: resource.to_string(),
+                        });
+                    }
+                    Weight::SharedUnconfigured => Adds::Nothing,
+                })
+            })?;
         }
-        let gpu_answer = Answer {
-            what: "gpu",
-            grouped_by: &["namespace", "resource"],
-            series: gpu,
-            weights,
-        };
-        usage.add(gpu_answer, excluded, |s| {
-            let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
-            Ok(match self.config.gpu_weights.weight(resource) {
-                Weight::Known(w) => Adds::To(Dimension::Gpu, w),
-                Weight::Unknown => {
-                    unknown.insert(resource.to_string());
-                    Adds::Nothing
-                }
-                Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
-                    return Err(CollectError::SharedGpu {
-                        resource: resource.to_string(),
-                    });
-                }
-                Weight::SharedUnconfigured => Adds::Nothing,
-            })
-        })?;
         for resource in unknown
             .into_iter()
             .filter(|r| self.first_warning(&format!("gpu {r}")))
@@ -833,11 +829,7 @@ impl<'a> Collector<'a> {
     /// GPU-hours of `span` from the devices (`--gpu-source devices`), one hour at a time: as
     /// series labelled `namespace` and `model` (the model key, `""` without `--gpu-model`),
     /// one point per hour at its end, for [`SpanUsage::add`].
-    async fn gpu_from_devices(
-        &self,
-        span: &[HourWindow],
-        models: &[String],
-    ) -> Result<Vec<Series>> {
+    async fn gpu_from_devices(&self, span: &[HourWindow]) -> Result<Vec<Series>> {
         let mut out: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
         for hour in span {
             let held = self.device_hour(hour).await?;
@@ -860,7 +852,6 @@ impl<'a> Collector<'a> {
                 });
             }
             for ((namespace, key), secs) in held.held {
-                debug_assert!(key.is_empty() || models.contains(&key));
                 out.entry((namespace, key))
                     .or_default()
                     .push((hour.end().timestamp(), secs / 3600.0));

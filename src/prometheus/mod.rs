@@ -271,27 +271,24 @@ impl Prometheus {
     /// The raw samples of a range selector, as [`Series`] of `(unix milliseconds, value)`
     /// samples, with the retries of [`Prometheus::query_range`].
     pub async fn query_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
-        self.send::<Millis>(&Request {
+        self.send::<Millis>(&self.samples_request(q)).await
+    }
+
+    /// The request of a raw-sample read: an instant query of a range selector.
+    fn samples_request<'a>(&'a self, q: &SampleQuery<'a>) -> Request<'a> {
+        Request {
             what: q.what,
             expr: q.expr,
             endpoint: &self.instant_endpoint,
             params: vec![("time", q.at.timestamp().to_string())],
             range: format!("samples at {}", crate::window::rfc3339(q.at)),
-        })
-        .await
+        }
     }
 
     /// [`Prometheus::query_samples`] keeping the labels of dcgm-exporter's device series
     /// ([`crate::dcgm`]) instead of a container's.
     pub async fn query_device_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
-        self.send::<DeviceMillis>(&Request {
-            what: q.what,
-            expr: q.expr,
-            endpoint: &self.instant_endpoint,
-            params: vec![("time", q.at.timestamp().to_string())],
-            range: format!("samples at {}", crate::window::rfc3339(q.at)),
-        })
-        .await
+        self.send::<DeviceMillis>(&self.samples_request(q)).await
     }
 
     /// [`Prometheus::query_range`] outside `--prometheus-selector`: only for a diagnosis

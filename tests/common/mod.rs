@@ -419,3 +419,21 @@ pub fn dry_run_config(prometheus_url: &str, now: &str) -> consumption_metrics::c
     .unwrap();
     consumption_metrics::config::Config::from_args(&args, chrono::Utc::now()).unwrap()
 }
+
+/// `check --output json`'s lines: (check, verdict, detail), in order.
+pub fn check_lines(out: &Outcome) -> Vec<(String, String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("check JSON: {e}\n{}\n{}", out.stdout, out.stderr));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["check"].as_str().unwrap().to_string(),
+                l["verdict"].as_str().unwrap().to_string(),
+                l["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
