@@ -331,11 +331,11 @@ pub struct Args {
     #[arg(long, env = "GPU_SOURCE", value_enum, default_value_t = GpuSource::Requests)]
     pub gpu_source: GpuSource,
 
-    /// Bill GPU-hours per model as well (needs --gpu-source devices), repeatable;
-    /// comma-separated in the environment: each entry carries `gpu_<SUFFIX>` for every
-    /// configured model beside the total `gpu`. MODEL is NVML's product name as dcgm-exporter's
-    /// `modelName` writes it (spaces or dashes). A GPU of an unmapped model held in an hour
-    /// refuses the hour.
+    /// Bill GPU-hours per model as well, repeatable; comma-separated in the environment: each
+    /// entry carries `gpu_<SUFFIX>` for every configured model beside the total `gpu`. MODEL is
+    /// NVML's product name, as dcgm-exporter's `modelName` (devices source) or the node label
+    /// nvidia.com/gpu.product on kube_node_labels (requests source) write it (spaces or
+    /// dashes). A GPU of an unmapped or unknown model held in an hour refuses the hour.
     /// Example: --gpu-model 'NVIDIA H100 80GB HBM3=h100'
     #[arg(
         long = "gpu-model",

@@ -700,20 +700,7 @@ impl Config {
                 gpu_weights: crate::gpu::GpuWeights::parse(&args.gpu_resources).map_err(
                     |reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")),
                 )?,
-                gpu_source: match (
-                    args.gpu_source,
-                    args.gpu_models.iter().any(|m| !m.trim().is_empty()),
-                ) {
-                    (crate::gpu::GpuSource::Requests, true) => {
-                        return Err(ConfigError::Usage(
-                            "--gpu-model needs --gpu-source devices: the requests source cannot \
-                             tell GPU models apart (a request names a resource, not a model); \
-                             README, GPUs"
-                                .into(),
-                        ));
-                    }
-                    (source, _) => source,
-                },
+                gpu_source: args.gpu_source,
                 gpu_models: crate::gpu::GpuModels::parse(&args.gpu_models).map_err(|reason| {
                     ConfigError::Usage(format!("invalid --gpu-model {reason}"))
                 })?,
@@ -996,8 +983,9 @@ impl Config {
             },
             match self.collect.gpu_source {
                 crate::gpu::GpuSource::Requests =>
-                    "requests (kube-state-metrics' container \
-                     requests; GPUs allocated through DRA are not seen: a run warns of them)",
+                    "requests (kube-state-metrics' container requests, models by the node's \
+                     nvidia.com/gpu.product label; GPUs allocated through DRA are not seen: a \
+                     run warns of them)",
                 crate::gpu::GpuSource::Devices =>
                     "devices (dcgm-exporter's DCGM_FI_DEV_FB_USED \
                      per device and pod: device plugin, DRA, MIG and shared GPUs)",

@@ -200,8 +200,15 @@ impl GpuModels {
 
     /// The form models are compared in: GPU Feature Discovery's (spaces as dashes), ASCII
     /// case folded, so `NVIDIA H100 80GB HBM3` and `NVIDIA-H100-80GB-HBM3` are one model.
+    /// GFD's `single` MIG strategy appends the profile to the node's product
+    /// (`<product>-MIG-<profile>`, k8s-device-plugin's MIG labeler), which is cut: a slice is
+    /// billed as the model it is a slice of.
     pub fn normalise(model: &str) -> String {
-        model.trim().replace(' ', "-").to_ascii_lowercase()
+        let m = model.trim().replace(' ', "-").to_ascii_lowercase();
+        match m.find("-mig-") {
+            Some(at) => m[..at].to_string(),
+            None => m,
+        }
     }
 
     /// Whether models are billing keys in this run.
@@ -252,6 +259,7 @@ mod tests {
         assert_eq!(m.key("NVIDIA H100 80GB HBM3"), Some("gpu_h100"));
         assert_eq!(m.key("NVIDIA-H100-80GB-HBM3"), Some("gpu_h100"));
         assert_eq!(m.key("Tesla-T4"), Some("gpu_t4"));
+        assert_eq!(m.key("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb"), Some("gpu_h100"));
         assert_eq!(m.key("NVIDIA A100-SXM4-80GB"), Some("gpu_a100_80gb"));
         assert_eq!(m.key("NVIDIA L4"), None);
         assert_eq!(m.keys(), ["gpu_a100_80gb", "gpu_h100", "gpu_t4"]);

@@ -224,7 +224,12 @@ pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
 /// required (a cluster may have no PVC). With `devices` (`--gpu-source devices`),
 /// dcgm-exporter's field is a source too (`source="dcgm-exporter"`), over every device: a
 /// cluster billed by its devices has GPUs.
-pub fn newest_samples(reference: &str, usage: bool, devices: bool) -> String {
+pub fn newest_samples(reference: &str, sources: Sources) -> String {
+    let Sources {
+        usage,
+        devices,
+        gpu_models,
+    } = sources;
     let source = |selector: String, name: &str| {
         format!("label_replace(timestamp({selector}), \"source\", \"{name}\", \"\", \"\")")
     };
@@ -257,6 +262,20 @@ pub fn newest_samples(reference: &str, usage: bool, devices: bool) -> String {
             CADVISOR,
         ));
     }
+    if gpu_models {
+        // The pods' nodes and the nodes' GPU models (`--gpu-model` with the requests source):
+        // without them every GPU would read as of no model.
+        parts.push("or".to_string());
+        parts.push(source(
+            format!("kube_pod_info{{namespace=~\"{reference}\"}}"),
+            "kube_pod_info",
+        ));
+        parts.push("or".to_string());
+        parts.push(source(
+            format!("kube_node_labels{{{GPU_PRODUCT_LABEL}=~\".+\"}}"),
+            "kube_node_labels",
+        ));
+    }
     if devices {
         parts.push("or".to_string());
         // `gpu=~".*"` matches every series; the braces carry `--prometheus-selector`.
@@ -267,6 +286,18 @@ pub fn newest_samples(reference: &str, usage: bool, devices: bool) -> String {
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("max by (source) (", &parts, ")")
+}
+
+/// The sources a run reads beside kube-state-metrics' namespaces, pods and requests
+/// ([`newest_samples`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// cAdvisor's usage counters (the `usage` and `max` bases).
+    pub usage: bool,
+    /// dcgm-exporter's devices (`--gpu-source devices`).
+    pub devices: bool,
+    /// The pods' nodes and the nodes' GPU models (`--gpu-model` with `--gpu-source requests`).
+    pub gpu_models: bool,
 }
 
 /// The metric a [`newest_samples`] source reads.
@@ -1034,13 +1065,57 @@ fn requested_cpu_weighed(w: Windows, weight: SampleWeight, scope: &str) -> Strin
 /// resource into GPU-hours ([`crate::gpu`]), so that one query serves every MIG profile and
 /// vendor. With `weigh` (an unevenly scraped hour's [`SampleWeight::Segments`]), in hours
 /// already.
-pub fn gpu(w: Windows, model: RequestModel, weigh: Option<SampleWeight>) -> String {
+pub fn gpu(w: Windows, model: RequestModel, weigh: Option<SampleWeight>, by_model: bool) -> String {
     let matcher = format!("resource=~\"{GPU_RESOURCES}\"");
     let requested = match model {
         RequestModel::Containers => requested(w, &matcher, "", ", resource", weigh),
         RequestModel::Pod => effective_requested(w, &matcher, "", None, weigh),
     };
-    format!("sum by (namespace, resource) {requested} / 3600")
+    if !by_model {
+        return format!("sum by (namespace, resource) {requested} / 3600");
+    }
+    block(
+        "sum by (namespace, resource, model) (",
+        &[
+            &requested,
+            "* on (namespace, pod, uid) group_left (model)",
+            &pod_gpu_model(w),
+        ],
+        ") / 3600",
+    )
+}
+
+/// The label kube-state-metrics writes for GPU Feature Discovery's node label
+/// `nvidia.com/gpu.product` when `--metric-labels-allowlist=nodes=[nvidia.com/gpu.product]`
+/// allows it on `kube_node_labels` (every character outside `[a-zA-Z0-9_]` as `_`, prefixed
+/// `label_`).
+pub const GPU_PRODUCT_LABEL: &str = "label_nvidia_com_gpu_product";
+
+/// Per pod (`namespace, pod, uid`), the GPU model of its node as `model`: the node from
+/// `kube_pod_info{node}`, the model from the node's [`GPU_PRODUCT_LABEL`] on
+/// `kube_node_labels`. A pod whose node has no such label (or no `kube_node_labels`) keeps
+/// `model=""`, which the collector refuses for a pod holding GPUs: models cannot be told apart.
+fn pod_gpu_model(w: Windows) -> String {
+    let h = w.hour();
+    let id = "namespace, pod, uid";
+    let pod_node = format!("max by ({id}, node) (last_over_time(kube_pod_info{{node!=\"\"}}{h}))");
+    let node_model =
+        format!("max by (node, {GPU_PRODUCT_LABEL}) (last_over_time(kube_node_labels{h}))");
+    let labelled = block(
+        "(",
+        &[
+            &pod_node,
+            &format!("* on (node) group_left ({GPU_PRODUCT_LABEL})"),
+            &node_model,
+        ],
+        ")",
+    );
+    let per_pod = block(
+        &format!("max by ({id}, {GPU_PRODUCT_LABEL}) ("),
+        &[&labelled, &format!("or on ({id})"), &pod_node],
+        ")",
+    );
+    format!("label_replace({per_pod}, \"model\", \"$1\", \"{GPU_PRODUCT_LABEL}\", \"(.*)\")")
 }
 
 /// Extended resources that may be GPUs: anything with `gpu` or `mig` in its name. One without
@@ -1145,8 +1220,9 @@ mod tests {
             )
         );
         insta::assert_snapshot!("fallen_counters", fallen_counters(w));
-        insta::assert_snapshot!("gpu", gpu(w, RequestModel::Containers, None));
-        insta::assert_snapshot!("gpu_pod", gpu(w, RequestModel::Pod, None));
+        insta::assert_snapshot!("gpu", gpu(w, RequestModel::Containers, None, false));
+        insta::assert_snapshot!("gpu_pod", gpu(w, RequestModel::Pod, None, false));
+        insta::assert_snapshot!("gpu_by_model", gpu(w, RequestModel::Pod, None, true));
         let pod = CpuRead::Requested(RequestModel::Pod, None);
         insta::assert_snapshot!("cpu_request_pod", cpu(w, pod, all));
         insta::assert_snapshot!("storage", storage(w, None));
@@ -1170,7 +1246,16 @@ mod tests {
             cpu(w, CpuRead::Larger(segments, steady), all)
         );
         insta::assert_snapshot!("scrape_times", scrape_times(w, "kube-system", 5_400_000));
-        insta::assert_snapshot!("newest_samples", newest_samples("kube-system", true, false));
+        insta::assert_snapshot!(
+            "newest_samples",
+            newest_samples(
+                "kube-system",
+                Sources {
+                    usage: true,
+                    ..Sources::default()
+                }
+            )
+        );
     }
 
     /// An hour cut in three by a hole: before, the two samples beside it, after.
@@ -1251,8 +1336,12 @@ mod tests {
                 "requested cpu seconds",
                 requested_cpu_seconds(w, SampleWeight::PerHour, Namespaces::Only(&fallen)),
             ));
-            all.push(("gpu", gpu(w, RequestModel::Containers, None)));
-            all.push(("gpu (pod)", gpu(w, RequestModel::Pod, None)));
+            all.push(("gpu", gpu(w, RequestModel::Containers, None, false)));
+            all.push(("gpu (pod)", gpu(w, RequestModel::Pod, None, false)));
+            all.push((
+                "gpu (by model)",
+                gpu(w, RequestModel::Containers, None, true),
+            ));
             all.push(("memory (pod)", memory(w, RequestModel::Pod, None)));
             all.push((
                 "memory (containers)",
@@ -1263,7 +1352,10 @@ mod tests {
             all.push(("data labels", data_labels(w, true)));
             let segments = SampleWeight::Segments(&SEGMENTS);
             all.push(("storage (segments)", storage(w, Some(segments))));
-            all.push(("gpu (segments)", gpu(w, RequestModel::Pod, Some(segments))));
+            all.push((
+                "gpu (segments)",
+                gpu(w, RequestModel::Pod, Some(segments), false),
+            ));
             all.push((
                 "cpu (segments)",
                 cpu(
@@ -1274,7 +1366,17 @@ mod tests {
             ));
             all.push(("scrape times", scrape_times(w, "kube-system", HOUR_MS)));
         }
-        all.push(("newest samples", newest_samples("kube-system", true, true)));
+        all.push((
+            "newest samples",
+            newest_samples(
+                "kube-system",
+                Sources {
+                    usage: true,
+                    devices: true,
+                    gpu_models: true,
+                },
+            ),
+        ));
         for w in [Windows::Closed, Windows::LeftOpen] {
             all.push(("gpu devices", crate::dcgm::samples(w, HOUR_MS)));
             all.push(("gpu device targets", crate::dcgm::targets(w, HOUR_MS)));
@@ -1343,8 +1445,8 @@ mod tests {
                 Namespaces::All,
             ),
             fallen_counters(w),
-            gpu(w, RequestModel::Containers, None),
-            gpu(w, RequestModel::Pod, None),
+            gpu(w, RequestModel::Containers, None, false),
+            gpu(w, RequestModel::Pod, None, false),
             cpu(
                 w,
                 CpuRead::Requested(RequestModel::Pod, None),

@@ -274,3 +274,87 @@ fn check_lists_gpus_per_model_idle_hours_and_claims() {
     assert_eq!(verdict, "fail", "{detail}");
     assert!(detail.contains("NVIDIA H100 80GB HBM3"), "{detail}");
 }
+
+/// With the requests source, `--gpu-model` reads each pod's node (`kube_pod_info`) and the
+/// node's GPU model (GPU Feature Discovery's `nvidia.com/gpu.product` on `kube_node_labels`):
+/// every namespace-hour's `gpu_<model>` equals its requests' truth per model. A node whose
+/// label kube-state-metrics does not export refuses the hour, naming the allowlist.
+#[test]
+fn the_requests_source_bills_models_by_the_nodes_gpu_product() {
+    let opts = fleet(10, true);
+    let dir = common::test_dir("gpu-fleet-node-models");
+    let dataset = consumption_metrics_synth::write_dataset(&opts, &dir.join("data")).unwrap();
+    let text = std::fs::read_to_string(&dataset.openmetrics).unwrap();
+    let truth_rows: Vec<TruthRow> =
+        serde_json::from_slice(&std::fs::read(&dataset.truth).unwrap()).unwrap();
+    // The same data, with node-3's label not exported (kube-state-metrics without the
+    // allowlist on that node's shard).
+    let unlabelled: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("kube_node_labels{") && l.contains(r#"node="node-3""#) {
+                let cut = l.find(",label_nvidia_com_gpu_product").unwrap();
+                let rest = &l[l[cut..].find('}').unwrap() + cut..];
+                format!("{}{rest}\n", &l[..cut])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let p = common::serve_prometheus(dir, dataset);
+    let models = [
+        "--gpu-resource",
+        "nvidia.com/gpu.shared=1/2",
+        "--gpu-model",
+        H100,
+        "--gpu-model",
+        T4,
+        "--gpu-model",
+        "NVIDIA A100-SXM4-80GB=a100",
+    ];
+    let got = billed(&dry_run(&p, &models));
+    let mut failures = Vec::new();
+    for r in truth_rows
+        .iter()
+        .filter(|r| !r.namespace.starts_with("kube-") && !r.namespace.starts_with("openshift-"))
+    {
+        let c = &got[&(r.hour, r.namespace.clone())];
+        let model = |m: &str| r.gpu_models.get(m).copied().unwrap_or(0.0);
+        for (key, want) in [
+            ("gpu", r.gpu),
+            ("gpu_h100", model(consumption_metrics_synth::fleet::H100)),
+            ("gpu_t4", model(consumption_metrics_synth::fleet::T4)),
+            ("gpu_a100", model(consumption_metrics_synth::fleet::A100)),
+        ] {
+            let have = c[key].as_f64().unwrap_or(f64::NAN);
+            if (have - want).abs() > r.tol_gpu + 1e-6 {
+                failures.push(format!(
+                    "{} {} {key}: billed {have}, truth {want} ± {}",
+                    rfc3339(r.hour),
+                    r.namespace,
+                    r.tol_gpu
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        got.values()
+            .any(|c| c["gpu_a100"].as_f64().unwrap_or(0.0) > 0.0),
+        "the hand-made and random pods' A100s are billed"
+    );
+
+    let dir = common::test_dir("gpu-fleet-node-unlabelled");
+    let dataset = consumption_metrics_synth::write_dataset(&opts, &dir.join("data")).unwrap();
+    std::fs::write(&dataset.openmetrics, unlabelled).unwrap();
+    let p = common::serve_prometheus(dir, dataset);
+    let out = dry_run(&p, &models);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--metric-labels-allowlist=nodes=[nvidia.com/gpu.product]")
+            && out.stderr.contains("--gpu-source devices"),
+        "{}",
+        out.stderr
+    );
+}

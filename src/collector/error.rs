@@ -52,6 +52,19 @@ pub enum CollectError {
     )]
     UnmappedGpuModel { model: String, hour: String },
     #[error(
+        "pods of namespace {namespace} requested {resource} in the hour {hour} on a node whose \
+         GPU model the store does not show (no nvidia.com/gpu.product label on its \
+         kube_node_labels, or no kube_pod_info naming the node): with --gpu-model the GPUs \
+         cannot be told apart by model; nothing was billed for the hour. Let kube-state-metrics \
+         export the label (--metric-labels-allowlist=nodes=[nvidia.com/gpu.product], set by \
+         GPU Feature Discovery), or bill --gpu-source devices"
+    )]
+    GpuModelUnknown {
+        namespace: String,
+        resource: String,
+        hour: String,
+    },
+    #[error(
         "dcgm-exporter has no sample of the GPU {device} on node {node:?} from {from} to {to} \
          ({minutes:.1} minutes, over --max-scrape-gap {limit}) in the hour {hour}: nobody can \
          tell which pod held it then; nothing was billed for the hour. Check that dcgm-exporter \

@@ -410,7 +410,15 @@ impl<'a> Collector<'a> {
         let times_q = queries::scrape_times(self.windows, reference, span_ms + 2 * margin_ms);
         let usage = self.config.cpu_basis != CpuBasis::Request;
         let devices = self.config.gpu_source == GpuSource::Devices;
-        let newest_q = queries::newest_samples(reference, usage, devices);
+        let gpu_models = !devices && !self.config.gpu_models.is_empty();
+        let newest_q = queries::newest_samples(
+            reference,
+            queries::Sources {
+                usage,
+                devices,
+                gpu_models,
+            },
+        );
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
         let (samples, newest) = tokio::try_join!(
             async {
@@ -456,6 +464,11 @@ impl<'a> Collector<'a> {
         }
         if devices {
             sources.insert(queries::DCGM.to_string(), None);
+        }
+        if gpu_models {
+            for source in ["kube_pod_info", "kube_node_labels"] {
+                sources.insert(source.to_string(), None);
+            }
         }
         for s in &newest {
             let Some(source) = s.labels.get("source") else {
@@ -584,7 +597,12 @@ impl<'a> Collector<'a> {
         let devices = self.config.gpu_source == GpuSource::Devices;
         let models = self.config.gpu_models.keys();
         let (gpu_q, storage_q) = (
-            queries::gpu(self.windows, self.config.request_model, weigh),
+            queries::gpu(
+                self.windows,
+                self.config.request_model,
+                weigh,
+                !devices && !models.is_empty(),
+            ),
             queries::storage(self.windows, weigh),
         );
         let memory_q = self
@@ -691,19 +709,50 @@ impl<'a> Collector<'a> {
         } else {
             let gpu_answer = Answer {
                 what: "gpu",
-                grouped_by: &["namespace", "resource"],
+                grouped_by: &["namespace", "resource", "model"],
                 series: gpu,
                 weights,
             };
+            let held = |s: &Series| s.points.iter().any(|(_, v)| *v > 0.0);
             usage.add(gpu_answer, excluded, |s| {
                 let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
                 Ok(match self.config.gpu_weights.weight(resource) {
-                    Weight::Known(w) => Adds::To(Dimension::Gpu, w),
+                    Weight::Known(w) if models.is_empty() || !held(s) => {
+                        Adds::To(Dimension::Gpu, w)
+                    }
+                    // `--gpu-model`: the node's GPU model names the key.
+                    Weight::Known(w) => {
+                        let namespace = s.labels.get("namespace").cloned().unwrap_or_default();
+                        let hour = s
+                            .points
+                            .iter()
+                            .find(|(_, v)| *v > 0.0)
+                            .map(|(t, _)| validate::hour_of(span, *t))
+                            .unwrap_or_default();
+                        let model = s.labels.get("model").map(String::as_str).unwrap_or("");
+                        if model.is_empty() {
+                            return Err(CollectError::GpuModelUnknown {
+                                namespace,
+                                resource: resource.to_string(),
+                                hour,
+                            });
+                        }
+                        let key = self.config.gpu_models.key(model).ok_or_else(|| {
+                            CollectError::UnmappedGpuModel {
+                                model: model.to_string(),
+                                hour: hour.clone(),
+                            }
+                        })?;
+                        match models.iter().position(|k| k == key) {
+                            Some(i) => Adds::ToModel(i, w),
+                            None => Adds::To(Dimension::Gpu, w),
+                        }
+                    }
                     Weight::Unknown => {
                         unknown.insert(resource.to_string());
                         Adds::Nothing
                     }
-                    Weight::SharedUnconfigured if s.points.iter().any(|(_, v)| *v > 0.0) => {
+                    Weight::SharedUnconfigured if held(s) => {
                         return Err(CollectError::SharedGpu {
                             resource: resource.to_string(),
                         });

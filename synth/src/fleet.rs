@@ -67,14 +67,27 @@ pub struct Fleet {
     pub interval: i64,
     /// Scraped with `honor_labels: true`; without, the pod's labels are `exported_*`.
     pub honor_labels: bool,
+    /// Each node's GPU model (NVML's name), as GPU Feature Discovery labels the node
+    /// `nvidia.com/gpu.product` (spaces as dashes) and kube-state-metrics exports it on
+    /// `kube_node_labels` when allowlisted.
+    pub products: Vec<(String, String)>,
 }
 
 pub const JOB: &str = "nvidia-dcgm-exporter";
 pub const NAMESPACE: &str = "gpu-operator";
 pub const H100: &str = "NVIDIA H100 80GB HBM3";
 pub const T4: &str = "Tesla T4";
+pub const A100: &str = "NVIDIA A100-SXM4-80GB";
 
 impl Fleet {
+    /// The GPU model of `node`, if it has one.
+    pub fn product(&self, node: &str) -> Option<&str> {
+        self.products
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, m)| m.as_str())
+    }
+
     /// The pods holding device `d` at `t`.
     pub fn holders(&self, d: usize, t: i64) -> Vec<&Hold> {
         self.holds

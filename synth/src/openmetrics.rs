@@ -289,6 +289,38 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
         }
     }
     if let Some(fleet) = &cluster.fleet {
+        // kube_pod_info (STABLE: `namespace`, `pod`, `uid`, `node`, …) and kube_node_labels
+        // with GFD's `nvidia.com/gpu.product` allowlisted (`label_nvidia_com_gpu_product`):
+        // docs/metrics/workload/pod-metrics.md, docs/metrics/cluster/node-metrics.md.
+        writeln!(out, "# TYPE kube_pod_info gauge")?;
+        for ns in &cluster.namespaces {
+            for pod in &ns.pods {
+                for (instance, times) in &ksm {
+                    let labels = format!(
+                        "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",node=\"{}\",created_by_kind=\"ReplicaSet\"",
+                        ns.name, pod.name, pod.uid, pod.node
+                    );
+                    for &t in times
+                        .iter()
+                        .filter(|t| (pod.created..pod.deleted).contains(*t))
+                    {
+                        writeln!(out, "kube_pod_info{{{labels}}} 1 {t}")?;
+                    }
+                }
+            }
+        }
+        writeln!(out, "# TYPE kube_node_labels gauge")?;
+        for (node, product) in &fleet.products {
+            for (instance, times) in &ksm {
+                let labels = format!(
+                    "job=\"{KSM_JOB}\",instance=\"{instance}\",node=\"{node}\",label_nvidia_com_gpu_product=\"{}\"",
+                    product.replace(' ', "-")
+                );
+                for t in times {
+                    writeln!(out, "kube_node_labels{{{labels}}} 1 {t}")?;
+                }
+            }
+        }
         fleet.write(cluster.data_start, cluster.data_end, &cluster.outages, out)?;
     }
     writeln!(out, "# EOF")?;

@@ -1035,6 +1035,17 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         exporters,
         interval: 15,
         honor_labels,
+        // The nodes of the hand-made and random pods (`node-1` to `node-3`) have A100s.
+        products: [
+            (a, fleet::H100),
+            (b, fleet::T4),
+            ("node-1", fleet::A100),
+            ("node-2", fleet::A100),
+            ("node-3", fleet::A100),
+        ]
+        .into_iter()
+        .map(|(n, m)| (n.to_string(), m.to_string()))
+        .collect(),
     };
     (fleet, namespaces)
 }

@@ -39,6 +39,10 @@ pub struct TruthRow {
     pub tol_cpu_usage: f64,
     pub tol_cpu_max: f64,
     pub tol_gpu: f64,
+    /// GPU-hours of the requests (`gpu`) per GPU model of the pod's node (NVML's name), with a
+    /// GPU fleet: what `--gpu-model` bills with the requests source.
+    #[serde(default)]
+    pub gpu_models: BTreeMap<String, f64>,
     /// GPU-hours held per dcgm-exporter's devices (`--gpu-source devices`): each device split
     /// equally among the pods holding it, MIG instances at C/7; and per model (`modelName`).
     #[serde(default)]
@@ -168,6 +172,12 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                 row.cpu_request += effective * run_secs / 3600.0;
                 let effective_gpus = pod_gpus(pod);
                 row.gpu += effective_gpus * run_secs / 3600.0;
+                if let Some(model) = cluster.fleet.as_ref().and_then(|f| f.product(&pod.node))
+                    && effective_gpus > 0.0
+                {
+                    *row.gpu_models.entry(model.to_string()).or_default() +=
+                        effective_gpus * run_secs / 3600.0;
+                }
                 let memory = pod.effective(|c| c.memory_request, pod.overhead_memory) / GIB;
                 row.ram += memory * run_secs / 3600.0;
                 row.ram_containers +=
