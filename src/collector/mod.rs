@@ -370,20 +370,30 @@ impl<'a> Collector<'a> {
                 }
             }
         }
-        // Run before the hours' queries, so that its warning precedes what they log.
-        let dra_unseen = if self.config.gpu_source == GpuSource::Requests && !complete.is_empty() {
-            self.dra_unseen(complete).await?
-        } else {
-            BTreeSet::new()
+        // Which pods hold devices through DRA (requests source): one small read beside the
+        // hours' queries; the hours' error, if any, is the run's news first.
+        let dra = async {
+            if self.config.gpu_source == GpuSource::Requests && !complete.is_empty() {
+                self.dra_unseen(complete).await
+            } else {
+                Ok(BTreeSet::new())
+            }
         };
-        let mut usages = Vec::with_capacity(parts.len());
-        for (hours, weighing) in &parts {
-            let segments = match weighing {
-                Some(timeline::Weighing::Segments { segments, .. }) => Some(segments.as_slice()),
-                _ => None,
-            };
-            usages.push(self.collect_part(hours, segments).await?);
-        }
+        let hours = async {
+            let mut usages = Vec::with_capacity(parts.len());
+            for (hours, weighing) in &parts {
+                let segments = match weighing {
+                    Some(timeline::Weighing::Segments { segments, .. }) => {
+                        Some(segments.as_slice())
+                    }
+                    _ => None,
+                };
+                usages.push(self.collect_part(hours, segments).await?);
+            }
+            Ok::<_, CollectError>(usages)
+        };
+        let (usages, dra_unseen) = tokio::join!(hours, dra);
+        let (usages, dra_unseen) = (usages?, dra_unseen?);
         Ok(Collected {
             usage: SpanUsage::join(
                 usages,
