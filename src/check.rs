@@ -381,7 +381,33 @@ async fn prometheus_checks(
         ),
         _ => lines.ok("windows", format!("{probed} range windows")),
     }
+    // A lagging store is checked at the newest hour it holds, as a run would wait for the
+    // rest: one line says how far it lags, and no check fails for data not there yet.
+    let lagging = store_lag(config, &prometheus, hour).await;
+    let newest_held;
+    let hour = match lagging {
+        Some((newest, held)) => {
+            let lag = (hour.end() - newest).to_std().unwrap_or_default();
+            lines.warn(
+                "store time",
+                format!(
+                    "the store lags: its newest kube-state-metrics sample is {}, {} before the \
+                     end of {hour}; a run waits for that hour (exit 0 when scheduled, 7 for a \
+                     dry-run or backfill) and bills it when the data is in. The checks below \
+                     are of {held}, the newest hour it holds in full. If the lag persists past \
+                     --max-source-silence, check the cluster's remote write and the store's \
+                     ingestion (README, Runbook, ConsumptionMetricsHourWaitingForData)",
+                    rfc3339(newest),
+                    humantime::format_duration(Duration::from_secs(lag.as_secs())),
+                ),
+            );
+            newest_held = held;
+            &newest_held
+        }
+        None => hour,
+    };
     metric_checks(config, &prometheus, windows, hour, lines).await;
+    provenance_checks(config, &prometheus, windows, hour, lines).await;
     let labels_q = queries::data_labels(
         windows,
         config.collect.request_model == queries::RequestModel::Pod,
@@ -530,6 +556,142 @@ async fn prometheus_checks(
             );
         }
         Err(e) => lines.fail("hour", e.to_string(), exit::COLLECT),
+    }
+}
+
+/// When the store's newest sample of kube-state-metrics (the reference namespaces' phase, in
+/// the six hours before `hour`'s end) lies more than a minute before `hour`'s end: that sample
+/// and the newest hour the store holds in full. `None` when it holds `hour`, or nothing at
+/// all in those hours (the checks then say what is missing).
+async fn store_lag(
+    config: &Config,
+    prometheus: &Prometheus,
+    hour: &HourWindow,
+) -> Option<(chrono::DateTime<chrono::Utc>, HourWindow)> {
+    let q = format!(
+        "max(timestamp(kube_namespace_status_phase{{namespace=~\"{}\", phase=\"Active\"}}))",
+        config.collect.reference_namespace
+    );
+    let answer = prometheus
+        .query_range(&RangeQuery {
+            what: "the store's newest sample",
+            expr: &q,
+            start: hour.end() - chrono::TimeDelta::hours(6),
+            end: hour.end(),
+            step: Duration::from_secs(240),
+        })
+        .await
+        .ok()?;
+    let newest = answer
+        .iter()
+        .flat_map(|s| &s.points)
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !newest.is_finite() {
+        return None;
+    }
+    let newest = chrono::DateTime::from_timestamp_millis((newest * 1000.0).round() as i64)?;
+    if newest >= hour.end() - chrono::TimeDelta::minutes(1) {
+        return None;
+    }
+    let held_end = floor_hour(newest + chrono::TimeDelta::minutes(1));
+    let held = HourWindow::starting_at(held_end - chrono::TimeDelta::hours(1), "check").ok()?;
+    Some((newest, held))
+}
+
+/// Per source the configured run reads, the jobs that write its metrics in `hour`: those
+/// believed (its provenance matchers) and every other, named with its series, which change no
+/// bill ([`crate::provenance`]). Only other jobs: a run refuses, naming them.
+async fn provenance_checks(
+    config: &Config,
+    prometheus: &Prometheus,
+    w: Windows,
+    hour: &HourWindow,
+    lines: &mut Lines,
+) {
+    use crate::provenance::Source;
+    let usage = matches!(config.collect.cpu_basis, CpuBasis::Usage | CpuBasis::Max);
+    let ksm: Vec<&str> = queries::READS
+        .iter()
+        .map(|(m, ..)| *m)
+        .filter(|m| Source::of_metric(m) == Some(Source::KubeStateMetrics))
+        .collect();
+    let mut sources = vec![(Source::KubeStateMetrics, ksm.join("|"))];
+    if usage {
+        sources.push((
+            Source::Cadvisor,
+            "container_cpu_usage_seconds_total".to_string(),
+        ));
+    }
+    if config.collect.gpu_source == GpuSource::Devices {
+        sources.push((Source::DcgmExporter, crate::dcgm::METRIC.to_string()));
+    }
+    for (source, metrics) in sources {
+        let check = format!("provenance {source}");
+        let q = queries::jobs_writing(w, &metrics);
+        let every = prometheus
+            .query_range_every_job(&RangeQuery {
+                what: "jobs writing a source's metrics",
+                expr: &q,
+                start: hour.end(),
+                end: hour.end(),
+                step: Duration::from_secs(3600),
+            })
+            .await;
+        let believed = at_end(prometheus, "believed jobs", &q, hour).await;
+        let (every, believed) = match (every, believed) {
+            (Ok(e), Ok(b)) => (e, b),
+            (Err(e), _) => return lines.fail(check, e.to_string(), exit::COLLECT),
+            (_, Err(e)) => return lines.fail(check, e, exit::COLLECT),
+        };
+        let job_of = |s: &Series| s.labels.get("job").cloned().unwrap_or_default();
+        let mine: Vec<String> = believed.iter().map(job_of).collect();
+        let series = |s: &Series| s.points.last().map_or(0.0, |(_, v)| *v);
+        let others: Vec<String> = every
+            .iter()
+            .filter(|s| !mine.contains(&job_of(s)))
+            .map(|s| format!("{:?} ({} series)", job_of(s), series(s)))
+            .collect();
+        let matchers = prometheus.provenance().of(source);
+        let believed_text = if matchers.is_empty() {
+            format!("every job ({} is empty)", source.flag())
+        } else {
+            format!("{{{matchers}}}")
+        };
+        let mine_text = believed
+            .iter()
+            .map(|s| format!("{:?} ({} series)", job_of(s), series(s)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match (believed.is_empty(), others.is_empty()) {
+            (true, true) => {}
+            (true, false) => lines.fail(
+                check,
+                format!(
+                    "no series of the platform's {source} ({believed_text}) in {hour}, but \
+                     other jobs write its metrics: {}. A run refuses (exit 4): if one of them is \
+                     the platform's {source}, set {} to matchers that pick it and that tenants \
+                     cannot write (README, Trust)",
+                    others.join(", "),
+                    source.flag()
+                ),
+                exit::COLLECT,
+            ),
+            (false, true) => lines.ok(
+                check,
+                format!("believed {believed_text}: {mine_text}; no other job writes its metrics"),
+            ),
+            (false, false) => lines.warn(
+                check,
+                format!(
+                    "believed {believed_text}: {mine_text}. Not believed, and changing no bill: \
+                     {}. If one of these is the platform's own, widen {}",
+                    others.join(", "),
+                    source.flag()
+                ),
+            ),
+        }
     }
 }
 

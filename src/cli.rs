@@ -196,6 +196,19 @@ pub struct Args {
     )]
     pub max_scrape_gap: String,
 
+    /// How long a source (kube-state-metrics of the reference namespaces, one of its
+    /// families, cAdvisor, dcgm-exporter) may stay behind the store's own time (the newest
+    /// `up` of kube-state-metrics' targets) before it counts as stopped: exit 4 for every mode,
+    /// naming the source. Less than that is remote-write lag, waited for. From 3h (the waiting
+    /// alert fires first) to 6h (the newest samples are looked for that far back).
+    #[arg(
+        long,
+        env = "MAX_SOURCE_SILENCE",
+        value_name = "DURATION",
+        default_value = "4h"
+    )]
+    pub max_source_silence: String,
+
     /// With --since/--until: bill hours the store does not hold in full yet (its newest
     /// sample lies before the hour's end), with a warning. What arrives later is then never
     /// billed. Without it such an hour is refused (exit 7); a scheduled run waits for it.
@@ -214,6 +227,38 @@ pub struct Args {
         default_value = "kube-system,openshift-monitoring"
     )]
     pub reference_namespace: String,
+
+    /// Label matchers (PromQL) that pick the platform's own kube-state-metrics: its series
+    /// alone are believed, any other job's with the same names changes no bill. Empty:
+    /// every job (warned). OpenShift: prometheus="openshift-monitoring/k8s"
+    #[arg(
+        long,
+        env = "KUBE_STATE_METRICS_SELECTOR",
+        value_name = "MATCHERS",
+        default_value = r#"job="kube-state-metrics""#
+    )]
+    pub kube_state_metrics_selector: String,
+
+    /// Label matchers (PromQL) that pick the kubelets' cAdvisor (the usage and max bases).
+    /// Empty: every job (warned).
+    #[arg(
+        long,
+        env = "CADVISOR_SELECTOR",
+        value_name = "MATCHERS",
+        default_value = r#"job="kubelet", metrics_path="/metrics/cadvisor""#
+    )]
+    pub cadvisor_selector: String,
+
+    /// Label matchers (PromQL) that pick the platform's dcgm-exporter (--gpu-source devices):
+    /// the GPU Operator's nvidia-dcgm-exporter or the dcgm-exporter chart's. Empty: every job
+    /// (warned).
+    #[arg(
+        long,
+        env = "DCGM_EXPORTER_SELECTOR",
+        value_name = "MATCHERS",
+        default_value = r#"job=~"nvidia-dcgm-exporter|dcgm-exporter""#
+    )]
+    pub dcgm_exporter_selector: String,
 
     /// Name of this cluster (required); external_id is <cluster>_<namespace>.
     /// Example: prod-alln-01

@@ -110,6 +110,21 @@ fn max_scrape_gap(raw: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// `--max-source-silence`: at least the waiting alert's 3 hours, so that a stopped source pages
+/// as such only after lag would have; at most the 6 hours the newest samples are looked for,
+/// beyond which a source's newest sample is not seen at all.
+fn max_source_silence(raw: &str) -> Result<Duration> {
+    let d = parse_duration("--max-source-silence", raw)?;
+    if !(Duration::from_secs(3 * 3600)..=Duration::from_secs(6 * 3600)).contains(&d) {
+        return Err(invalid(
+            "--max-source-silence",
+            raw,
+            "give a duration from 3h to 6h, e.g. 4h",
+        ));
+    }
+    Ok(d)
+}
+
 /// `--reference-namespace`: comma-separated Kubernetes namespace names (RFC 1123 labels),
 /// joined into the alternation the queries match (`kube-system|openshift-monitoring`); checked
 /// names need no escaping there.
@@ -675,6 +690,12 @@ impl Config {
                         ))
                     })?,
                 },
+                provenance: crate::provenance::Provenance::parse(
+                    Some(&args.kube_state_metrics_selector),
+                    Some(&args.cadvisor_selector),
+                    Some(&args.dcgm_exporter_selector),
+                )
+                .map_err(ConfigError::Usage)?,
             },
             prometheus_flavor: args.prometheus_flavor,
             collect: CollectSettings {
@@ -705,6 +726,7 @@ impl Config {
                     ConfigError::Usage(format!("invalid --gpu-model {reason}"))
                 })?,
                 max_scrape_gap: max_scrape_gap(&args.max_scrape_gap)?,
+                max_source_silence: max_source_silence(&args.max_source_silence)?,
                 bill_incomplete: args.bill_incomplete,
                 reference_namespace: reference_namespace(&args.reference_namespace)?,
                 now,
@@ -928,6 +950,7 @@ impl Config {
              cpu basis:   {:?}, request model {:?}\n\
              memory:      {}\n\
              scope:       {}\n\
+             believed:    {}\n\
              windows:     {}\n\
              store time:  {}\n\
              tiers:       {}\n\
@@ -969,6 +992,7 @@ impl Config {
             } else {
                 format!("every selector with {{{}}}", self.prometheus.scope)
             },
+            self.prometheus.provenance.describe(),
             match self.collect.windows {
                 Some(w) => format!("{w} (--window-semantics)"),
                 None => "detected at the start of each run (closed on Prometheus 2.x, left-open \

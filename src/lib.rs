@@ -29,6 +29,7 @@ pub mod message;
 pub mod operator;
 pub(crate) mod pem;
 pub mod prometheus;
+pub mod provenance;
 pub mod pushgateway;
 pub mod queries;
 pub mod report;

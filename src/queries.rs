@@ -224,7 +224,15 @@ pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
 /// required (a cluster may have no PVC). With `devices` (`--gpu-source devices`),
 /// dcgm-exporter's field is a source too (`source="dcgm-exporter"`), over every device: a
 /// cluster billed by its devices has GPUs.
-pub fn newest_samples(reference: &str, sources: Sources) -> String {
+///
+/// Beside the sources, the store's own time for this cluster (`source="store"`): the newest
+/// `up` of kube-state-metrics' scrape targets (`ksm_targets`, its provenance matchers).
+/// Prometheus writes `up` for every scrape it attempts, whether the target answers or not
+/// (Prometheus documentation, "Jobs and instances: automatically generated labels and time
+/// series"), so it advances while the cluster's Prometheus writes the store, also when
+/// kube-state-metrics is down or a reference namespace was deleted: a source that stays behind
+/// it has stopped, it does not lag. A few series (one per replica or shard).
+pub fn newest_samples(reference: &str, sources: Sources, ksm_targets: &str) -> String {
     let Sources {
         usage,
         devices,
@@ -233,7 +241,16 @@ pub fn newest_samples(reference: &str, sources: Sources) -> String {
     let source = |selector: String, name: &str| {
         format!("label_replace(timestamp({selector}), \"source\", \"{name}\", \"\", \"\")")
     };
+    let targets = if ksm_targets.is_empty() {
+        "job=~\".+\"".to_string()
+    } else {
+        ksm_targets.to_string()
+    };
     let mut parts = vec![
+        format!(
+            "label_replace(max(timestamp(up{{{targets}}})), \"source\", \"{STORE}\", \"\", \"\")"
+        ),
+        "or".to_string(),
         source(
             format!("kube_namespace_status_phase{{namespace=~\"{reference}\", phase=\"Active\"}}"),
             KSM,
@@ -324,6 +341,8 @@ pub fn samples_since(w: Windows, reference: &str, len_ms: u128) -> String {
 pub const KSM: &str = "kube-state-metrics";
 pub const CADVISOR: &str = "cadvisor";
 pub const DCGM: &str = "dcgm-exporter";
+/// Not a source: the store's time for this cluster ([`newest_samples`]).
+pub const STORE: &str = "store";
 
 /// What the data of an hour says about its own labels, in one read, told apart by the label
 /// `check`:
@@ -492,6 +511,16 @@ pub fn present(w: Windows, metric: &str, labels: &[&str], matcher: &str) -> Stri
     format!(
         "count(last_over_time({metric}{{{}}}{}))",
         matchers.join(", "),
+        w.hour()
+    )
+}
+
+/// Per `job`, the series of the metrics `metrics` (an alternation of names) in the hour: which
+/// jobs write a source's metrics (`check`, [`crate::provenance`]). In braces alone, so that the
+/// client adds the source's matchers by the name's literal start, or none.
+pub fn jobs_writing(w: Windows, metrics: &str) -> String {
+    format!(
+        "count by (job) (last_over_time({{__name__=~\"{metrics}\"}}{}))",
         w.hour()
     )
 }
@@ -1253,7 +1282,8 @@ mod tests {
                 Sources {
                     usage: true,
                     ..Sources::default()
-                }
+                },
+                r#"job="kube-state-metrics""#
             )
         );
     }
@@ -1375,6 +1405,7 @@ mod tests {
                     devices: true,
                     gpu_models: true,
                 },
+                r#"job="kube-state-metrics""#,
             ),
         ));
         for w in [Windows::Closed, Windows::LeftOpen] {

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use crate::provenance::{Provenance, Source};
+
 /// One label matcher, as PromQL writes it: `name op "value"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Matcher {
@@ -210,15 +212,37 @@ impl Scope {
 
     /// `expr` with the scope's matchers in every selector (module documentation).
     pub fn apply(&self, expr: &str) -> String {
-        if self.is_empty() {
+        self.apply_with(expr, &Provenance::any())
+    }
+
+    /// `expr` with the scope's matchers in every selector, and in each selector of a source's
+    /// metric that source's matchers too ([`crate::provenance`]). A selector names its metric
+    /// before its braces (`kube_pod_info{…}`, `kube_pod_info[…]`) or, in braces alone, as
+    /// `__name__="…"`/`__name__=~"…"` whose literal start names one source (`"kube_.+"`).
+    pub fn apply_with(&self, expr: &str, provenance: &Provenance) -> String {
+        if self.is_empty() && provenance.unguarded().len() == Source::ALL.len() {
             return expr.to_string();
         }
-        let matchers = self.to_string();
-        let mut out = String::with_capacity(expr.len() + 8 * matchers.len());
+        let mut out = String::with_capacity(expr.len() + 64);
         let mut chars = expr.char_indices().peekable();
         // The character before the current one: a letter after a digit is a unit (`1ms`), not
         // a metric name.
         let mut previous = ' ';
+        // Open braces: every matcher added, and a comma when the selector has its own.
+        let open = |out: &mut String, rest: &str, metric: Option<&str>| {
+            out.push('{');
+            let mut all = self.to_string();
+            if let Some(extra) = metric.and_then(|m| provenance.for_metric(m)) {
+                if !all.is_empty() {
+                    all.push_str(", ");
+                }
+                all.push_str(&extra.to_string());
+            }
+            out.push_str(&all);
+            if !all.is_empty() && !rest.trim_start().starts_with('}') {
+                out.push_str(", ");
+            }
+        };
         while let Some((i, c)) = chars.next() {
             match c {
                 '"' | '\'' | '`' => {
@@ -237,12 +261,9 @@ impl Scope {
                     previous = c;
                 }
                 '{' => {
-                    out.push('{');
-                    out.push_str(&matchers);
-                    let rest = expr[i + 1..].trim_start();
-                    if !rest.starts_with('}') {
-                        out.push_str(", ");
-                    }
+                    let rest = &expr[i + 1..];
+                    let inside = &rest[..rest.find('}').unwrap_or(rest.len())];
+                    open(&mut out, rest, named_metric(inside));
                     previous = c;
                 }
                 c if is_metric_start(c) && !is_metric_char(previous) && previous != '.' => {
@@ -254,11 +275,22 @@ impl Scope {
                         end = j + n.len_utf8();
                         chars.next();
                     }
-                    out.push_str(&expr[i..end]);
+                    let metric = &expr[i..end];
+                    out.push_str(metric);
+                    if expr[end..].starts_with('{') {
+                        chars.next();
+                        open(&mut out, &expr[end + 1..], Some(metric));
+                        previous = '{';
+                        continue;
+                    }
                     if expr[end..].starts_with('[') {
-                        out.push('{');
-                        out.push_str(&matchers);
-                        out.push('}');
+                        let before = out.len();
+                        open(&mut out, "}", Some(metric));
+                        if out.len() == before + 1 {
+                            out.pop();
+                        } else {
+                            out.push('}');
+                        }
                     }
                     previous = expr[..end].chars().last().unwrap_or(' ');
                 }
@@ -270,6 +302,22 @@ impl Scope {
         }
         out
     }
+}
+
+/// The metric a selector in braces alone names by `__name__`: the literal start of its value
+/// (`__name__=~"kube_.+"` names kube-state-metrics' `kube_`).
+fn named_metric(inside: &str) -> Option<&str> {
+    let at = inside.find("__name__")?;
+    let rest = inside[at + "__name__".len()..].trim_start();
+    let rest = rest
+        .strip_prefix("=~")
+        .or_else(|| rest.strip_prefix('='))?
+        .trim_start();
+    let value = rest.strip_prefix('"')?;
+    let end = value
+        .find(|c: char| !is_metric_char(c))
+        .unwrap_or(value.len());
+    Some(&value[..end]).filter(|m| !m.is_empty())
 }
 
 impl fmt::Display for Scope {
@@ -376,5 +424,51 @@ mod tests {
         }
         assert_eq!(s.apply("x{}"), r#"x{cluster="east"}"#);
         assert_eq!(Scope::default().apply("x{a=\"b\"}"), "x{a=\"b\"}");
+    }
+
+    /// Each source's metrics get its provenance matchers beside the scope's, wherever the
+    /// selector names them (before braces, before a range, or by `__name__` in braces);
+    /// other metrics, functions and strings get the scope's alone.
+    #[test]
+    fn provenance_matchers_go_to_their_sources_metrics_only() {
+        let p = Provenance::default();
+        let s = scope(r#"cluster="east""#);
+        assert_eq!(
+            s.apply_with(r#"sum(kube_pod_status_phase{phase="Running"}[1h])"#, &p),
+            r#"sum(kube_pod_status_phase{cluster="east", job="kube-state-metrics", phase="Running"}[1h])"#
+        );
+        assert_eq!(
+            Scope::default().apply_with("rate(container_cpu_usage_seconds_total[5m])", &p),
+            r#"rate(container_cpu_usage_seconds_total{job="kubelet", metrics_path="/metrics/cadvisor"}[5m])"#
+        );
+        assert_eq!(
+            Scope::default().apply_with("DCGM_FI_DEV_FB_USED{}", &p),
+            r#"DCGM_FI_DEV_FB_USED{job=~"nvidia-dcgm-exporter|dcgm-exporter"}"#
+        );
+        assert_eq!(
+            Scope::default().apply_with(
+                r#"count({__name__=~"kube_.+", exported_namespace!=""})"#,
+                &p
+            ),
+            r#"count({job="kube-state-metrics", __name__=~"kube_.+", exported_namespace!=""})"#
+        );
+        // `up`, kube-scheduler's metric and a subquery of a constant: the scope alone.
+        for (expr, want) in [
+            ("up{job=\"x\"}", r#"up{cluster="east", job="x"}"#),
+            (
+                "kube_pod_resource_request[1h]",
+                r#"kube_pod_resource_request{cluster="east"}[1h]"#,
+            ),
+            (
+                "count_over_time(vector(1)[1h:1m])",
+                "count_over_time(vector(1)[1h:1m])",
+            ),
+        ] {
+            assert_eq!(s.apply_with(expr, &p), want, "{expr}");
+        }
+        assert_eq!(
+            Scope::default().apply_with("kube_pod_info[1h]", &Provenance::any()),
+            "kube_pod_info[1h]"
+        );
     }
 }

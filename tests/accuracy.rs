@@ -320,12 +320,14 @@ fn a_kube_state_metrics_restart_inside_an_hour_bills_the_truth() {
     }
 }
 
-/// A second exporter writing one namespace's phase every 10 s (a tenant's own
-/// kube-state-metrics behind the same store): once it set the interval for everyone and
-/// billed every namespace at a third. One sample weight cannot serve both, so the run stops
-/// before billing and names the namespace and the query that finds the exporters.
+/// A tenant's own kube-state-metrics behind the same store (`job="tenant-kube-state-metrics"`),
+/// writing one namespace's phase every 10 s: it is not the platform's exporter, so it changes
+/// no bill (every namespace-hour equals the truth) and refuses nothing. Believed anyway
+/// (`--kube-state-metrics-selector ''`), it would set the interval for everyone; one sample
+/// weight cannot serve both, so such a run stops before billing and names the namespace and
+/// the query that finds the exporters.
 #[test]
-fn a_second_exporter_at_another_interval_is_refused() {
+fn a_tenants_exporter_changes_no_bill_and_a_believed_one_is_refused() {
     let opts = Options {
         seed: 29,
         random_namespaces: 10,
@@ -333,8 +335,8 @@ fn a_second_exporter_at_another_interval_is_refused() {
         ..Options::default()
     };
     let p = common::start_prometheus("second-exporter", &opts);
-    for basis in ["request", "max"] {
-        let out = run(bin()
+    let hour = |basis: &str, extra: &[&str]| {
+        run(bin()
             .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
             .args(["--dry-run", "--now", "2026-11-02T00:00:00Z"])
             .args([
@@ -343,10 +345,29 @@ fn a_second_exporter_at_another_interval_is_refused() {
                 "--until",
                 "2026-11-01T03:00:00Z",
             ])
-            .args(["--cpu-basis", basis]));
+            .args(["--cpu-basis", basis])
+            .args([
+                "--storage-tier",
+                "gold=premium",
+                "--storage-tier",
+                "cephfs=basic",
+            ])
+            .args(extra))
+    };
+    for basis in ["request", "max"] {
+        let out = hour(basis, &[]);
+        assert_eq!(out.code, 0, "{basis}: {}", out.stderr);
+        let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+        let truth: Vec<TruthRow> = truth(&p)
+            .into_iter()
+            .filter(|r| r.hour == opts.start + 2 * 3600)
+            .collect();
+        check_truth(truth, basis, messages.as_array().unwrap());
+        let out = hour(basis, &["--kube-state-metrics-selector", ""]);
         assert_eq!(out.code, 4, "{basis}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{}", out.stdout);
         for needle in [
+            "believed from every job",
             "namespace team-steady has 360 samples",
             "in one series",
             "count by (job, instance)",
@@ -615,14 +636,15 @@ fn each_counter_shape_is_billed_by_its_definition() {
         for t in &times {
             writeln!(
                 om,
-                "kube_namespace_status_phase{{namespace=\"{ns}\",phase=\"Active\"}} 1 {t}"
+                "kube_namespace_status_phase{{job=\"kube-state-metrics\",namespace=\"{ns}\",phase=\"Active\"}} 1 {t}"
             )
             .unwrap();
         }
     }
     // The pod of the reference namespace, with a request below its usage (so the max basis
     // bills its usage): every store the job bills has the pods' families.
-    let pod = "namespace=\"steady\",pod=\"p\",uid=\"u-1\"";
+    // As the platform's exporters are scraped (their `job`, README "Trust").
+    let pod = "job=\"kube-state-metrics\",namespace=\"steady\",pod=\"p\",uid=\"u-1\"";
     om.push_str("# TYPE kube_pod_status_phase gauge\n");
     for t in &times {
         writeln!(om, "kube_pod_status_phase{{{pod},phase=\"Running\"}} 1 {t}").unwrap();
@@ -637,8 +659,9 @@ fn each_counter_shape_is_billed_by_its_definition() {
     }
     om.push_str("# TYPE container_cpu_usage_seconds counter\n");
     for (ns, f) in &shapes {
-        let labels =
-            format!("namespace=\"{ns}\",pod=\"p\",container=\"c\",id=\"/kubepods/{ns}/c\"");
+        let labels = format!(
+            "job=\"kubelet\",metrics_path=\"/metrics/cadvisor\",namespace=\"{ns}\",pod=\"p\",container=\"c\",id=\"/kubepods/{ns}/c\""
+        );
         for t in &times {
             if let Some(v) = f(t0, *t) {
                 writeln!(om, "container_cpu_usage_seconds_total{{{labels}}} {v} {t}").unwrap();

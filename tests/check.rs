@@ -314,20 +314,29 @@ fn the_store_time_lines_show_holes_and_lag() {
     assert_eq!(verdict, "fail", "{detail}");
     assert!(detail.contains("--max-scrape-gap 10m"), "{detail}");
 
-    let late = run(common::bin()
-        .arg("check")
-        .args(["--prometheus-url", &p.url, "--cluster-name", "synth-01"])
-        .args(["--now", "2026-11-01T06:10:00Z", "--output", "json"])
-        .arg("--checkpoint-file")
-        .arg(&cp));
-    let l = lines(&late);
-    let (_, verdict, detail) = line(&l, "newest kube-state-metrics");
-    assert_eq!(verdict, "warn", "{detail}");
-    assert!(
-        detail.starts_with("2026-11-01T05:14:") && detail.contains("a run waits for it"),
-        "{detail}"
-    );
-    assert_eq!(line(&l, "hour").1, "warn");
+    // The store lags (its data ends at 05:15): one hour behind, then two. One line says how
+    // far and that a run waits; the checks are of the newest hour it holds, and none fails.
+    for now in ["2026-11-01T06:10:00Z", "2026-11-01T07:10:00Z"] {
+        let late = run(common::bin()
+            .arg("check")
+            .args(["--prometheus-url", &p.url, "--cluster-name", "synth-01"])
+            .args(["--now", now, "--output", "json"])
+            .arg("--checkpoint-file")
+            .arg(&cp));
+        assert_eq!(late.code, 0, "{now}: {}\n{}", late.stdout, late.stderr);
+        let l = lines(&late);
+        let (_, verdict, detail) = line(&l, "store time");
+        assert_eq!(verdict, "warn", "{detail}");
+        assert!(
+            detail.contains("its newest kube-state-metrics sample is 2026-11-01T05:14:")
+                && detail.contains("a run waits for that hour")
+                && detail.contains("[2026-11-01T04:00:00Z, 2026-11-01T05:00:00Z)"),
+            "{now}: {detail}"
+        );
+        let failed: Vec<_> = l.iter().filter(|(_, v, _)| v == "fail").collect();
+        assert!(failed.is_empty(), "{now}: {failed:?}");
+        assert_eq!(line(&l, "hour").1, "ok", "{now}");
+    }
 }
 
 /// A stateless cluster (no PVC, so kube-state-metrics writes no PVC series) passes: its PVC

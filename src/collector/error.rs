@@ -274,6 +274,37 @@ pub enum CollectError {
         from: String,
         to: String,
     },
+    #[error(
+        "{exporter} has stopped: its newest sample ({what}) is {newest}, {behind} behind the store's time for this cluster ({store}, \
+         the newest `up` of kube-state-metrics' targets), over --max-source-silence {limit}. \
+         This is not remote-write lag, which delays every series alike; nothing was billed from \
+         that hour on and the checkpoint stays. Check that the exporter runs and is scraped \
+         (`up`, its ServiceMonitor), that the reference namespaces still exist \
+         (--reference-namespace, REFERENCE_NAMESPACE), and run `consumption-metrics check`"
+    )]
+    SourceStopped {
+        exporter: String,
+        what: String,
+        newest: String,
+        store: String,
+        behind: String,
+        limit: String,
+    },
+    #[error(
+        "the store holds no {metric} series of the platform's {exporter} ({{{matchers}}}), but \
+         other jobs write it: {jobs}. Nothing was billed: series of a job that is not the \
+         platform's exporter are never believed, since anyone (a tenant) can write them. If \
+         one of these jobs is the platform's {exporter}, set {flag} ({env}) to label matchers \
+         that pick it and that tenants cannot write (README, Trust)"
+    )]
+    NotBelieved {
+        exporter: &'static str,
+        metric: String,
+        matchers: String,
+        jobs: String,
+        flag: &'static str,
+        env: &'static str,
+    },
 }
 
 impl CollectError {

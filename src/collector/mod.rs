@@ -97,6 +97,9 @@ pub struct CollectSettings {
     /// The longest stretch without a kube-state-metrics sample an hour is billed across
     /// (`--max-scrape-gap`).
     pub max_scrape_gap: Duration,
+    /// How long a source may stay behind the store's time before it counts as stopped
+    /// (`--max-source-silence`).
+    pub max_source_silence: Duration,
     /// Bill hours the store does not hold in full yet (`--bill-incomplete`, backfills only).
     pub bill_incomplete: bool,
     /// The namespaces whose series give the scrape timeline (`--reference-namespace`), as a
@@ -216,6 +219,16 @@ impl<'a> Collector<'a> {
                 w
             }
         };
+        for source in prometheus.provenance().unguarded() {
+            warn!(
+                source = %source,
+                setting = source.flag(),
+                "{source}'s series are believed from every job that writes them ({} is empty): a \
+                 tenant's series of the same names can change bills or stop billing (README, \
+                 Trust)",
+                source.flag()
+            );
+        }
         Ok(Self {
             prometheus,
             config,
@@ -421,6 +434,11 @@ impl<'a> Collector<'a> {
         let usage = self.config.cpu_basis != CpuBasis::Request;
         let devices = self.config.gpu_source == GpuSource::Devices;
         let gpu_models = !devices && !self.config.gpu_models.is_empty();
+        let ksm_targets = self
+            .prometheus
+            .provenance()
+            .of(crate::provenance::Source::KubeStateMetrics)
+            .to_string();
         let newest_q = queries::newest_samples(
             reference,
             queries::Sources {
@@ -428,6 +446,7 @@ impl<'a> Collector<'a> {
                 devices,
                 gpu_models,
             },
+            &ksm_targets,
         );
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
         let (samples, newest) = tokio::try_join!(
@@ -458,7 +477,10 @@ impl<'a> Collector<'a> {
         let timeline = timeline::Timeline::new(
             samples
                 .iter()
-                .map(|s| s.points.iter().map(|(t, _)| *t).collect())
+                .map(|s| {
+                    let namespace = s.labels.get("namespace").cloned().unwrap_or_default();
+                    (namespace, s.points.iter().map(|(t, _)| *t).collect())
+                })
                 .collect(),
         );
         let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
@@ -480,6 +502,7 @@ impl<'a> Collector<'a> {
                 sources.insert(source.to_string(), None);
             }
         }
+        let mut store = None;
         for s in &newest {
             let Some(source) = s.labels.get("source") else {
                 continue;
@@ -490,12 +513,20 @@ impl<'a> Collector<'a> {
                 .map(|(_, v)| *v)
                 .filter(|v| v.is_finite())
                 .fold(f64::NEG_INFINITY, f64::max);
-            if newest.is_finite()
-                && let Some(slot) = sources.get_mut(source)
-            {
-                *slot = Some((newest * 1000.0).round() as i64);
+            if !newest.is_finite() {
+                continue;
+            }
+            let newest = (newest * 1000.0).round() as i64;
+            if source == queries::STORE {
+                store = Some(newest);
+            } else if let Some(slot) = sources.get_mut(source) {
+                *slot = Some(newest);
             }
         }
+        // The store's time for this cluster: kube-state-metrics' targets' `up`, else the
+        // newest of the sources themselves.
+        let frontier = store.max(sources.values().flatten().copied().max());
+        let looked_from = (first.start() - lookback).timestamp_millis();
         if sources.get(queries::KSM).is_some_and(Option::is_none) {
             // Scraped without honor_labels, the reference's namespace is the exporter's own:
             // that is the news, not a missing namespace.
@@ -512,6 +543,8 @@ impl<'a> Collector<'a> {
             if self.prometheus.is_scoped() {
                 self.selector_matches_something(at).await?;
             }
+            self.believed_somewhere(queries::KSM, at).await?;
+            self.stopped(&sources, frontier, looked_from, true)?;
             return Err(CollectError::NoReference {
                 namespace: reference.clone(),
                 from: rfc3339(first.start() - lookback),
@@ -521,6 +554,8 @@ impl<'a> Collector<'a> {
         // The namespaces are there but a family the bill reads is not: every namespace would
         // be billed 0 for it. A namespace may use nothing; a whole cluster may not.
         if let Some((source, _)) = sources.iter().find(|(_, t)| t.is_none()) {
+            self.believed_somewhere(source, at).await?;
+            self.stopped(&sources, frontier, looked_from, false)?;
             return Err(CollectError::MissingSource {
                 metric: queries::source_metric(source).to_string(),
                 namespace: reference.clone(),
@@ -528,7 +563,107 @@ impl<'a> Collector<'a> {
                 to: rfc3339(at),
             });
         }
+        self.stopped(&sources, frontier, looked_from, false)?;
         Ok(StoreTime { timeline, sources })
+    }
+
+    /// A source that stays behind the store's time by more than `--max-source-silence` has
+    /// stopped (an exporter uninstalled or stalled, a reference namespace deleted): an error
+    /// that pages, not lag to wait for. `looked_from` is where the newest samples were looked
+    /// for: with `missing`, a source without one there is at least that far behind (the
+    /// reference namespaces gone while kube-state-metrics' targets are scraped); without it such
+    /// a source is left to [`CollectError::MissingSource`], which also covers one never scraped.
+    fn stopped(
+        &self,
+        sources: &BTreeMap<String, Option<i64>>,
+        frontier: Option<i64>,
+        looked_from: i64,
+        missing: bool,
+    ) -> Result<()> {
+        let Some(frontier) = frontier else {
+            return Ok(());
+        };
+        let limit = i64::try_from(self.config.max_source_silence.as_millis()).unwrap_or(i64::MAX);
+        let behind = sources
+            .iter()
+            .filter(|(_, t)| missing || t.is_some())
+            .map(|(source, t)| (source, *t, frontier - t.unwrap_or(looked_from)))
+            .filter(|(_, _, behind)| *behind > limit)
+            .max_by_key(|(_, _, behind)| *behind);
+        let Some((source, newest, behind)) = behind else {
+            return Ok(());
+        };
+        Err(CollectError::SourceStopped {
+            exporter: source.clone(),
+            what: match source.as_str() {
+                queries::DCGM | "kube_node_labels" => queries::source_metric(source).to_string(),
+                _ => format!(
+                    "{} in the reference namespaces {}",
+                    queries::source_metric(source),
+                    self.config.reference_namespace
+                ),
+            },
+            newest: newest
+                .map(rfc3339_millis)
+                .unwrap_or_else(|| format!("none since {}", rfc3339_millis(looked_from))),
+            store: rfc3339_millis(frontier),
+            behind: humantime::format_duration(Duration::from_secs(
+                u64::try_from(behind / 1000).unwrap_or(0),
+            ))
+            .to_string(),
+            limit: humantime::format_duration(self.config.max_source_silence).to_string(),
+        })
+    }
+
+    /// When a source's believed series are missing: whether other jobs write its metric.
+    /// Then the default matchers miss the platform's exporter (another job name), or only a
+    /// tenant writes it; either way the operator must say which job is the platform's.
+    async fn believed_somewhere(
+        &self,
+        source: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let metric = queries::source_metric(source);
+        let Some(kind) = crate::provenance::Source::of_metric(metric) else {
+            return Ok(());
+        };
+        let matchers = self.prometheus.provenance().of(kind);
+        if matchers.is_empty() {
+            return Ok(());
+        }
+        let q = format!(
+            "count by (job) (last_over_time({metric}[{}h]))",
+            NEWEST_LOOKBACK_HOURS
+        );
+        let answer = self
+            .prometheus
+            .query_range_every_job(&RangeQuery {
+                what: "jobs writing a source's metric (outside its provenance)",
+                expr: &q,
+                start: at,
+                end: at,
+                step: Duration::from_secs(3600),
+            })
+            .await?;
+        if answer.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<String> = answer
+            .iter()
+            .map(|s| {
+                let job = s.labels.get("job").map(String::as_str).unwrap_or("");
+                let n = s.points.last().map(|(_, v)| *v).unwrap_or(0.0);
+                format!("{job:?} ({n} series)")
+            })
+            .collect();
+        Err(CollectError::NotBelieved {
+            exporter: kind.name(),
+            metric: metric.to_string(),
+            matchers: matchers.to_string(),
+            jobs: jobs.join(", "),
+            flag: kind.flag(),
+            env: kind.env(),
+        })
     }
 
     /// When `--prometheus-selector` is set and the store holds nothing within it: whether the

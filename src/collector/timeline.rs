@@ -45,16 +45,51 @@ const EVEN_SHARE: f64 = 0.1;
 const JITTER_MS: i64 = 5_000;
 
 /// The scrape timestamps (Unix milliseconds) of one exporter, sorted, without repeats (its
-/// replicas' and restarted pods' series together), and its scrape interval.
+/// replicas' and restarted pods' series together), how many of its series hold a sample at
+/// each (replicas scraped at the same moments), and its scrape interval.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     times: Vec<i64>,
+    /// Per time, the series of the timeline's namespace sampled at it: two kube-state-metrics
+    /// replicas scraped at the same moments (vmagent's `scrape_align_interval`, or two
+    /// Prometheus jobs of one scrape interval started together) write two samples of every
+    /// object at one time, each standing for half the time around it. Counting the time once
+    /// and both samples would bill those hours twice.
+    copies: Vec<u32>,
     interval: Option<i64>,
 }
 
 impl Timeline {
-    /// From the timestamps of each of the exporter's series (one per replica and pod).
-    pub fn new(series: Vec<Vec<i64>>) -> Self {
+    /// From the timestamps of each of the exporter's series of the reference namespaces, as
+    /// `(namespace, times)` (one series per replica and pod of each namespace).
+    ///
+    /// The timeline is one namespace's: the one with the most scrape times (ties: the first by
+    /// name). Sharded kube-state-metrics writes each namespace from one shard, and shards
+    /// scraped at different moments would interleave into a timeline no single object has: a
+    /// sample of a one-shard namespace would seem to stand for half its time.
+    pub fn new(series: Vec<(String, Vec<i64>)>) -> Self {
+        let mut by_namespace: BTreeMap<String, Vec<Vec<i64>>> = BTreeMap::new();
+        for (namespace, times) in series {
+            by_namespace.entry(namespace).or_default().push(times);
+        }
+        let distinct = |series: &Vec<Vec<i64>>| {
+            let mut all: Vec<i64> = series.iter().flatten().copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            all.len()
+        };
+        let mut chosen: Option<(usize, Vec<Vec<i64>>)> = None;
+        for series in by_namespace.into_values() {
+            let n = distinct(&series);
+            if chosen.as_ref().is_none_or(|(best, _)| n > *best) {
+                chosen = Some((n, series));
+            }
+        }
+        Self::of_one_namespace(chosen.map(|(_, s)| s).unwrap_or_default())
+    }
+
+    /// From the timestamps of each series of one namespace.
+    fn of_one_namespace(series: Vec<Vec<i64>>) -> Self {
         // One target's interval: the median spacing within a series (holes are rare), the
         // median over the series. The union's spacings would be shorter with replicas.
         let mut intervals: Vec<i64> = series
@@ -68,10 +103,22 @@ impl Timeline {
             .collect();
         intervals.sort_unstable();
         let interval = intervals.get(intervals.len() / 2).copied();
-        let mut times: Vec<i64> = series.into_iter().flatten().collect();
-        times.sort_unstable();
-        times.dedup();
-        Timeline { times, interval }
+        let mut counted: BTreeMap<i64, u32> = BTreeMap::new();
+        for times in series {
+            let mut times = times;
+            times.sort_unstable();
+            // A series has one sample per time (a store keeps one); repeats are not copies.
+            times.dedup();
+            for t in times {
+                *counted.entry(t).or_insert(0) += 1;
+            }
+        }
+        let (times, copies) = counted.into_iter().unzip();
+        Timeline {
+            times,
+            copies,
+            interval,
+        }
     }
 
     /// The exporter's scrape interval: the time between two scrapes of one target.
@@ -85,10 +132,11 @@ impl Timeline {
         tolerance(self.interval_ms().unwrap_or(60_000))
     }
 
-    fn within(&self, from: i64, to: i64) -> &[i64] {
+    /// The times in `[from, to)` and the samples at each.
+    fn within(&self, from: i64, to: i64) -> (&[i64], &[u32]) {
         let a = self.times.partition_point(|t| *t < from);
         let b = self.times.partition_point(|t| *t < to);
-        &self.times[a..b]
+        (&self.times[a..b], &self.copies[a..b])
     }
 
     fn before(&self, t: i64) -> Option<i64> {
@@ -153,7 +201,7 @@ pub fn weigh(
         hour.start().timestamp_millis(),
         hour.end().timestamp_millis(),
     );
-    let inside = timeline.within(s, e);
+    let (inside, copies) = timeline.within(s, e);
     let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
         return Err(Unweighable::NoSamples);
     };
@@ -215,16 +263,26 @@ pub fn weigh(
     // stands for about half an interval; a changed interval doubles it at most as often.
     let hole = |g: &Gap| (g.to - g.from) as f64 > 2.0 * median + JITTER_MS as f64;
     let gaps: Vec<Gap> = stretches.iter().filter(|g| hole(g)).copied().collect();
+    // Evenness is of what one sample stands for: the time around it shared by the samples at
+    // it (a replica added at the same moments halves it, with the times unchanged).
+    let per_sample: Vec<f64> = around
+        .iter()
+        .zip(copies)
+        .map(|(w, c)| *w as f64 / f64::from((*c).max(1)))
+        .collect();
+    let mut sorted_per_sample: Vec<f64> = per_sample.clone();
+    sorted_per_sample.sort_by(f64::total_cmp);
+    let typical = sorted_per_sample[sorted_per_sample.len() / 2];
     let even = gaps.is_empty()
-        && around
+        && per_sample
             .iter()
             .zip(&known)
             .filter(|(_, known)| **known)
-            .all(|(w, _)| (*w as f64 - median).abs() <= median * EVEN_SHARE + 1.0);
+            .all(|(w, _)| (w - typical).abs() <= typical * EVEN_SHARE + 1.0);
     if even {
         return Ok(Weighing::Even);
     }
-    let segments = segments(inside, &weights, s, e);
+    let segments = segments(inside, copies, &weights, s, e);
     // The times a sample stands for away from holes, each of at least three samples (the
     // sample where the interval changed stands for a mean of two): more than one when the
     // interval changed.
@@ -263,30 +321,36 @@ pub fn weigh(
 /// scrapes). A segment's samples each stand for its mean weight, so the weights of a segment
 /// add up to its length exactly; its window reaches from the midpoint with the segment before
 /// to the midpoint with the one after.
-fn segments(times: &[i64], weights: &[i64], s: i64, e: i64) -> Vec<Segment> {
+fn segments(times: &[i64], copies: &[u32], weights: &[i64], s: i64, e: i64) -> Vec<Segment> {
     let n = times.len();
+    // What one sample at each time stands for: its time shared by the samples at it.
+    let per_sample: Vec<f64> = weights
+        .iter()
+        .zip(copies)
+        .map(|(w, c)| *w as f64 / f64::from((*c).max(1)))
+        .collect();
     // Group index ranges.
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut start = 0;
     for i in 1..=n {
         let differs = i < n && {
-            let reference = weights[start] as f64;
-            (weights[i] as f64 - reference).abs() > reference * EVEN_SHARE + 1000.0
+            let reference = per_sample[start];
+            (per_sample[i] - reference).abs() > reference * EVEN_SHARE + 1000.0
         };
         if i == n || differs {
             groups.push((start, i));
             start = i;
         }
     }
-    let close = |a: i64, b: i64| (a.max(b) as f64) < 1.5 * a.min(b) as f64;
+    let close = |a: f64, b: f64| a.max(b) < 1.5 * a.min(b);
     // The hour's edge samples, alone in a group, join the next group when close to it.
-    if groups.len() > 1 && groups[0].1 - groups[0].0 == 1 && close(weights[0], weights[1]) {
+    if groups.len() > 1 && groups[0].1 - groups[0].0 == 1 && close(per_sample[0], per_sample[1]) {
         groups.remove(0);
         groups[0].0 = 0;
     }
     if groups.len() > 1 {
         let k = groups.len() - 1;
-        if groups[k].1 - groups[k].0 == 1 && n >= 2 && close(weights[n - 1], weights[n - 2]) {
+        if groups[k].1 - groups[k].0 == 1 && n >= 2 && close(per_sample[n - 1], per_sample[n - 2]) {
             groups.pop();
             if let Some(g) = groups.last_mut() {
                 g.1 = n;
@@ -306,10 +370,12 @@ fn segments(times: &[i64], weights: &[i64], s: i64, e: i64) -> Vec<Segment> {
             times[b - 1] + (times[b] - times[b - 1]) / 2
         };
         let total: i64 = weights[a..b].iter().sum();
+        // Every sample in the segment, the copies at one time each counted.
+        let samples: u64 = copies[a..b].iter().map(|c| u64::from((*c).max(1))).sum();
         out.push(Segment {
             len_ms: u128::try_from(to - from).unwrap_or(0),
             offset_ms: u128::try_from(e - to).unwrap_or(0),
-            seconds: total as f64 / 1000.0 / (b - a) as f64,
+            seconds: total as f64 / 1000.0 / samples as f64,
         });
     }
     out
@@ -371,6 +437,16 @@ mod tests {
         out
     }
 
+    /// A timeline of one namespace's series.
+    fn one(series: Vec<Vec<i64>>) -> Timeline {
+        Timeline::new(
+            series
+                .into_iter()
+                .map(|t| ("kube-system".to_string(), t))
+                .collect(),
+        )
+    }
+
     fn total(w: &Weighing) -> f64 {
         match w {
             Weighing::Even => 3600.0,
@@ -392,7 +468,7 @@ mod tests {
             vec![scrapes(-20, 60, 30, 7), scrapes(-20, 60, 30, 13)],
             vec![scrapes(0, 80, 30, 7), scrapes(0, 80, 30, 13)],
         ] {
-            let tl = Timeline::new(series);
+            let tl = one(series);
             assert_eq!(tl.interval_ms(), Some(30_000));
             let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
             assert_eq!(w, Weighing::Even);
@@ -404,7 +480,7 @@ mod tests {
     #[test]
     fn a_hole_is_bridged_from_both_sides() {
         let times = [scrapes(-20, 20, 30, 7), scrapes(32, 80, 30, 7)].concat();
-        let tl = Timeline::new(vec![times]);
+        let tl = one(vec![times]);
         let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
         let Weighing::Segments { segments, gaps, .. } = &w else {
             panic!("{w:?}")
@@ -417,7 +493,7 @@ mod tests {
         for seg in segments {
             let to = S + 3_600_000 - seg.offset_ms as i64;
             let from = to - seg.len_ms as i64;
-            let n = tl.within(from, to).len() as f64;
+            let n = tl.within(from, to).0.len() as f64;
             billed += n * seg.seconds;
         }
         assert!((billed - 3600.0).abs() < 1e-6, "{billed} {segments:?}");
@@ -428,16 +504,101 @@ mod tests {
         );
     }
 
+    /// What a weighing bills for an object present all hour in every series of `series`:
+    /// each segment's samples (the copies at one time each counted) times its weight.
+    fn billed(series: &[Vec<i64>], w: &Weighing) -> f64 {
+        let Weighing::Segments { segments, .. } = w else {
+            let n: usize = series
+                .iter()
+                .map(|t| t.iter().filter(|t| (S..S + 3_600_000).contains(*t)).count())
+                .sum();
+            return n as f64 * 3600.0 / n as f64;
+        };
+        segments
+            .iter()
+            .map(|seg| {
+                let to = S + 3_600_000 - seg.offset_ms as i64;
+                let from = to - seg.len_ms as i64;
+                let n: usize = series
+                    .iter()
+                    .map(|t| t.iter().filter(|t| (from..to).contains(*t)).count())
+                    .sum();
+                n as f64 * seg.seconds
+            })
+            .sum()
+    }
+
+    /// Two replicas scraped at the same moments (aligned scrapes), with a hole, a changed
+    /// interval, one replica's own gap, a replica added or removed inside the hour, and a
+    /// restart: every sample stands for its share, so an object present all hour in every
+    /// series is billed exactly the hour, never twice it.
+    #[test]
+    fn replicas_at_equal_timestamps_are_weighed_by_their_share() {
+        let hole = [scrapes(-20, 20, 30, 7), scrapes(32, 80, 30, 7)].concat();
+        let retuned = [scrapes(-20, 25, 30, 7), scrapes(25, 80, 15, 7)].concat();
+        let cases: Vec<(&str, Vec<Vec<i64>>)> = vec![
+            ("aligned, hole", vec![hole.clone(), hole.clone()]),
+            ("aligned, retuned", vec![retuned.clone(), retuned.clone()]),
+            (
+                "aligned, one replica's own gap",
+                vec![
+                    hole.clone(),
+                    [scrapes(-20, 20, 30, 7), scrapes(20, 80, 30, 7)].concat(),
+                ],
+            ),
+            (
+                "aligned, a replica added at :30 beside a hole",
+                vec![hole.clone(), scrapes(30, 80, 30, 7)],
+            ),
+            (
+                "aligned, a replica removed at :40",
+                vec![scrapes(-20, 80, 30, 7), scrapes(-20, 40, 30, 7)],
+            ),
+            (
+                "aligned, one replica restarted at :10 (a new series), a hole",
+                vec![
+                    hole.clone(),
+                    [scrapes(-20, 10, 30, 7)].concat(),
+                    [scrapes(10, 20, 30, 7), scrapes(32, 80, 30, 7)].concat(),
+                ],
+            ),
+            (
+                "distinct offsets, hole",
+                vec![
+                    hole.clone(),
+                    [scrapes(-20, 20, 30, 13), scrapes(32, 80, 30, 13)].concat(),
+                ],
+            ),
+        ];
+        for (what, series) in cases {
+            let tl = one(series.clone());
+            let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
+            let got = billed(&series, &w);
+            // Exact to the rounding of a millisecond per segment boundary.
+            assert!((got - 3600.0).abs() < 0.01, "{what}: billed {got} s: {w:?}");
+        }
+    }
+
+    /// Shards at distinct moments write the reference namespaces from different targets:
+    /// the timeline is one namespace's, not their interleaving (which would halve each
+    /// sample's weight in a hole's hour).
+    #[test]
+    fn the_timeline_is_one_namespaces() {
+        let hole = |offset| [scrapes(-20, 20, 30, offset), scrapes(32, 80, 30, offset)].concat();
+        let tl = Timeline::new(vec![
+            ("kube-system".into(), hole(7)),
+            ("openshift-monitoring".into(), hole(19)),
+        ]);
+        let w = weigh(&tl, &hour(S), Duration::from_secs(900)).unwrap();
+        assert!((billed(&[hole(19)], &w) - 3600.0).abs() < 31.0, "{w:?}");
+        assert!((billed(&[hole(7)], &w) - 3600.0).abs() < 0.01, "{w:?}");
+    }
+
     /// 30 s, then 15 s from :25: each sample weighs its own interval.
     #[test]
     fn a_changed_interval_weighs_each_side_by_its_own() {
         let times = [scrapes(-20, 25, 30, 7), scrapes(25, 80, 15, 7)].concat();
-        let w = weigh(
-            &Timeline::new(vec![times]),
-            &hour(S),
-            Duration::from_secs(900),
-        )
-        .unwrap();
+        let w = weigh(&one(vec![times]), &hour(S), Duration::from_secs(900)).unwrap();
         let Weighing::Segments {
             segments,
             gaps,
@@ -466,16 +627,16 @@ mod tests {
     fn holes_over_the_limit_and_empty_hours_are_refused() {
         let limit = Duration::from_secs(900);
         let times = [scrapes(-20, 20, 30, 7), scrapes(40, 80, 30, 7)].concat();
-        let e = weigh(&Timeline::new(vec![times]), &hour(S), limit).unwrap_err();
+        let e = weigh(&one(vec![times]), &hour(S), limit).unwrap_err();
         assert!(
             matches!(e, Unweighable::TooLong(g) if g.len() > limit),
             "{e:?}"
         );
         let times = [scrapes(-20, -8, 30, 7), scrapes(9, 80, 30, 7)].concat();
-        let e = weigh(&Timeline::new(vec![times]), &hour(S), limit).unwrap_err();
+        let e = weigh(&one(vec![times]), &hour(S), limit).unwrap_err();
         assert!(matches!(e, Unweighable::TooLong(_)), "{e:?}");
         let times = [scrapes(-20, -1, 30, 7), scrapes(61, 80, 30, 7)].concat();
-        let e = weigh(&Timeline::new(vec![times]), &hour(S), limit).unwrap_err();
+        let e = weigh(&one(vec![times]), &hour(S), limit).unwrap_err();
         assert_eq!(e, Unweighable::NoSamples);
     }
 
@@ -483,12 +644,7 @@ mod tests {
     #[test]
     fn data_that_starts_in_the_hour_is_not_a_hole() {
         let times = scrapes(0, 80, 30, 7);
-        let w = weigh(
-            &Timeline::new(vec![times]),
-            &hour(S),
-            Duration::from_secs(900),
-        )
-        .unwrap();
+        let w = weigh(&one(vec![times]), &hour(S), Duration::from_secs(900)).unwrap();
         assert_eq!(w, Weighing::Even);
     }
 
@@ -496,7 +652,7 @@ mod tests {
     #[test]
     fn completeness_is_decided_by_the_laggiest_source() {
         let hours = [hour(S), hour(S + 3_600_000)];
-        let tl = Timeline::new(vec![scrapes(-20, 140, 30, 7)]);
+        let tl = one(vec![scrapes(-20, 140, 30, 7)]);
         let tol = tl.tolerance_ms();
         assert_eq!(tol, 35_000);
         let newest = BTreeMap::from([

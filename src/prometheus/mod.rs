@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tracing::{debug, warn};
 
+use crate::provenance::Provenance;
 use crate::scope::Scope;
 
 use answer::{DeviceMillis, Millis, Reading, Seconds};
@@ -47,6 +48,20 @@ pub struct PrometheusSettings {
     pub extra_params: Vec<(String, String)>,
     /// Label matchers added to every selector of every query (`--prometheus-selector`).
     pub scope: Scope,
+    /// Per source, the matchers of the platform's exporter, added to every selector of its
+    /// metrics ([`crate::provenance`]).
+    pub provenance: Provenance,
+}
+
+/// Which series a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// This cluster's series of the platform's exporters: everything billed.
+    Believed,
+    /// This cluster's series of every job: only to name the jobs that are not believed.
+    EveryJob,
+    /// The whole store: only to name the cluster label's values.
+    Unscoped,
 }
 
 /// One series of a range query: its labels and `(unix seconds, value)` points; of a
@@ -295,21 +310,38 @@ impl Prometheus {
     /// when the selector matches nothing (which values the cluster label does have), never
     /// for anything billed.
     pub async fn query_range_unscoped(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
-        self.send_as::<Seconds>(&self.range_request(q), false).await
+        self.send_as::<Seconds>(&self.range_request(q), Reach::Unscoped)
+            .await
+    }
+
+    /// [`Prometheus::query_range`] within `--prometheus-selector` but over every job, not only
+    /// the platform's exporters ([`crate::provenance`]): only to name the jobs whose series
+    /// are not believed, never for anything billed.
+    pub async fn query_range_every_job(&self, q: &RangeQuery<'_>) -> Result<Vec<Series>> {
+        self.send_as::<Seconds>(&self.range_request(q), Reach::EveryJob)
+            .await
+    }
+
+    /// The provenance matchers of the job's sources.
+    pub fn provenance(&self) -> &Provenance {
+        &self.config.provenance
     }
 
     /// Send `q` within the scope, retrying as [`Prometheus::query_range`] says. Every query
     /// the job sends passes here: the one place the scope is added ([`Scope::apply`]).
     async fn send<T: Reading>(&self, q: &Request<'_>) -> Result<Vec<Series>> {
-        self.send_as::<T>(q, true).await
+        self.send_as::<T>(q, Reach::Believed).await
     }
 
-    /// [`Prometheus::send`], within the scope or (`scoped` false) not.
-    async fn send_as<T: Reading>(&self, q: &Request<'_>, scoped: bool) -> Result<Vec<Series>> {
-        let scoped = if scoped {
-            self.config.scope.apply(q.expr)
-        } else {
-            q.expr.to_string()
+    /// [`Prometheus::send`], reading as far as `reach` says.
+    async fn send_as<T: Reading>(&self, q: &Request<'_>, reach: Reach) -> Result<Vec<Series>> {
+        let scoped = match reach {
+            Reach::Believed => self
+                .config
+                .scope
+                .apply_with(q.expr, &self.config.provenance),
+            Reach::EveryJob => self.config.scope.apply(q.expr),
+            Reach::Unscoped => q.expr.to_string(),
         };
         let q = &Request {
             what: q.what,
