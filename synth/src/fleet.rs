@@ -114,12 +114,13 @@ impl Fleet {
     }
 
     /// Write `DCGM_FI_DEV_FB_USED` of every device and `up` of every exporter in
-    /// `[start, end)`.
+    /// `[start, end)`, with `other_up` (other targets' `up`) in the same family.
     pub fn write(
         &self,
         start: i64,
         end: i64,
         outages: &[(i64, i64)],
+        other_up: &[(String, Vec<(i64, u8)>)],
         out: &mut impl Write,
     ) -> io::Result<()> {
         let mut series: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
@@ -188,10 +189,16 @@ impl Fleet {
                 writeln!(out, "DCGM_FI_DEV_FB_USED{{{labels}}} {v} {t}")?;
             }
         }
+        // One `up` family: the exporters' and the other targets' (kube-state-metrics').
         writeln!(out, "# TYPE up gauge")?;
         for (labels, times) in &up {
             for t in times {
                 writeln!(out, "up{{{labels}}} 1 {t}")?;
+            }
+        }
+        for (labels, samples) in other_up {
+            for (t, v) in samples {
+                writeln!(out, "up{{{labels}}} {v} {t}")?;
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod model;
 pub mod openmetrics;
 pub mod scenario;
+pub mod tenant;
 pub mod truth;
 
 use std::io::BufWriter;
@@ -35,12 +36,20 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
     let plain = opts.external_labels.is_empty()
         && opts.honor_labels
         && opts.omit_metrics.is_empty()
-        && opts.stored_until.is_none();
+        && opts.stored_until.is_none()
+        && !opts.tenant_series;
     if plain {
         openmetrics::write(&cluster, &mut out)?;
     } else {
         let mut text = Vec::new();
         openmetrics::write(&cluster, &mut text)?;
+        if opts.tenant_series {
+            let mut tenants = Vec::new();
+            tenant::write(&cluster, &mut tenants)?;
+            let mut merged = Vec::new();
+            openmetrics::merge(&[text, tenants], &mut merged)?;
+            text = merged;
+        }
         let mut kept = openmetrics::without(&text, &opts.omit_metrics);
         if let Some(h) = opts.stored_until {
             kept = openmetrics::until(&kept, opts.start + (h * 3600.0) as i64);

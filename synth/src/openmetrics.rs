@@ -13,13 +13,16 @@ fn ksm_instance(replica: usize, restarts: usize) -> String {
     format!("10.128.{restarts}.{}:8080", 11 + replica)
 }
 
-/// Write every family. Samples of one series are in time order; timestamps are in seconds.
-pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
-    // Per replica and pod (one more after each restart), its instance and scrape times.
+/// Per kube-state-metrics target (replica, and pod after each restart), its `instance` and
+/// the times Prometheus scraped it successfully (`answered`), or attempted to: a scrape
+/// attempt that fails (the target down, `ksm_gaps`) writes `up` 0 and no series; an outage of
+/// Prometheus writes nothing at all.
+pub fn ksm_targets(cluster: &Cluster, answered: bool) -> Vec<(String, Vec<i64>)> {
+    let gaps: &[(i64, i64)] = if answered { &cluster.ksm_gaps } else { &[] };
     let mut ksm: Vec<(String, Vec<i64>)> = Vec::new();
     for (r, off) in cluster.ksm_offsets.iter().enumerate() {
         let from = cluster.ksm_replica_from.get(r).copied().unwrap_or(i64::MIN);
-        let mut times = cluster.scrape_times(*off, &cluster.ksm_gaps);
+        let mut times = cluster.scrape_times(*off, gaps);
         times.retain(|t| *t >= from);
         let mut edges = cluster.ksm_restarts.clone();
         edges.sort_unstable();
@@ -36,6 +39,33 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
             from = to;
         }
     }
+    ksm
+}
+
+/// `up` of kube-state-metrics' targets, as Prometheus writes it at every scrape it attempts
+/// (1 answered, 0 failed; Prometheus documentation, "Jobs and instances"): the store's own
+/// time for the cluster, which goes on while kube-state-metrics is down.
+pub fn ksm_up(cluster: &Cluster) -> Vec<(String, Vec<(i64, u8)>)> {
+    ksm_targets(cluster, false)
+        .into_iter()
+        .map(|(instance, times)| {
+            let labels = format!("job=\"{KSM_JOB}\",instance=\"{instance}\"");
+            let samples = times
+                .into_iter()
+                .map(|t| {
+                    let down = cluster.ksm_gaps.iter().any(|(a, b)| (*a..*b).contains(&t));
+                    (t, u8::from(!down))
+                })
+                .collect();
+            (labels, samples)
+        })
+        .collect()
+}
+
+/// Write every family. Samples of one series are in time order; timestamps are in seconds.
+pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
+    // Per replica and pod (one more after each restart), its instance and scrape times.
+    let ksm = ksm_targets(cluster, true);
     let cadvisor = cluster.scrape_times(cluster.cadvisor_offset, &[]);
 
     // kube_namespace_status_phase
@@ -321,7 +351,20 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                 }
             }
         }
-        fleet.write(cluster.data_start, cluster.data_end, &cluster.outages, out)?;
+        fleet.write(
+            cluster.data_start,
+            cluster.data_end,
+            &cluster.outages,
+            &ksm_up(cluster),
+            out,
+        )?;
+    } else {
+        writeln!(out, "# TYPE up gauge")?;
+        for (labels, samples) in ksm_up(cluster) {
+            for (t, v) in samples {
+                writeln!(out, "up{{{labels}}} {v} {t}")?;
+            }
+        }
     }
     writeln!(out, "# EOF")?;
     out.flush()

@@ -88,6 +88,12 @@ pub struct Options {
     /// dcgm-exporter scraped with `honor_labels: true` (else the pod's labels are
     /// `exported_*`, as the GPU Operator's ServiceMonitor and OpenShift store them).
     pub dcgm_honor_labels: bool,
+    /// Add what tenants write into the same store from their own scrape job
+    /// ([`crate::tenant`]): look-alikes of kube-state-metrics' and dcgm-exporter's series.
+    pub tenant_series: bool,
+    /// kube-state-metrics' scrapes fail from this many hours after `start` on (`up` 0, no
+    /// series): an exporter uninstalled or stalled, while the store's time goes on.
+    pub ksm_stops_at: Option<f64>,
 }
 
 impl Default for Options {
@@ -116,6 +122,8 @@ impl Default for Options {
             late_batch: None,
             gpu_fleet: false,
             dcgm_honor_labels: true,
+            tenant_series: false,
+            ksm_stops_at: None,
         }
     }
 }
@@ -1107,11 +1115,14 @@ pub fn build(opts: &Options) -> Cluster {
     if !namespaces.iter().any(|n| n.name == "kube-system") {
         namespaces.push(kube_system());
     }
-    let ksm_gaps = if opts.only_random || opts.hours < 5 {
+    let mut ksm_gaps = if opts.only_random || opts.hours < 5 {
         Vec::new()
     } else {
         vec![(t0 + 3 * H + 50 * M, t0 + 3 * H + 52 * M)]
     };
+    if let Some(h) = opts.ksm_stops_at {
+        ksm_gaps.push((at(h), t0 + opts.hours * H));
+    }
     let offset = |s: i64| s % opts.interval.max(1);
     Cluster {
         data_start: t0,
