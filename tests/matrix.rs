@@ -86,13 +86,16 @@ fn quirks() -> Vec<(&'static str, Options)> {
     ]
 }
 
+/// A truth row's value of one key, and its tolerance.
+type Want = fn(&TruthRow) -> (f64, f64);
+
 /// Each basis: its flags, and the truth's value and tolerance of `cpu`, `gpu` and `ram`.
 struct Basis {
     name: &'static str,
     flags: &'static [&'static str],
-    cpu: fn(&TruthRow) -> (f64, f64),
-    gpu: fn(&TruthRow) -> (f64, f64),
-    ram: Option<fn(&TruthRow) -> (f64, f64)>,
+    cpu: Want,
+    gpu: Want,
+    ram: Option<Want>,
 }
 
 fn bases() -> Vec<Basis> {
@@ -219,15 +222,17 @@ fn compare(
         .sum();
         for (key, (want, tol)) in checks {
             let have = c[key].as_f64().unwrap_or(f64::NAN);
-            if !((have - want).abs() <= tol + EXACT) {
-                failures.push(format!(
-                    "{} {} {key}: got {have}, truth {want:.6}, tolerance {tol:.6}",
-                    rfc3339(r.hour),
-                    r.namespace
-                ));
+            // NaN (a key missing) fails too.
+            if (have - want).abs() <= tol + EXACT {
+                continue;
             }
+            failures.push(format!(
+                "{} {} {key}: got {have}, truth {want:.6}, tolerance {tol:.6}",
+                rfc3339(r.hour),
+                r.namespace
+            ));
         }
-        if !((billed_storage - storage).abs() <= r.tol_storage + EXACT) {
+        if (billed_storage - storage).abs() > r.tol_storage + EXACT || billed_storage.is_nan() {
             failures.push(format!(
                 "{} {} storage: got {billed_storage}, truth {storage:.6}",
                 rfc3339(r.hour),
