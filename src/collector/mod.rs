@@ -593,8 +593,11 @@ impl<'a> Collector<'a> {
         let Some((source, newest, behind)) = behind else {
             return Ok(());
         };
+        let metric = queries::source_metric(source);
         Err(CollectError::SourceStopped {
-            exporter: source.clone(),
+            // kube-state-metrics' families are sources of their own, of one exporter.
+            exporter: crate::provenance::Source::of_metric(metric)
+                .map_or_else(|| source.clone(), |s| s.name().to_string()),
             what: match source.as_str() {
                 queries::DCGM | "kube_node_labels" => queries::source_metric(source).to_string(),
                 _ => format!(

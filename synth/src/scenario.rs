@@ -94,6 +94,9 @@ pub struct Options {
     /// kube-state-metrics' scrapes fail from this many hours after `start` on (`up` 0, no
     /// series): an exporter uninstalled or stalled, while the store's time goes on.
     pub ksm_stops_at: Option<f64>,
+    /// With the GPU fleet: dcgm-exporter is uninstalled this many hours after `start` (its
+    /// targets, their `up` and every device series end there).
+    pub dcgm_stops_at: Option<f64>,
 }
 
 impl Default for Options {
@@ -124,6 +127,7 @@ impl Default for Options {
             dcgm_honor_labels: true,
             tenant_series: false,
             ksm_stops_at: None,
+            dcgm_stops_at: None,
         }
     }
 }
@@ -1073,8 +1077,14 @@ pub fn build(opts: &Options) -> Cluster {
         hand
     };
     let fleet = opts.gpu_fleet.then(|| {
-        let (fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
+        let (mut fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
         namespaces.extend(tenants);
+        if let Some(h) = opts.dcgm_stops_at {
+            let end = t0 + (h * H as f64) as i64;
+            for e in &mut fleet.exporters {
+                e.to = e.to.min(end);
+            }
+        }
         fleet
     });
     namespaces.extend(random(opts));

@@ -1,0 +1,225 @@
+//! Which series are believed, and for how long (README, "Trust"): a source that stopped pages
+//! (exit 4, every mode) where lag waits; a platform exporter under another job name is refused
+//! naming the jobs that write its metrics; `check` names the jobs it does not believe.
+//! Scheduled runs publish to librdkafka's mock cluster (the `test-hooks` transport).
+#![cfg(feature = "test-hooks")]
+
+mod common;
+
+use common::{Outcome, TestPrometheus, bin, rfc3339, run};
+use consumption_metrics::checkpoint::{Checkpoint, FileCheckpoint};
+use consumption_metrics::manager::Manager;
+use consumption_metrics::prometheus::Prometheus;
+use consumption_metrics_synth::scenario::Options;
+use rdkafka::mocking::MockCluster;
+
+const H: i64 = 3600;
+
+fn dry_run(p: &TestPrometheus, since: i64, until: i64, extra: &[&str]) -> Outcome {
+    run(bin()
+        .args([
+            "--prometheus-url",
+            &p.url,
+            "--cluster-name",
+            "synth-01",
+            "--dry-run",
+        ])
+        .args(["--since", &rfc3339(since), "--until", &rfc3339(until)])
+        .args(["--now", "2026-11-02T00:00:00Z"])
+        .args(extra))
+}
+
+/// A scheduled run at `now` from the checkpoint `from`, publishing to a mock cluster: its
+/// outcome (exit code, message) and the checkpoint after it.
+async fn scheduled(
+    p: &TestPrometheus,
+    from: &str,
+    now: &str,
+) -> (Result<(), (u8, String)>, String) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("mcmp", 1, 1).unwrap();
+    let settings = common::mock_kafka_settings(cluster.bootstrap_servers(), "mcmp");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint");
+    std::fs::write(&path, format!("{from}\n")).unwrap();
+    let config = common::publishing_config(&p.url, now, settings);
+    let prometheus = Prometheus::new(&config.prometheus).unwrap();
+    let mut manager = Manager::with_checkpoint(
+        config,
+        prometheus,
+        Checkpoint::File(FileCheckpoint::new(&path)),
+    );
+    let outcome = manager
+        .run()
+        .await
+        .map(|_| ())
+        .map_err(|e| (e.exit_code(), e.to_string()));
+    let checkpoint = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    (outcome, checkpoint)
+}
+
+/// kube-state-metrics stops answering at 03:00 (its `up` goes on at 0, as Prometheus writes
+/// it): two hours later a scheduled run waits (exit 0, remote write may lag), a dry-run says
+/// waiting (7); past --max-source-silence (4h) every mode fails with exit 4, naming the
+/// exporter and its newest sample, and the checkpoint stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_exporter_pages_where_lag_waits() {
+    let opts = Options {
+        hours: 9,
+        random_namespaces: 3,
+        ksm_stops_at: Some(3.0),
+        ..Options::default()
+    };
+    let p = common::start_prometheus("ksm-stops", &opts);
+    let t = |h: i64| opts.start + h * H;
+
+    let out = dry_run(&p, t(2), t(3), &[]);
+    assert_eq!(
+        out.code, 0,
+        "the hour before the stop is billed: {}",
+        out.stderr
+    );
+    let out = dry_run(&p, t(3), t(5), &[]);
+    assert_eq!(out.code, 7, "two hours behind is lag: {}", out.stderr);
+    let out = dry_run(&p, t(3), t(8), &[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    for needle in [
+        "kube-state-metrics has stopped",
+        "in the reference namespaces kube-system|openshift-monitoring) is 2026-11-01T02:59:",
+        "--max-source-silence 4h",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
+    }
+
+    let (outcome, checkpoint) = scheduled(&p, "2026-11-01T03:00:00Z", "2026-11-01T05:20:00Z").await;
+    assert_eq!(outcome, Ok(()), "a scheduled run waits for lag");
+    assert_eq!(checkpoint, "2026-11-01T03:00:00Z");
+    let (outcome, checkpoint) = scheduled(&p, "2026-11-01T03:00:00Z", "2026-11-01T08:20:00Z").await;
+    let (code, message) = outcome.expect_err("a stopped source fails the scheduled run");
+    assert_eq!(code, 4, "{message}");
+    assert!(
+        message.contains("kube-state-metrics has stopped"),
+        "{message}"
+    );
+    assert_eq!(checkpoint, "2026-11-01T03:00:00Z");
+}
+
+/// dcgm-exporter uninstalled at 02:00 under --gpu-source devices: hours before are billed;
+/// from 4 hours later every run fails naming dcgm-exporter, instead of waiting forever.
+#[test]
+fn an_uninstalled_dcgm_exporter_pages() {
+    let opts = Options {
+        hours: 8,
+        random_namespaces: 2,
+        gpu_fleet: true,
+        dcgm_stops_at: Some(2.0),
+        ..Options::default()
+    };
+    let p = common::start_prometheus("dcgm-stops", &opts);
+    let t = |h: i64| opts.start + h * H;
+    let devices = ["--gpu-source", "devices"];
+    let out = dry_run(&p, t(1), t(2), &devices);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = dry_run(&p, t(2), t(7), &devices);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("dcgm-exporter has stopped: its newest sample (DCGM_FI_DEV_FB_USED)"),
+        "{}",
+        out.stderr
+    );
+    // The requests source does not read dcgm-exporter: its hours are billed.
+    let out = dry_run(
+        &p,
+        t(2),
+        t(7),
+        &["--gpu-resource", "nvidia.com/gpu.shared=1/2"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// The platform's kube-state-metrics under a job the defaults do not know: the run refuses,
+/// naming the jobs that write the metric and the setting; `check` fails the same line. With
+/// tenants' look-alikes beside the platform's exporters, `check` names the tenants' job and
+/// its series per source (a warning) and passes.
+#[test]
+fn jobs_that_are_not_believed_are_named() {
+    let opts = Options {
+        hours: 4,
+        random_namespaces: 3,
+        gpu_fleet: true,
+        tenant_series: true,
+        ..Options::default()
+    };
+    let p = common::start_prometheus("tenants", &opts);
+    let t = |h: i64| opts.start + h * H;
+    let out = dry_run(
+        &p,
+        t(2),
+        t(3),
+        &[
+            "--kube-state-metrics-selector",
+            r#"job="kube-state-metrics-main""#,
+        ],
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    for needle in [
+        r#"no kube_namespace_status_phase series of the platform's kube-state-metrics ({job="kube-state-metrics-main"})"#,
+        r#""kube-state-metrics" ("#,
+        r#""tenant-exporter" ("#,
+        "--kube-state-metrics-selector (KUBE_STATE_METRICS_SELECTOR)",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoint");
+    std::fs::write(&cp, "2026-11-01T02:00:00Z\n").unwrap();
+    let check = |extra: &[&str]| {
+        run(bin()
+            .arg("check")
+            .args(["--prometheus-url", &p.url, "--cluster-name", "synth-01"])
+            .args(["--now", "2026-11-01T04:10:00Z", "--output", "json"])
+            .args(["--gpu-source", "devices", "--cpu-basis", "max"])
+            .args(["--gpu-resource", "nvidia.com/gpu.shared=1/2"])
+            .arg("--checkpoint-file")
+            .arg(&cp)
+            .args(extra))
+    };
+    let out = check(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let lines = common::check_lines(&out);
+    for (source, believed) in [
+        ("kube-state-metrics", r#""kube-state-metrics" ("#),
+        ("dcgm-exporter", r#""nvidia-dcgm-exporter" ("#),
+    ] {
+        let (_, verdict, detail) = lines
+            .iter()
+            .find(|l| l.0 == format!("provenance {source}"))
+            .unwrap_or_else(|| panic!("no provenance line for {source}: {lines:?}"));
+        assert_eq!(verdict, "warn", "{detail}");
+        assert!(
+            detail.contains(believed)
+                && detail.contains(r#"Not believed, and changing no bill: "tenant-exporter" ("#),
+            "{detail}"
+        );
+    }
+    let (_, verdict, _) = lines
+        .iter()
+        .find(|l| l.0 == "provenance cadvisor")
+        .expect("cadvisor line with --cpu-basis max");
+    assert_eq!(verdict, "ok");
+
+    let out = check(&[
+        "--kube-state-metrics-selector",
+        r#"job="kube-state-metrics-main""#,
+    ]);
+    assert_eq!(out.code, 4, "{}", out.stdout);
+    let lines = common::check_lines(&out);
+    let (_, verdict, detail) = lines
+        .iter()
+        .find(|l| l.0 == "provenance kube-state-metrics")
+        .unwrap();
+    assert_eq!(verdict, "fail", "{detail}");
+    assert!(detail.contains("other jobs write its metrics"), "{detail}");
+}
