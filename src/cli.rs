@@ -129,7 +129,8 @@ pub struct Args {
     pub prometheus_flavor: Flavor,
 
     /// Extra HTTP header sent to Prometheus, repeatable; comma-separated in the environment.
-    /// Example: X-Scope-OrgID=tenant-a
+    /// Mimir/Cortex: X-Scope-OrgID=tenant-a (several: tenant-a|tenant-b); Thanos with tenancy:
+    /// THANOS-TENANT=tenant-a. Example: X-Scope-OrgID=tenant-a
     #[arg(
         long = "prometheus-header",
         env = "PROMETHEUS_HEADERS",
@@ -137,6 +138,17 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub prometheus_headers: Vec<String>,
+
+    /// Extra HTTP header whose value is read from a file (a mounted Secret: a tenant id, a
+    /// token), repeatable; never printed or logged. Example:
+    /// X-Scope-OrgID=/var/run/secrets/tenant/org-id
+    #[arg(
+        long = "prometheus-header-file",
+        env = "PROMETHEUS_HEADER_FILES",
+        value_name = "NAME=PATH",
+        value_delimiter = ','
+    )]
+    pub prometheus_header_files: Vec<String>,
 
     /// Timeout of one Prometheus query. Example: 90s
     #[arg(

@@ -221,6 +221,43 @@ pub fn parse_tiers(values: &[String]) -> Result<BTreeMap<String, Tier>> {
 /// …`), so no error prints one: not the value, and not an item without `=`, which may be the
 /// part of a value after a comma (the list is comma-separated).
 fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
+    check_headers("--prometheus-header", values)
+}
+
+/// `--prometheus-header-file NAME=PATH` items: each header's value read from a file (a
+/// mounted Secret), its one trailing line end dropped, then checked as `--prometheus-header`
+/// values are. Errors name the header and the file, never the value.
+fn parse_header_files(values: &[String]) -> Result<Vec<(String, String)>> {
+    let flag = "--prometheus-header-file";
+    let mut items = Vec::new();
+    for raw in values.iter().filter(|v| !v.trim().is_empty()) {
+        let (name, path) = raw.split_once('=').ok_or_else(|| {
+            invalid(
+                flag,
+                raw,
+                "expected NAME=PATH, for example X-Scope-OrgID=/var/run/secrets/tenant/org-id",
+            )
+        })?;
+        let text = std::fs::read_to_string(path.trim()).map_err(|e| {
+            invalid(
+                flag,
+                &format!("{}=<value of {}>", name.trim(), path.trim()),
+                format!(
+                    "cannot read the file: {e}; mount the Secret that holds the header's value                      there"
+                ),
+            )
+        })?;
+        let value = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text);
+        items.push(format!("{}={value}", name.trim()));
+    }
+    check_headers(flag, &items)
+}
+
+/// Header items `NAME=VALUE` of `flag`, checked (module documentation of [`parse_headers`]).
+fn check_headers(flag: &'static str, values: &[String]) -> Result<Vec<(String, String)>> {
     values
         .iter()
         .filter(|v| !v.trim().is_empty())
@@ -228,7 +265,7 @@ fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
         .map(|(i, raw)| {
             let (name, value) = raw.split_once('=').ok_or_else(|| {
                 invalid(
-                    "--prometheus-header",
+                    flag,
                     &format!("item {} (not shown, in case it is part of a secret)", i + 1),
                     "expected NAME=VALUE, for example X-Scope-OrgID=tenant-a; PROMETHEUS_HEADERS \
                      separates headers with commas, so a value cannot contain one",
@@ -238,26 +275,21 @@ fn parse_headers(values: &[String]) -> Result<Vec<(String, String)>> {
             let shown = |name: &str| format!("{name}=<hidden>");
             reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                 invalid(
-                    "--prometheus-header",
+                    flag,
                     &format!("item {} (not shown, in case it is a secret)", i + 1),
                     "not a valid header name: expected NAME=VALUE",
                 )
             })?;
             if value.chars().any(char::is_control) {
                 return Err(invalid(
-                    "--prometheus-header",
+                    flag,
                     &shown(name),
                     "the value holds a control character (a CR or LF, often the line end of a \
                      file read with $(cat …)); remove it",
                 ));
             }
-            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                invalid(
-                    "--prometheus-header",
-                    &shown(name),
-                    "not a valid header value",
-                )
-            })?;
+            reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| invalid(flag, &shown(name), "not a valid header value"))?;
             Ok((name.to_string(), value.to_string()))
         })
         .collect()
@@ -638,6 +670,8 @@ impl Config {
             .collect::<Result<Vec<_>>>()?;
 
         let timeout = parse_duration("--prometheus-timeout", &args.prometheus_timeout)?;
+        let mut headers = parse_headers(&args.prometheus_headers)?;
+        headers.extend(parse_header_files(&args.prometheus_header_files)?);
         if timeout.is_zero() {
             return Err(invalid(
                 "--prometheus-timeout",
@@ -674,8 +708,8 @@ impl Config {
                     .prometheus_cert
                     .clone()
                     .zip(args.prometheus_key.clone()),
-                extra_params: flavor_params(args, &parse_headers(&args.prometheus_headers)?)?,
-                headers: parse_headers(&args.prometheus_headers)?,
+                extra_params: flavor_params(args, &headers)?,
+                headers,
                 timeout,
                 retries: args.prometheus_retries,
                 allow_partial_data: args.allow_partial_data,

@@ -223,3 +223,126 @@ fn jobs_that_are_not_believed_are_named() {
     assert_eq!(verdict, "fail", "{detail}");
     assert!(detail.contains("other jobs write its metrics"), "{detail}");
 }
+
+/// A gateway in front of the test Prometheus that, as Mimir and Cortex do, refuses a query
+/// without the tenant header (`401 no org id`) and forwards one with `X-Scope-OrgID: <tenant>`.
+fn tenant_gateway(upstream: String, tenant: &'static str) -> common::ScriptedHttp {
+    common::routed_http(move |head| {
+        let mut lines = head.lines();
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let headers: Vec<String> = head.lines().skip(1).map(str::to_ascii_lowercase).collect();
+        if !headers
+            .iter()
+            .any(|h| *h == format!("x-scope-orgid: {tenant}"))
+        {
+            return (401, "text/plain", "no org id".to_string());
+        }
+        let path = request_line.split(' ').nth(1).unwrap_or("/");
+        let body = head.lines().last().unwrap_or_default();
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-X",
+                "POST",
+                "--data-binary",
+                body,
+            ])
+            .args(["-H", "Content-Type: application/x-www-form-urlencoded"])
+            .arg(format!("{upstream}{path}"))
+            .output()
+            .expect("curl forwards the query");
+        (
+            200,
+            "application/json",
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    })
+}
+
+/// A central store with tenancy: without the tenant header every query is refused (exit 4,
+/// the store's answer named); with `--prometheus-header X-Scope-OrgID=…`, or the value read
+/// from a file by `--prometheus-header-file` (never printed, also not with debug logs), the
+/// dry-run is byte for byte the one against the store directly.
+#[test]
+fn a_tenant_header_reaches_a_store_that_requires_it() {
+    let p = common::standard();
+    let gateway = tenant_gateway(p.url.clone(), "tenant-a7f3");
+    let hour = |url: &str, extra: &[&str]| {
+        run(bin()
+            .args([
+                "--prometheus-url",
+                url,
+                "--cluster-name",
+                "synth-01",
+                "--dry-run",
+            ])
+            .args([
+                "--since",
+                "2026-11-01T03:00:00Z",
+                "--until",
+                "2026-11-01T04:00:00Z",
+            ])
+            .args(["--now", "2026-11-02T00:00:00Z", "--prometheus-retries", "0"])
+            .env("RUST_LOG", "debug")
+            .args(extra))
+    };
+    let direct = hour(&p.url, &[]);
+    assert_eq!(direct.code, 0, "{}", direct.stderr);
+
+    let refused = hour(&gateway.url, &[]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(refused.stderr.contains("no org id"), "{}", refused.stderr);
+
+    let flag = hour(
+        &gateway.url,
+        &["--prometheus-header", "X-Scope-OrgID=tenant-a7f3"],
+    );
+    assert_eq!(flag.code, 0, "{}", flag.stderr);
+    assert_eq!(flag.stdout, direct.stdout);
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("org-id");
+    std::fs::write(&secret, "tenant-a7f3\n").unwrap();
+    let file = hour(
+        &gateway.url,
+        &[
+            "--prometheus-header-file",
+            &format!("X-Scope-OrgID={}", secret.display()),
+            "--prometheus-flavor",
+            "mimir",
+        ],
+    );
+    assert_eq!(file.code, 0, "{}", file.stderr);
+    assert_eq!(file.stdout, direct.stdout);
+    assert!(!file.stderr.contains("tenant-a7f3"), "{}", file.stderr);
+    let check = run(bin()
+        .args([
+            "--prometheus-url",
+            &gateway.url,
+            "--cluster-name",
+            "synth-01",
+        ])
+        .args(["--dry-run", "--check-config"])
+        .args([
+            "--prometheus-header-file",
+            &format!("X-Scope-OrgID={}", secret.display()),
+        ]));
+    assert!(!check.stdout.contains("tenant-a7f3"), "{}", check.stdout);
+
+    let missing = hour(
+        &gateway.url,
+        &[
+            "--prometheus-header-file",
+            "X-Scope-OrgID=/nonexistent/org-id",
+        ],
+    );
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("--prometheus-header-file")
+            && missing.stderr.contains("/nonexistent/org-id"),
+        "{}",
+        missing.stderr
+    );
+}
