@@ -57,6 +57,27 @@ pub fn targets(w: Windows, len_ms: u128) -> String {
     )
 }
 
+/// The raw samples of `up` of dcgm-exporter's targets (`matchers`: its provenance) in
+/// `[T - len, T)`: Prometheus writes `up` 0 at every scrape of a target that fails (the
+/// exporter crashed, its node NotReady) and nothing while the target is gone (its pod deleted,
+/// its node removed), so a stretch without a device's samples is a hole of the exporter where
+/// its target was down, and the device's end where the target was gone or up.
+pub fn target_health(w: Windows, matchers: &str, len_ms: u128) -> String {
+    format!("up{{{matchers}}}{}", w.select(len_ms, 0))
+}
+
+/// `instance` → the times its `up` was 0, from a [`target_health`] answer (samples).
+pub fn down_times(answer: &[Series]) -> BTreeMap<String, Vec<i64>> {
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for s in answer {
+        let instance = s.labels.get("instance").cloned().unwrap_or_default();
+        let down = out.entry(instance).or_default();
+        down.extend(s.points.iter().filter(|(_, v)| *v == 0.0).map(|(t, _)| *t));
+        down.sort_unstable();
+    }
+    out
+}
+
 /// One device: a whole GPU, or a MIG instance of one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeviceKey {
@@ -96,6 +117,9 @@ pub struct DeviceSeries {
     pub holder: Option<Holder>,
     /// Attributed through a DRA ResourceClaim (`dra_claim_name`).
     pub dra: bool,
+    /// The scrape target that wrote it (`instance`): its `up` says whether a stretch without
+    /// samples was the exporter failing (a hole) or the device gone.
+    pub target: String,
     /// Sample times, Unix milliseconds.
     pub times: Vec<i64>,
 }
@@ -175,6 +199,7 @@ pub fn read(
             pod: pod.to_string(),
         }),
         dra: label(l, &["dra_claim_name"]).is_some(),
+        target: l.get("instance").cloned().unwrap_or_default(),
         times: s.points.iter().map(|(t, _)| *t).collect(),
     })
 }

@@ -232,7 +232,16 @@ pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
 /// series"), so it advances while the cluster's Prometheus writes the store, also when
 /// kube-state-metrics is down or a reference namespace was deleted: a source that stays behind
 /// it has stopped, it does not lag. A few series (one per replica or shard).
-pub fn newest_samples(reference: &str, sources: Sources, ksm_targets: &str) -> String {
+///
+/// dcgm-exporter's time is also its targets' `up` (`dcgm_targets`, its provenance matchers):
+/// an exporter whose scrapes fail writes `up` 0 and no device series, which is not lag but a
+/// hole of every device, judged by the devices' rules (refused past `--max-scrape-gap`).
+pub fn newest_samples(
+    reference: &str,
+    sources: Sources,
+    ksm_targets: &str,
+    dcgm_targets: &str,
+) -> String {
     let Sources {
         usage,
         devices,
@@ -299,6 +308,15 @@ pub fn newest_samples(reference: &str, sources: Sources, ksm_targets: &str) -> S
         parts.push(source(
             format!("{}{{gpu=~\".*\"}}", crate::dcgm::METRIC),
             DCGM,
+        ));
+        let targets = if dcgm_targets.is_empty() {
+            "job=~\".+\"".to_string()
+        } else {
+            dcgm_targets.to_string()
+        };
+        parts.push("or".to_string());
+        parts.push(format!(
+            "label_replace(max(timestamp(up{{{targets}}})), \"source\", \"{DCGM}\", \"\", \"\")"
         ));
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
@@ -1283,7 +1301,8 @@ mod tests {
                     usage: true,
                     ..Sources::default()
                 },
-                r#"job="kube-state-metrics""#
+                r#"job="kube-state-metrics""#,
+                r#"job="nvidia-dcgm-exporter""#
             )
         );
     }
@@ -1406,6 +1425,7 @@ mod tests {
                     gpu_models: true,
                 },
                 r#"job="kube-state-metrics""#,
+                r#"job="nvidia-dcgm-exporter""#,
             ),
         ));
         for w in [Windows::Closed, Windows::LeftOpen] {

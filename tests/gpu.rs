@@ -358,3 +358,72 @@ fn the_requests_source_bills_models_by_the_nodes_gpu_product() {
         out.stderr
     );
 }
+
+/// dcgm-exporter failing its scrapes (`up` 0, no device series) while everything else is
+/// scraped, on both engines: 50 minutes across 02:00 and 100 minutes across 04:00 to 05:00
+/// refuse every hour they touch (exit 4, naming the device, its node and the stretch), also the
+/// hour whose read the hole reaches the edge of; 10 minutes across 07:00 are bridged, and the
+/// hours around it equal the truth exactly (no hold changed near it).
+#[test]
+fn dcgm_exporter_holes_across_hours_are_refused_or_bridged() {
+    let h = |hour: f64, minute: f64| hour + minute / 60.0;
+    let opts = Options {
+        hours: 9,
+        random_namespaces: 2,
+        seed: 88,
+        gpu_fleet: true,
+        dcgm_gaps: vec![
+            (h(1.0, 40.0), h(2.0, 30.0)),
+            (h(3.0, 20.0), h(5.0, 0.0)),
+            (h(6.0, 55.0), h(7.0, 5.0)),
+        ],
+        ..Options::default()
+    };
+    let t = |hour: i64| opts.start + hour * 3600;
+    for (engine, p) in [
+        ("prometheus", common::start_prometheus("dcgm-holes", &opts)),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics("dcgm-holes-vm", &opts),
+        ),
+    ] {
+        let hour = |from: i64| {
+            run(bin()
+                .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+                .args([
+                    "--dry-run",
+                    "--cpu-basis",
+                    "request",
+                    "--gpu-source",
+                    "devices",
+                ])
+                .args(["--since", &rfc3339(from), "--until", &rfc3339(from + 3600)])
+                .args(["--now", "2026-11-02T00:00:00Z"]))
+        };
+        for refused in [1, 2, 3, 4, 5] {
+            let out = hour(t(refused));
+            assert_eq!(out.code, 4, "{engine} {refused}:00: {}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains("dcgm-exporter has no sample of the GPU")
+                    && out.stderr.contains("--max-scrape-gap"),
+                "{engine} {refused}:00: {}",
+                out.stderr
+            );
+        }
+        let rows = billed_rows(&p);
+        for billed_hour in [6, 7, 8] {
+            let got = billed(&hour(t(billed_hour)));
+            for r in rows.iter().filter(|r| r.hour == t(billed_hour)) {
+                let have = got[&(r.hour, r.namespace.clone())]["gpu"].as_f64().unwrap();
+                assert!(
+                    (have - r.gpu_devices).abs() <= r.tol_gpu_devices + 1e-6,
+                    "{engine} {billed_hour}:00 {}: {have}, truth {} ± {}",
+                    r.namespace,
+                    r.gpu_devices,
+                    r.tol_gpu_devices
+                );
+            }
+        }
+    }
+}

@@ -60,6 +60,12 @@ pub struct Hole {
 /// Integrate the series of one read around the hour `[start, end)`: the read covers the hour
 /// and `--max-scrape-gap` on either side, so a sample's neighbours outside the hour are known.
 /// `interval_ms` is the interval a device with a single sample is taken to be scraped at.
+///
+/// `down` holds, per scrape target, the times its `up` was 0 in the read: a device without
+/// samples at a hour's edge while its target failed to be scraped has a hole there (the
+/// exporter down, a node NotReady), refused when longer than `max_gap_ms` as one inside the
+/// hour is; without failed scrapes the device came or went (a node added or removed, MIG
+/// reconfigured), and its first and last samples stand for half an interval outward.
 pub fn integrate(
     series: &[DeviceSeries],
     (start, end): (i64, i64),
@@ -67,6 +73,7 @@ pub fn integrate(
     interval_ms: i64,
     weights: &GpuWeights,
     models: &GpuModels,
+    down: &BTreeMap<String, Vec<i64>>,
 ) -> Result<DeviceHour, Hole> {
     // Every series of a device together; a GPU's own series dropped while it has instances.
     let with_instances: BTreeSet<&str> = series
@@ -80,6 +87,31 @@ pub fn integrate(
             continue;
         }
         devices.entry(&s.device).or_default().push(s);
+    }
+    // A target down (`up` 0) longer than the limit across the hour, with no device sample in
+    // the read at all: its devices are not in the answer, yet someone may have held them.
+    for (target, failed) in down {
+        if series
+            .iter()
+            .any(|s| &s.target == target && !s.times.is_empty())
+        {
+            continue;
+        }
+        if let (Some(&from), Some(&to)) = (failed.first(), failed.last())
+            && to - from > max_gap_ms
+            && from < end
+            && to >= start
+        {
+            return Err(Hole {
+                device: DeviceKey {
+                    uuid: format!("(every device of the dcgm-exporter target {target})"),
+                    instance_id: String::new(),
+                },
+                node: target.clone(),
+                from,
+                to,
+            });
+        }
     }
     // The newest sample of the read: how far the store holds the devices. A device seen in
     // the last round before it goes on (its next sample is not stored yet; the store's time
@@ -113,6 +145,12 @@ pub fn integrate(
         }
         let times: Vec<i64> = at.keys().copied().collect();
         let typical = typical_interval(&times).unwrap_or(interval_ms);
+        edge_hole(&series, &times, (start, end), max_gap_ms, down).map_err(|(from, to)| Hole {
+            device: device.clone(),
+            node: node.clone(),
+            from,
+            to,
+        })?;
         let mut in_hour = false;
         for (i, (t, names)) in at.iter().enumerate() {
             let before = i.checked_sub(1).and_then(|j| times.get(j)).copied();
@@ -174,6 +212,46 @@ pub fn integrate(
     Ok(out)
 }
 
+/// A hole of a device at the read's edges, `(from, to)`: its target failed to be scraped
+/// (`up` 0) more than `max_gap_ms` before its first sample of the read, or after its last,
+/// where that sample lies inside the hour's edges; or failed from the read's very edge on, so
+/// that the hole's length is unknown. The read reaches `max_gap_ms` past the hour on either
+/// side, so a shorter hole has its samples on both sides in it and is bridged.
+fn edge_hole(
+    series: &[&DeviceSeries],
+    times: &[i64],
+    (start, end): (i64, i64),
+    max_gap_ms: i64,
+    down: &BTreeMap<String, Vec<i64>>,
+) -> Result<(), (i64, i64)> {
+    let (read_from, read_to) = (start - max_gap_ms, end + max_gap_ms);
+    // A failed scrape within this of the read's edge: the hole may reach past it.
+    let edge = max_gap_ms / 10;
+    let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
+        return Ok(());
+    };
+    let failed: Vec<i64> = series
+        .iter()
+        .filter_map(|s| down.get(&s.target))
+        .flatten()
+        .copied()
+        .collect();
+    // Before the first sample: the earliest failed scrape, if the hole reaches past the limit.
+    if first > start
+        && let Some(&from) = failed.iter().filter(|t| **t < first).min()
+        && (first - from > max_gap_ms || from - read_from <= edge)
+    {
+        return Err((from, first));
+    }
+    if last < end
+        && let Some(&to) = failed.iter().filter(|t| **t > last).max()
+        && (to - last > max_gap_ms || read_to - to <= edge)
+    {
+        return Err((last, to));
+    }
+    Ok(())
+}
+
 /// The median spacing of a device's distinct sample times, if it has two.
 fn typical_interval(times: &[i64]) -> Option<i64> {
     let mut d: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
@@ -198,6 +276,7 @@ mod tests {
 
     fn device(uuid: &str, holder: Option<Holder>, times: Vec<i64>) -> DeviceSeries {
         DeviceSeries {
+            target: "10.0.0.5:9400".into(),
             device: DeviceKey {
                 uuid: uuid.into(),
                 instance_id: String::new(),
@@ -221,7 +300,16 @@ mod tests {
     }
 
     fn run(series: &[DeviceSeries], models: &GpuModels) -> DeviceHour {
-        integrate(series, (S, E), GAP, 30_000, &GpuWeights::default(), models).unwrap()
+        integrate(
+            series,
+            (S, E),
+            GAP,
+            30_000,
+            &GpuWeights::default(),
+            models,
+            &BTreeMap::new(),
+        )
+        .unwrap()
     }
 
     fn held(h: &DeviceHour, ns: &str) -> f64 {
@@ -320,10 +408,79 @@ mod tests {
             30_000,
             &GpuWeights::default(),
             &GpuModels::default(),
+            &BTreeMap::new(),
         )
         .unwrap_err();
         assert_eq!(err.device.uuid, "GPU-1");
         assert!(err.to - err.from > GAP);
+    }
+
+    /// Holes across the hour's edges (the exporter failing, `up` 0): 50 minutes from :40 to
+    /// the next hour's :30, and 100 minutes from :20, are refused on both hours they touch,
+    /// however the read cuts them; a 10-minute one across the edge is bridged exactly; a device
+    /// that goes while its target answers (a node drained, MIG reconfigured) is not a hole.
+    #[test]
+    fn holes_across_the_hours_edges_are_refused_and_short_ones_bridged() {
+        let target = "10.0.0.5:9400";
+        let hour_of = |s: i64, from: i64, to: i64| {
+            // The device's samples and the target's failed scrapes, read around `[s, s+1h)`.
+            let all = ticks(S - 2 * 3_600_000, E + 3_600_000, 30_000, 0);
+            let (read_from, read_to) = (s - GAP, s + 3_600_000 + GAP);
+            let times: Vec<i64> = all
+                .iter()
+                .copied()
+                .filter(|t| (read_from..read_to).contains(t) && !(from..to).contains(t))
+                .collect();
+            let down: Vec<i64> = all
+                .iter()
+                .copied()
+                .filter(|t| (read_from..read_to).contains(t) && (from..to).contains(t))
+                .collect();
+            integrate(
+                &[device("GPU-1", holder("a", "p"), times)],
+                (s, s + 3_600_000),
+                GAP,
+                30_000,
+                &GpuWeights::default(),
+                &GpuModels::default(),
+                &BTreeMap::from([(target.to_string(), down)]),
+            )
+        };
+        let m = 60_000;
+        for (from, to) in [(S + 40 * m, E + 30 * m), (S + 20 * m, E + 60 * m)] {
+            for s in [S, E] {
+                let err = hour_of(s, from, to).unwrap_err();
+                assert!(err.to - err.from > GAP, "{s}: {err:?}");
+            }
+        }
+        for s in [S, E] {
+            let h = hour_of(s, E - 5 * m, E + 5 * m).unwrap();
+            assert!((held(&h, "a") - 1.0).abs() < 1e-9, "{s}: {h:?}");
+        }
+        // Gone after its sample at :39:30 while the target answers (its other GPU goes on):
+        // billed to that sample and half an interval.
+        let times = ticks(S - GAP, S + 40 * m, 30_000, 0);
+        let h = integrate(
+            &[
+                device("GPU-1", holder("a", "p"), times),
+                device(
+                    "GPU-2",
+                    holder("b", "q"),
+                    ticks(S - GAP, E + GAP, 30_000, 0),
+                ),
+            ],
+            (S, E),
+            GAP,
+            30_000,
+            &GpuWeights::default(),
+            &GpuModels::default(),
+            &BTreeMap::from([(target.to_string(), Vec::new())]),
+        )
+        .unwrap();
+        assert!(
+            (held(&h, "a") - (39.5 * 60.0 + 15.0) / 3600.0).abs() < 1e-9,
+            "{h:?}"
+        );
     }
 
     #[test]

@@ -447,6 +447,11 @@ impl<'a> Collector<'a> {
                 gpu_models,
             },
             &ksm_targets,
+            &self
+                .prometheus
+                .provenance()
+                .of(crate::provenance::Source::DcgmExporter)
+                .to_string(),
         );
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
         let (samples, newest) = tokio::try_join!(
@@ -1074,10 +1079,29 @@ impl<'a> Collector<'a> {
         let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
         let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
         let len = 3_600_000 + 2 * pad.as_millis();
-        let (samples_q, targets_q) = (
+        let dcgm_matchers = self
+            .prometheus
+            .provenance()
+            .of(crate::provenance::Source::DcgmExporter)
+            .to_string();
+        let (samples_q, targets_q, health_q) = (
             dcgm::samples(self.windows, len),
             dcgm::targets(self.windows, len),
+            dcgm::target_health(
+                self.windows,
+                if dcgm_matchers.is_empty() {
+                    "job=~\".+\""
+                } else {
+                    &dcgm_matchers
+                },
+                len,
+            ),
         );
+        let health_read = SampleQuery {
+            what: "gpu device targets' up",
+            expr: &health_q,
+            at,
+        };
         let samples_read = SampleQuery {
             what: "gpu devices",
             expr: &samples_q,
@@ -1090,11 +1114,13 @@ impl<'a> Collector<'a> {
             end: at,
             step: Duration::from_secs(3600),
         };
-        let (samples, targets) = tokio::try_join!(
+        let (samples, targets, health) = tokio::try_join!(
             self.prometheus.query_device_samples(&samples_read),
             self.prometheus.query_range(&targets_read),
+            self.prometheus.query_device_samples(&health_read),
         )?;
         let targets = dcgm::target_labels(&targets);
+        let down = dcgm::down_times(&health);
         let mut read = Vec::with_capacity(samples.len());
         for s in &samples {
             read.push(dcgm::read(s, &targets).map_err(|e| match e {
@@ -1131,6 +1157,7 @@ impl<'a> Collector<'a> {
             interval,
             &self.config.gpu_weights,
             &self.config.gpu_models,
+            &down,
         )
         .map_err(|hole| CollectError::DeviceGap {
             device: hole.device.to_string(),

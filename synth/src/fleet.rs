@@ -67,6 +67,9 @@ pub struct Fleet {
     pub interval: i64,
     /// Scraped with `honor_labels: true`; without, the pod's labels are `exported_*`.
     pub honor_labels: bool,
+    /// Stretches `[from, to)` in which every dcgm-exporter's scrape fails (`up` 0, no device
+    /// series): the exporter crashlooping, its nodes NotReady.
+    pub gaps: Vec<(i64, i64)>,
     /// Each node's GPU model (NVML's name), as GPU Feature Discovery labels the node
     /// `nvidia.com/gpu.product` (spaces as dashes) and kube-state-metrics exports it on
     /// `kube_node_labels` when allowlisted.
@@ -124,14 +127,22 @@ impl Fleet {
         out: &mut impl Write,
     ) -> io::Result<()> {
         let mut series: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
-        let mut up: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut up: BTreeMap<String, Vec<(i64, u8)>> = BTreeMap::new();
+        let failed = |t: i64| self.gaps.iter().any(|(a, b)| (*a..*b).contains(&t));
         for e in &self.exporters {
             let target = format!(
                 "job=\"{JOB}\",instance=\"{}\",namespace=\"{NAMESPACE}\",pod=\"{}\",container=\"nvidia-dcgm-exporter\"",
                 e.instance, e.pod
             );
-            let times = self.times(e, start, end, outages);
-            up.insert(target.clone(), times.clone());
+            let attempts = self.times(e, start, end, outages);
+            up.insert(
+                target.clone(),
+                attempts
+                    .iter()
+                    .map(|t| (*t, u8::from(!failed(*t))))
+                    .collect(),
+            );
+            let times: Vec<i64> = attempts.into_iter().filter(|t| !failed(*t)).collect();
             for (d, dev) in self.devices.iter().enumerate() {
                 if dev.node != e.node {
                     continue;
@@ -191,9 +202,9 @@ impl Fleet {
         }
         // One `up` family: the exporters' and the other targets' (kube-state-metrics').
         writeln!(out, "# TYPE up gauge")?;
-        for (labels, times) in &up {
-            for t in times {
-                writeln!(out, "up{{{labels}}} 1 {t}")?;
+        for (labels, samples) in &up {
+            for (t, v) in samples {
+                writeln!(out, "up{{{labels}}} {v} {t}")?;
             }
         }
         for (labels, samples) in other_up {
@@ -239,6 +250,7 @@ impl Fleet {
                 for edge in [h.from, h.to] {
                     let hole: i64 = outages
                         .iter()
+                        .chain(&self.gaps)
                         .filter(|(a, b)| *a <= edge && edge < *b)
                         .map(|(a, b)| b - a)
                         .sum();

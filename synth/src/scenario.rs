@@ -97,6 +97,9 @@ pub struct Options {
     /// With the GPU fleet: dcgm-exporter is uninstalled this many hours after `start` (its
     /// targets, their `up` and every device series end there).
     pub dcgm_stops_at: Option<f64>,
+    /// With the GPU fleet: `(from, to)` hours after `start` in which every dcgm-exporter
+    /// scrape fails (`up` 0, no device series), while Prometheus scrapes everything else.
+    pub dcgm_gaps: Vec<(f64, f64)>,
 }
 
 impl Default for Options {
@@ -128,6 +131,7 @@ impl Default for Options {
             tenant_series: false,
             ksm_stops_at: None,
             dcgm_stops_at: None,
+            dcgm_gaps: Vec::new(),
         }
     }
 }
@@ -1047,6 +1051,7 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         exporters,
         interval: 15,
         honor_labels,
+        gaps: Vec::new(),
         // The nodes of the hand-made and random pods (`node-1` to `node-3`) have A100s.
         products: [
             (a, fleet::H100),
@@ -1079,6 +1084,11 @@ pub fn build(opts: &Options) -> Cluster {
     let fleet = opts.gpu_fleet.then(|| {
         let (mut fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
         namespaces.extend(tenants);
+        fleet.gaps = opts
+            .dcgm_gaps
+            .iter()
+            .map(|(a, b)| (t0 + (a * H as f64) as i64, t0 + (b * H as f64) as i64))
+            .collect();
         if let Some(h) = opts.dcgm_stops_at {
             let end = t0 + (h * H as f64) as i64;
             for e in &mut fleet.exporters {
