@@ -243,6 +243,31 @@ fn compare(
     failures
 }
 
+/// Usage counters telescope: over `[since, until)` each namespace's hours add up to its
+/// total, within the changes' tolerances alone. What a hole across an hour's edge moves
+/// between two hours (`edge_cpu_usage`) cancels in the sum, except at the span's two ends.
+fn add_up(truth: &[TruthRow], messages: &[Value], since: i64, until: i64) -> Vec<String> {
+    let got = by_namespace_hour(messages);
+    let mut sums: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
+    for r in truth.iter().filter(|r| (since..until).contains(&r.hour)) {
+        let Some(c) = got.get(&(r.hour, r.namespace.clone())) else {
+            continue;
+        };
+        let s = sums.entry(r.namespace.as_str()).or_default();
+        s.0 += c["cpu"].as_f64().unwrap_or(f64::NAN);
+        s.1 += r.cpu_usage;
+        let ends = r.hour == since || r.hour + 3600 == until;
+        // Rounding: 5e-7 per hour.
+        s.2 += r.tol_cpu_usage - if ends { 0.0 } else { r.edge_cpu_usage } + 5e-7;
+    }
+    sums.into_iter()
+        .filter(|(_, (have, want, tol))| (have - want).abs() > *tol + EXACT || have.is_nan())
+        .map(|(ns, (have, want, tol))| {
+            format!("{ns}: hours sum to {have}, truth over the span {want:.6}, allowed {tol:.6}")
+        })
+        .collect()
+}
+
 /// Every quirk with every time shape and every basis, on both engines.
 #[test]
 fn every_quirk_with_every_time_shape_and_basis_bills_the_truth() {
@@ -334,6 +359,11 @@ fn composition(name: &str, what: &str, opts: &Options) -> Vec<String> {
             let messages: Value = serde_json::from_str(&out.stdout).unwrap();
             for f in compare(&truth, &basis, messages.as_array().unwrap(), since, until) {
                 failures.push(format!("{what}, {engine}, {}: {f}", basis.name));
+            }
+            if basis.name == "usage" {
+                for f in add_up(&truth, messages.as_array().unwrap(), since, until) {
+                    failures.push(format!("{what}, {engine}, usage over the span: {f}"));
+                }
             }
         }
         if until < p.dataset.data_end {
