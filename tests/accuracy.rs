@@ -874,7 +874,7 @@ fn a_cluster_that_stops_inside_an_hour_is_seen_in_it() {
     let mut opts = store_options();
     opts[1].start = opts[0].start - 1800;
     opts[1].hours = 3;
-    for (engine, (p, _)) in [
+    for (engine, (p, datasets)) in [
         (
             "prometheus",
             common::start_store_prometheus("store-stops", &opts),
@@ -903,6 +903,29 @@ fn a_cluster_that_stops_inside_an_hour_is_seen_in_it() {
         );
         let out = hour("2026-11-01T03:00:00Z", "2026-11-01T04:00:00Z");
         assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        // East's alone, and its truth.
+        let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+        let east: Vec<TruthRow> =
+            serde_json::from_slice::<Vec<TruthRow>>(&std::fs::read(&datasets[0].truth).unwrap())
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.hour == opts[0].start + 3 * 3600)
+                .collect();
+        let got = by_namespace_hour(messages.as_array().unwrap());
+        for r in east.iter().filter(|r| !excluded(&r.namespace)) {
+            let have = got[&(r.hour, r.namespace.clone())]["cpu"].as_f64().unwrap();
+            assert!(
+                (have - r.cpu_request).abs() <= r.tol_cpu_request + EXACT,
+                "{engine}: {} billed {have}, east's truth {}",
+                r.namespace,
+                r.cpu_request
+            );
+        }
+        assert_eq!(
+            got.len(),
+            east.iter().filter(|r| !excluded(&r.namespace)).count(),
+            "{engine}: east's namespaces only"
+        );
     }
 }
 
@@ -1153,9 +1176,26 @@ fn a_hole_over_the_limit_is_refused_with_the_flag_to_bill_it() {
     ] {
         assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
     }
-    let out = hour(&["--max-scrape-gap", "30m"]);
+    // Raised above it, the hour is billed from both sides: every namespace equals the truth,
+    // exact for what did not change in or beside the 21-minute hole.
+    let out = hour(&[&["--max-scrape-gap", "30m"][..], &TIERS].concat());
     assert_eq!(out.code, 0, "{}", out.stderr);
+    let hour_start = opts.start + 2 * 3600;
+    let rows: Vec<TruthRow> = truth(&p)
+        .into_iter()
+        .filter(|r| r.hour == hour_start)
+        .collect();
+    let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+    check_truth(rows, "request", messages.as_array().unwrap());
 }
+
+/// The storage tiers of [`dry_run_logged`], for runs that set them themselves.
+const TIERS: [&str; 4] = [
+    "--storage-tier",
+    "gold=premium",
+    "--storage-tier",
+    "cephfs=basic",
+];
 
 /// A store that lags (its data ends at 04:40 while the run's clock says 05:10): a dry-run or
 /// backfill that asks for 04:00-05:00 is refused with exit 7 and prints nothing, naming the
@@ -1198,9 +1238,19 @@ fn an_hour_the_store_does_not_hold_in_full_is_refused() {
                 out.stderr
             );
         }
-        let out = run_until("2026-11-01T04:00:00Z", &[]);
+        // The hours the store holds in full equal the truth.
+        let out = run_until("2026-11-01T04:00:00Z", &TIERS);
         assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
-        let out = run_until("2026-11-01T05:00:00Z", &["--bill-incomplete"]);
+        let messages: Value = serde_json::from_str(&out.stdout).unwrap();
+        let held: Vec<TruthRow> = truth(&p)
+            .into_iter()
+            .filter(|r| (opts.start + 3 * 3600..opts.start + 4 * 3600).contains(&r.hour))
+            .collect();
+        check_truth(held, "request", messages.as_array().unwrap());
+        let out = run_until(
+            "2026-11-01T05:00:00Z",
+            &[&["--bill-incomplete"][..], &TIERS].concat(),
+        );
         assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
         assert!(out.stderr.contains("billing it anyway"), "{}", out.stderr);
         let messages: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -1209,6 +1259,23 @@ fn an_hour_the_store_does_not_hold_in_full_is_refused() {
             !got.contains_key(&(opts.start + 4 * 3600, "team-late".to_string())),
             "{engine}: the namespace created after the store's newest sample"
         );
+        // The incomplete hour as the store has it: each sample stands for the time to the
+        // next, the last to the hour's end, so what did not change after 04:40 is billed its
+        // truth, exactly.
+        for r in truth(&p).into_iter().filter(|r| {
+            r.hour == opts.start + 4 * 3600
+                && !excluded(&r.namespace)
+                && r.tol_cpu_request == 0.0
+                && r.namespace != "team-late"
+        }) {
+            let have = got[&(r.hour, r.namespace.clone())]["cpu"].as_f64().unwrap();
+            assert!(
+                (have - r.cpu_request).abs() <= EXACT,
+                "{engine}: {} billed {have} in the incomplete hour, truth {}",
+                r.namespace,
+                r.cpu_request
+            );
+        }
     }
 }
 
