@@ -2,7 +2,9 @@
 //! days against a real Prometheus and the real broker behind mutual TLS, with faults injected
 //! at random (seeded): the TLS terminator down, a rogue client certificate, SIGKILL at a random
 //! moment, a crash between the acknowledgement and the checkpoint, Prometheus unreachable, and
-//! Prometheus slower than the timeout. At the end the job must have lost and doubled nothing:
+//! Prometheus slower than the timeout; and what stores do: Prometheus outages inside hours and
+//! across their edges, kube-state-metrics stopping and coming back, a tenant's look-alike
+//! series. At the end the job must have lost and doubled nothing:
 //! `consumption-metrics audit --recompute` over the whole range finds every hour complete
 //! (duplicates only with equal content) and equal to what Prometheus gives, and the checkpoint
 //! is at the last hour.
@@ -63,11 +65,27 @@ fn soak() {
     let seed = env_or("SOAK_SEED", 1);
     let days = env_or("SOAK_DAYS", 30) as i64;
     let started = Instant::now();
+    // What stores do, seeded: a Prometheus outage of 2 to 10 minutes every day, inside an hour
+    // or across its edge, and kube-state-metrics stopping and coming back every other day (its
+    // scrapes failing for 2 to 10 minutes, `up` 0), hours apart: each bridged (with the
+    // 2-minute interval, under --max-scrape-gap's 15 minutes). And a tenant's look-alikes of
+    // the platform's series in the same store (never believed).
+    let mut holes = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut stretch = |from_hour: i64| {
+        let at = (from_hour + holes.random_range(0..10i64)) as f64
+            + holes.random_range(0..60u64) as f64 / 60.0;
+        (at, at + holes.random_range(2..=10u64) as f64 / 60.0)
+    };
+    let outages: Vec<(f64, f64)> = (0..days).map(|d| stretch(d * 24 + 1)).collect();
+    let ksm_gaps: Vec<(f64, f64)> = (0..days).step_by(2).map(|d| stretch(d * 24 + 13)).collect();
     let opts = Options {
         hours: days * 24 + 1,
         interval: 120,
         random_namespaces: 5,
         seed,
+        outages,
+        ksm_gaps,
+        tenant_series: true,
         ..Options::default()
     };
     let p = start_prometheus("soak", &opts);

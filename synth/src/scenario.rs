@@ -97,6 +97,9 @@ pub struct Options {
     /// With the GPU fleet: dcgm-exporter is uninstalled this many hours after `start` (its
     /// targets, their `up` and every device series end there).
     pub dcgm_stops_at: Option<f64>,
+    /// `(from, to)` hours after `start` in which kube-state-metrics' scrapes fail (`up` 0, no
+    /// series) while everything else is scraped: the exporter stopping and coming back.
+    pub ksm_gaps: Vec<(f64, f64)>,
     /// With the GPU fleet: `(from, to)` hours after `start` in which every dcgm-exporter
     /// scrape fails (`up` 0, no device series), while Prometheus scrapes everything else.
     pub dcgm_gaps: Vec<(f64, f64)>,
@@ -132,6 +135,7 @@ impl Default for Options {
             ksm_stops_at: None,
             dcgm_stops_at: None,
             dcgm_gaps: Vec::new(),
+            ksm_gaps: Vec::new(),
         }
     }
 }
@@ -1143,6 +1147,7 @@ pub fn build(opts: &Options) -> Cluster {
     if let Some(h) = opts.ksm_stops_at {
         ksm_gaps.push((at(h), t0 + opts.hours * H));
     }
+    ksm_gaps.extend(opts.ksm_gaps.iter().map(|(a, b)| (at(*a), at(*b))));
     let offset = |s: i64| s % opts.interval.max(1);
     Cluster {
         data_start: t0,

@@ -105,8 +105,11 @@ pub fn serve_prometheus(dir: PathBuf, dataset: Dataset) -> TestPrometheus {
         .stderr(log)
         .spawn()
         .expect("starting scripts/prometheus.sh");
-    // Loading the data with promtool comes first: seconds for the test clusters.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Loading the data with promtool comes first: seconds for the test clusters, minutes for
+    // the soak's 2 GB (loaded in parts, one promtool per core: scripts/prometheus.sh), allowed
+    // 150 s more per GB of text on top of 5 minutes.
+    let size = std::fs::metadata(&dataset.openmetrics).map_or(0, |m| m.len());
+    let deadline = Instant::now() + Duration::from_secs(300 + size * 150 / (1 << 30));
     let url = loop {
         if let Ok(url) = std::fs::read_to_string(dir.join("url")) {
             break url.trim().to_string();
