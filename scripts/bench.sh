@@ -86,7 +86,8 @@ wait_ready() { # pid, file, what
 
 # Generate a cluster's TSDB once; start Prometheus on it (query log in $1/queries.log).
 # 2: every cluster has kube-system, which the job reads its scrape timeline from.
-DATA=2
+# 3: `up` of kube-state-metrics' targets, the store's time for a stopped source.
+DATA=3
 prometheus() { # namespaces, hours, interval; sets dir, url, prom_pid
     dir=target/bench-v$DATA-$1-$2h-$3s
     if [[ ! -d $dir/tsdb ]]; then
