@@ -97,20 +97,7 @@ fn dry_run_logged(p: &TestPrometheus, basis: &str, extra: &[&str]) -> (Vec<Value
 
 /// (hour start, namespace) → consumption object.
 fn by_namespace_hour(messages: &[Value]) -> BTreeMap<(i64, String), Value> {
-    let mut out = BTreeMap::new();
-    for m in messages {
-        let ts = m["header"]["consumption_start_ts"].as_str().unwrap();
-        let hour = chrono::DateTime::parse_from_rfc3339(ts)
-            .unwrap()
-            .timestamp();
-        for e in m["payload"].as_array().unwrap() {
-            let id = e["external_id"].as_str().unwrap();
-            let ns = id.strip_prefix(&format!("{CLUSTER}_")).unwrap().to_string();
-            let prev = out.insert((hour, ns.clone()), e["consumption"].clone());
-            assert!(prev.is_none(), "{ns} appears twice in hour {ts}");
-        }
-    }
-    out
+    common::by_namespace_hour(messages, CLUSTER)
 }
 
 fn tiered(row: &TruthRow) -> [f64; 4] {

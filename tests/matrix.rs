@@ -161,22 +161,7 @@ fn dry_run(p: &TestPrometheus, since: i64, until: i64, flags: &[&str]) -> common
 
 /// (hour start, namespace) → consumption.
 fn by_namespace_hour(messages: &[Value]) -> BTreeMap<(i64, String), Value> {
-    let mut out = BTreeMap::new();
-    for m in messages {
-        let ts = m["header"]["consumption_start_ts"].as_str().unwrap();
-        let hour = chrono::DateTime::parse_from_rfc3339(ts)
-            .unwrap()
-            .timestamp();
-        for e in m["payload"].as_array().unwrap() {
-            let ns = e["external_id"].as_str().unwrap()[CLUSTER.len() + 1..].to_string();
-            assert!(
-                out.insert((hour, ns.clone()), e["consumption"].clone())
-                    .is_none(),
-                "{ns} twice in {ts}"
-            );
-        }
-    }
-    out
+    common::by_namespace_hour(messages, CLUSTER)
 }
 
 /// Every namespace-hour of `truth` in `[since, until)` against `messages`; the failures.

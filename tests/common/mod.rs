@@ -440,3 +440,25 @@ pub fn check_lines(out: &Outcome) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// A dry-run's messages of `cluster` as (hour start, namespace) → consumption; a namespace
+/// twice in one hour fails the test.
+pub fn by_namespace_hour(
+    messages: &[serde_json::Value],
+    cluster: &str,
+) -> std::collections::BTreeMap<(i64, String), serde_json::Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for m in messages {
+        let ts = m["header"]["consumption_start_ts"].as_str().unwrap();
+        let hour = chrono::DateTime::parse_from_rfc3339(ts)
+            .unwrap()
+            .timestamp();
+        for e in m["payload"].as_array().unwrap() {
+            let id = e["external_id"].as_str().unwrap();
+            let ns = id.strip_prefix(&format!("{cluster}_")).unwrap().to_string();
+            let prev = out.insert((hour, ns.clone()), e["consumption"].clone());
+            assert!(prev.is_none(), "{ns} appears twice in hour {ts}");
+        }
+    }
+    out
+}
