@@ -387,9 +387,13 @@ pub const STORE: &str = "store";
 /// 10,000 namespaces; the init containers' own series are few.)
 pub fn data_labels(w: Windows, sidecars: bool) -> String {
     let h = w.hour();
+    // kube-state-metrics' and cAdvisor's series in two selectors: each is read from its own
+    // exporter only (the client adds each source's provenance matchers by the metric's name).
     let exported = |label: &str| {
         format!(
-            "label_replace(count(last_over_time({{__name__=~\"{EXPORTERS}\", {label}!=\"\"}}{h})), \
+            "label_replace(\
+             (count(last_over_time({{__name__=~\"{KSM_FAMILIES}\", {label}!=\"\"}}{h})) or vector(0)) \
+             + (count(last_over_time({CADVISOR_METRIC}{{{label}!=\"\"}}{h})) or vector(0)) > 0, \
              \"check\", \"{label}\", \"\", \"\")"
         )
     };
@@ -466,7 +470,10 @@ const POD_PARTS: [&str; 3] = [
 ];
 
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
-const EXPORTERS: &str = "kube_.+|container_cpu_usage_seconds_total";
+/// kube-state-metrics' families, and cAdvisor's counter: the series an exporter scraped
+/// without honor_labels would bill to the exporter's own namespace.
+const KSM_FAMILIES: &str = "kube_.+";
+const CADVISOR_METRIC: &str = "container_cpu_usage_seconds_total";
 
 /// Which CPU bases read a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1436,6 +1443,43 @@ mod tests {
         }
         all.push(("probe", probe().to_string()));
         all
+    }
+
+    /// Every selector of a source's metric carries that source's provenance matchers, and a
+    /// selector by `__name__` names one source only (the client picks the matchers by the
+    /// name's literal start, so an alternation across sources would read one of them from the
+    /// other's job and miss it).
+    #[test]
+    fn every_selector_of_a_source_carries_its_provenance() {
+        use crate::provenance::{Provenance, Source};
+        let p = Provenance::default();
+        let selector = regex::Regex::new(r#"([A-Za-z_:][A-Za-z0-9_:]*)?\{([^}]*)\}"#).unwrap();
+        let named = regex::Regex::new(r#"__name__=~?"([^"]*)""#).unwrap();
+        for (what, q) in every_query() {
+            let scoped = crate::scope::Scope::default().apply_with(&q, &p);
+            for c in selector.captures_iter(&scoped) {
+                let inside = &c[2];
+                let metric = match (c.get(1), named.captures(inside)) {
+                    (Some(m), _) => vec![m.as_str().to_string()],
+                    (None, Some(n)) => n[1].split('|').map(str::to_string).collect(),
+                    (None, None) => continue,
+                };
+                let sources: std::collections::BTreeSet<Option<Source>> =
+                    metric.iter().map(|m| Source::of_metric(m)).collect();
+                assert_eq!(
+                    sources.len(),
+                    1,
+                    "{what}: one selector of two sources: {inside}"
+                );
+                if let Some(Some(source)) = sources.into_iter().next() {
+                    let matchers = p.of(source).to_string();
+                    assert!(
+                        inside.contains(&matchers),
+                        "{what}: {source}'s selector without {matchers}: {inside}"
+                    );
+                }
+            }
+        }
     }
 
     /// `--prometheus-selector` reaches every selector of every query: each `{` opens with its
