@@ -315,17 +315,69 @@ fn random_composition(seed: u64) -> Options {
     }
 }
 
+/// An HA pair of Prometheus servers writing one store without deduplication (remote write
+/// from both replicas, each series twice with its `prometheus_replica`): every source is
+/// duplicated, kube-state-metrics, cAdvisor, dcgm-exporter and `up`, scraped by each replica
+/// at its own moments, or at the same ones. With every time shape and basis, on both engines,
+/// each namespace-hour equals the truth: copies are counted by their samples, never twice.
+/// (Both replicas miss the same outages: the generator's outage adds namespaces of its own.)
+#[test]
+fn an_ha_prometheus_pair_without_deduplication_bills_the_truth() {
+    let mut failures = Vec::new();
+    for (k, (a, b)) in [((7, 11), (19, 23)), ((7, 11), (7, 11))]
+        .into_iter()
+        .enumerate()
+    {
+        let replica = |(ksm, cadvisor): (i64, i64), name: &str| {
+            shaped(Options {
+                random_namespaces: 6,
+                seed: 105,
+                ksm_offsets: vec![ksm],
+                cadvisor_offset: cadvisor,
+                external_labels: vec![("prometheus_replica".into(), name.into())],
+                ..Options::default()
+            })
+        };
+        let pair = [replica(a, "prometheus-k8s-0"), replica(b, "prometheus-k8s-1")];
+        let what = format!("HA pair scraping at {a:?} and {b:?}");
+        failures.extend(compose(&what, &pair[0], || {
+            [
+                (
+                    "prometheus",
+                    common::start_store_prometheus(&format!("ha-{k}"), &pair).0,
+                ),
+                (
+                    "victoria-metrics",
+                    common::start_store_victoria_metrics(&format!("ha-{k}-vm"), &pair).0,
+                ),
+            ]
+        }));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// One composition on both engines and every basis: the failures, each named.
 fn composition(name: &str, what: &str, opts: &Options) -> Vec<String> {
+    compose(what, opts, || {
+        [
+            ("prometheus", common::start_prometheus(name, opts)),
+            (
+                "victoria-metrics",
+                common::start_victoria_metrics(&format!("{name}-vm"), opts),
+            ),
+        ]
+    })
+}
+
+/// [`composition`] on the stores `start` loads (`opts` says their time shapes).
+fn compose(
+    what: &str,
+    opts: &Options,
+    start: impl FnOnce() -> [(&'static str, TestPrometheus); 2],
+) -> Vec<String> {
     let mut failures = Vec::new();
     let stored_until = opts.stored_until.map(|h| opts.start + (h * 3600.0) as i64);
-    for (engine, p) in [
-        ("prometheus", common::start_prometheus(name, opts)),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics(&format!("{name}-vm"), opts),
-        ),
-    ] {
+    for (engine, p) in start() {
         let truth = common::truth(&p);
         let since = p.dataset.first_truth_hour;
         // The hours the store holds in full; the one after them waits.
