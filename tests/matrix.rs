@@ -338,7 +338,10 @@ fn an_ha_prometheus_pair_without_deduplication_bills_the_truth() {
                 ..Options::default()
             })
         };
-        let pair = [replica(a, "prometheus-k8s-0"), replica(b, "prometheus-k8s-1")];
+        let pair = [
+            replica(a, "prometheus-k8s-0"),
+            replica(b, "prometheus-k8s-1"),
+        ];
         let what = format!("HA pair scraping at {a:?} and {b:?}");
         failures.extend(compose(&what, &pair[0], || {
             [
