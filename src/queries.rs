@@ -389,11 +389,12 @@ pub fn data_labels(w: Windows, sidecars: bool) -> String {
     let h = w.hour();
     // kube-state-metrics' and cAdvisor's series in two selectors: each is read from its own
     // exporter only (the client adds each source's provenance matchers by the metric's name).
+    // Counted per job, so that a refusal names the scrape job to fix.
     let exported = |label: &str| {
         format!(
             "label_replace(\
-             (count(last_over_time({{__name__=~\"{KSM_FAMILIES}\", {label}!=\"\"}}{h})) or vector(0)) \
-             + (count(last_over_time({CADVISOR_METRIC}{{{label}!=\"\"}}{h})) or vector(0)) > 0, \
+             count by (job) (last_over_time({{__name__=~\"{KSM_FAMILIES}\", {label}!=\"\"}}{h})) \
+             or count by (job) (last_over_time({CADVISOR_METRIC}{{{label}!=\"\"}}{h})), \
              \"check\", \"{label}\", \"\", \"\")"
         )
     };
@@ -470,9 +471,18 @@ const POD_PARTS: [&str; 3] = [
 ];
 
 /// The metrics of kube-state-metrics and cAdvisor that the queries read.
-/// kube-state-metrics' families, and cAdvisor's counter: the series an exporter scraped
-/// without honor_labels would bill to the exporter's own namespace.
-const KSM_FAMILIES: &str = "kube_.+";
+/// The kube-state-metrics families the job reads, and cAdvisor's counter: the series an
+/// exporter scraped without honor_labels would bill to the exporter's own namespace. The
+/// families by name, not `kube_.+`: a range function drops the metric's name, and two families
+/// with the same labels (`kube_pod_created`, `kube_pod_start_time`) would make the engine refuse
+/// the query ("vector cannot contain metrics with the same labelset"); those the job reads
+/// each have labels of their own.
+const KSM_FAMILIES: &str = "kube_namespace_status_phase|kube_pod_status_phase|kube_pod_info\
+|kube_pod_container_resource_requests|kube_pod_init_container_resource_requests\
+|kube_pod_init_container_info|kube_pod_init_container_status_running\
+|kube_pod_overhead_cpu_cores|kube_pod_overhead_memory_bytes|kube_pod_resourceclaim_info\
+|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_resource_requests_storage_bytes\
+|kube_persistentvolumeclaim_access_mode|kube_node_labels";
 const CADVISOR_METRIC: &str = "container_cpu_usage_seconds_total";
 
 /// Which CPU bases read a metric.

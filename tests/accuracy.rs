@@ -840,7 +840,8 @@ fn data_scraped_without_honor_labels_is_refused() {
         assert_eq!(out.code, 4, "{engine}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{engine}: {}", out.stdout);
         for says in [
-            "kube-state-metrics or cAdvisor series carry the label exported_namespace",
+            "kube-state-metrics or cAdvisor series carry the label exported_namespace (per \
+             scrape job: \"kube-state-metrics\" (",
             "honor_labels: true",
             "honorLabels: true",
         ] {

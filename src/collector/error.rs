@@ -172,15 +172,16 @@ pub enum CollectError {
     },
     #[error(
         "in the hour {hour}, {series} kube-state-metrics or cAdvisor series carry the label \
-         {label}: they were scraped without honor_labels, so their namespace is the exporter's \
-         own and every namespace would be billed to it. Nothing was billed. Set \
-         `honor_labels: true` in the scrape config of kube-state-metrics and of the kubelet's \
-         cAdvisor endpoint (`honorLabels: true` in a ServiceMonitor or PodMonitor)"
+         {label} (per scrape job: {jobs}): they were scraped without honor_labels, so their \
+         namespace is the exporter's own and every namespace would be billed to it. Nothing was \
+         billed. Set `honor_labels: true` in the scrape config of those jobs \
+         (`honorLabels: true` in their ServiceMonitor or PodMonitor)"
     )]
     ExportedLabels {
         hour: String,
         label: String,
         series: f64,
+        jobs: String,
     },
     #[error(
         "in the hour {hour}, {containers} init containers run all hour, and no init container \

@@ -25,11 +25,27 @@ pub(super) fn check(answer: &[Series], span: &[HourWindow]) -> Result<()> {
                 }
             }
             Some(label @ ("exported_namespace" | "exported_pod")) => {
-                if let Some((t, n)) = s.points.iter().find(|(_, n)| *n > 0.0) {
+                if let Some((t, _)) = s.points.iter().find(|(_, n)| *n > 0.0) {
+                    // Every job's series carrying the label at that time (one answer series
+                    // per job), named in the refusal.
+                    let at = |x: &Series| x.points.iter().find(|(u, _)| u == t).map(|(_, n)| *n);
+                    let jobs: Vec<(String, f64)> = answer
+                        .iter()
+                        .filter(|x| x.labels.get("check").is_some_and(|c| c == label))
+                        .filter_map(|x| {
+                            let job = x.labels.get("job").cloned().unwrap_or_default();
+                            at(x).filter(|n| *n > 0.0).map(|n| (job, n))
+                        })
+                        .collect();
                     return Err(CollectError::ExportedLabels {
                         hour: hour_of(span, *t),
                         label: label.to_string(),
-                        series: *n,
+                        series: jobs.iter().map(|(_, n)| n).sum(),
+                        jobs: jobs
+                            .iter()
+                            .map(|(job, n)| format!("{job:?} ({n})"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 }
             }
