@@ -188,6 +188,23 @@ impl Provenance {
             .filter(|s| !s.is_empty())
     }
 
+    /// The matchers of `source`'s scrape targets, for a selector of their `up` (which
+    /// Prometheus writes per target, so the provenance cannot be added by the metric's name):
+    /// the source's matchers, or every job's targets when it believes every job.
+    pub fn targets(&self, source: Source) -> String {
+        let m = self.of(source);
+        if m.is_empty() {
+            r#"job=~".+""#.to_string()
+        } else {
+            m.to_string()
+        }
+    }
+
+    /// Whether no source has matchers (every selector is left as the scope makes it).
+    pub fn is_any(&self) -> bool {
+        Source::ALL.iter().all(|s| self.of(*s).is_empty())
+    }
+
     /// The sources whose series are believed from every job.
     pub fn unguarded(&self) -> Vec<Source> {
         Source::ALL

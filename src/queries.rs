@@ -250,14 +250,9 @@ pub fn newest_samples(
     let source = |selector: String, name: &str| {
         format!("label_replace(timestamp({selector}), \"source\", \"{name}\", \"\", \"\")")
     };
-    let targets = if ksm_targets.is_empty() {
-        "job=~\".+\"".to_string()
-    } else {
-        ksm_targets.to_string()
-    };
     let mut parts = vec![
         format!(
-            "label_replace(max(timestamp(up{{{targets}}})), \"source\", \"{STORE}\", \"\", \"\")"
+            "label_replace(max(timestamp(up{{{ksm_targets}}})), \"source\", \"{STORE}\", \"\", \"\")"
         ),
         "or".to_string(),
         source(
@@ -309,14 +304,9 @@ pub fn newest_samples(
             format!("{}{{gpu=~\".*\"}}", crate::dcgm::METRIC),
             DCGM,
         ));
-        let targets = if dcgm_targets.is_empty() {
-            "job=~\".+\"".to_string()
-        } else {
-            dcgm_targets.to_string()
-        };
         parts.push("or".to_string());
         parts.push(format!(
-            "label_replace(max(timestamp(up{{{targets}}})), \"source\", \"{DCGM}\", \"\", \"\")"
+            "label_replace(max(timestamp(up{{{dcgm_targets}}})), \"source\", \"{DCGM}\", \"\", \"\")"
         ));
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
@@ -558,6 +548,13 @@ pub fn jobs_writing(w: Windows, metrics: &str) -> String {
         "count by (job) (last_over_time({{__name__=~\"{metrics}\"}}{}))",
         w.hour()
     )
+}
+
+/// Per `job`, the series of `metric` with a sample in the `hours` before the evaluation time:
+/// whether other jobs write a source's metric when its believed series are missing (the
+/// collector's refusal names them).
+pub fn jobs_writing_recently(metric: &str, hours: i64) -> String {
+    format!("count by (job) (last_over_time({metric}[{hours}h]))")
 }
 
 /// The distinct values of `label` on `metric`'s series in the hour (`matcher` narrows them),

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::provenance::{Provenance, Source};
+use crate::provenance::Provenance;
 
 /// One label matcher, as PromQL writes it: `name op "value"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +220,7 @@ impl Scope {
     /// before its braces (`kube_pod_info{…}`, `kube_pod_info[…]`) or, in braces alone, as
     /// `__name__="…"`/`__name__=~"…"` whose literal start names one source (`"kube_.+"`).
     pub fn apply_with(&self, expr: &str, provenance: &Provenance) -> String {
-        if self.is_empty() && provenance.unguarded().len() == Source::ALL.len() {
+        if self.is_empty() && provenance.is_any() {
             return expr.to_string();
         }
         let mut out = String::with_capacity(expr.len() + 64);

@@ -434,11 +434,7 @@ impl<'a> Collector<'a> {
         let usage = self.config.cpu_basis != CpuBasis::Request;
         let devices = self.config.gpu_source == GpuSource::Devices;
         let gpu_models = !devices && !self.config.gpu_models.is_empty();
-        let ksm_targets = self
-            .prometheus
-            .provenance()
-            .of(crate::provenance::Source::KubeStateMetrics)
-            .to_string();
+        let provenance = self.prometheus.provenance();
         let newest_q = queries::newest_samples(
             reference,
             queries::Sources {
@@ -446,12 +442,8 @@ impl<'a> Collector<'a> {
                 devices,
                 gpu_models,
             },
-            &ksm_targets,
-            &self
-                .prometheus
-                .provenance()
-                .of(crate::provenance::Source::DcgmExporter)
-                .to_string(),
+            &provenance.targets(crate::provenance::Source::KubeStateMetrics),
+            &provenance.targets(crate::provenance::Source::DcgmExporter),
         );
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
         let (samples, newest) = tokio::try_join!(
@@ -639,10 +631,7 @@ impl<'a> Collector<'a> {
         if matchers.is_empty() {
             return Ok(());
         }
-        let q = format!(
-            "count by (job) (last_over_time({metric}[{}h]))",
-            NEWEST_LOOKBACK_HOURS
-        );
+        let q = queries::jobs_writing_recently(metric, NEWEST_LOOKBACK_HOURS);
         let answer = self
             .prometheus
             .query_range_every_job(&RangeQuery {
@@ -1079,21 +1068,15 @@ impl<'a> Collector<'a> {
         let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
         let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
         let len = 3_600_000 + 2 * pad.as_millis();
-        let dcgm_matchers = self
-            .prometheus
-            .provenance()
-            .of(crate::provenance::Source::DcgmExporter)
-            .to_string();
         let (samples_q, targets_q, health_q) = (
             dcgm::samples(self.windows, len),
             dcgm::targets(self.windows, len),
             dcgm::target_health(
                 self.windows,
-                if dcgm_matchers.is_empty() {
-                    "job=~\".+\""
-                } else {
-                    &dcgm_matchers
-                },
+                &self
+                    .prometheus
+                    .provenance()
+                    .targets(crate::provenance::Source::DcgmExporter),
                 len,
             ),
         );
