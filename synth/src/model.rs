@@ -30,6 +30,24 @@ impl Phase {
     }
 }
 
+/// kube-state-metrics' name of `nvidia.com/gpu`.
+pub const GPU: &str = "nvidia_com_gpu";
+
+/// The Kubernetes name of an extended resource from kube-state-metrics' (which writes every
+/// character outside `[a-zA-Z0-9_]` as `_`), for the synthetic resources: `nvidia_com_gpu` →
+/// `nvidia.com/gpu`, `nvidia_com_mig_1g_5gb` → `nvidia.com/mig-1g.5gb`,
+/// `nvidia_com_gpu_shared` → `nvidia.com/gpu.shared`. kube-scheduler writes this form.
+pub fn resource_name(ksm: &str) -> String {
+    let Some((vendor, rest)) = ksm.split_once("_com_") else {
+        return ksm.to_string();
+    };
+    let rest = match rest.strip_prefix("mig_") {
+        Some(profile) => format!("mig-{}", profile.replace('_', ".")),
+        None => rest.replace('_', "."),
+    };
+    format!("{vendor}.com/{rest}")
+}
+
 /// A GPU-like extended resource request, with the weight the truth bills it at.
 #[derive(Debug, Clone)]
 pub struct Extended {
@@ -55,6 +73,54 @@ pub struct Container {
     pub cpu_rate: f64,
     /// Times at which the container restarts: its usage counter starts again from zero.
     pub restarts: Vec<i64>,
+    /// An in-place resize of its CPU request (KEP-1287, GA in Kubernetes 1.35), if any.
+    pub resize: Option<Resize>,
+}
+
+/// An in-place resize of a container's CPU request: `spec` changes at `at`; the kubelet
+/// admits it (allocated and actual follow) at `admitted`, or never (`None`: the
+/// `PodResizePending` condition with reason `Infeasible`). Between the two the resize is
+/// pending (`Deferred`, or `InProgress` while the runtime applies it).
+#[derive(Debug, Clone, Copy)]
+pub struct Resize {
+    pub at: i64,
+    pub cpu: f64,
+    pub admitted: Option<i64>,
+}
+
+impl Container {
+    /// `spec.containers[].resources.requests.cpu` at `t`: what kube-state-metrics exports
+    /// (`kube_pod_container_resource_requests` reads the spec).
+    pub fn spec_cpu(&self, t: i64) -> f64 {
+        match self.resize {
+            Some(r) if t >= r.at => r.cpu,
+            _ => self.cpu_request,
+        }
+    }
+
+    /// The CPU request Kubernetes counts at `t` (`determineContainerReqs` in
+    /// k8s.io/component-helpers/resource/helpers.go, with `UseStatusResources` as
+    /// kube-scheduler and ResourceQuota call it): `max(spec, allocated, actual)`, or
+    /// `max(allocated, actual)` while the resize is infeasible. Allocated and actual are
+    /// the old request until the resize is admitted.
+    pub fn counted_cpu(&self, t: i64) -> f64 {
+        match self.resize {
+            Some(r) if t >= r.at => match r.admitted {
+                Some(a) if t >= a => r.cpu,
+                Some(_) => r.cpu.max(self.cpu_request),
+                None => self.cpu_request,
+            },
+            _ => self.cpu_request,
+        }
+    }
+
+    /// The times its CPU request changes, for either view.
+    pub fn resize_events(&self) -> Vec<i64> {
+        self.resize
+            .iter()
+            .flat_map(|r| [Some(r.at), r.admitted].into_iter().flatten())
+            .collect()
+    }
 }
 
 /// An init container: an ordinary one runs to completion before the app containers start;
@@ -85,6 +151,10 @@ pub struct Pod {
     pub overhead_memory: f64,
     /// `spec.resourceClaims`: `(claim_name, resourceclaim_name)` (DRA).
     pub claims: Vec<(String, String)>,
+    /// Pod-level `spec.resources.requests` (KEP-2837, beta and on by default from Kubernetes
+    /// 1.34): cores and bytes, `None` where the pod sets none of that resource.
+    pub pod_cpu: Option<f64>,
+    pub pod_memory: Option<f64>,
 }
 
 impl Pod {
@@ -109,9 +179,102 @@ impl Pod {
         running.max(init) + overhead
     }
 
-    /// The pod's effective CPU request, cores.
+    /// Per GPU-like extended resource (kube-state-metrics' name), the pod's effective request
+    /// ([`Pod::effective`], unweighted): extended resources always come from the containers.
+    pub fn extended_requests(&self) -> Vec<(String, f64)> {
+        let all = self
+            .containers
+            .iter()
+            .chain(self.init_containers.iter().map(|i| &i.container));
+        let mut names: Vec<String> = Vec::new();
+        for c in all {
+            if c.gpu_request > 0.0 && !names.iter().any(|r| r == GPU) {
+                names.push(GPU.into());
+            }
+            for e in &c.extended {
+                if !names.contains(&e.resource) {
+                    names.push(e.resource.clone());
+                }
+            }
+        }
+        names
+            .into_iter()
+            .map(|r| {
+                let amount = |c: &Container| {
+                    if r == GPU {
+                        c.gpu_request
+                    } else {
+                        c.extended
+                            .iter()
+                            .filter(|e| e.resource == r)
+                            .map(|e| e.count)
+                            .sum()
+                    }
+                };
+                let v = self.effective(amount, 0.0);
+                (r, v)
+            })
+            .collect()
+    }
+
+    /// The pod's effective CPU request from its containers' specs, cores: what the
+    /// kube-state-metrics source can see.
     pub fn effective_cpu(&self) -> f64 {
         self.effective(|c| c.cpu_request, self.overhead_cpu)
+    }
+
+    /// The containers' effective CPU request from their specs at `t` (resizes applied as
+    /// soon as the spec changes), pod-level requests unseen: what kube-state-metrics shows.
+    pub fn spec_cpu_at(&self, t: i64) -> f64 {
+        self.effective(|c| c.spec_cpu(t), self.overhead_cpu)
+    }
+
+    /// `PodRequests` (k8s.io/component-helpers/resource/helpers.go) for CPU at `t`, as
+    /// kube-scheduler publishes it in `kube_pod_resource_request`: the containers' aggregate
+    /// with in-place resizes counted as [`Container::counted_cpu`], replaced by the
+    /// pod-level request where the pod sets one (`IsSupportedPodLevelResource`: cpu, memory,
+    /// hugepages), plus the overhead.
+    pub fn requested_cpu_at(&self, t: i64) -> f64 {
+        match self.pod_cpu {
+            Some(cpu) => cpu + self.overhead_cpu,
+            None => self.effective(|c| c.counted_cpu(t), self.overhead_cpu),
+        }
+    }
+
+    /// `PodRequests` for memory, bytes: pod-level where set, else the containers'.
+    pub fn requested_memory(&self) -> f64 {
+        match self.pod_memory {
+            Some(m) => m + self.overhead_memory,
+            None => self.effective(|c| c.memory_request, self.overhead_memory),
+        }
+    }
+
+    /// The QoS class Kubernetes gives the pod (`GetPodQOS`, pkg/apis/core/v1/helper/qos):
+    /// `BestEffort` without any cpu or memory request or limit in its containers or at pod
+    /// level; here `Burstable` otherwise (the synthetic pods set no limits).
+    pub fn qos_class(&self) -> &'static str {
+        let containers = self
+            .containers
+            .iter()
+            .chain(self.init_containers.iter().map(|i| &i.container));
+        let any = containers
+            .clone()
+            .any(|c| c.cpu_request > 0.0 || c.memory_request > 0.0)
+            || self.pod_cpu.is_some()
+            || self.pod_memory.is_some();
+        if any { "Burstable" } else { "BestEffort" }
+    }
+
+    /// The first time the pod runs: kube-scheduler has bound it to its node by then; before,
+    /// `spec.nodeName` is empty.
+    pub fn bound_at(&self) -> i64 {
+        self.running().first().map_or(i64::MAX, |r| r.0)
+    }
+
+    /// Whether the pod is terminal (Succeeded or Failed) at `t`: kube-scheduler no longer
+    /// counts it.
+    pub fn terminal_at(&self, t: i64) -> bool {
+        matches!(self.phase_at(t), Phase::Succeeded | Phase::Failed)
     }
 
     pub fn phase_at(&self, t: i64) -> Phase {
@@ -142,9 +305,10 @@ impl Pod {
         out
     }
 
-    /// Times where billing changes: phase changes and deletion.
+    /// Times where billing changes: phase changes, in-place resizes and deletion.
     pub fn events(&self) -> Vec<i64> {
         let mut e: Vec<i64> = self.phases.iter().map(|(t, _)| *t).collect();
+        e.extend(self.containers.iter().flat_map(Container::resize_events));
         e.push(self.deleted);
         e
     }
@@ -190,6 +354,18 @@ pub struct Namespace {
     pub pvcs: Vec<Pvc>,
 }
 
+/// kube-scheduler's replicas as Prometheus scrapes their `/metrics/resources`. Every replica
+/// serves `kube_pod_resource_request` from its own informer cache, leader or not
+/// (pkg/scheduler/metrics/resources/resources.go: the collector lists every pod of the
+/// cache), so each pod's series is written once per replica.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    /// Offsets of the replicas' scrapes within each interval.
+    pub offsets: Vec<i64>,
+    /// `(replica, from, to)`: its scrapes fail (a restart): `up` 0, no series.
+    pub gaps: Vec<(usize, i64, i64)>,
+}
+
 /// A synthetic cluster and how it is scraped.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -225,6 +401,8 @@ pub struct Cluster {
     /// kube-state-metrics 2.11 or later: `kube_pod_init_container_info` carries
     /// `restart_policy` (kube-state-metrics commit b948807b, first released in v2.11.0).
     pub ksm_restart_policy: bool,
+    /// kube-scheduler's `/metrics/resources`, scraped, if it is.
+    pub scheduler: Option<Scheduler>,
     pub namespaces: Vec<Namespace>,
     /// A GPU fleet reported by dcgm-exporter (`Options::gpu_fleet`).
     pub fleet: Option<crate::fleet::Fleet>,

@@ -130,7 +130,12 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     for ns in &cluster.namespaces {
         for pod in &ns.pods {
             for c in &pod.containers {
-                let mut resources = vec![("cpu", "core", c.cpu_request)];
+                // kube-state-metrics writes the requests a container sets, nothing for one it
+                // does not (internal/store/pod.go iterates `Resources.Requests`).
+                let mut resources = Vec::new();
+                if c.cpu_request > 0.0 || c.resize.is_some() {
+                    resources.push(("cpu", "core", c.cpu_request));
+                }
                 if c.gpu_request > 0.0 {
                     resources.push(("nvidia_com_gpu", "integer", c.gpu_request));
                 }
@@ -150,6 +155,8 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                             .iter()
                             .filter(|t| (pod.created..pod.deleted).contains(*t))
                         {
+                            // The spec: an in-place resize shows from the moment it is asked.
+                            let value = if resource == "cpu" { c.spec_cpu(t) } else { value };
                             writeln!(
                                 out,
                                 "kube_pod_container_resource_requests{{{labels}}} {value} {t}"
@@ -162,6 +169,10 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     }
 
     write_init_containers(cluster, &ksm, out)?;
+    if cluster.scheduler.is_some() {
+        write_qos_class(cluster, &ksm, out)?;
+        write_scheduler(cluster, out)?;
+    }
 
     // container_cpu_usage_seconds_total: containers, the pause container ("POD") and the
     // pod-level cgroup (container=""), only while the pod runs.
@@ -351,16 +362,18 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                 }
             }
         }
+        let mut up = ksm_up(cluster);
+        up.extend(scheduler_up(cluster));
         fleet.write(
             cluster.data_start,
             cluster.data_end,
             &cluster.outages,
-            &ksm_up(cluster),
+            &up,
             out,
         )?;
     } else {
         writeln!(out, "# TYPE up gauge")?;
-        for (labels, samples) in ksm_up(cluster) {
+        for (labels, samples) in ksm_up(cluster).into_iter().chain(scheduler_up(cluster)) {
             for (t, v) in samples {
                 writeln!(out, "up{{{labels}}} {v} {t}")?;
             }
@@ -594,6 +607,139 @@ fn write_init_containers(
                 );
                 for &t in times.iter().filter(|t| exists(pod, **t)) {
                     writeln!(out, "{family}{{{labels}}} {} {t}", of(pod))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// kube-state-metrics' `kube_pod_status_qos_class`: three series per pod (`qos_class`
+/// `BestEffort`, `Burstable`, `Guaranteed`), 1 for the pod's class and 0 for the others
+/// (internal/store/pod.go, `createPodStatusQosClassFamilyGenerator`).
+fn write_qos_class(
+    cluster: &Cluster,
+    ksm: &[(String, Vec<i64>)],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    writeln!(out, "# TYPE kube_pod_status_qos_class gauge")?;
+    for ns in &cluster.namespaces {
+        for pod in &ns.pods {
+            let class = pod.qos_class();
+            for qos in ["BestEffort", "Burstable", "Guaranteed"] {
+                for (instance, times) in ksm {
+                    let labels = format!(
+                        "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",qos_class=\"{qos}\"",
+                        ns.name, pod.name, pod.uid
+                    );
+                    let v = u8::from(qos == class);
+                    for &t in times
+                        .iter()
+                        .filter(|t| (pod.created..pod.deleted).contains(*t))
+                    {
+                        writeln!(out, "kube_pod_status_qos_class{{{labels}}} {v} {t}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const SCHEDULER_JOB: &str = "kube-scheduler";
+
+/// A scheduler replica's scrape target: a static pod on a control-plane node, on the host's
+/// network, so a restarted replica keeps its address (and its series their `instance`).
+fn scheduler_instance(replica: usize) -> String {
+    format!("10.0.0.{}:10259", 11 + replica)
+}
+
+/// Per scheduler replica, its instance and the times its scrape was attempted, and whether
+/// it answered (a restart: `up` 0, no series).
+fn scheduler_targets(cluster: &Cluster) -> Vec<(String, Vec<(i64, bool)>)> {
+    let Some(s) = &cluster.scheduler else {
+        return Vec::new();
+    };
+    s.offsets
+        .iter()
+        .enumerate()
+        .map(|(r, off)| {
+            let times = cluster
+                .scrape_times(*off, &[])
+                .into_iter()
+                .map(|t| {
+                    let down = s
+                        .gaps
+                        .iter()
+                        .any(|(g, a, b)| *g == r && (*a..*b).contains(&t));
+                    (t, !down)
+                })
+                .collect();
+            (scheduler_instance(r), times)
+        })
+        .collect()
+}
+
+/// `up` of the scheduler's targets.
+fn scheduler_up(cluster: &Cluster) -> Vec<(String, Vec<(i64, u8)>)> {
+    scheduler_targets(cluster)
+        .into_iter()
+        .map(|(instance, times)| {
+            let labels = format!("job=\"{SCHEDULER_JOB}\",instance=\"{instance}\"");
+            let samples = times.into_iter().map(|(t, ok)| (t, u8::from(ok))).collect();
+            (labels, samples)
+        })
+        .collect()
+}
+
+/// kube-scheduler's `kube_pod_resource_request` (`/metrics/resources`, STABLE), as
+/// pkg/scheduler/metrics/resources/resources.go writes it: every pod of the replica's cache
+/// but terminal ones (Succeeded, Failed: `podRequestsAndLimitsByLifecycle`), labels
+/// `namespace`, `pod`, `node` (`spec.nodeName`, empty until the pod is bound), `scheduler`
+/// (`spec.schedulerName`), `priority`, `resource` (Kubernetes' own name: `nvidia.com/gpu`)
+/// and `unit` (`cores`, `bytes`, empty for an extended resource); the value `PodRequests`
+/// (pod-level requests, sidecars, overhead, resizes as [`super::model::Pod::requested_cpu_at`]);
+/// zero quantities left out (`recordMetricWithUnit`). Each replica writes every pod.
+fn write_scheduler(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "# TYPE kube_pod_resource_request gauge")?;
+    let targets = scheduler_targets(cluster);
+    for ns in &cluster.namespaces {
+        for pod in &ns.pods {
+            let bound = pod.bound_at();
+            let extended = pod.extended_requests();
+            for (instance, times) in &targets {
+                // Per series (labels), its samples in time order: binding changes `node`.
+                let mut series: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
+                for &(t, ok) in times {
+                    if !ok || !(pod.created..pod.deleted).contains(&t) || pod.terminal_at(t) {
+                        continue;
+                    }
+                    let node = if t >= bound { pod.node.as_str() } else { "" };
+                    let mut values = vec![
+                        ("cpu".to_string(), "cores", pod.requested_cpu_at(t)),
+                        ("memory".to_string(), "bytes", pod.requested_memory()),
+                    ];
+                    for (r, count) in &extended {
+                        values.push((super::model::resource_name(r), "", *count));
+                    }
+                    for (resource, unit, v) in values {
+                        if v == 0.0 {
+                            continue;
+                        }
+                        let labels = format!(
+                            "job=\"{SCHEDULER_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",node=\"{node}\",scheduler=\"default-scheduler\",priority=\"0\",resource=\"{resource}\",unit=\"{unit}\"",
+                            ns.name, pod.name
+                        );
+                        match series.iter_mut().find(|(l, _)| *l == labels) {
+                            Some((_, samples)) => samples.push((t, v)),
+                            None => series.push((labels, vec![(t, v)])),
+                        }
+                    }
+                }
+                for (labels, samples) in series {
+                    for (t, v) in samples {
+                        writeln!(out, "kube_pod_resource_request{{{labels}}} {v} {t}")?;
+                    }
                 }
             }
         }

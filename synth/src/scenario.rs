@@ -103,6 +103,16 @@ pub struct Options {
     /// With the GPU fleet: `(from, to)` hours after `start` in which every dcgm-exporter
     /// scrape fails (`up` 0, no device series), while Prometheus scrapes everything else.
     pub dcgm_gaps: Vec<(f64, f64)>,
+    /// Add the namespaces of Kubernetes 1.34+'s pod resources: `team-podlevel` (pod-level
+    /// requests, KEP-2837: one pod with no container request, one whose containers request
+    /// less, one with RuntimeClass overhead, one starting mid-hour, one with a GPU) and
+    /// `team-resize` (in-place resizes, KEP-1287: one admitted at once, one deferred for 30
+    /// minutes, one infeasible).
+    pub pod_resources: bool,
+    /// Scrape kube-scheduler's `/metrics/resources` (`kube_pod_resource_request`) and write
+    /// kube-state-metrics' `kube_pod_status_qos_class`: two scheduler replicas at their own
+    /// offsets, one restarted (4 minutes without scrapes) while the other misses 2 of them.
+    pub scheduler_metric: bool,
 }
 
 impl Default for Options {
@@ -136,6 +146,8 @@ impl Default for Options {
             dcgm_stops_at: None,
             dcgm_gaps: Vec::new(),
             ksm_gaps: Vec::new(),
+            pod_resources: false,
+            scheduler_metric: false,
         }
     }
 }
@@ -170,6 +182,7 @@ fn container(name: &str, cpu: f64, rate: f64) -> Container {
         memory_request: 0.0,
         cpu_rate: rate,
         restarts: Vec::new(),
+        resize: None,
     }
 }
 
@@ -193,6 +206,8 @@ fn pod(
         overhead_cpu: 0.0,
         overhead_memory: 0.0,
         claims: Vec::new(),
+        pod_cpu: None,
+        pod_memory: None,
     }
 }
 
@@ -494,6 +509,102 @@ fn hand_made(t0: i64) -> Vec<Namespace> {
             )],
         ),
     ]
+}
+
+/// The namespaces of pod-level resources and in-place resizes ([`Options::pod_resources`]).
+/// Every container requests 1 GiB of memory per core unless said otherwise.
+fn pod_resources(t0: i64) -> Vec<Namespace> {
+    let at = |h: i64, m: i64, s: i64| t0 + h * H + m * M + s;
+    let sized = |name: &str, cpu: f64, rate: f64| {
+        let mut c = container(name, cpu, rate);
+        c.memory_request = cpu * GIB;
+        c
+    };
+    let level = |mut p: Pod, cpu: f64, memory: f64| {
+        p.pod_cpu = Some(cpu);
+        p.pod_memory = Some(memory);
+        p
+    };
+    let ns = "team-podlevel";
+    // A GPU pod with pod-level CPU and memory: its GPU still comes from the container
+    // (pod-level resources cover cpu, memory and hugepages only).
+    let mut gpu = container("cuda", 0.0, 0.3);
+    gpu.gpu_request = 1.0;
+    let mut kata = level(
+        steady(ns, "pl-kata", vec![container("app", 0.0, 0.4)]),
+        1.0,
+        2.0 * GIB,
+    );
+    kata.overhead_cpu = 0.25;
+    kata.overhead_memory = 160.0 * 1024.0 * 1024.0;
+    let podlevel = namespace(
+        ns,
+        LONG_AGO,
+        NEVER,
+        vec![
+            // No container requests: kube-state-metrics sees nothing, Kubernetes reserves 2.
+            level(
+                steady(
+                    ns,
+                    "pl-only",
+                    vec![container("app", 0.0, 0.9), container("log", 0.0, 0.05)],
+                ),
+                2.0,
+                4.0 * GIB,
+            ),
+            // Containers request 0.5 of the pod's 3.
+            level(
+                steady(ns, "pl-less", vec![sized("app", 0.5, 1.1)]),
+                3.0,
+                6.0 * GIB,
+            ),
+            kata,
+            // Created at 02:15, bound and running from 02:20, succeeds at 04:40.
+            level(
+                job(
+                    ns,
+                    "pl-late",
+                    at(2, 15, 0),
+                    at(2, 20, 0),
+                    at(4, 40, 0),
+                    Phase::Succeeded,
+                    at(4, 50, 0),
+                    vec![container("batch", 0.0, 1.2)],
+                ),
+                1.5,
+                3.0 * GIB,
+            ),
+            level(steady(ns, "pl-gpu", vec![gpu]), 1.0, 8.0 * GIB),
+        ],
+        vec![],
+    );
+    let ns = "team-resize";
+    let resized = |name: &str, from: f64, to: f64, when: i64, admitted: Option<i64>| {
+        let mut c = container(name, from, from.min(to) * 0.8);
+        c.memory_request = GIB;
+        c.resize = Some(crate::model::Resize {
+            at: when,
+            cpu: to,
+            admitted,
+        });
+        steady(ns, &format!("{name}-0"), vec![c])
+    };
+    let resize = namespace(
+        ns,
+        LONG_AGO,
+        NEVER,
+        vec![
+            // Up from 1 to 2 at 01:20, admitted 40 seconds later.
+            resized("up", 1.0, 2.0, at(1, 20, 0), Some(at(1, 20, 40))),
+            // Down from 2 to 0.5 at 02:10, deferred until 02:40: Kubernetes counts 2 until
+            // then, kube-state-metrics shows 0.5 from 02:10.
+            resized("down", 2.0, 0.5, at(2, 10, 0), Some(at(2, 40, 0))),
+            // Up from 1 to 8 at 03:15, infeasible: Kubernetes counts 1, kube-state-metrics 8.
+            resized("infeasible", 1.0, 8.0, at(3, 15, 0), None),
+        ],
+        vec![],
+    );
+    vec![podlevel, resize]
 }
 
 /// Objects around the outage `[a, b)` (Unix seconds). `team-resized`: a pod replaced by a
@@ -1115,6 +1226,9 @@ pub fn build(opts: &Options) -> Cluster {
     if let Some((c, _)) = interval_changes.first() {
         namespaces.push(retuned_namespace(*c));
     }
+    if opts.pod_resources && !opts.only_random {
+        namespaces.extend(pod_resources(t0));
+    }
     if let Some(h) = opts.late_batch {
         let (ns, from) = ("team-late", at(h));
         namespaces.push(namespace(
@@ -1166,6 +1280,17 @@ pub fn build(opts: &Options) -> Cluster {
             .collect(),
         second_exporter: opts.second_exporter.clone(),
         ksm_restart_policy: opts.ksm_restart_policy,
+        scheduler: opts.scheduler_metric.then(|| crate::model::Scheduler {
+            offsets: vec![offset(3), offset(19)],
+            gaps: if opts.hours >= 5 {
+                vec![
+                    (0, t0 + 4 * H + 5 * M, t0 + 4 * H + 9 * M),
+                    (1, t0 + 4 * H + 6 * M, t0 + 4 * H + 8 * M),
+                ]
+            } else {
+                Vec::new()
+            },
+        }),
         namespaces,
         fleet,
     }

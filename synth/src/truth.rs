@@ -21,6 +21,15 @@ pub struct TruthRow {
     pub cpu_request: f64,
     /// The app containers' requests alone (`--cpu-request-model containers`).
     pub cpu_request_containers: f64,
+    /// What the kube-state-metrics source can see of `cpu_request`: the containers' specs,
+    /// without pod-level requests (KEP-2837) and with an in-place resize counted from the
+    /// moment the spec changes (KEP-1287). `cpu_request` is `PodRequests`, what Kubernetes
+    /// reserves and kube-scheduler publishes; the two differ only for such pods.
+    #[serde(default)]
+    pub cpu_request_spec: f64,
+    /// The same for memory (`ram`): the containers' specs, pod-level requests unseen.
+    #[serde(default)]
+    pub ram_spec: f64,
     pub cpu_usage: f64,
     pub cpu_max: f64,
     /// GPU-hours of the pods' effective requests, per resource (the `pod` model).
@@ -71,40 +80,46 @@ fn containers_gpus(pod: &super::model::Pod) -> f64 {
 }
 
 /// The pod's effective GPUs: Kubernetes' effective request per resource
-/// ([`super::model::Pod::effective`]), each weighted.
+/// ([`super::model::Pod::extended_requests`]), each weighted.
 fn pod_gpus(pod: &super::model::Pod) -> f64 {
-    let all = pod
+    let weight = |r: &str| -> f64 {
+        if r == super::model::GPU {
+            return 1.0;
+        }
+        pod.containers
+            .iter()
+            .chain(pod.init_containers.iter().map(|i| &i.container))
+            .flat_map(|c| &c.extended)
+            .find(|e| e.resource == r)
+            .map_or(0.0, |e| e.weight)
+    };
+    pod.extended_requests()
+        .iter()
+        .map(|(r, count)| count * weight(r))
+        .sum()
+}
+
+/// The integral over `hour` of `f` while the pod runs, in hours, cut at the in-place resizes
+/// (where `f` may change).
+fn running_integral(pod: &super::model::Pod, hour: (i64, i64), f: impl Fn(i64) -> f64) -> f64 {
+    let mut cuts: Vec<i64> = pod
         .containers
         .iter()
-        .chain(pod.init_containers.iter().map(|i| &i.container));
-    let mut resources: Vec<(String, f64)> = Vec::new();
-    for c in all {
-        if c.gpu_request > 0.0 && !resources.iter().any(|(r, _)| r == "nvidia_com_gpu") {
-            resources.push(("nvidia_com_gpu".into(), 1.0));
-        }
-        for e in &c.extended {
-            if !resources.iter().any(|(r, _)| *r == e.resource) {
-                resources.push((e.resource.clone(), e.weight));
+        .flat_map(super::model::Container::resize_events)
+        .collect();
+    cuts.sort_unstable();
+    let mut total = 0.0;
+    for (a, b) in pod.running() {
+        let (a, b) = (a.max(hour.0), b.min(hour.1));
+        let mut from = a;
+        for to in cuts.iter().copied().filter(|t| (a + 1..b).contains(t)).chain([b]) {
+            if to > from {
+                total += f(from) * (to - from) as f64;
             }
+            from = to;
         }
     }
-    resources
-        .iter()
-        .map(|(r, weight)| {
-            let amount = |c: &super::model::Container| {
-                if r == "nvidia_com_gpu" {
-                    c.gpu_request
-                } else {
-                    c.extended
-                        .iter()
-                        .filter(|e| e.resource == *r)
-                        .map(|e| e.count)
-                        .sum()
-                }
-            };
-            pod.effective(amount, 0.0) * weight
-        })
-        .sum()
+    total / 3600.0
 }
 
 fn overlap(a: (i64, i64), b: (i64, i64)) -> f64 {
@@ -190,8 +205,16 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                 let running = pod.running();
                 let run_secs: f64 = running.iter().map(|r| overlap(*r, hour)).sum();
                 let pod_slack = slack_of(&pod.events());
-                let effective = pod.effective_cpu();
-                row.cpu_request += effective * run_secs / 3600.0;
+                // The largest request the pod has in or next to the hour, by either view.
+                let effective = pod
+                    .events()
+                    .into_iter()
+                    .chain([s, e - 1])
+                    .filter(|t| (s - interval..e + interval).contains(t))
+                    .map(|t| pod.requested_cpu_at(t).max(pod.spec_cpu_at(t)))
+                    .fold(0.0, f64::max);
+                row.cpu_request += running_integral(pod, hour, |t| pod.requested_cpu_at(t));
+                row.cpu_request_spec += running_integral(pod, hour, |t| pod.spec_cpu_at(t));
                 let effective_gpus = pod_gpus(pod);
                 row.gpu += effective_gpus * run_secs / 3600.0;
                 if let Some(model) = cluster.fleet.as_ref().and_then(|f| f.product(&pod.node))
@@ -200,16 +223,18 @@ pub fn compute(cluster: &Cluster, first_hour: i64, end: i64) -> Vec<TruthRow> {
                     *row.gpu_models.entry(model.to_string()).or_default() +=
                         effective_gpus * run_secs / 3600.0;
                 }
-                let memory = pod.effective(|c| c.memory_request, pod.overhead_memory) / GIB;
+                let memory = pod.requested_memory() / GIB;
+                let memory_spec = pod.effective(|c| c.memory_request, pod.overhead_memory) / GIB;
                 row.ram += memory * run_secs / 3600.0;
+                row.ram_spec += memory_spec * run_secs / 3600.0;
                 row.ram_containers +=
                     pod.containers.iter().map(|c| c.memory_request).sum::<f64>() / GIB * run_secs
                         / 3600.0;
                 row.tol_cpu_request += effective * pod_slack;
                 row.tol_gpu += effective_gpus.max(containers_gpus(pod)) * pod_slack;
-                row.tol_ram += memory * pod_slack;
+                row.tol_ram += memory.max(memory_spec) * pod_slack;
                 for c in &pod.containers {
-                    let req = c.cpu_request * run_secs / 3600.0;
+                    let req = running_integral(pod, hour, |t| c.spec_cpu(t));
                     let used = c.cpu_rate * run_secs / 3600.0;
                     row.cpu_request_containers += req;
                     row.cpu_usage += used;
@@ -348,5 +373,40 @@ mod tests {
             assert!((r.tol_cpu_usage - want).abs() < 1e-12, "{r:?}");
             assert_eq!(r.tol_cpu_request, 0.0);
         }
+    }
+
+    /// `PodRequests` against the containers' specs, worked by hand: pod-level requests
+    /// replace the containers' (overhead added), a deferred downsize counts the old request
+    /// until it is admitted, an infeasible upsize never counts.
+    #[test]
+    fn pod_level_requests_and_resizes_follow_pod_requests() {
+        let opts = Options {
+            random_namespaces: 0,
+            pod_resources: true,
+            ..Options::default()
+        };
+        let t0 = opts.start;
+        let rows = rows(&opts);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let r = row(&rows, t0 + H, "team-podlevel");
+        // pl-only 2 + pl-less 3 + pl-kata 1 + 0.25 + pl-gpu 1; the specs: 0.5 and the overhead.
+        assert!(close(r.cpu_request, 7.25), "{r:?}");
+        assert!(close(r.cpu_request_spec, 0.75), "{r:?}");
+        // Memory: 4 + 6 + 2 GiB + 160 MiB + 8 against pl-less's 0.5 GiB and the overhead.
+        assert!(close(r.ram, 20.0 + 160.0 / 1024.0), "{r:?}");
+        assert!(close(r.ram_spec, 0.5 + 160.0 / 1024.0), "{r:?}");
+        assert!(close(r.gpu, 1.0), "{r:?}");
+        // 02:00-03:00: up 2; down 2 until 02:40 then 0.5 (the spec: 0.5 from 02:10);
+        // infeasible 1 (the spec 1, its resize at 03:15).
+        let r = row(&rows, t0 + 2 * H, "team-resize");
+        let down = 2.0 * 40.0 / 60.0 + 0.5 * 20.0 / 60.0;
+        let down_spec = 2.0 * 10.0 / 60.0 + 0.5 * 50.0 / 60.0;
+        assert!(close(r.cpu_request, 2.0 + down + 1.0), "{r:?}");
+        assert!(close(r.cpu_request_spec, 2.0 + down_spec + 1.0), "{r:?}");
+        // 03:00-04:00: the infeasible resize: 1 counted, 8 in the spec from 03:15.
+        let r = row(&rows, t0 + 3 * H, "team-resize");
+        assert!(close(r.cpu_request, 2.0 + 0.5 + 1.0), "{r:?}");
+        assert!(close(r.cpu_request_spec, 2.0 + 0.5 + 0.25 + 8.0 * 0.75), "{r:?}");
+        assert!(r.tol_cpu_request > 0.0 && r.tol_cpu_request < 8.0 * 31.0 / 3600.0, "{r:?}");
     }
 }
