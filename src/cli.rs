@@ -272,6 +272,17 @@ pub struct Args {
     )]
     pub dcgm_exporter_selector: String,
 
+    /// Label matchers (PromQL) that pick kube-scheduler's /metrics/resources
+    /// (--request-source scheduler; check compares it with kube-state-metrics' when both are
+    /// in the store). Empty: every job (warned).
+    #[arg(
+        long,
+        env = "SCHEDULER_SELECTOR",
+        value_name = "MATCHERS",
+        default_value = r#"job=~"kube-scheduler|scheduler""#
+    )]
+    pub scheduler_selector: String,
+
     /// Name of this cluster (required); external_id is <cluster>_<namespace>.
     /// Example: prod-alln-01
     #[arg(long, env = "CLUSTER_NAME", value_name = "NAME")]
@@ -355,6 +366,14 @@ pub struct Args {
     /// `containers`, the app containers' requests alone (the Go job, OpenCost).
     #[arg(long, env = "CPU_REQUEST_MODEL", value_enum, default_value_t = RequestModelArg::Pod)]
     pub cpu_request_model: RequestModelArg,
+
+    /// Where pods' requests are read, for the request basis, memory and GPUs:
+    /// `kube-state-metrics` (the containers' specs; every platform), or `scheduler`,
+    /// kube-scheduler's kube_pod_resource_request (what it reserves: pod-level requests of
+    /// Kubernetes 1.34+ and pending in-place resizes included; needs /metrics/resources
+    /// scraped, which managed control planes do not offer).
+    #[arg(long, env = "REQUEST_SOURCE", value_enum, default_value_t = RequestSourceArg::KubeStateMetrics)]
+    pub request_source: RequestSourceArg,
 
     /// Also bill memory: `ram`, GiB-hours of the memory requested (the same request model as
     /// CPU, `resource="memory"`, pod overhead included), in every entry. Without it the
@@ -637,6 +656,15 @@ pub enum RequestModelArg {
     Pod,
     /// The app containers' requests alone.
     Containers,
+}
+
+/// `--request-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequestSourceArg {
+    /// kube-state-metrics' containers' requests.
+    KubeStateMetrics,
+    /// kube-scheduler's kube_pod_resource_request.
+    Scheduler,
 }
 
 /// `check --output`.

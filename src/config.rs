@@ -399,6 +399,37 @@ fn settle_delay(args: &Args) -> Result<Duration> {
     Ok(d)
 }
 
+/// What a pod's request is and where it is read, from `--cpu-request-model` and
+/// `--request-source`. kube-scheduler publishes one number per pod (`PodRequests`), so it has
+/// no containers' model, and the `max` basis, which compares requests with usage per
+/// container, cannot read it.
+fn request_model(args: &Args) -> Result<crate::queries::RequestModel> {
+    use crate::cli::{RequestModelArg, RequestSourceArg};
+    use crate::queries::RequestModel;
+    match (args.request_source, args.cpu_request_model) {
+        (RequestSourceArg::KubeStateMetrics, RequestModelArg::Pod) => Ok(RequestModel::Pod),
+        (RequestSourceArg::KubeStateMetrics, RequestModelArg::Containers) => {
+            Ok(RequestModel::Containers)
+        }
+        (RequestSourceArg::Scheduler, RequestModelArg::Containers) => Err(ConfigError::Usage(
+            "--request-source scheduler reads what kube-scheduler reserves per pod, which has \
+             no containers' part: drop --cpu-request-model containers (CPU_REQUEST_MODEL), or \
+             keep it with --request-source kube-state-metrics"
+                .into(),
+        )),
+        (RequestSourceArg::Scheduler, RequestModelArg::Pod) if args.cpu_basis == crate::queries::CpuBasis::Max => {
+            Err(ConfigError::Usage(
+                "--cpu-basis max compares requests with usage per container, and \
+                 kube-scheduler publishes requests per pod: use --cpu-basis request or usage \
+                 with --request-source scheduler, or --request-source kube-state-metrics \
+                 with max"
+                    .into(),
+            ))
+        }
+        (RequestSourceArg::Scheduler, RequestModelArg::Pod) => Ok(RequestModel::Scheduler),
+    }
+}
+
 /// `--prometheus-max-response-mib` in bytes: 1 MiB to 4 GiB.
 fn max_response_bytes(args: &Args) -> Result<usize> {
     let mib = args.prometheus_max_response_mib;
@@ -728,6 +759,7 @@ impl Config {
                     Some(&args.kube_state_metrics_selector),
                     Some(&args.cadvisor_selector),
                     Some(&args.dcgm_exporter_selector),
+                    Some(&args.scheduler_selector),
                 )
                 .map_err(ConfigError::Usage)?,
             },
@@ -736,12 +768,7 @@ impl Config {
                 cluster_label: cluster_label(&args.cluster_label)?,
                 cpu_basis: args.cpu_basis,
                 bill_memory: args.bill_memory,
-                request_model: match args.cpu_request_model {
-                    crate::cli::RequestModelArg::Pod => crate::queries::RequestModel::Pod,
-                    crate::cli::RequestModelArg::Containers => {
-                        crate::queries::RequestModel::Containers
-                    }
-                },
+                request_model: request_model(args)?,
                 fallen_counters: args.fallen_counters,
                 windows: match args.window_semantics {
                     WindowSemantics::Auto => None,

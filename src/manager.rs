@@ -108,6 +108,7 @@ impl Manager {
         for span in window::spans(&hours, settings.hours_per_query) {
             let collected = self.collect(&collector, &span).await?;
             self.report.gpu_dra_pods = self.report.gpu_dra_pods.max(collected.dra_unseen.len());
+            self.report.pods_requests_unseen = collected.requests_unseen;
             for hour in collected.usage.hours() {
                 let messages = self.shape(&hour)?;
                 self.deliver(&mut sink, &hour, &messages).await?;

@@ -26,6 +26,13 @@
 //! - **dcgm-exporter**: `job=~"nvidia-dcgm-exporter|dcgm-exporter"`. The GPU Operator's
 //!   ServiceMonitor selects its Service `nvidia-dcgm-exporter`; the standalone dcgm-exporter
 //!   Helm chart names its Service after the release (`dcgm-exporter` by default).
+//! - **kube-scheduler** (`kube_pod_resource_request`, `--request-source scheduler`):
+//!   `job=~"kube-scheduler|scheduler"`. kube-prometheus and kube-prometheus-stack name the
+//!   scheduler's job `kube-scheduler` (its ServiceMonitor's `jobLabel` on the Service
+//!   `kube-scheduler`; kube-prometheus-stack scrapes `/metrics/resources` with
+//!   `kubeScheduler.serviceMonitor.resource.enabled`, prometheus-community/helm-charts#7118);
+//!   OpenShift scrapes `/metrics/resources` from 4.7 on (openshift/cluster-kube-scheduler-
+//!   operator#283) through the Service `scheduler` of `openshift-kube-scheduler`.
 //!
 //! A job name is what the platform chose, not a secret: a tenant allowed to create a
 //! ServiceMonitor for a Service of the same name in its own namespace, scraped by the same
@@ -45,13 +52,15 @@ pub enum Source {
     KubeStateMetrics,
     Cadvisor,
     DcgmExporter,
+    Scheduler,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [
+    pub const ALL: [Source; 4] = [
         Source::KubeStateMetrics,
         Source::Cadvisor,
         Source::DcgmExporter,
+        Source::Scheduler,
     ];
 
     /// The exporter's name, as logs and `check` say it.
@@ -60,6 +69,7 @@ impl Source {
             Source::KubeStateMetrics => "kube-state-metrics",
             Source::Cadvisor => "cadvisor",
             Source::DcgmExporter => "dcgm-exporter",
+            Source::Scheduler => "kube-scheduler",
         }
     }
 
@@ -69,6 +79,7 @@ impl Source {
             Source::KubeStateMetrics => "--kube-state-metrics-selector",
             Source::Cadvisor => "--cadvisor-selector",
             Source::DcgmExporter => "--dcgm-exporter-selector",
+            Source::Scheduler => "--scheduler-selector",
         }
     }
 
@@ -78,6 +89,7 @@ impl Source {
             Source::KubeStateMetrics => "KUBE_STATE_METRICS_SELECTOR",
             Source::Cadvisor => "CADVISOR_SELECTOR",
             Source::DcgmExporter => "DCGM_EXPORTER_SELECTOR",
+            Source::Scheduler => "SCHEDULER_SELECTOR",
         }
     }
 
@@ -87,6 +99,7 @@ impl Source {
             Source::KubeStateMetrics => r#"job="kube-state-metrics""#,
             Source::Cadvisor => r#"job="kubelet", metrics_path="/metrics/cadvisor""#,
             Source::DcgmExporter => r#"job=~"nvidia-dcgm-exporter|dcgm-exporter""#,
+            Source::Scheduler => r#"job=~"kube-scheduler|scheduler""#,
         }
     }
 
@@ -94,7 +107,7 @@ impl Source {
     /// `kube_pod_resource_*` share kube-state-metrics' prefix but not its exporter.
     pub fn of_metric(metric: &str) -> Option<Source> {
         if metric.starts_with("kube_pod_resource_") {
-            None
+            Some(Source::Scheduler)
         } else if metric.starts_with("kube_") {
             Some(Source::KubeStateMetrics)
         } else if metric.starts_with("container_") {
@@ -120,6 +133,7 @@ pub struct Provenance {
     kube_state_metrics: Scope,
     cadvisor: Scope,
     dcgm_exporter: Scope,
+    scheduler: Scope,
 }
 
 impl Default for Provenance {
@@ -130,6 +144,7 @@ impl Default for Provenance {
             kube_state_metrics: parse(Source::KubeStateMetrics),
             cadvisor: parse(Source::Cadvisor),
             dcgm_exporter: parse(Source::DcgmExporter),
+            scheduler: parse(Source::Scheduler),
         }
     }
 }
@@ -141,6 +156,7 @@ impl Provenance {
             kube_state_metrics: Scope::default(),
             cadvisor: Scope::default(),
             dcgm_exporter: Scope::default(),
+            scheduler: Scope::default(),
         }
     }
 
@@ -151,6 +167,7 @@ impl Provenance {
         kube_state_metrics: Option<&str>,
         cadvisor: Option<&str>,
         dcgm_exporter: Option<&str>,
+        scheduler: Option<&str>,
     ) -> Result<Self, String> {
         let one = |source: Source, raw: Option<&str>| -> Result<Scope, String> {
             let raw = raw.map(str::trim).unwrap_or(source.default_matchers());
@@ -169,6 +186,7 @@ impl Provenance {
             kube_state_metrics: one(Source::KubeStateMetrics, kube_state_metrics)?,
             cadvisor: one(Source::Cadvisor, cadvisor)?,
             dcgm_exporter: one(Source::DcgmExporter, dcgm_exporter)?,
+            scheduler: one(Source::Scheduler, scheduler)?,
         })
     }
 
@@ -178,6 +196,7 @@ impl Provenance {
             Source::KubeStateMetrics => &self.kube_state_metrics,
             Source::Cadvisor => &self.cadvisor,
             Source::DcgmExporter => &self.dcgm_exporter,
+            Source::Scheduler => &self.scheduler,
         }
     }
 
@@ -251,8 +270,12 @@ mod tests {
             p.for_metric("DCGM_FI_DEV_FB_USED").unwrap().to_string(),
             r#"job=~"nvidia-dcgm-exporter|dcgm-exporter""#
         );
-        // kube-scheduler's metric and Prometheus' own `up` are no exporter's here.
-        assert_eq!(p.for_metric("kube_pod_resource_request"), None);
+        // kube-scheduler's metric shares kube-state-metrics' prefix, not its exporter;
+        // Prometheus' own `up` is no exporter's.
+        assert_eq!(
+            p.for_metric("kube_pod_resource_request").unwrap().to_string(),
+            r#"job=~"kube-scheduler|scheduler""#
+        );
         assert_eq!(p.for_metric("up"), None);
         assert!(p.unguarded().is_empty());
     }
@@ -263,6 +286,7 @@ mod tests {
             Some(r#"prometheus="openshift-monitoring/k8s""#),
             Some(""),
             None,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -271,7 +295,7 @@ mod tests {
         );
         assert_eq!(p.for_metric("container_cpu_usage_seconds_total"), None);
         assert_eq!(p.unguarded(), vec![Source::Cadvisor]);
-        let e = Provenance::parse(Some("job=kube-state-metrics"), None, None).unwrap_err();
+        let e = Provenance::parse(Some("job=kube-state-metrics"), None, None, None).unwrap_err();
         assert!(
             e.contains("--kube-state-metrics-selector") && e.contains("must be quoted"),
             "{e}"

@@ -160,6 +160,14 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
         &plain(r.gpu_dra_pods as f64),
     );
     gauge(
+        "consumption_metrics_pods_requests_unseen",
+        "Running pods, at the end of the last run's hours, that reserve more than their \
+         containers request (pod-level requests of Kubernetes 1.34+, a pending resize down), \
+         which --request-source kube-state-metrics bills at their containers' requests; \
+         --request-source scheduler sees them.",
+        &plain(r.pods_requests_unseen as f64),
+    );
+    gauge(
         "consumption_metrics_oldest_hour_waiting_seconds",
         "How long ago the oldest hour waiting for its data ended (0 when none waits).",
         &plain(waiting.map_or(0.0, |w| (now - w.hour_end).num_seconds().max(0) as f64)),

@@ -246,6 +246,7 @@ pub fn newest_samples(
         usage,
         devices,
         gpu_models,
+        scheduler,
     } = sources;
     let source = |selector: String, name: &str| {
         format!("label_replace(timestamp({selector}), \"source\", \"{name}\", \"\", \"\")")
@@ -281,6 +282,20 @@ pub fn newest_samples(
                  namespace=~\"{reference}\"}}"
             ),
             CADVISOR,
+        ));
+    }
+    if scheduler {
+        // kube-scheduler's requests (`--request-source scheduler`), and the QoS classes that
+        // tell a pod it hides ([`unseen_by_scheduler`]).
+        parts.push("or".to_string());
+        parts.push(source(
+            format!("{SCHEDULER_METRIC}{{namespace=~\"{reference}\", resource=\"cpu\"}}"),
+            SCHEDULER_METRIC,
+        ));
+        parts.push("or".to_string());
+        parts.push(source(
+            format!("kube_pod_status_qos_class{{namespace=~\"{reference}\"}}"),
+            "kube_pod_status_qos_class",
         ));
     }
     if gpu_models {
@@ -323,6 +338,8 @@ pub struct Sources {
     pub devices: bool,
     /// The pods' nodes and the nodes' GPU models (`--gpu-model` with `--gpu-source requests`).
     pub gpu_models: bool,
+    /// kube-scheduler's requests and the pods' QoS classes (`--request-source scheduler`).
+    pub scheduler: bool,
 }
 
 /// The metric a [`newest_samples`] source reads.
@@ -733,17 +750,88 @@ pub fn memory(w: Windows, model: RequestModel, weigh: Option<SampleWeight>) -> S
     let requested = match model {
         RequestModel::Containers => requested(w, matcher, "", "", weigh),
         RequestModel::Pod => effective_requested(w, matcher, "", Some(MEMORY_OVERHEAD), weigh),
+        RequestModel::Scheduler => scheduler_requested(w, matcher, "", weigh),
     };
     format!("sum by (namespace) {requested} / 3600 / 1073741824")
 }
 
-/// What a pod's request is (`--cpu-request-model`).
+/// What a pod's request is and where it is read (`--cpu-request-model`, `--request-source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestModel {
-    /// What Kubernetes reserves: the pod's effective request ([`effective_requested`]).
+    /// What Kubernetes reserves, from kube-state-metrics: the pod's effective request from
+    /// its containers' specs ([`effective_requested`]).
     Pod,
     /// The app containers' requests alone (the Go job, OpenCost).
     Containers,
+    /// What Kubernetes reserves, as kube-scheduler publishes it (`--request-source
+    /// scheduler`, [`scheduler_requested`]): `PodRequests` itself, pod-level requests and
+    /// in-place resizes included.
+    Scheduler,
+}
+
+/// kube-scheduler's per-pod request (`/metrics/resources`, STABLE since Kubernetes 1.29).
+pub const SCHEDULER_METRIC: &str = "kube_pod_resource_request";
+
+/// How long before an hour a pod's request is still taken from, when kube-scheduler wrote no
+/// sample of it in the hour: a pod that ran at kube-state-metrics' first scrape of the hour
+/// and ended before the scheduler's (which drops terminal pods), or one the scheduler's
+/// restart hid. Prometheus's default lookback (`--query.lookback-delta`, 5 minutes), which
+/// covers any scrape interval a control plane is scraped at.
+const SCHEDULER_CARRY_MS: u128 = 300_000;
+
+/// Per pod (and `resource`, Kubernetes' own name: `nvidia.com/gpu`): the request
+/// kube-scheduler publishes for the resources `matcher` selects, times the pod's Running
+/// samples from kube-state-metrics (weighed as [`gauge_sum`] says), labels `namespace, pod,
+/// resource`. `scope` narrows the selectors alike (a [`Namespaces`] matcher, or nothing).
+///
+/// What the metric is (pkg/scheduler/metrics/resources/resources.go, Kubernetes 1.35):
+/// - every scheduler replica serves it from its own informer cache, leader or not, and a
+///   second scheduler (another profile's binary) serves every pod too: the series of one pod
+///   are copies, taken with `max by` the pod's identity, never summed;
+/// - no `uid` label: the identity is `namespace, pod`, so the join with the phase (which has
+///   `uid`) sums the Running samples of every pod of that name in the hour (a StatefulSet
+///   pod replaced inside it: both halves, at the request of either, equal unless the new pod
+///   asks for another);
+/// - `node` is `spec.nodeName`, empty until the pod is bound: a pod's series changes at
+///   binding, and `max by` joins the two;
+/// - terminal pods (Succeeded, Failed) are left out, unscheduled ones are not: the join with
+///   the Running phase bills neither;
+/// - the value is `PodRequests` (k8s.io/component-helpers/resource, `UseStatusResources` with
+///   in-place resize): pod-level requests replace the containers' (cpu, memory, hugepages),
+///   sidecars and init containers as KEP-753 says, the overhead added, and a pending resize
+///   counted as `max(spec, allocated, actual)`;
+/// - zero quantities are not written: a BestEffort pod has no series.
+///
+/// The value is the average of the pod's samples in the hour (the request over the hour, for
+/// a pod resized inside it), or the last one in the [`SCHEDULER_CARRY_MS`] before the hour
+/// when the hour has none (a scheduler restart; a pod that ended early in the hour).
+pub fn scheduler_requested(
+    w: Windows,
+    matcher: &str,
+    scope: &str,
+    weigh: Option<SampleWeight>,
+) -> String {
+    let id = "namespace, pod";
+    let in_hour = format!(
+        "max by ({id}, resource) (avg_over_time({SCHEDULER_METRIC}{{{matcher}}}{}))",
+        w.hour()
+    );
+    let before = format!(
+        "max by ({id}, resource) (last_over_time({SCHEDULER_METRIC}{{{matcher}}}{}))",
+        w.select(SCHEDULER_CARRY_MS, HOUR_MS)
+    );
+    let requested = block("(", &[&in_hour, "or", &before], ")");
+    let running = gauge_sum(
+        w,
+        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
+        id,
+        weigh,
+    );
+    block(
+        "(",
+        &[&requested, &format!("* on ({id}) group_left ()"), &running],
+        ")",
+    )
 }
 
 /// Per pod (and `resource`): what Kubernetes reserves of the resources `matcher` selects,
@@ -769,7 +857,25 @@ fn effective_requested(
     overhead: Option<Overhead>,
     weigh: Option<SampleWeight>,
 ) -> String {
-    let h = w.hour();
+    let id = "namespace, pod, uid";
+    let effective = effective_request(&w.hour(), matcher, scope, overhead);
+    let running = gauge_sum(
+        w,
+        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
+        id,
+        weigh,
+    );
+    block(
+        "(",
+        &[&effective, &format!("* on ({id}) group_left ()"), &running],
+        ")",
+    )
+}
+
+/// Per pod and `resource`, its effective request over the window `h` (a range selector's
+/// brackets and offset), labels `namespace, pod, uid, resource`: [`effective_requested`]'s
+/// arithmetic, without the phase.
+fn effective_request(h: &str, matcher: &str, scope: &str, overhead: Option<Overhead>) -> String {
     let id = "namespace, pod, uid";
     let request = |metric: &str| {
         format!("max by ({id}, container, resource) (avg_over_time({metric}{{{matcher}}}{h}))")
@@ -840,15 +946,104 @@ fn effective_requested(
             ")",
         );
     }
-    let running = gauge_sum(
-        w,
-        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
-        id,
-        weigh,
+    effective
+}
+
+/// The Running pods whose requests the kube-state-metrics source does not see (pod-level
+/// `spec.resources`, KEP-2837, which kube-state-metrics through v2.20 does not export), at
+/// the instant `at_end_of_hour` before the hour's end (one sample per series: a snapshot, a
+/// tenth of an hour's read), labels `namespace, pod` and `via`:
+///
+/// - `via="qos"`: Kubernetes gave the pod a QoS class other than BestEffort
+///   (`kube_pod_status_qos_class`), which takes a cpu or memory request or limit somewhere in
+///   the pod (`GetPodQOS`), and no container or init container requests either: the request
+///   is the pod's own.
+/// - `via="scheduler"`: kube-scheduler's `kube_pod_resource_request` (where it is scraped)
+///   exceeds the containers' effective request ([`effective_request`], overhead included) by
+///   more than rounding, or exists where they have none: a pod-level request larger than the
+///   containers', or a pending in-place resize down (which Kubernetes counts at the old
+///   request until the kubelet admits it).
+pub fn unseen_requests() -> String {
+    // The last 5 minutes: the newest sample of every series, also of one scraped every few
+    // minutes.
+    let now = "[5m] offset 1ms";
+    let running = format!(
+        "max by (namespace, pod, uid) (last_over_time(kube_pod_status_phase{{phase=\"Running\"}}{now})) > 0"
     );
+    let requested = |metric: &str| {
+        format!(
+            "max by (namespace, pod, uid) (last_over_time({metric}{{resource=~\"cpu|memory\"}}{now})) > 0"
+        )
+    };
+    let qos = block(
+        "label_replace(group by (namespace, pod) (",
+        &[
+            &running,
+            "and on (namespace, pod, uid)",
+            &format!(
+                "max by (namespace, pod, uid) (last_over_time(kube_pod_status_qos_class{{qos_class!=\"BestEffort\"}}{now})) > 0"
+            ),
+            "unless on (namespace, pod, uid)",
+            &requested("kube_pod_container_resource_requests"),
+            "unless on (namespace, pod, uid)",
+            &requested("kube_pod_init_container_resource_requests"),
+        ],
+        "), \"via\", \"qos\", \"\", \"\")",
+    );
+    let containers = block(
+        "max by (namespace, pod, resource) (",
+        &[
+            &effective_request(now, "resource=\"cpu\"", "", Some(CPU_OVERHEAD)),
+            "or",
+            &effective_request(now, "resource=\"memory\"", "", Some(MEMORY_OVERHEAD)),
+        ],
+        ")",
+    );
+    let scheduler = format!(
+        "max by (namespace, pod, resource) (last_over_time({SCHEDULER_METRIC}{{resource=~\"cpu|memory\"}}{now}))"
+    );
+    let above = block(
+        "label_replace(group by (namespace, pod) (",
+        &[
+            "(",
+            &scheduler,
+            "> on (namespace, pod, resource)",
+            &format!("{containers} * 1.001 + 0.001"),
+            "or",
+            &scheduler,
+            "unless on (namespace, pod, resource)",
+            &containers,
+            ")",
+            "and on (namespace, pod)",
+            &format!("max by (namespace, pod) ({running})"),
+        ],
+        "), \"via\", \"scheduler\", \"\", \"\")",
+    );
+    block("(", &[&qos, "or", &above], ")")
+}
+
+/// Per hour, the pods kube-state-metrics shows Running with a request (a QoS class other than
+/// BestEffort) of which kube-scheduler wrote no sample in the hour nor in the
+/// [`SCHEDULER_CARRY_MS`] before it: [`scheduler_requested`] would bill them nothing. Every
+/// scheduler replica writes every pod of its cache until the pod is terminal, so such a pod
+/// was hidden by a hole in every replica's scrapes for its whole life in the hour, or belongs
+/// to a cache nobody scrapes. Labels `namespace, pod`.
+pub fn unseen_by_scheduler(w: Windows) -> String {
+    let h = w.hour();
+    let with_carry = w.select(HOUR_MS + SCHEDULER_CARRY_MS, 0);
     block(
-        "(",
-        &[&effective, &format!("* on ({id}) group_left ()"), &running],
+        "group by (namespace, pod) (",
+        &[
+            &format!(
+                "max by (namespace, pod) (max_over_time(kube_pod_status_phase{{phase=\"Running\"}}{h})) > 0"
+            ),
+            "and on (namespace, pod)",
+            &format!(
+                "max by (namespace, pod) (max_over_time(kube_pod_status_qos_class{{qos_class!=\"BestEffort\"}}{h})) > 0"
+            ),
+            "unless on (namespace, pod)",
+            &format!("group by (namespace, pod) (count_over_time({SCHEDULER_METRIC}{with_carry}))"),
+        ],
         ")",
     )
 }
@@ -1029,6 +1224,10 @@ pub fn cpu(w: Windows, read: CpuRead, namespaces: Namespaces) -> String {
     };
     match read {
         CpuRead::Requested(RequestModel::Pod, weigh) => cpu_requested_by_pods(w, namespaces, weigh),
+        CpuRead::Requested(RequestModel::Scheduler, weigh) => format!(
+            "sum by (namespace) {} / 3600",
+            scheduler_requested(w, &format!("resource=\"cpu\"{scope}"), &scope, weigh)
+        ),
         CpuRead::Requested(RequestModel::Containers, weigh) => format!(
             "sum by (namespace) {} / 3600",
             requested(w, &format!("resource=\"cpu\"{scope}"), &scope, "", weigh)
@@ -1128,19 +1327,34 @@ fn requested_cpu_weighed(w: Windows, weight: SampleWeight, scope: &str) -> Strin
 /// already.
 pub fn gpu(w: Windows, model: RequestModel, weigh: Option<SampleWeight>, by_model: bool) -> String {
     let matcher = format!("resource=~\"{GPU_RESOURCES}\"");
-    let requested = match model {
-        RequestModel::Containers => requested(w, &matcher, "", ", resource", weigh),
-        RequestModel::Pod => effective_requested(w, &matcher, "", None, weigh),
+    let (requested, id) = match model {
+        RequestModel::Containers => (
+            requested(w, &matcher, "", ", resource", weigh),
+            "namespace, pod, uid",
+        ),
+        RequestModel::Pod => (
+            effective_requested(w, &matcher, "", None, weigh),
+            "namespace, pod, uid",
+        ),
+        RequestModel::Scheduler => (
+            scheduler_requested(w, &matcher, "", weigh),
+            "namespace, pod",
+        ),
     };
     if !by_model {
         return format!("sum by (namespace, resource) {requested} / 3600");
     }
+    let models = match model {
+        // The scheduler's pods have no `uid`: one model per pod name.
+        RequestModel::Scheduler => format!("max by ({id}, model) ({})", pod_gpu_model(w)),
+        _ => pod_gpu_model(w),
+    };
     block(
         "sum by (namespace, resource, model) (",
         &[
             &requested,
-            "* on (namespace, pod, uid) group_left (model)",
-            &pod_gpu_model(w),
+            &format!("* on ({id}) group_left (model)"),
+            &models,
         ],
         ") / 3600",
     )
@@ -1407,6 +1621,20 @@ mod tests {
             ));
             all.push(("memory (pod)", memory(w, RequestModel::Pod, None)));
             all.push((
+                "memory (scheduler)",
+                memory(w, RequestModel::Scheduler, Some(SampleWeight::PerHour)),
+            ));
+            all.push((
+                "cpu (scheduler)",
+                cpu(
+                    w,
+                    CpuRead::Requested(RequestModel::Scheduler, None),
+                    Namespaces::Half(Half::First),
+                ),
+            ));
+            all.push(("gpu (scheduler)", gpu(w, RequestModel::Scheduler, None, true)));
+            all.push(("pods unseen by the scheduler", unseen_by_scheduler(w)));
+            all.push((
                 "memory (containers)",
                 memory(w, RequestModel::Containers, None),
             ));
@@ -1437,6 +1665,7 @@ mod tests {
                     usage: true,
                     devices: true,
                     gpu_models: true,
+                    scheduler: true,
                 },
                 r#"job="kube-state-metrics""#,
                 r#"job="nvidia-dcgm-exporter""#,
@@ -1449,6 +1678,7 @@ mod tests {
             all.push(("dra claims (running)", running_pods(w, "a|b")));
         }
         all.push(("probe", probe().to_string()));
+        all.push(("requests kube-state-metrics cannot see", unseen_requests()));
         all
     }
 

@@ -40,6 +40,9 @@ pub struct RunReport {
     /// With `--gpu-source requests`: the most pods of one span that held devices through DRA,
     /// which the requests source bills 0.
     pub gpu_dra_pods: usize,
+    /// With the kube-state-metrics source: the Running pods, at the end of the last span
+    /// billed, that reserve more than their containers request (pod-level requests).
+    pub pods_requests_unseen: usize,
 }
 
 /// The hours a run left because the store does not hold them in full yet.

@@ -452,12 +452,13 @@ mod tests {
             ),
             r#"count({job="kube-state-metrics", __name__=~"kube_.+", exported_namespace!=""})"#
         );
-        // `up`, kube-scheduler's metric and a subquery of a constant: the scope alone.
+        // `up` and a subquery of a constant: the scope alone; kube-scheduler's metric: its
+        // own source's matchers, not kube-state-metrics' (whose prefix it shares).
         for (expr, want) in [
             ("up{job=\"x\"}", r#"up{cluster="east", job="x"}"#),
             (
                 "kube_pod_resource_request[1h]",
-                r#"kube_pod_resource_request{cluster="east"}[1h]"#,
+                r#"kube_pod_resource_request{cluster="east", job=~"kube-scheduler|scheduler"}[1h]"#,
             ),
             (
                 "count_over_time(vector(1)[1h:1m])",

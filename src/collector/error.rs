@@ -306,6 +306,21 @@ pub enum CollectError {
         flag: &'static str,
         env: &'static str,
     },
+    #[error(
+        "kube-state-metrics shows {count} pod(s) Running with requests in the hour {hour} (QoS \
+         class other than BestEffort) of which kube-scheduler wrote no kube_pod_resource_request \
+         in it ({first}): --request-source scheduler would bill them nothing; nothing was billed \
+         from that hour on and the checkpoint stays. Every scheduler replica writes every pod, \
+         so /metrics/resources was not scraped while they ran (every replica down longer than \
+         their lives), or --scheduler-selector (SCHEDULER_SELECTOR) misses the replica that \
+         saw them. Check the scheduler's `up`; bill the hour from the containers' requests \
+         with --request-source kube-state-metrics (README, Pod-level resources)"
+    )]
+    SchedulerMissedPods {
+        hour: String,
+        count: usize,
+        first: String,
+    },
 }
 
 impl CollectError {

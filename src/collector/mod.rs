@@ -125,6 +125,9 @@ pub struct Collected {
     /// With `--gpu-source requests`: the pods `(namespace, pod)` that held devices through DRA
     /// in the hours collected, which requests cannot see ([`Collector::dra_unseen`]).
     pub dra_unseen: BTreeSet<(String, String)>,
+    /// With the kube-state-metrics source: the Running pods, at the span's end, that reserve
+    /// more than their containers request ([`Collector::requests_unseen`]).
+    pub requests_unseen: usize,
 }
 
 /// An hour the store does not hold in full yet.
@@ -405,8 +408,17 @@ impl<'a> Collector<'a> {
             }
             Ok::<_, CollectError>(usages)
         };
-        let (usages, dra_unseen) = tokio::join!(hours, dra);
-        let (usages, dra_unseen) = (usages?, dra_unseen?);
+        // Which Running pods reserve more than kube-state-metrics shows (pod-level requests):
+        // one instant read at the span's end, beside the hours' queries.
+        let unseen = async {
+            if self.config.request_model != RequestModel::Scheduler && !complete.is_empty() {
+                self.requests_unseen(complete).await
+            } else {
+                Ok(BTreeMap::new())
+            }
+        };
+        let (usages, dra_unseen, requests_unseen) = tokio::join!(hours, dra, unseen);
+        let (usages, dra_unseen, requests_unseen) = (usages?, dra_unseen?, requests_unseen?);
         Ok(Collected {
             usage: SpanUsage::join(
                 usages,
@@ -415,6 +427,7 @@ impl<'a> Collector<'a> {
             ),
             waiting,
             dra_unseen,
+            requests_unseen: requests_unseen.len(),
         })
     }
 
@@ -434,6 +447,7 @@ impl<'a> Collector<'a> {
         let usage = self.config.cpu_basis != CpuBasis::Request;
         let devices = self.config.gpu_source == GpuSource::Devices;
         let gpu_models = !devices && !self.config.gpu_models.is_empty();
+        let scheduler = self.config.request_model == RequestModel::Scheduler;
         let provenance = self.prometheus.provenance();
         let newest_q = queries::newest_samples(
             reference,
@@ -441,6 +455,7 @@ impl<'a> Collector<'a> {
                 usage,
                 devices,
                 gpu_models,
+                scheduler,
             },
             &provenance.targets(crate::provenance::Source::KubeStateMetrics),
             &provenance.targets(crate::provenance::Source::DcgmExporter),
@@ -493,6 +508,11 @@ impl<'a> Collector<'a> {
         }
         if devices {
             sources.insert(queries::DCGM.to_string(), None);
+        }
+        if scheduler {
+            for source in [queries::SCHEDULER_METRIC, "kube_pod_status_qos_class"] {
+                sources.insert(source.to_string(), None);
+            }
         }
         if gpu_models {
             for source in ["kube_pod_info", "kube_node_labels"] {
@@ -753,6 +773,9 @@ impl<'a> Collector<'a> {
             .then(|| queries::memory(self.windows, self.config.request_model, weigh));
         let labels_q =
             queries::data_labels(self.windows, self.config.request_model == RequestModel::Pod);
+        // With the scheduler's requests: the pods it did not see, which it would bill 0.
+        let unseen_q = (self.config.request_model == RequestModel::Scheduler)
+            .then(|| queries::unseen_by_scheduler(self.windows));
         // The data's labels are judged first: exported labels make the other answers fail in
         // misleading ways, or pass wrong. (Several clusters are judged from the namespaces'
         // answer, before its counts: [`Collector::sample_counts`].)
@@ -774,10 +797,16 @@ impl<'a> Collector<'a> {
                             None => Ok(Vec::new()),
                         }
                     },
+                    async {
+                        match &unseen_q {
+                            Some(q) => self.query("pods unseen by the scheduler", q, span).await,
+                            None => Ok(Vec::new()),
+                        }
+                    },
                 )
             });
         labels::check(&data_labels?, span)?;
-        let ((counts, cpu), gpu, storage, memory) = match answers {
+        let ((counts, cpu), gpu, storage, memory, unseen) = match answers {
             Ok(answers) => answers,
             Err(e @ CollectError::MixedClusters { .. }) => return Err(e),
             // An unreachable or busy Prometheus is the news as it is (and asking it again
@@ -794,6 +823,7 @@ impl<'a> Collector<'a> {
                 return Err(e);
             }
         };
+        scheduler_saw_every_pod(&unseen, span, |ns| self.excluded(ns))?;
         let weights = Some(&counts.weights);
         // Counters (usage) are not samples; the max basis weighs in its query.
         let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&counts.weights);
@@ -857,7 +887,11 @@ impl<'a> Collector<'a> {
             };
             let held = |s: &Series| s.points.iter().any(|(_, v)| *v > 0.0);
             usage.add(gpu_answer, excluded, |s| {
-                let resource = s.labels.get("resource").map(String::as_str).unwrap_or("");
+                // kube-scheduler names the resource as Kubernetes does (`nvidia.com/gpu`),
+                // kube-state-metrics as a label name; the weights know the latter.
+                let resource =
+                    crate::gpu::ksm_name(s.labels.get("resource").map(String::as_str).unwrap_or(""));
+                let resource = resource.as_str();
                 Ok(match self.config.gpu_weights.weight(resource) {
                     Weight::Known(w) if models.is_empty() || !held(s) => {
                         Adds::To(Dimension::Gpu, w)
@@ -1176,6 +1210,62 @@ impl<'a> Collector<'a> {
     }
 
     /// Whether `what` is warned about for the first time this run.
+    /// With the kube-state-metrics source: the Running pods whose requests it cannot see
+    /// ([`queries::unseen_requests`]) at the end of the span's last hour, warned about once per
+    /// run with their count, a few names and the setting that bills them.
+    pub async fn requests_unseen(
+        &self,
+        span: &[HourWindow],
+    ) -> Result<BTreeMap<(String, String), &'static str>> {
+        let Some(last) = span.last() else {
+            return Ok(BTreeMap::new());
+        };
+        let q = queries::unseen_requests();
+        let answer = self
+            .prometheus
+            .query_range(&RangeQuery {
+                what: "requests kube-state-metrics cannot see",
+                expr: &q,
+                start: last.end(),
+                end: last.end(),
+                step: Duration::from_secs(3600),
+            })
+            .await?;
+        let mut pods = BTreeMap::new();
+        for s in &answer {
+            let (Some(ns), Some(pod)) = (s.labels.get("namespace"), s.labels.get("pod")) else {
+                continue;
+            };
+            if !crate::usage::is_namespace_name(ns) || self.excluded(ns) {
+                continue;
+            }
+            let via = match s.labels.get("via").map(String::as_str) {
+                Some("scheduler") => "scheduler",
+                _ => "qos",
+            };
+            pods.entry((ns.clone(), pod.clone())).or_insert(via);
+        }
+        if !pods.is_empty() && self.first_warning("pod-level") {
+            let shown: Vec<String> = pods
+                .keys()
+                .take(5)
+                .map(|(n, p)| format!("{n}/{}", p.escape_debug()))
+                .collect();
+            warn!(
+                pods = pods.len(),
+                first = %shown.join(", "),
+                above_scheduler = pods.values().filter(|v| **v == "scheduler").count(),
+                "Running pods reserve more than their containers request: pod-level requests \
+                 (Kubernetes 1.34+, spec.resources), which kube-state-metrics does not export, or \
+                 an in-place resize down not yet admitted. The kube-state-metrics source bills \
+                 their containers' requests only. Bill what Kubernetes reserves with \
+                 --request-source scheduler (REQUEST_SOURCE; kube-scheduler's \
+                 /metrics/resources scraped; README, Pod-level resources)"
+            );
+        }
+        Ok(pods)
+    }
+
     fn first_warning(&self, what: &str) -> bool {
         self.warned
             .lock()
@@ -1188,5 +1278,36 @@ impl<'a> Collector<'a> {
             .exclude_namespaces
             .iter()
             .any(|p| p.matches(namespace))
+    }
+}
+
+/// [`queries::unseen_by_scheduler`]'s answer: refused at the first hour with such a pod.
+fn scheduler_saw_every_pod(
+    unseen: &[Series],
+    span: &[HourWindow],
+    excluded: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let mut by_hour: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for s in unseen {
+        let (Some(ns), Some(pod)) = (s.labels.get("namespace"), s.labels.get("pod")) else {
+            continue;
+        };
+        if excluded(ns) {
+            continue;
+        }
+        for (t, _) in &s.points {
+            by_hour
+                .entry(*t)
+                .or_default()
+                .insert(format!("{}/{}", ns.escape_debug(), pod.escape_debug()));
+        }
+    }
+    match by_hour.into_iter().next() {
+        None => Ok(()),
+        Some((t, pods)) => Err(CollectError::SchedulerMissedPods {
+            hour: validate::hour_of(span, t),
+            count: pods.len(),
+            first: pods.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        }),
     }
 }
