@@ -700,28 +700,84 @@ fn requested(
     keep: &str,
     weigh: Option<SampleWeight>,
 ) -> String {
-    let h = w.hour();
-    let requested = format!(
-        "max by (namespace, pod, uid, container{keep}) \
-         (avg_over_time(kube_pod_container_resource_requests{{{matcher}}}{h}))"
-    );
-    // Summed over every series of the pod, not `max`: the halves of a series split by a
-    // kube-state-metrics restart add up, and replicas' samples add up to what the weight
-    // (`3600 / n` over every series) divides back.
-    // Weighed per pod, before the join: pods are fewer than their containers' requests (those
-    // of pods that did not run included), and the scalar product costs per series.
-    let running = gauge_sum(
+    let request = |h: &str| {
+        format!(
+            "max by (namespace, pod, uid, container{keep}) \
+             (avg_over_time(kube_pod_container_resource_requests{{{matcher}}}{h}))"
+        )
+    };
+    request_times_running(
         w,
-        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
-        "namespace, pod, uid",
         weigh,
-    );
-    let parts = [
-        requested.as_str(),
-        "* on (namespace, pod, uid) group_left ()",
-        running.as_str(),
-    ];
-    block("(", &parts, ")")
+        scope,
+        "namespace, pod, uid",
+        &format!("namespace, pod, uid, container{keep}"),
+        request,
+    )
+}
+
+/// A pod's request (`request` of a window, labels `id` and more) times its Running samples in
+/// the hour, weighed as `weigh` says ([`gauge_sum`]); `scope` narrows the phase's selector.
+///
+/// The request is the average of its samples, which is its average over time when every
+/// sample stands for the same time: an in-place resize (KEP-1287) inside the hour is billed
+/// for the time at each request. In an hour scraped unevenly ([`SampleWeight::Segments`])
+/// the samples of different segments stand for different times, so each segment takes its
+/// own request average and its own Running samples times its seconds, and the segments are
+/// summed `by` (a resize before a hole would otherwise be weighed by the hole). The phase is
+/// summed over every series of the pod, not `max`: the halves of a series split by a
+/// kube-state-metrics restart add up, and replicas' samples add up to what the weight
+/// (`3600 / n` over every series) divides back. Weighed per pod, before the join: pods are
+/// fewer than their containers' requests (those of pods that did not run included), and the
+/// scalar product costs per series.
+fn request_times_running(
+    w: Windows,
+    weigh: Option<SampleWeight>,
+    scope: &str,
+    id: &str,
+    by: &str,
+    request: impl Fn(&str) -> String,
+) -> String {
+    let phase = format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}");
+    match weigh {
+        Some(SampleWeight::Segments(segments)) if !segments.is_empty() => {
+            let mut parts = Vec::new();
+            for (i, s) in segments.iter().enumerate() {
+                if i > 0 {
+                    parts.push("or".to_string());
+                }
+                let window = w.select(s.len_ms, s.offset_ms);
+                parts.push(block(
+                    "label_replace(",
+                    &[
+                        &request(&window),
+                        &format!("* on ({id}) group_left ()"),
+                        &format!(
+                            "sum by ({id}) (sum_over_time({phase}{window})) * {}, \
+                             \"segment\", \"{i}\", \"\", \"\")",
+                            s.seconds
+                        ),
+                    ],
+                    "",
+                ));
+            }
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            // In parentheses, like the other form: callers aggregate it as it is.
+            block("(", &[&block(&format!("sum by ({by}) ("), &parts, ")")], ")")
+        }
+        _ => {
+            let running = gauge_sum(w, &phase, id, weigh);
+            block(
+                "(",
+                &[
+                    &request(&w.hour()),
+                    &format!("* on ({id}) group_left ()"),
+                    &running,
+                ],
+                ")",
+            )
+        }
+    }
 }
 
 /// A pod overhead metric of kube-state-metrics and the resource it is of.
@@ -812,26 +868,22 @@ pub fn scheduler_requested(
     weigh: Option<SampleWeight>,
 ) -> String {
     let id = "namespace, pod";
-    let in_hour = format!(
-        "max by ({id}, resource) (avg_over_time({SCHEDULER_METRIC}{{{matcher}}}{}))",
-        w.hour()
-    );
+    let average =
+        |h: &str| format!("max by ({id}, resource) (avg_over_time({SCHEDULER_METRIC}{{{matcher}}}{h}))");
     let before = format!(
         "max by ({id}, resource) (last_over_time({SCHEDULER_METRIC}{{{matcher}}}{}))",
         w.select(SCHEDULER_CARRY_MS, HOUR_MS)
     );
-    let requested = block("(", &[&in_hour, "or", &before], ")");
-    let running = gauge_sum(
-        w,
-        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
-        id,
-        weigh,
-    );
-    block(
-        "(",
-        &[&requested, &format!("* on ({id}) group_left ()"), &running],
-        ")",
-    )
+    let hour = block("(", &[&average(&w.hour()), "or", &before], ")");
+    // A segment of an unevenly scraped hour without a scheduler sample takes the hour's.
+    let request = |h: &str| {
+        if h == w.hour() {
+            hour.clone()
+        } else {
+            block("(", &[&average(h), "or", &hour], ")")
+        }
+    };
+    request_times_running(w, weigh, scope, id, &format!("{id}, resource"), request)
 }
 
 /// Per pod (and `resource`): what Kubernetes reserves of the resources `matcher` selects,
@@ -858,17 +910,13 @@ fn effective_requested(
     weigh: Option<SampleWeight>,
 ) -> String {
     let id = "namespace, pod, uid";
-    let effective = effective_request(&w.hour(), matcher, scope, overhead);
-    let running = gauge_sum(
+    request_times_running(
         w,
-        &format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}"),
-        id,
         weigh,
-    );
-    block(
-        "(",
-        &[&effective, &format!("* on ({id}) group_left ()"), &running],
-        ")",
+        scope,
+        id,
+        &format!("{id}, resource"),
+        |h: &str| effective_request(h, matcher, scope, overhead),
     )
 }
 

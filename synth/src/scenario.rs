@@ -113,6 +113,9 @@ pub struct Options {
     /// kube-state-metrics' `kube_pod_status_qos_class`: two scheduler replicas at their own
     /// offsets, one restarted (4 minutes without scrapes) while the other misses 2 of them.
     pub scheduler_metric: bool,
+    /// With the scheduler metric: `(from, to)` hours after `start` in which no scheduler
+    /// replica is scraped (`up` 0, no series).
+    pub scheduler_gaps: Vec<(f64, f64)>,
 }
 
 impl Default for Options {
@@ -148,6 +151,7 @@ impl Default for Options {
             ksm_gaps: Vec::new(),
             pod_resources: false,
             scheduler_metric: false,
+            scheduler_gaps: Vec::new(),
         }
     }
 }
@@ -1282,13 +1286,19 @@ pub fn build(opts: &Options) -> Cluster {
         ksm_restart_policy: opts.ksm_restart_policy,
         scheduler: opts.scheduler_metric.then(|| crate::model::Scheduler {
             offsets: vec![offset(3), offset(19)],
-            gaps: if opts.hours >= 5 {
-                vec![
-                    (0, t0 + 4 * H + 5 * M, t0 + 4 * H + 9 * M),
-                    (1, t0 + 4 * H + 6 * M, t0 + 4 * H + 8 * M),
-                ]
-            } else {
-                Vec::new()
+            gaps: {
+                let mut gaps = if opts.hours >= 5 {
+                    vec![
+                        (0, t0 + 4 * H + 5 * M, t0 + 4 * H + 9 * M),
+                        (1, t0 + 4 * H + 6 * M, t0 + 4 * H + 8 * M),
+                    ]
+                } else {
+                    Vec::new()
+                };
+                for (a, b) in &opts.scheduler_gaps {
+                    gaps.extend([0, 1].map(|r| (r, at(*a), at(*b))));
+                }
+                gaps
             },
         }),
         namespaces,
