@@ -87,14 +87,17 @@ wait_ready() { # pid, file, what
 # Generate a cluster's TSDB once; start Prometheus on it (query log in $1/queries.log).
 # 2: every cluster has kube-system, which the job reads its scrape timeline from.
 # 3: `up` of kube-state-metrics' targets, the store's time for a stopped source.
-DATA=3
-prometheus() { # namespaces, hours, interval; sets dir, url, prom_pid
-    dir=target/bench-v$DATA-$1-$2h-$3s
+# 4: the one-hour cluster also has kube-scheduler's kube_pod_resource_request and the QoS
+#    classes (--request-source scheduler); the others are unchanged.
+prometheus() { # namespaces, hours, interval[, synth flags...]; sets dir, url, prom_pid
+    local data=3
+    [[ $# -gt 3 ]] && data=4
+    dir=target/bench-v$data-$1-$2h-$3s
     if [[ ! -d $dir/tsdb ]]; then
         echo "generating $1 namespaces x $2 h at $3 s into $dir (once)" >&2
         rm -rf "$dir"
         target/release/synth-cluster --out-dir "$dir/data" --start "$start" --hours "$2" \
-            --interval "$3" --namespaces "$1" --only-random 2>/dev/null
+            --interval "$3" --namespaces "$1" --only-random "${@:4}" 2>/dev/null
     fi
     rm -f "$dir/url" "$dir/queries.log"
     PROMETHEUS_QUERY_LOG=$(pwd)/$dir/queries.log timeout 7200 bash scripts/prometheus.sh \
@@ -165,22 +168,33 @@ printf '%-9s %-52s %12s %12s %7s  %s\n' part measure job baseline ratio target
 
 # --- One billed hour at $N namespaces --------------------------------------------------------
 if [[ $PARTS == *" 1h "* ]]; then
-prometheus "$N" 2 120
+prometheus "$N" 2 120 --scheduler-metric
 qlog=$dir/queries.log
 hour=(--dry-run --since "$(at 1)" --until "$(at 2)" --now "$(at 3)")
-gauges='kube_namespace_status_phase|kube_pod_container_resource_requests|kube_pod_status_phase|kube_persistentvolumeclaim_resource_requests_storage_bytes|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_access_mode'
+common='kube_namespace_status_phase|kube_pod_status_phase|kube_persistentvolumeclaim_resource_requests_storage_bytes|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_access_mode'
 counter='container_cpu_usage_seconds_total{container!="", container!="POD"}'
 # The median of an awk expression of the fields of $tmp/rounds (one line per round).
 col() { awk "{ print $1 }" "$tmp/rounds" | median | awk '{ printf "%.2f", $1 }'; }
-for basis in request usage max; do
+# The three bases with kube-state-metrics' requests, and the request basis with
+# kube-scheduler's (`scheduler`).
+for basis in request usage max scheduler; do
     echo "one hour, $basis basis: $REPEAT rounds of job, replay and single pass" >&2
+    flags=(--cpu-basis "$basis")
+    # The requests the hour reads: the containers' (and each run's instant look at the pods
+    # whose requests they do not show), or the scheduler's and the QoS classes (which tell
+    # the pods it hides).
+    gauges="$common|kube_pod_container_resource_requests"
+    if [[ $basis == scheduler ]]; then
+        flags=(--cpu-basis request --request-source scheduler)
+        gauges="$common|kube_pod_resource_request|kube_pod_status_qos_class"
+    fi
     # Once unmeasured: the first reads of a freshly started Prometheus fault its blocks into
     # memory, which would be charged to the job and not to the replay that follows it.
-    job "${hour[@]}" --cpu-basis "$basis"
+    job "${hour[@]}" "${flags[@]}"
     # One pass over every sample the hour needs (the usage counters: this hour and the one
     # before, which the telescoping reads).
     single="sum(count_over_time({__name__=~\"$gauges\"}[3599999ms] offset 1ms))"
-    if [[ $basis != request ]]; then
+    if [[ $basis == usage || $basis == max ]]; then
         single="$single + sum(count_over_time($counter[7199999ms] offset 1ms))"
     fi
     # Rounds of the three, interleaved, so that a slow moment of this shared machine falls on
@@ -190,7 +204,7 @@ for basis in request usage max; do
         : >"$qlog"
         settle "$prom_pid"
         c0=$(cpu_of "$prom_pid")
-        job "${hour[@]}" --cpu-basis "$basis"
+        job "${hour[@]}" "${flags[@]}"
         settle "$prom_pid"
         c1=$(cpu_of "$prom_pid")
         read -r requests samples < <(requests_of "$qlog")

@@ -916,8 +916,18 @@ async fn request_checks(
         read(queries::RequestModel::Scheduler),
     );
     let (ksm, sched) = tokio::join!(
-        at_end(prometheus, "cpu (kube-state-metrics requests)", &ksm_q, hour),
-        at_end(prometheus, "cpu (kube-scheduler requests)", &scheduler_q, hour),
+        at_end(
+            prometheus,
+            "cpu (kube-state-metrics requests)",
+            &ksm_q,
+            hour
+        ),
+        at_end(
+            prometheus,
+            "cpu (kube-scheduler requests)",
+            &scheduler_q,
+            hour
+        ),
     );
     let (ksm, sched) = match (ksm, sched) {
         (Ok(k), Ok(s)) => (k, s),
@@ -929,8 +939,12 @@ async fn request_checks(
             .filter_map(|s| {
                 let ns = s.labels.get("namespace")?;
                 let v = s.points.last()?.1;
-                (!config.collect.exclude_namespaces.iter().any(|p| p.matches(ns)))
-                    .then(|| (ns.clone(), v))
+                (!config
+                    .collect
+                    .exclude_namespaces
+                    .iter()
+                    .any(|p| p.matches(ns)))
+                .then(|| (ns.clone(), v))
             })
             .collect()
     };

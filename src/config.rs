@@ -417,7 +417,9 @@ fn request_model(args: &Args) -> Result<crate::queries::RequestModel> {
              keep it with --request-source kube-state-metrics"
                 .into(),
         )),
-        (RequestSourceArg::Scheduler, RequestModelArg::Pod) if args.cpu_basis == crate::queries::CpuBasis::Max => {
+        (RequestSourceArg::Scheduler, RequestModelArg::Pod)
+            if args.cpu_basis == crate::queries::CpuBasis::Max =>
+        {
             Err(ConfigError::Usage(
                 "--cpu-basis max compares requests with usage per container, and \
                  kube-scheduler publishes requests per pod: use --cpu-basis request or usage \

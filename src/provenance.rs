@@ -273,7 +273,9 @@ mod tests {
         // kube-scheduler's metric shares kube-state-metrics' prefix, not its exporter;
         // Prometheus' own `up` is no exporter's.
         assert_eq!(
-            p.for_metric("kube_pod_resource_request").unwrap().to_string(),
+            p.for_metric("kube_pod_resource_request")
+                .unwrap()
+                .to_string(),
             r#"job=~"kube-scheduler|scheduler""#
         );
         assert_eq!(p.for_metric("up"), None);

@@ -730,6 +730,14 @@ fn requested(
 /// (`3600 / n` over every series) divides back. Weighed per pod, before the join: pods are
 /// fewer than their containers' requests (those of pods that did not run included), and the
 /// scalar product costs per series.
+/// The most segments an hour's requests are averaged over one by one
+/// ([`request_times_running`]): one hole (the stretches before, across and after it) or one
+/// retuned interval. Each segment repeats the request expression (about 3 KB for the pod
+/// model), and VictoriaMetrics refuses a query over 16 KB (`-search.maxQueryLen`); an hour
+/// with more takes the hour's average request, weighed by samples, and its segments' Running
+/// samples (README, Known limits).
+const MAX_REQUEST_SEGMENTS: usize = 3;
+
 fn request_times_running(
     w: Windows,
     weigh: Option<SampleWeight>,
@@ -740,7 +748,9 @@ fn request_times_running(
 ) -> String {
     let phase = format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}");
     match weigh {
-        Some(SampleWeight::Segments(segments)) if !segments.is_empty() => {
+        Some(SampleWeight::Segments(segments))
+            if !segments.is_empty() && segments.len() <= MAX_REQUEST_SEGMENTS =>
+        {
             let mut parts = Vec::new();
             for (i, s) in segments.iter().enumerate() {
                 if i > 0 {
@@ -763,7 +773,11 @@ fn request_times_running(
             }
             let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
             // In parentheses, like the other form: callers aggregate it as it is.
-            block("(", &[&block(&format!("sum by ({by}) ("), &parts, ")")], ")")
+            block(
+                "(",
+                &[&block(&format!("sum by ({by}) ("), &parts, ")")],
+                ")",
+            )
         }
         _ => {
             let running = gauge_sum(w, &phase, id, weigh);
@@ -868,8 +882,9 @@ pub fn scheduler_requested(
     weigh: Option<SampleWeight>,
 ) -> String {
     let id = "namespace, pod";
-    let average =
-        |h: &str| format!("max by ({id}, resource) (avg_over_time({SCHEDULER_METRIC}{{{matcher}}}{h}))");
+    let average = |h: &str| {
+        format!("max by ({id}, resource) (avg_over_time({SCHEDULER_METRIC}{{{matcher}}}{h}))")
+    };
     let before = format!(
         "max by ({id}, resource) (last_over_time({SCHEDULER_METRIC}{{{matcher}}}{}))",
         w.select(SCHEDULER_CARRY_MS, HOUR_MS)
@@ -1680,7 +1695,10 @@ mod tests {
                     Namespaces::Half(Half::First),
                 ),
             ));
-            all.push(("gpu (scheduler)", gpu(w, RequestModel::Scheduler, None, true)));
+            all.push((
+                "gpu (scheduler)",
+                gpu(w, RequestModel::Scheduler, None, true),
+            ));
             all.push(("pods unseen by the scheduler", unseen_by_scheduler(w)));
             all.push((
                 "memory (containers)",
@@ -1728,6 +1746,55 @@ mod tests {
         all.push(("probe", probe().to_string()));
         all.push(("requests kube-state-metrics cannot see", unseen_requests()));
         all
+    }
+
+    /// The longest queries of an unevenly scraped hour (each segment's own request average,
+    /// [`MAX_REQUEST_SEGMENTS`] of them), scoped to a cluster and with every source's
+    /// provenance, fit VictoriaMetrics' default `-search.maxQueryLen` (16 KB); a fourth
+    /// segment falls back to the shorter form.
+    #[test]
+    fn segmented_requests_fit_victoria_metrics_query_length() {
+        let scope = crate::scope::Scope::parse(r#"cluster="prod-alln-01""#).unwrap();
+        let p = crate::provenance::Provenance::default();
+        let mut four = SEGMENTS.to_vec();
+        four.push(SEGMENTS[0]);
+        for w in [Windows::Closed, Windows::LeftOpen] {
+            let weigh = Some(SampleWeight::Segments(&SEGMENTS));
+            for model in [
+                RequestModel::Pod,
+                RequestModel::Scheduler,
+                RequestModel::Containers,
+            ] {
+                for q in [
+                    cpu(
+                        w,
+                        CpuRead::Requested(model, weigh),
+                        Namespaces::Half(Half::First),
+                    ),
+                    memory(w, model, weigh),
+                    gpu(w, model, weigh, true),
+                ] {
+                    let len = scope.apply_with(&q, &p).len();
+                    assert!(len < 16_384, "{model:?}: {len} bytes");
+                }
+            }
+            let long = cpu(
+                w,
+                CpuRead::Requested(RequestModel::Pod, Some(SampleWeight::Segments(&four))),
+                Namespaces::All,
+            );
+            let hour_average = format!(
+                "kube_pod_container_resource_requests{{resource=\"cpu\"}}{}",
+                w.hour()
+            );
+            assert!(long.contains(&hour_average), "{long}");
+            let three = cpu(
+                w,
+                CpuRead::Requested(RequestModel::Pod, weigh),
+                Namespaces::All,
+            );
+            assert!(!three.contains(&hour_average), "{three}");
+        }
     }
 
     /// Every selector of a source's metric carries that source's provenance matchers, and a

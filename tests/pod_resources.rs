@@ -94,7 +94,10 @@ fn compare(
 fn each_source_bills_what_it_sees_and_the_scheduler_sees_what_kubernetes_reserves() {
     let opts = options();
     for (engine, p) in [
-        ("prometheus", common::start_prometheus("pod-resources", &opts)),
+        (
+            "prometheus",
+            common::start_prometheus("pod-resources", &opts),
+        ),
         (
             "victoria-metrics",
             common::start_victoria_metrics("pod-resources-vm", &opts),
@@ -111,7 +114,11 @@ fn each_source_bills_what_it_sees_and_the_scheduler_sees_what_kubernetes_reserve
         let scheduler = dry_run(&p, &["--request-source", "scheduler"]);
         let got = messages(&scheduler);
         let failures = compare(&truth, &got, true);
-        assert!(failures.is_empty(), "{engine} scheduler:\n{}", failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{engine} scheduler:\n{}",
+            failures.join("\n")
+        );
         // The pods in a full hour: 2 with no container request, 3 whose containers
         // request 0.5, 1 + 0.25 overhead, 1 beside a GPU: 7.25 cores, 20 GiB + 160 MiB.
         assert!((podlevel(&got, 1, "cpu") - 7.25).abs() <= EXACT, "{engine}");
@@ -125,7 +132,11 @@ fn each_source_bills_what_it_sees_and_the_scheduler_sees_what_kubernetes_reserve
         let ksm = dry_run(&p, &[]);
         let got = messages(&ksm);
         let failures = compare(&truth, &got, false);
-        assert!(failures.is_empty(), "{engine} kube-state-metrics:\n{}", failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{engine} kube-state-metrics:\n{}",
+            failures.join("\n")
+        );
         // 16 % of what Kubernetes reserves there, and said so once, with the setting.
         assert!((podlevel(&got, 1, "cpu") - 0.75).abs() <= EXACT, "{engine}");
         let warning = ksm
@@ -135,7 +146,11 @@ fn each_source_bills_what_it_sees_and_the_scheduler_sees_what_kubernetes_reserve
             .collect::<Vec<_>>();
         assert_eq!(warning.len(), 1, "{engine}: {}", ksm.stderr);
         for pod in ["--request-source scheduler", "pods=", "team-podlevel/pl-"] {
-            assert!(warning[0].contains(pod), "{engine}: {pod} not in {}", warning[0]);
+            assert!(
+                warning[0].contains(pod),
+                "{engine}: {pod} not in {}",
+                warning[0]
+            );
         }
     }
 }
@@ -162,17 +177,30 @@ fn resizes_are_billed_as_each_source_counts_them() {
     let up = 1.0 / 3.0 + 2.0 * 2.0 / 3.0;
     for out in [&scheduler, &ksm] {
         let want = up + 2.0 + 1.0;
-        assert!((cpu(out, 1) - want).abs() <= 2.0 * interval, "{} vs {want}", cpu(out, 1));
+        assert!(
+            (cpu(out, 1) - want).abs() <= 2.0 * interval,
+            "{} vs {want}",
+            cpu(out, 1)
+        );
     }
     // 02:00-03:00: down from 2 to 0.5 at 02:10, admitted 02:40.
     let (sched_down, spec_down) = (2.0 * 2.0 / 3.0 + 0.5 / 3.0, 2.0 / 6.0 + 0.5 * 5.0 / 6.0);
     let got = (cpu(&scheduler, 2), cpu(&ksm, 2));
-    assert!((got.0 - (2.0 + sched_down + 1.0)).abs() <= 2.0 * interval, "{got:?}");
-    assert!((got.1 - (2.0 + spec_down + 1.0)).abs() <= 2.0 * interval, "{got:?}");
+    assert!(
+        (got.0 - (2.0 + sched_down + 1.0)).abs() <= 2.0 * interval,
+        "{got:?}"
+    );
+    assert!(
+        (got.1 - (2.0 + spec_down + 1.0)).abs() <= 2.0 * interval,
+        "{got:?}"
+    );
     // 03:00-04:00: the infeasible resize to 8 at 03:15.
     let got = (cpu(&scheduler, 3), cpu(&ksm, 3));
     assert!((got.0 - 3.5).abs() <= EXACT, "{got:?}");
-    assert!((got.1 - (2.5 + 0.25 + 6.0)).abs() <= 8.0 * interval, "{got:?}");
+    assert!(
+        (got.1 - (2.5 + 0.25 + 6.0)).abs() <= 8.0 * interval,
+        "{got:?}"
+    );
 }
 
 /// A pod kube-scheduler never wrote (every replica unscraped for its whole life in the hour)
@@ -246,7 +274,10 @@ fn check_compares_the_sources_and_impossible_settings_are_refused() {
         ),
         (["--cpu-basis", "max"], "--cpu-basis max compares"),
     ] {
-        let out = dry_run(&p, &[&["--request-source", "scheduler"][..], &flags[..]].concat());
+        let out = dry_run(
+            &p,
+            &[&["--request-source", "scheduler"][..], &flags[..]].concat(),
+        );
         assert_eq!(out.code, 2, "{}", out.stderr);
         assert!(out.stderr.contains(says), "{}", out.stderr);
     }

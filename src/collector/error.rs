@@ -312,8 +312,10 @@ pub enum CollectError {
          in it ({first}): --request-source scheduler would bill them nothing; nothing was billed \
          from that hour on and the checkpoint stays. Every scheduler replica writes every pod, \
          so /metrics/resources was not scraped while they ran (every replica down longer than \
-         their lives), or --scheduler-selector (SCHEDULER_SELECTOR) misses the replica that \
-         saw them. Check the scheduler's `up`; bill the hour from the containers' requests \
+         their lives), --scheduler-selector (SCHEDULER_SELECTOR) misses the replica that saw \
+         them, or it is scraped without honor_labels (the pods' namespace and pod then stored \
+         as exported_namespace and exported_pod: set honorLabels on its ServiceMonitor). \
+         Check the scheduler's `up`; bill the hour from the containers' requests \
          with --request-source kube-state-metrics (README, Pod-level resources)"
     )]
     SchedulerMissedPods {

@@ -889,8 +889,9 @@ impl<'a> Collector<'a> {
             usage.add(gpu_answer, excluded, |s| {
                 // kube-scheduler names the resource as Kubernetes does (`nvidia.com/gpu`),
                 // kube-state-metrics as a label name; the weights know the latter.
-                let resource =
-                    crate::gpu::ksm_name(s.labels.get("resource").map(String::as_str).unwrap_or(""));
+                let resource = crate::gpu::ksm_name(
+                    s.labels.get("resource").map(String::as_str).unwrap_or(""),
+                );
                 let resource = resource.as_str();
                 Ok(match self.config.gpu_weights.weight(resource) {
                     Weight::Known(w) if models.is_empty() || !held(s) => {
@@ -1296,10 +1297,11 @@ fn scheduler_saw_every_pod(
             continue;
         }
         for (t, _) in &s.points {
-            by_hour
-                .entry(*t)
-                .or_default()
-                .insert(format!("{}/{}", ns.escape_debug(), pod.escape_debug()));
+            by_hour.entry(*t).or_default().insert(format!(
+                "{}/{}",
+                ns.escape_debug(),
+                pod.escape_debug()
+            ));
         }
     }
     match by_hour.into_iter().next() {

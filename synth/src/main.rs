@@ -33,6 +33,10 @@ struct Args {
     /// Only the random namespaces (benchmarks).
     #[arg(long)]
     only_random: bool,
+    /// Also write kube-scheduler's kube_pod_resource_request (two replicas) and
+    /// kube-state-metrics' kube_pod_status_qos_class, for --request-source scheduler.
+    #[arg(long)]
+    scheduler_metric: bool,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn run(args: Args) -> Result<()> {
         random_namespaces: args.namespaces,
         seed: args.seed,
         only_random: args.only_random,
+        scheduler_metric: args.scheduler_metric,
         ..Options::default()
     };
     if let Some(start) = &args.start {

@@ -156,7 +156,11 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                             .filter(|t| (pod.created..pod.deleted).contains(*t))
                         {
                             // The spec: an in-place resize shows from the moment it is asked.
-                            let value = if resource == "cpu" { c.spec_cpu(t) } else { value };
+                            let value = if resource == "cpu" {
+                                c.spec_cpu(t)
+                            } else {
+                                value
+                            };
                             writeln!(
                                 out,
                                 "kube_pod_container_resource_requests{{{labels}}} {value} {t}"

@@ -112,7 +112,12 @@ fn running_integral(pod: &super::model::Pod, hour: (i64, i64), f: impl Fn(i64) -
     for (a, b) in pod.running() {
         let (a, b) = (a.max(hour.0), b.min(hour.1));
         let mut from = a;
-        for to in cuts.iter().copied().filter(|t| (a + 1..b).contains(t)).chain([b]) {
+        for to in cuts
+            .iter()
+            .copied()
+            .filter(|t| (a + 1..b).contains(t))
+            .chain([b])
+        {
             if to > from {
                 total += f(from) * (to - from) as f64;
             }
@@ -406,7 +411,13 @@ mod tests {
         // 03:00-04:00: the infeasible resize: 1 counted, 8 in the spec from 03:15.
         let r = row(&rows, t0 + 3 * H, "team-resize");
         assert!(close(r.cpu_request, 2.0 + 0.5 + 1.0), "{r:?}");
-        assert!(close(r.cpu_request_spec, 2.0 + 0.5 + 0.25 + 8.0 * 0.75), "{r:?}");
-        assert!(r.tol_cpu_request > 0.0 && r.tol_cpu_request < 8.0 * 31.0 / 3600.0, "{r:?}");
+        assert!(
+            close(r.cpu_request_spec, 2.0 + 0.5 + 0.25 + 8.0 * 0.75),
+            "{r:?}"
+        );
+        assert!(
+            r.tol_cpu_request > 0.0 && r.tol_cpu_request < 8.0 * 31.0 / 3600.0,
+            "{r:?}"
+        );
     }
 }
