@@ -705,8 +705,9 @@ async fn metric_checks(
     lines: &mut Lines,
 ) {
     let usage = matches!(config.collect.cpu_basis, CpuBasis::Usage | CpuBasis::Max);
+    let scheduler = config.collect.request_model == queries::RequestModel::Scheduler;
     for (metric, labels, matcher, read_by) in queries::READS {
-        if *read_by == ReadBy::Usage && !usage {
+        if (*read_by == ReadBy::Usage && !usage) || (*read_by == ReadBy::Scheduler && !scheduler) {
             continue;
         }
         let q = queries::present(w, metric, labels, matcher);
@@ -732,7 +733,11 @@ async fn metric_checks(
                 format!(
                     "no series with the labels {} in this hour: {}",
                     labels.join(", "),
-                    if metric.starts_with("kube_") {
+                    if *metric == queries::SCHEDULER_METRIC {
+                        "check that kube-scheduler's /metrics/resources is scraped (with \
+                         honor_labels) and picked by --scheduler-selector, or bill \
+                         --request-source kube-state-metrics"
+                    } else if metric.starts_with("kube_") {
                         "check that kube-state-metrics v2 is scraped (with honor_labels) and \
                          writes this metric"
                     } else {

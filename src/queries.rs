@@ -499,6 +499,8 @@ pub enum ReadBy {
     Every,
     /// The usage and max bases (cAdvisor's usage counters).
     Usage,
+    /// `--request-source scheduler` (kube-scheduler's requests, the pods' QoS classes).
+    Scheduler,
 }
 
 /// Every metric the queries read, with the labels they group and join on (and a matcher its
@@ -540,6 +542,18 @@ pub const READS: &[(&str, &[&str], &str, ReadBy)] = &[
         &["namespace", "pod", "container", "id"],
         "container!=\"\", container!=\"POD\"",
         ReadBy::Usage,
+    ),
+    (
+        SCHEDULER_METRIC,
+        &["namespace", "pod", "resource"],
+        "resource=\"cpu\"",
+        ReadBy::Scheduler,
+    ),
+    (
+        "kube_pod_status_qos_class",
+        &["namespace", "pod", "uid", "qos_class"],
+        "",
+        ReadBy::Scheduler,
     ),
 ];
 
@@ -730,13 +744,26 @@ fn requested(
 /// (`3600 / n` over every series) divides back. Weighed per pod, before the join: pods are
 /// fewer than their containers' requests (those of pods that did not run included), and the
 /// scalar product costs per series.
-/// The most segments an hour's requests are averaged over one by one
-/// ([`request_times_running`]): one hole (the stretches before, across and after it) or one
-/// retuned interval. Each segment repeats the request expression (about 3 KB for the pod
-/// model), and VictoriaMetrics refuses a query over 16 KB (`-search.maxQueryLen`); an hour
-/// with more takes the hour's average request, weighed by samples, and its segments' Running
-/// samples (README, Known limits).
-const MAX_REQUEST_SEGMENTS: usize = 3;
+/// The most segments one query averages requests over ([`request_times_running`]): each
+/// segment repeats the request expression (about 3 KB for the pod model), and
+/// VictoriaMetrics refuses a query over 16 KB (`-search.maxQueryLen`). An hour with more (two
+/// holes, a hole and a retuned interval) is sent as several queries of at most this many
+/// segments each ([`segment_parts`]), whose answers the collector adds up: each gives its
+/// segments' part of the hour, and the queries that take this path sum over pods linearly.
+pub const MAX_REQUEST_SEGMENTS: usize = 4;
+
+/// `weigh` in parts of at most [`MAX_REQUEST_SEGMENTS`] segments, for the queries whose
+/// answers add up over the hour's segments (the request basis, memory, GPUs): itself when it
+/// is not segmented or is short enough.
+pub fn segment_parts(weigh: Option<SampleWeight<'_>>) -> Vec<Option<SampleWeight<'_>>> {
+    match weigh {
+        Some(SampleWeight::Segments(s)) if s.len() > MAX_REQUEST_SEGMENTS => s
+            .chunks(MAX_REQUEST_SEGMENTS)
+            .map(|c| Some(SampleWeight::Segments(c)))
+            .collect(),
+        other => vec![other],
+    }
+}
 
 fn request_times_running(
     w: Windows,
@@ -748,9 +775,7 @@ fn request_times_running(
 ) -> String {
     let phase = format!("kube_pod_status_phase{{phase=\"Running\"{scope}}}");
     match weigh {
-        Some(SampleWeight::Segments(segments))
-            if !segments.is_empty() && segments.len() <= MAX_REQUEST_SEGMENTS =>
-        {
+        Some(SampleWeight::Segments(segments)) if !segments.is_empty() => {
             let mut parts = Vec::new();
             for (i, s) in segments.iter().enumerate() {
                 if i > 0 {
@@ -1750,16 +1775,15 @@ mod tests {
 
     /// The longest queries of an unevenly scraped hour (each segment's own request average,
     /// [`MAX_REQUEST_SEGMENTS`] of them), scoped to a cluster and with every source's
-    /// provenance, fit VictoriaMetrics' default `-search.maxQueryLen` (16 KB); a fourth
-    /// segment falls back to the shorter form.
+    /// provenance, fit VictoriaMetrics' default `-search.maxQueryLen` (16 KB); an hour of more
+    /// segments goes in parts that partition them.
     #[test]
     fn segmented_requests_fit_victoria_metrics_query_length() {
         let scope = crate::scope::Scope::parse(r#"cluster="prod-alln-01""#).unwrap();
         let p = crate::provenance::Provenance::default();
-        let mut four = SEGMENTS.to_vec();
-        four.push(SEGMENTS[0]);
+        let four: Vec<Segment> = SEGMENTS.iter().chain(&SEGMENTS[..1]).copied().collect();
         for w in [Windows::Closed, Windows::LeftOpen] {
-            let weigh = Some(SampleWeight::Segments(&SEGMENTS));
+            let weigh = Some(SampleWeight::Segments(&four));
             for model in [
                 RequestModel::Pod,
                 RequestModel::Scheduler,
@@ -1778,23 +1802,18 @@ mod tests {
                     assert!(len < 16_384, "{model:?}: {len} bytes");
                 }
             }
-            let long = cpu(
-                w,
-                CpuRead::Requested(RequestModel::Pod, Some(SampleWeight::Segments(&four))),
-                Namespaces::All,
-            );
-            let hour_average = format!(
-                "kube_pod_container_resource_requests{{resource=\"cpu\"}}{}",
-                w.hour()
-            );
-            assert!(long.contains(&hour_average), "{long}");
-            let three = cpu(
-                w,
-                CpuRead::Requested(RequestModel::Pod, weigh),
-                Namespaces::All,
-            );
-            assert!(!three.contains(&hour_average), "{three}");
         }
+        let nine: Vec<Segment> = (0..9).map(|i| SEGMENTS[i % 3]).collect();
+        let parts = segment_parts(Some(SampleWeight::Segments(&nine)));
+        let lens: Vec<usize> = parts
+            .iter()
+            .map(|p| match p {
+                Some(SampleWeight::Segments(s)) => s.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(lens, [4, 4, 1]);
+        assert_eq!(segment_parts(None), [None]);
     }
 
     /// Every selector of a source's metric carries that source's provenance matchers, and a

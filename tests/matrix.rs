@@ -2,8 +2,9 @@
 //! exporters (replicas at distinct and at equal timestamps, a replica added inside an hour, a
 //! kube-state-metrics restart, tenants' look-alike series) composed with every time shape (a
 //! Prometheus outage inside an hour and one across an hour's edge, a retuned scrape interval,
-//! a store that lags) and every basis (CPU requested by the pod and by the containers, used,
-//! the larger of both, memory, GPUs by requests and by devices), on Prometheus (closed windows)
+//! a store that lags) and every basis (CPU requested by the pod and by the containers, from
+//! kube-state-metrics and from kube-scheduler, used, the larger of both, memory, GPUs by
+//! requests and by devices), on Prometheus (closed windows)
 //! and VictoriaMetrics (left-open), each namespace-hour against the exact integral within the
 //! truth's tolerance (exact for what did not change). Plus seeded random compositions.
 //!
@@ -35,6 +36,10 @@ fn shaped(quirk: Options) -> Options {
         interval_change: Some((h(5.0, 25.0), 15)),
         stored_until: Some(h(6.0, 40.0)),
         gpu_fleet: true,
+        // Kubernetes 1.34+'s pods (pod-level requests, in-place resizes, one deferred across
+        // the first outage) and kube-scheduler's two replicas, one restarted.
+        pod_resources: true,
+        scheduler_metric: true,
         ..quirk
     }
 }
@@ -100,9 +105,24 @@ struct Basis {
 
 fn bases() -> Vec<Basis> {
     vec![
+        // kube-state-metrics sees the containers' specs (pod-level requests unseen).
         Basis {
             name: "request, pod model, memory",
             flags: &["--cpu-basis", "request", "--bill-memory"],
+            cpu: |r| (r.cpu_request_spec, r.tol_cpu_request),
+            gpu: |r| (r.gpu, r.tol_gpu),
+            ram: Some(|r| (r.ram_spec, r.tol_ram)),
+        },
+        // kube-scheduler's requests: `PodRequests`, what Kubernetes reserves.
+        Basis {
+            name: "request, kube-scheduler, memory",
+            flags: &[
+                "--cpu-basis",
+                "request",
+                "--request-source",
+                "scheduler",
+                "--bill-memory",
+            ],
             cpu: |r| (r.cpu_request, r.tol_cpu_request),
             gpu: |r| (r.gpu, r.tol_gpu),
             ram: Some(|r| (r.ram, r.tol_ram)),
@@ -407,14 +427,17 @@ fn compose(
             }
         }
         if until < p.dataset.data_end {
-            // The lagging hour waits: a dry-run of it is refused with the waiting code.
-            let out = dry_run(&p, until, until + 3600, &[]);
-            if out.code != 7 {
-                failures.push(format!(
-                    "{what}, {engine}: the hour the store lags in was not refused as waiting: \
-                     exit {}: {}",
-                    out.code, out.stderr
-                ));
+            // The lagging hour waits, whichever source the requests come from: a dry-run of
+            // it is refused with the waiting code.
+            for flags in [&[][..], &["--request-source", "scheduler"][..]] {
+                let out = dry_run(&p, until, until + 3600, flags);
+                if out.code != 7 {
+                    failures.push(format!(
+                        "{what}, {engine} {flags:?}: the hour the store lags in was not refused \
+                         as waiting: exit {}: {}",
+                        out.code, out.stderr
+                    ));
+                }
             }
         }
     }

@@ -57,9 +57,14 @@ impl SteadyQuery {
         model: RequestModel,
         weigh: Option<SampleWeight>,
     ) -> Self {
-        let now: Option<Vec<String>> = Half::BOTH
-            .iter()
-            .map(|h| queries::cpu_before_counts(windows, basis, model, weigh, Namespaces::Half(*h)))
+        // An hour of many segments goes in parts whose answers add up ([`add_up`]).
+        let now: Option<Vec<String>> = queries::segment_parts(weigh)
+            .into_iter()
+            .flat_map(|weigh| {
+                Half::BOTH.iter().map(move |h| {
+                    queries::cpu_before_counts(windows, basis, model, weigh, Namespaces::Half(*h))
+                })
+            })
             .collect();
         match now {
             Some(qs) => SteadyQuery::Now(qs),
@@ -221,8 +226,8 @@ impl Collector<'_> {
                 }
             },
         )?;
-        // Exactly one of the two was sent.
-        let steady = [now, after_counts].concat();
+        // Exactly one of the two was sent; the parts of a many-segment hour add up.
+        let steady = super::add_up([now, after_counts].concat());
         Ok((counts, CpuAnswer::decide(steady, fallen)))
     }
 

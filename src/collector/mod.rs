@@ -758,19 +758,30 @@ impl<'a> Collector<'a> {
         let weigh = segments.map(SampleWeight::Segments);
         let devices = self.config.gpu_source == GpuSource::Devices;
         let models = self.config.gpu_models.keys();
-        let (gpu_q, storage_q) = (
-            queries::gpu(
-                self.windows,
-                self.config.request_model,
-                weigh,
-                !devices && !models.is_empty(),
-            ),
+        // Requests in parts of a many-segment hour ([`queries::segment_parts`]).
+        let parts = queries::segment_parts(weigh);
+        let (gpu_q, storage_q): (Vec<String>, String) = (
+            parts
+                .iter()
+                .map(|weigh| {
+                    queries::gpu(
+                        self.windows,
+                        self.config.request_model,
+                        *weigh,
+                        !devices && !models.is_empty(),
+                    )
+                })
+                .collect(),
             queries::storage(self.windows, weigh),
         );
-        let memory_q = self
-            .config
-            .bill_memory
-            .then(|| queries::memory(self.windows, self.config.request_model, weigh));
+        let memory_q: Vec<String> = if self.config.bill_memory {
+            parts
+                .iter()
+                .map(|weigh| queries::memory(self.windows, self.config.request_model, *weigh))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let labels_q =
             queries::data_labels(self.windows, self.config.request_model == RequestModel::Pod);
         // With the scheduler's requests: the pods it did not see, which it would bill 0.
@@ -787,15 +798,14 @@ impl<'a> Collector<'a> {
                         if devices {
                             self.gpu_from_devices(span).await
                         } else {
-                            self.query("gpu", &gpu_q, span).await
+                            Ok(add_up(self.query_together("gpu", &gpu_q, span).await?))
                         }
                     },
                     self.query("storage", &storage_q, span),
                     async {
-                        match &memory_q {
-                            Some(q) => self.query("memory", q, span).await,
-                            None => Ok(Vec::new()),
-                        }
+                        Ok(add_up(
+                            self.query_together("memory", &memory_q, span).await?,
+                        ))
                     },
                     async {
                         match &unseen_q {
@@ -1311,5 +1321,64 @@ fn scheduler_saw_every_pod(
             count: pods.len(),
             first: pods.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
         }),
+    }
+}
+
+/// The answers of queries that each give a part of the same sums (the segments of one hour,
+/// [`queries::segment_parts`]) as one: the series of equal labels added point by point. An
+/// answer of one query has each label set once, and passes unchanged.
+fn add_up(series: Vec<Series>) -> Vec<Series> {
+    let mut sums: BTreeMap<BTreeMap<String, String>, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for s in series {
+        let points = sums.entry(s.labels.clone()).or_insert_with(|| {
+            order.push(s.labels.clone());
+            BTreeMap::new()
+        });
+        for (t, v) in s.points {
+            *points.entry(t).or_insert(0.0) += v;
+        }
+    }
+    order
+        .into_iter()
+        .map(|labels| {
+            let points = sums
+                .remove(&labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            Series { labels, points }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod add_up_tests {
+    use super::*;
+
+    fn series(ns: &str, points: &[(i64, f64)]) -> Series {
+        Series {
+            labels: BTreeMap::from([("namespace".to_string(), ns.to_string())]),
+            points: points.to_vec(),
+        }
+    }
+
+    /// Parts of one hour's sums add up per label set and time; one answer passes unchanged.
+    #[test]
+    fn parts_add_up_and_a_single_answer_is_unchanged() {
+        let one = vec![series("a", &[(3600, 1.5)]), series("b", &[(3600, 2.0)])];
+        assert_eq!(add_up(one.clone()), one);
+        let parts = vec![
+            series("a", &[(3600, 1.0), (7200, 4.0)]),
+            series("b", &[(3600, 2.0)]),
+            series("a", &[(3600, 0.5)]),
+        ];
+        assert_eq!(
+            add_up(parts),
+            vec![
+                series("a", &[(3600, 1.5), (7200, 4.0)]),
+                series("b", &[(3600, 2.0)])
+            ]
+        );
     }
 }
