@@ -331,6 +331,8 @@ fn random_composition(seed: u64) -> Options {
         outages: vec![(outage_at, outage_at + outage_len)],
         interval_change: (draw(2) == 0).then_some((4.0 + draw(50) as f64 / 60.0, 15)),
         gpu_fleet: true,
+        pod_resources: true,
+        scheduler_metric: true,
         ..Options::default()
     }
 }

@@ -57,8 +57,14 @@ impl SteadyQuery {
         model: RequestModel,
         weigh: Option<SampleWeight>,
     ) -> Self {
-        // An hour of many segments goes in parts whose answers add up ([`add_up`]).
-        let now: Option<Vec<String>> = queries::segment_parts(weigh)
+        // The request basis' requests of an hour of many segments go in parts whose answers
+        // add up ([`super::add_up`]); the other bases' queries before the counts read no
+        // requests (usage), and would be sent twice.
+        let parts = match basis {
+            CpuBasis::Request => queries::segment_parts(weigh),
+            CpuBasis::Usage | CpuBasis::Max => vec![weigh],
+        };
+        let now: Option<Vec<String>> = parts
             .into_iter()
             .flat_map(|weigh| {
                 Half::BOTH.iter().map(move |h| {
@@ -512,6 +518,23 @@ mod tests {
                 SteadyQuery::plan(w, CpuBasis::Max, RequestModel::Pod, None),
                 SteadyQuery::AfterCounts
             );
+            // An hour of six segments: the request basis in two parts of each half, the usage
+            // basis (which reads no requests) once per half, never twice.
+            let six = [queries::Segment {
+                len_ms: 600_000,
+                offset_ms: 0,
+                seconds: 30.0,
+            }; 6];
+            let weigh = Some(SampleWeight::Segments(&six));
+            for (basis, queries) in [(CpuBasis::Request, 4), (CpuBasis::Usage, 2)] {
+                let SteadyQuery::Now(qs) = SteadyQuery::plan(w, basis, RequestModel::Pod, weigh)
+                else {
+                    panic!("{basis:?} waits for the counts");
+                };
+                assert_eq!(qs.len(), queries, "{basis:?}");
+                let unique: std::collections::BTreeSet<&String> = qs.iter().collect();
+                assert_eq!(unique.len(), queries, "{basis:?}: a query sent twice");
+            }
         }
     }
 
