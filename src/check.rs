@@ -824,7 +824,15 @@ async fn gpu_checks(
                     format!(
                         "pods held GPUs of models --gpu-model does not map: {}; a run refuses \
                          the hour. Add --gpu-model '<model>=<suffix>' for each",
-                        d.unmapped.iter().cloned().collect::<Vec<_>>().join(", ")
+                        d.unmapped
+                            .iter()
+                            .map(|m| if m.is_empty() {
+                                "(no modelName: --gpu-model '=<suffix>')".to_string()
+                            } else {
+                                without_controls(m)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     exit::COLLECT,
                 );

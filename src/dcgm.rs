@@ -17,11 +17,13 @@
 //!   through a ResourceClaim is copied per pod with `dra_claim_name`, `dra_claim_namespace`,
 //!   `dra_driver_name`, `dra_pool_name`, `dra_device_name` (`const.go`, `dra.go`).
 //! - **The field read** is `DCGM_FI_DEV_FB_USED` (framebuffer used, MiB; only its presence is
-//!   read, never its value). It is in every counters file dcgm-exporter ships
-//!   (`etc/default-counters.csv`, `etc/dcp-metrics-included.csv`, and as `dcgm_fb_used` in the
-//!   1.x compatibility file), and unlike `DCGM_FI_DEV_GPU_UTIL`, which DCGM does not report
-//!   for MIG instances, it is reported for every MIG instance; dcgm-exporter's own per-process
-//!   code keys on it (`metricFBUsed`).
+//!   read, never its value). It is in every counters file dcgm-exporter 2.x and later ships
+//!   (`etc/default-counters.csv`, `etc/dcp-metrics-included.csv`), and unlike
+//!   `DCGM_FI_DEV_GPU_UTIL`, which DCGM does not report for MIG instances, it is reported for
+//!   every MIG instance; dcgm-exporter's own per-process code keys on it (`metricFBUsed`).
+//!   The 1.x names (`dcgm_fb_used`, also written by the 1.x compatibility counters file) are
+//!   not read: a store with only them holds no device for the job (refused, naming
+//!   `--gpu-source requests`).
 //!
 //! **How it is scraped.** Without `honor_labels` (the GPU Operator's ServiceMonitor, and
 //! OpenShift's monitoring stack), Prometheus renames the pod's labels, which collide with the

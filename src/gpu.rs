@@ -160,7 +160,10 @@ impl std::fmt::Display for GpuSource {
     }
 }
 
-/// `--gpu-model MODEL=SUFFIX`: each model's GPU-hours as `gpu_<SUFFIX>` beside the total.
+/// `--gpu-model MODEL=SUFFIX`: each model's GPU-hours as `gpu_<SUFFIX>` beside the total. The
+/// model is the device's own `modelName` (devices source) or its node's GPU Feature Discovery
+/// product (requests source); `=SUFFIX`, an empty model, keys the devices that report no
+/// `modelName` (older dcgm-exporters, dcgmproftester).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuModels {
     /// Normalised model name ([`GpuModels::normalise`]) → message key (`gpu_<suffix>`).
@@ -176,10 +179,9 @@ impl GpuModels {
             let (model, suffix) = item.rsplit_once('=').ok_or_else(|| {
                 format!("{item:?}: expected MODEL=SUFFIX, e.g. 'NVIDIA H100 80GB HBM3=h100'")
             })?;
+            // An empty model is the devices that report none (dcgm-exporter series without
+            // `modelName`): they are billed under this key, not refused.
             let (model, suffix) = (model.trim(), suffix.trim());
-            if model.is_empty() {
-                return Err(format!("{item:?}: the model name is empty"));
-            }
             if !crate::usage::is_model_key(&format!("gpu_{suffix}")) {
                 return Err(format!(
                     "{item:?}: the suffix must be 1 to {} characters of a-z, 0-9 and _ (not \
@@ -269,9 +271,12 @@ mod tests {
         for bad in ["gpu", "gpu_", "gpu_H100", "gpu__x", "cpu_h100", "gpu_a-b"] {
             assert!(!crate::usage::is_model_key(bad), "{bad}");
         }
+        // The empty model: devices that report none.
+        let unnamed = GpuModels::parse(&["=other".into()]).unwrap();
+        assert_eq!(unnamed.key(""), Some("gpu_other"));
+        assert_eq!(unnamed.key("Tesla T4"), None);
         for bad in [
             "h100",
-            "=h100",
             "X=",
             "X=H100",
             "X=_h",

@@ -427,3 +427,22 @@ fn dcgm_exporter_holes_across_hours_are_refused_or_bridged() {
         }
     }
 }
+
+/// A cluster billed by its devices whose store holds no dcgm-exporter series at all: refused
+/// (exit 4) naming dcgm-exporter, its selector and the requests source, not the reference
+/// namespaces or cAdvisor.
+#[test]
+fn no_dcgm_exporter_at_all_is_refused_naming_it_and_the_way_out() {
+    let p = common::standard();
+    let out = dry_run(p, &["--gpu-source", "devices"]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    for says in [
+        "no DCGM_FI_DEV_FB_USED series of any device",
+        "dcgm-exporter",
+        "--dcgm-exporter-selector",
+        "--gpu-source requests",
+    ] {
+        assert!(out.stderr.contains(says), "{says} not in {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("cAdvisor"), "{}", out.stderr);
+}

@@ -496,4 +496,20 @@ mod tests {
             ["NVIDIA H100 80GB HBM3"]
         );
     }
+
+    /// A device without `modelName` (an older dcgm-exporter, dcgmproftester) is named as the
+    /// empty model when unmapped, and `--gpu-model '=<suffix>'` bills it under that key.
+    #[test]
+    fn a_device_without_a_model_is_billed_under_the_empty_models_key() {
+        let all = ticks(S - GAP, E + GAP, 30_000, 0);
+        let mut unnamed = device("GPU-3", holder("b", "r"), all);
+        unnamed.model = String::new();
+        let only_t4 = GpuModels::parse(&["Tesla T4=t4".into()]).unwrap();
+        let h = run(std::slice::from_ref(&unnamed), &only_t4);
+        assert_eq!(h.unmapped.iter().collect::<Vec<_>>(), [""]);
+        let with_empty = GpuModels::parse(&["Tesla T4=t4".into(), "=other".into()]).unwrap();
+        let h = run(&[unnamed], &with_empty);
+        assert!(h.unmapped.is_empty(), "{h:?}");
+        assert!((h.held[&("b".to_string(), "gpu_other".to_string())] / 3600.0 - 1.0).abs() < 1e-9);
+    }
 }

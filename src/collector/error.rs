@@ -52,6 +52,14 @@ pub enum CollectError {
     )]
     UnmappedGpuModel { model: String, hour: String },
     #[error(
+        "a pod held a GPU in the hour {hour} whose dcgm-exporter series carry no modelName (an \
+         exporter before 2.1, dcgmproftester, a relabelling that dropped it): with --gpu-model \
+         its GPU-hours have no key to be billed under; nothing was billed for the hour. Bill \
+         such devices under a key of their own with --gpu-model '=<suffix>' (an empty model: \
+         every device that reports none; GPU_MODELS), or let the exporter report modelName"
+    )]
+    UnnamedGpuModel { hour: String },
+    #[error(
         "pods of namespace {namespace} requested {resource} in the hour {hour} on a node whose \
          GPU model the store does not show (no nvidia.com/gpu.product label on its \
          kube_node_labels, or no kube_pod_info naming the node): with --gpu-model the GPUs \
@@ -248,16 +256,17 @@ pub enum CollectError {
         values: String,
     },
     #[error(
-        "the store holds kube-state-metrics' namespaces but no {metric} series in the reference \
-         namespaces ({namespace}) from {from} to {to}: a run would bill what it measures as 0 for every \
-         namespace, so nothing was billed. Scrape the exporter that writes it (cAdvisor: the \
-         kubelet's /metrics/cadvisor; kube-state-metrics: its pods collector), check that \
-         --prometheus-selector and relabelling keep it, or set --reference-namespace to \
-         namespaces with running pods (`consumption-metrics check` lists every metric)"
+        "the store holds kube-state-metrics' namespaces but no {metric} series {whence} from \
+         {from} to {to}: a run would bill what it measures as 0 for every namespace, so nothing \
+         was billed. {advice}; check that --prometheus-selector and relabelling keep it \
+         (`consumption-metrics check` lists every metric)"
     )]
     MissingSource {
         metric: String,
-        namespace: String,
+        /// Where it was looked for: the reference namespaces, or every device.
+        whence: String,
+        /// What to scrape, or which setting bills without it.
+        advice: String,
         from: String,
         to: String,
     },

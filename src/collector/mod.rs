@@ -573,9 +573,11 @@ impl<'a> Collector<'a> {
         if let Some((source, _)) = sources.iter().find(|(_, t)| t.is_none()) {
             self.believed_somewhere(source, at).await?;
             self.stopped(&sources, frontier, looked_from, false)?;
+            let (whence, advice) = missing_source(source, reference);
             return Err(CollectError::MissingSource {
                 metric: queries::source_metric(source).to_string(),
-                namespace: reference.clone(),
+                whence,
+                advice,
                 from: rfc3339(first.start() - lookback),
                 to: rfc3339(at),
             });
@@ -1082,9 +1084,15 @@ impl<'a> Collector<'a> {
                 );
             }
             if let Some(model) = held.unmapped.first() {
-                return Err(CollectError::UnmappedGpuModel {
-                    model: model.clone(),
-                    hour: hour.to_string(),
+                return Err(if model.is_empty() {
+                    CollectError::UnnamedGpuModel {
+                        hour: hour.to_string(),
+                    }
+                } else {
+                    CollectError::UnmappedGpuModel {
+                        model: model.clone(),
+                        hour: hour.to_string(),
+                    }
                 });
             }
             for ((namespace, key), secs) in held.held {
@@ -1380,5 +1388,45 @@ mod add_up_tests {
                 series("b", &[(3600, 2.0)])
             ]
         );
+    }
+}
+
+/// For [`CollectError::MissingSource`]: where the source's series were looked for, and what
+/// to do, by the exporter that writes it.
+fn missing_source(source: &str, reference: &str) -> (String, String) {
+    let in_reference = format!("in the reference namespaces ({reference})");
+    let reference_advice = "or set --reference-namespace (REFERENCE_NAMESPACE) to namespaces \
+                            with running pods";
+    match source {
+        queries::DCGM => (
+            "of any device".into(),
+            "Scrape the platform's dcgm-exporter (the GPU Operator's nvidia-dcgm-exporter, or \
+             the dcgm-exporter chart's) and pick it with --dcgm-exporter-selector \
+             (DCGM_EXPORTER_SELECTOR), or bill GPUs by the pods' requests with --gpu-source \
+             requests (GPU_SOURCE)"
+                .into(),
+        ),
+        queries::CADVISOR => (
+            in_reference,
+            format!(
+                "Scrape the kubelets' cAdvisor (/metrics/cadvisor) and pick it with \
+                 --cadvisor-selector, bill --cpu-basis request, {reference_advice}"
+            ),
+        ),
+        queries::SCHEDULER_METRIC => (
+            in_reference,
+            format!(
+                "Scrape kube-scheduler's /metrics/resources (with honor_labels) and pick it \
+                 with --scheduler-selector (SCHEDULER_SELECTOR), bill the containers' requests \
+                 with --request-source kube-state-metrics, {reference_advice}"
+            ),
+        ),
+        _ => (
+            in_reference,
+            format!(
+                "Scrape kube-state-metrics with the collector that writes it (pods, nodes) and \
+                 pick it with --kube-state-metrics-selector, {reference_advice}"
+            ),
+        ),
     }
 }
