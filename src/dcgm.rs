@@ -134,6 +134,10 @@ pub enum Unreadable {
     /// The series carries a pod's labels but the store holds no `up` of its target, so the
     /// pod cannot be told from the exporter's own labels.
     NoTarget { job: String, instance: String },
+    /// The series names half a pod: a pod name without its namespace (`exported_pod` with an
+    /// empty `exported_namespace`), or a namespace without a pod. dcgm-exporter writes both or
+    /// neither; billing it as idle, or to the exporter's own namespace, would move money.
+    HalfHolder(BTreeMap<String, String>),
 }
 
 fn label<'a>(labels: &'a BTreeMap<String, String>, names: &[&str]) -> Option<&'a str> {
@@ -166,17 +170,27 @@ pub fn read(
 ) -> Result<DeviceSeries, Unreadable> {
     let l = &s.labels;
     let uuid = label(l, &["UUID", "uuid"]).ok_or_else(|| Unreadable::NoUuid(l.clone()))?;
+    // The pod's labels as Prometheus stores them, most certain first: renamed because they
+    // collided with the target's (`exported_*`, without honor_labels); the old names
+    // (`pod_namespace`, `pod_name`: `--use-old-namespace`, and the 1.x pod exporter), which
+    // no scrape target carries, so they are the pod's however it is scraped; and the plain
+    // names, which are the target's own unless honor_labels kept the pod's.
     let exported = (
         label(l, &["exported_namespace", "exported_pod_namespace"]),
         label(l, &["exported_pod", "exported_pod_name"]),
     );
-    let own = (
-        label(l, &["namespace", "pod_namespace"]),
-        label(l, &["pod", "pod_name"]),
-    );
-    let holder = match (exported, own) {
-        ((Some(namespace), Some(pod)), _) => Some((namespace, pod)),
-        (_, (Some(namespace), Some(pod))) => {
+    let old = (label(l, &["pod_namespace"]), label(l, &["pod_name"]));
+    let own = (label(l, &["namespace"]), label(l, &["pod"]));
+    for pair in [exported, old] {
+        if pair.0.is_some() != pair.1.is_some() {
+            return Err(Unreadable::HalfHolder(l.clone()));
+        }
+    }
+    let holder = match (exported, old, own) {
+        ((Some(namespace), Some(pod)), _, _) | (_, (Some(namespace), Some(pod)), _) => {
+            Some((namespace, pod))
+        }
+        (_, _, (Some(namespace), Some(pod))) => {
             let job = l.get("job").cloned().unwrap_or_default();
             let instance = l.get("instance").cloned().unwrap_or_default();
             let target = targets
@@ -305,6 +319,63 @@ mod tests {
             read(&series(&DEVICE[1..]), &targets()),
             Err(Unreadable::NoUuid(_))
         ));
+    }
+
+    /// `--use-old-namespace` (and the 1.x pod exporter) write `pod_namespace`/`pod_name`,
+    /// which no scrape target carries: scraped without honor_labels they sit beside the
+    /// target's own `namespace`/`pod` (dcgm-exporter's `internal/pkg/transformation/
+    /// kubernetes.go`, `oldPodAttribute`/`oldNamespaceAttribute`), and they are the pod's.
+    #[test]
+    fn the_old_label_names_are_the_pods_however_it_is_scraped() {
+        for target in [
+            &[("namespace", "gpu-operator"), ("pod", "dcgm-exporter-x")][..],
+            &[][..],
+        ] {
+            let held = [
+                &DEVICE[..],
+                target,
+                &[
+                    ("pod_namespace", "team-a"),
+                    ("pod_name", "train-0"),
+                    ("container_name", "cuda"),
+                ],
+            ]
+            .concat();
+            let d = read(&series(&held), &targets()).unwrap();
+            assert_eq!(
+                d.holder,
+                Some(Holder {
+                    namespace: "team-a".into(),
+                    pod: "train-0".into()
+                }),
+                "{target:?}"
+            );
+        }
+    }
+
+    /// A pod name without its namespace (or the reverse) is refused naming the series, never
+    /// billed as idle or to the exporter's namespace.
+    #[test]
+    fn half_a_pod_is_refused() {
+        for half in [
+            &[("exported_namespace", ""), ("exported_pod", "train-0")][..],
+            &[("exported_namespace", "team-a")][..],
+            &[("pod_name", "train-0")][..],
+        ] {
+            let labels = [
+                &DEVICE[..],
+                &[("namespace", "gpu-operator"), ("pod", "dcgm-exporter-x")],
+                half,
+            ]
+            .concat();
+            assert!(
+                matches!(
+                    read(&series(&labels), &targets()),
+                    Err(Unreadable::HalfHolder(_))
+                ),
+                "{half:?}"
+            );
+        }
     }
 
     #[test]

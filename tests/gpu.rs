@@ -205,6 +205,34 @@ fn without_honor_labels_the_exported_labels_name_the_pods() {
     check_devices("prometheus", &p, &billed(&out));
 }
 
+/// dcgm-exporter run with `--use-old-namespace` (`pod_namespace`, `pod_name`,
+/// `container_name`: `internal/pkg/transformation/kubernetes.go`, the names of the 1.x pod
+/// exporter), scraped with and without honor_labels: the old names are the pod's, beside the
+/// target's own `namespace`/`pod`. Every GPU billed as held, on both engines.
+#[test]
+fn the_old_label_names_name_the_pods_on_both_engines() {
+    for honor_labels in [false, true] {
+        let opts = Options {
+            dcgm_old_names: true,
+            ..fleet(9, honor_labels)
+        };
+        let tag = if honor_labels { "honor" } else { "plain" };
+        for (engine, p) in [
+            (
+                "prometheus",
+                common::start_prometheus(&format!("gpu-old-names-{tag}"), &opts),
+            ),
+            (
+                "victoria-metrics",
+                common::start_victoria_metrics(&format!("gpu-old-names-{tag}-vm"), &opts),
+            ),
+        ] {
+            let out = dry_run(&p, DEVICES_BY_MODEL);
+            check_devices(&format!("{engine} {tag}"), &p, &billed(&out));
+        }
+    }
+}
+
 /// A GPU of a model `--gpu-model` does not map refuses the hour (exit 4), naming the model and
 /// the flag; without `--gpu-model` no entry has a model key.
 #[test]

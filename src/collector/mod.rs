@@ -1166,6 +1166,16 @@ impl<'a> Collector<'a> {
                     fix: "Check the relabelling of dcgm-exporter's series: each device is \
                           told apart by its UUID",
                 },
+                dcgm::Unreadable::HalfHolder(labels) => CollectError::DeviceSeries {
+                    hour: hour.to_string(),
+                    reason: format!(
+                        "it names half a pod (a pod without its namespace, or a namespace \
+                         without a pod): {labels:?}"
+                    ),
+                    fix: "Check the relabelling of dcgm-exporter's series (both the pod's \
+                          namespace and name must be kept, as exported_namespace and \
+                          exported_pod or as namespace and pod), or bill --gpu-source requests",
+                },
                 dcgm::Unreadable::NoTarget { job, instance } => CollectError::DeviceSeries {
                     hour: hour.to_string(),
                     reason: format!(

@@ -67,6 +67,11 @@ pub struct Fleet {
     pub interval: i64,
     /// Scraped with `honor_labels: true`; without, the pod's labels are `exported_*`.
     pub honor_labels: bool,
+    /// dcgm-exporter run with `--use-old-namespace` (`internal/pkg/transformation/
+    /// kubernetes.go`: `pod_namespace`, `pod_name`, `container_name` instead of `namespace`,
+    /// `pod`, `container`; the 1.x pod exporter's names too). No scrape target carries them,
+    /// so with or without `honor_labels` they sit beside the target's own `namespace`/`pod`.
+    pub old_names: bool,
     /// Stretches `[from, to)` in which every dcgm-exporter's scrape fails (`up` 0, no device
     /// series): the exporter crashlooping, its nodes NotReady.
     pub gaps: Vec<(i64, i64)>,
@@ -167,7 +172,12 @@ impl Fleet {
                             .push((t, 0));
                     }
                     for h in holders {
-                        let mut pod = if self.honor_labels {
+                        let mut pod = if self.old_names {
+                            format!(
+                                "{target},pod_namespace=\"{}\",pod_name=\"{}\",container_name=\"{}\"",
+                                h.namespace, h.pod, h.container
+                            )
+                        } else if self.honor_labels {
                             format!(
                                 "job=\"{JOB}\",instance=\"{}\",namespace=\"{}\",pod=\"{}\",container=\"{}\"",
                                 e.instance, h.namespace, h.pod, h.container

@@ -88,6 +88,8 @@ pub struct Options {
     /// dcgm-exporter scraped with `honor_labels: true` (else the pod's labels are
     /// `exported_*`, as the GPU Operator's ServiceMonitor and OpenShift store them).
     pub dcgm_honor_labels: bool,
+    /// dcgm-exporter with `--use-old-namespace` ([`crate::fleet::Fleet::old_names`]).
+    pub dcgm_old_names: bool,
     /// Add what tenants write into the same store from their own scrape job
     /// ([`crate::tenant`]): look-alikes of kube-state-metrics' and dcgm-exporter's series.
     pub tenant_series: bool,
@@ -144,6 +146,7 @@ impl Default for Options {
             late_batch: None,
             gpu_fleet: false,
             dcgm_honor_labels: true,
+            dcgm_old_names: false,
             tenant_series: false,
             ksm_stops_at: None,
             dcgm_stops_at: None,
@@ -1170,6 +1173,7 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         exporters,
         interval: 15,
         honor_labels,
+        old_names: false,
         gaps: Vec::new(),
         // The nodes of the hand-made and random pods (`node-1` to `node-3`) have A100s.
         products: [
@@ -1202,6 +1206,7 @@ pub fn build(opts: &Options) -> Cluster {
     };
     let fleet = opts.gpu_fleet.then(|| {
         let (mut fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
+        fleet.old_names = opts.dcgm_old_names;
         namespaces.extend(tenants);
         fleet.gaps = opts
             .dcgm_gaps
