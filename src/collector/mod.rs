@@ -1370,37 +1370,6 @@ fn add_up(series: Vec<Series>) -> Vec<Series> {
         .collect()
 }
 
-#[cfg(test)]
-mod add_up_tests {
-    use super::*;
-
-    fn series(ns: &str, points: &[(i64, f64)]) -> Series {
-        Series {
-            labels: BTreeMap::from([("namespace".to_string(), ns.to_string())]),
-            points: points.to_vec(),
-        }
-    }
-
-    /// Parts of one hour's sums add up per label set and time; one answer passes unchanged.
-    #[test]
-    fn parts_add_up_and_a_single_answer_is_unchanged() {
-        let one = vec![series("a", &[(3600, 1.5)]), series("b", &[(3600, 2.0)])];
-        assert_eq!(add_up(one.clone()), one);
-        let parts = vec![
-            series("a", &[(3600, 1.0), (7200, 4.0)]),
-            series("b", &[(3600, 2.0)]),
-            series("a", &[(3600, 0.5)]),
-        ];
-        assert_eq!(
-            add_up(parts),
-            vec![
-                series("a", &[(3600, 1.5), (7200, 4.0)]),
-                series("b", &[(3600, 2.0)])
-            ]
-        );
-    }
-}
-
 /// For [`CollectError::MissingSource`]: where the source's series were looked for, and what
 /// to do, by the exporter that writes it.
 fn missing_source(source: &str, reference: &str) -> (String, String) {
@@ -1438,5 +1407,36 @@ fn missing_source(source: &str, reference: &str) -> (String, String) {
                  pick it with --kube-state-metrics-selector, {reference_advice}"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod add_up_tests {
+    use super::*;
+
+    fn series(ns: &str, points: &[(i64, f64)]) -> Series {
+        Series {
+            labels: BTreeMap::from([("namespace".to_string(), ns.to_string())]),
+            points: points.to_vec(),
+        }
+    }
+
+    /// Parts of one hour's sums add up per label set and time; one answer passes unchanged.
+    #[test]
+    fn parts_add_up_and_a_single_answer_is_unchanged() {
+        let one = vec![series("a", &[(3600, 1.5)]), series("b", &[(3600, 2.0)])];
+        assert_eq!(add_up(one.clone()), one);
+        let parts = vec![
+            series("a", &[(3600, 1.0), (7200, 4.0)]),
+            series("b", &[(3600, 2.0)]),
+            series("a", &[(3600, 0.5)]),
+        ];
+        assert_eq!(
+            add_up(parts),
+            vec![
+                series("a", &[(3600, 1.5), (7200, 4.0)]),
+                series("b", &[(3600, 2.0)])
+            ]
+        );
     }
 }
