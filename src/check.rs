@@ -889,33 +889,6 @@ async fn request_checks(
     lines: &mut Lines,
 ) {
     let scheduler = config.collect.request_model == queries::RequestModel::Scheduler;
-    let span = std::slice::from_ref(hour);
-    if !scheduler {
-        match collector.requests_unseen(span).await {
-            Ok(pods) if pods.is_empty() => lines.ok(
-                "pod-level requests",
-                "every Running pod's request is its containers' (kube-state-metrics sees it)"
-                    .into(),
-            ),
-            Ok(pods) => lines.warn(
-                "pod-level requests",
-                format!(
-                    "{} Running pods reserve more than their containers request (first {}): \
-                     pod-level requests (Kubernetes 1.34+) or a resize down not yet admitted, \
-                     billed at their containers' requests by --request-source \
-                     kube-state-metrics. Bill what Kubernetes reserves with --request-source \
-                     scheduler (README, Pod-level resources)",
-                    pods.len(),
-                    pods.keys()
-                        .take(3)
-                        .map(|(n, p)| format!("{n}/{}", without_controls(p)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-            Err(e) => lines.fail("pod-level requests", e.to_string(), exit::COLLECT),
-        }
-    }
     // Both sources' request basis for the hour, weighed in the query (core-hours).
     let read = |model| {
         queries::cpu(
@@ -962,6 +935,34 @@ async fn request_checks(
             .collect()
     };
     let (ksm, sched) = (per_namespace(&ksm), per_namespace(&sched));
+    let span = std::slice::from_ref(hour);
+    if !scheduler {
+        match collector.requests_unseen(span, !sched.is_empty()).await {
+            Ok(pods) if pods.is_empty() => lines.ok(
+                "pod-level requests",
+                "every Running pod's request is its containers' (kube-state-metrics sees it)"
+                    .into(),
+            ),
+            Ok(pods) => lines.warn(
+                "pod-level requests",
+                format!(
+                    "{} Running pods reserve more than their containers request (first {}): \
+                     pod-level requests (Kubernetes 1.34+) or a resize down not yet admitted, \
+                     billed at their containers' requests by --request-source \
+                     kube-state-metrics. Bill what Kubernetes reserves with --request-source \
+                     scheduler (README, Pod-level resources)",
+                    pods.len(),
+                    pods.keys()
+                        .take(3)
+                        .map(|(n, p)| format!("{n}/{}", without_controls(p)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Err(e) => lines.fail("pod-level requests", e.to_string(), exit::COLLECT),
+        }
+    }
+
     if sched.is_empty() {
         let text = "kube-scheduler's kube_pod_resource_request is not in the store (its \
                     /metrics/resources is not scraped, or --scheduler-selector misses it): \

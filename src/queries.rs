@@ -284,14 +284,15 @@ pub fn newest_samples(
             CADVISOR,
         ));
     }
+    // kube-scheduler's requests: the source of `--request-source scheduler`, and otherwise
+    // whether the kube-state-metrics source can compare with them ([`unseen_requests`]).
+    parts.push("or".to_string());
+    parts.push(source(
+        format!("{SCHEDULER_METRIC}{{namespace=~\"{reference}\", resource=\"cpu\"}}"),
+        SCHEDULER_METRIC,
+    ));
     if scheduler {
-        // kube-scheduler's requests (`--request-source scheduler`), and the QoS classes that
-        // tell a pod it hides ([`unseen_by_scheduler`]).
-        parts.push("or".to_string());
-        parts.push(source(
-            format!("{SCHEDULER_METRIC}{{namespace=~\"{reference}\", resource=\"cpu\"}}"),
-            SCHEDULER_METRIC,
-        ));
+        // The QoS classes that tell a pod the scheduler hides ([`unseen_by_scheduler`]).
         parts.push("or".to_string());
         parts.push(source(
             format!("kube_pod_status_qos_class{{namespace=~\"{reference}\"}}"),
@@ -1039,21 +1040,21 @@ fn effective_request(h: &str, matcher: &str, scope: &str, overhead: Option<Overh
 
 /// The Running pods whose requests the kube-state-metrics source does not see (pod-level
 /// `spec.resources`, KEP-2837, which kube-state-metrics through v2.20 does not export), at
-/// the instant `at_end_of_hour` before the hour's end (one sample per series: a snapshot, a
-/// tenth of an hour's read), labels `namespace, pod` and `via`:
+/// the instant before the hour's end (the newest sample of every series in the 5 minutes
+/// before it: a snapshot, a small part of an hour's read), labels `namespace, pod` and `via`:
 ///
 /// - `via="qos"`: Kubernetes gave the pod a QoS class other than BestEffort
 ///   (`kube_pod_status_qos_class`), which takes a cpu or memory request or limit somewhere in
 ///   the pod (`GetPodQOS`), and no container or init container requests either: the request
 ///   is the pod's own.
-/// - `via="scheduler"`: kube-scheduler's `kube_pod_resource_request` (where it is scraped)
-///   exceeds the containers' effective request ([`effective_request`], overhead included) by
-///   more than rounding, or exists where they have none: a pod-level request larger than the
-///   containers', or a pending in-place resize down (which Kubernetes counts at the old
-///   request until the kubelet admits it).
-pub fn unseen_requests() -> String {
-    // The last 5 minutes: the newest sample of every series, also of one scraped every few
-    // minutes.
+/// - `via="scheduler"`, with `scheduler` (kube-scheduler's `kube_pod_resource_request` is in
+///   the store): its request exceeds everything the pod's containers request together (app
+///   and init containers summed, plus the overhead), which no container-level arithmetic
+///   reaches: a pod-level request larger than the containers', or a pending in-place resize
+///   down (counted at the old request until the kubelet admits it). The bound is a sum, not
+///   the effective request, because the effective request's arithmetic costs the engine an
+///   hour query's worth of operations, and this runs every run.
+pub fn unseen_requests(scheduler: bool) -> String {
     let now = "[5m] offset 1ms";
     let running = format!(
         "max by (namespace, pod, uid) (last_over_time(kube_pod_status_phase{{phase=\"Running\"}}{now})) > 0"
@@ -1078,32 +1079,48 @@ pub fn unseen_requests() -> String {
         ],
         "), \"via\", \"qos\", \"\", \"\")",
     );
-    let containers = block(
-        "max by (namespace, pod, resource) (",
+    if !scheduler {
+        return qos;
+    }
+    let id = "namespace, pod";
+    // Every container's request, summed per pod and resource (replicas' copies taken once).
+    let containers = format!(
+        "max by ({id}, container, resource) (last_over_time({{__name__=~\"kube_pod_container_resource_requests|kube_pod_init_container_resource_requests\", resource=~\"cpu|memory\"}}{now}))"
+    );
+    let overhead = |o: Overhead| {
+        format!(
+            "label_replace(label_replace(max by ({id}) (last_over_time({}{now})), \"resource\", \"{}\", \"\", \"\"), \"part\", \"overhead\", \"\", \"\")",
+            o.metric, o.resource
+        )
+    };
+    let bound = block(
+        &format!("sum by ({id}, resource) ("),
         &[
-            &effective_request(now, "resource=\"cpu\"", "", Some(CPU_OVERHEAD)),
+            &containers,
             "or",
-            &effective_request(now, "resource=\"memory\"", "", Some(MEMORY_OVERHEAD)),
+            &overhead(CPU_OVERHEAD),
+            "or",
+            &overhead(MEMORY_OVERHEAD),
         ],
         ")",
     );
-    let scheduler = format!(
-        "max by (namespace, pod, resource) (last_over_time({SCHEDULER_METRIC}{{resource=~\"cpu|memory\"}}{now}))"
+    let scheduled = format!(
+        "max by ({id}, resource) (last_over_time({SCHEDULER_METRIC}{{resource=~\"cpu|memory\"}}{now}))"
     );
+    // A pod without any container request compares with 0.
     let above = block(
         "label_replace(group by (namespace, pod) (",
         &[
+            &scheduled,
+            &format!("> on ({id}, resource)"),
             "(",
-            &scheduler,
-            "> on (namespace, pod, resource)",
-            &format!("{containers} * 1.001 + 0.001"),
+            &bound,
+            "* 1.001 + 0.001",
             "or",
-            &scheduler,
-            "unless on (namespace, pod, resource)",
-            &containers,
+            &format!("{scheduled} * 0"),
             ")",
-            "and on (namespace, pod)",
-            &format!("max by (namespace, pod) ({running})"),
+            &format!("and on ({id})"),
+            &format!("max by ({id}) ({running})"),
         ],
         "), \"via\", \"scheduler\", \"\", \"\")",
     );
@@ -1769,7 +1786,14 @@ mod tests {
             all.push(("dra claims (running)", running_pods(w, "a|b")));
         }
         all.push(("probe", probe().to_string()));
-        all.push(("requests kube-state-metrics cannot see", unseen_requests()));
+        all.push((
+            "requests kube-state-metrics cannot see",
+            unseen_requests(false),
+        ));
+        all.push((
+            "requests kube-state-metrics cannot see (scheduler)",
+            unseen_requests(true),
+        ));
         all
     }
 

@@ -145,7 +145,15 @@ fn each_source_bills_what_it_sees_and_the_scheduler_sees_what_kubernetes_reserve
             .filter(|l| l.contains("reserve more than their containers request"))
             .collect::<Vec<_>>();
         assert_eq!(warning.len(), 1, "{engine}: {}", ksm.stderr);
-        for pod in ["--request-source scheduler", "pods=", "team-podlevel/pl-"] {
+        // At 06:00, four pods of team-podlevel run: three with no container request of cpu
+        // or memory (told by their QoS class), one whose containers request less than the
+        // scheduler counts (told by the scheduler's number).
+        for pod in [
+            "--request-source scheduler",
+            "pods=4",
+            "above_scheduler=1",
+            "team-podlevel/pl-",
+        ] {
             assert!(
                 warning[0].contains(pod),
                 "{engine}: {pod} not in {}",

@@ -57,6 +57,56 @@ pub struct Hole {
     pub to: i64,
 }
 
+/// One device reported by two nodes at once ([`on_two_nodes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwoNodes {
+    pub device: DeviceKey,
+    pub nodes: (String, String),
+    /// A time (Unix milliseconds) at which both report it.
+    pub at: i64,
+}
+
+/// A device (UUID, and MIG instance) that two nodes report within one scrape round of each
+/// other inside the hour `[start, end)`: a UUID names one GPU, so one of them is wrong, and
+/// billing would split the device between their pods as if it were shared. A GPU moved to
+/// another node (one node's samples end before the other's begin) is no conflict.
+pub fn on_two_nodes(series: &[DeviceSeries], (start, end): (i64, i64)) -> Option<TwoNodes> {
+    let mut spans: BTreeMap<&DeviceKey, BTreeMap<&str, (i64, i64)>> = BTreeMap::new();
+    for s in series.iter().filter(|s| !s.node.is_empty()) {
+        let inside: Vec<i64> = s
+            .times
+            .iter()
+            .copied()
+            .filter(|t| (start..end).contains(t))
+            .collect();
+        let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
+            continue;
+        };
+        let span = spans
+            .entry(&s.device)
+            .or_default()
+            .entry(s.node.as_str())
+            .or_insert((first, last));
+        span.0 = span.0.min(first);
+        span.1 = span.1.max(last);
+    }
+    for (device, nodes) in spans {
+        let nodes: Vec<(&str, (i64, i64))> = nodes.into_iter().collect();
+        for (i, (a, (a0, a1))) in nodes.iter().enumerate() {
+            for (b, (b0, b1)) in &nodes[i + 1..] {
+                if a0 <= b1 && b0 <= a1 {
+                    return Some(TwoNodes {
+                        device: device.clone(),
+                        nodes: (a.to_string(), b.to_string()),
+                        at: (*a0).max(*b0),
+                    });
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Integrate the series of one read around the hour `[start, end)`: the read covers the hour
 /// and `--max-scrape-gap` on either side, so a sample's neighbours outside the hour are known.
 /// `interval_ms` is the interval a device with a single sample is taken to be scraped at.
@@ -495,6 +545,30 @@ mod tests {
             h.unmapped.iter().collect::<Vec<_>>(),
             ["NVIDIA H100 80GB HBM3"]
         );
+    }
+
+    /// One UUID from two nodes at once is a conflict; a GPU moved from one node to another
+    /// (one's samples end before the other's begin) is not.
+    #[test]
+    fn one_device_on_two_nodes_at_once_is_named() {
+        let mut a = device(
+            "GPU-9",
+            holder("a", "p"),
+            ticks(S, S + 1_800_000, 30_000, 0),
+        );
+        a.node = "n1".into();
+        let mut b = device(
+            "GPU-9",
+            holder("b", "q"),
+            ticks(S + 900_000, E, 30_000, 15_000),
+        );
+        b.node = "n2".into();
+        let twice = on_two_nodes(&[a.clone(), b.clone()], (S, E)).unwrap();
+        assert_eq!(twice.nodes, ("n1".to_string(), "n2".to_string()));
+        assert_eq!(twice.at, S + 900_000 + 15_000);
+        let mut moved = b;
+        moved.times = ticks(S + 1_800_000, E, 30_000, 15_000);
+        assert_eq!(on_two_nodes(&[a, moved], (S, E)), None);
     }
 
     /// A device without `modelName` (an older dcgm-exporter, dcgmproftester) is named as the

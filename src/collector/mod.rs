@@ -179,6 +179,9 @@ pub struct StoreTime {
     pub timeline: timeline::Timeline,
     /// Per source read, its newest sample (Unix milliseconds).
     pub sources: BTreeMap<String, Option<i64>>,
+    /// Whether kube-scheduler's `kube_pod_resource_request` is in the store around the span
+    /// (whichever source the requests are read from).
+    pub scheduler_seen: bool,
 }
 
 impl StoreTime {
@@ -412,7 +415,7 @@ impl<'a> Collector<'a> {
         // one instant read at the span's end, beside the hours' queries.
         let unseen = async {
             if self.config.request_model != RequestModel::Scheduler && !complete.is_empty() {
-                self.requests_unseen(complete).await
+                self.requests_unseen(complete, time.scheduler_seen).await
             } else {
                 Ok(BTreeMap::new())
             }
@@ -520,10 +523,12 @@ impl<'a> Collector<'a> {
             }
         }
         let mut store = None;
+        let mut scheduler_seen = false;
         for s in &newest {
             let Some(source) = s.labels.get("source") else {
                 continue;
             };
+            scheduler_seen |= source == queries::SCHEDULER_METRIC && !s.points.is_empty();
             let newest = s
                 .points
                 .iter()
@@ -583,7 +588,11 @@ impl<'a> Collector<'a> {
             });
         }
         self.stopped(&sources, frontier, looked_from, false)?;
-        Ok(StoreTime { timeline, sources })
+        Ok(StoreTime {
+            timeline,
+            sources,
+            scheduler_seen,
+        })
     }
 
     /// A source that stays behind the store's time by more than `--max-source-silence` has
@@ -1196,6 +1205,22 @@ impl<'a> Collector<'a> {
             hour.start().timestamp_millis(),
             hour.end().timestamp_millis(),
         );
+        if let Some(twice) = devices::on_two_nodes(&read, (start, end)) {
+            return Err(CollectError::DeviceSeries {
+                hour: hour.to_string(),
+                reason: format!(
+                    "the device {} is reported by the nodes {:?} and {:?} at once (around {}): \
+                     a GPU's UUID is unique, so one of them is not that GPU",
+                    twice.device,
+                    twice.nodes.0,
+                    twice.nodes.1,
+                    crate::window::rfc3339_millis(twice.at)
+                ),
+                fix: "Check the nodes' dcgm-exporter and their `hostname` label (a cloned \
+                      node image, a relabelling that copies series), or bill --gpu-source \
+                      requests",
+            });
+        }
         devices::integrate(
             &read,
             (start, end),
@@ -1242,14 +1267,16 @@ impl<'a> Collector<'a> {
     /// With the kube-state-metrics source: the Running pods whose requests it cannot see
     /// ([`queries::unseen_requests`]) at the end of the span's last hour, warned about once per
     /// run with their count, a few names and the setting that bills them.
+    /// `scheduler`: kube-scheduler's requests are in the store to compare with.
     pub async fn requests_unseen(
         &self,
         span: &[HourWindow],
+        scheduler: bool,
     ) -> Result<BTreeMap<(String, String), &'static str>> {
         let Some(last) = span.last() else {
             return Ok(BTreeMap::new());
         };
-        let q = queries::unseen_requests();
+        let q = queries::unseen_requests(scheduler);
         let answer = self
             .prometheus
             .query_range(&RangeQuery {
