@@ -946,7 +946,7 @@ async fn request_checks(
             Ok(pods) => lines.warn(
                 "pod-level requests",
                 format!(
-                    "{} Running pods reserve more than their containers request (first {}): \
+                    "{} pods reserve more than their containers request (first {}): \
                      pod-level requests (Kubernetes 1.34+) or a resize down not yet admitted, \
                      billed at their containers' requests by --request-source \
                      kube-state-metrics. Bill what Kubernetes reserves with --request-source \

@@ -1041,90 +1041,95 @@ fn effective_request(h: &str, matcher: &str, scope: &str, overhead: Option<Overh
 /// The Running pods whose requests the kube-state-metrics source does not see (pod-level
 /// `spec.resources`, KEP-2837, which kube-state-metrics through v2.20 does not export), at
 /// the instant before the hour's end (the newest sample of every series in the 5 minutes
-/// before it: a snapshot, a small part of an hour's read), labels `namespace, pod` and `via`:
+/// before it), labels `namespace, pod` and `via`, by the cheapest evidence the store holds:
 ///
-/// - `via="qos"`: Kubernetes gave the pod a QoS class other than BestEffort
+/// - `via="scheduler"`, with `scheduler` (kube-scheduler's `kube_pod_resource_request` is in
+///   the store): its CPU request exceeds everything the pod's containers request together
+///   (app and init containers summed, plus the overhead), which no container-level
+///   arithmetic reaches: a pod-level request larger than the containers' (a pod whose
+///   containers request nothing included), or a pending in-place resize down (counted at the
+///   old request until the kubelet admits it). CPU alone: reading memory too costs as much
+///   again, and a pod-level memory request without a CPU one is rare; `check` compares both.
+///   Pods the scheduler counts are not terminal; a pending one is included (it holds its
+///   node's resources, though it is not billed).
+/// - `via="qos"`, without it: Kubernetes gave the pod a QoS class other than BestEffort
 ///   (`kube_pod_status_qos_class`), which takes a cpu or memory request or limit somewhere in
 ///   the pod (`GetPodQOS`), and no container or init container requests either: the request
 ///   is the pod's own.
-/// - `via="scheduler"`, with `scheduler` (kube-scheduler's `kube_pod_resource_request` is in
-///   the store): its request exceeds everything the pod's containers request together (app
-///   and init containers summed, plus the overhead), which no container-level arithmetic
-///   reaches: a pod-level request larger than the containers', or a pending in-place resize
-///   down (counted at the old request until the kubelet admits it). The bound is a sum, not
-///   the effective request, because the effective request's arithmetic costs the engine an
-///   hour query's worth of operations, and this runs every run.
+///
+/// Reading a family costs Prometheus about the same per series whether the window is 5
+/// minutes or an hour (README, Performance), so each form reads each family once and the
+/// bound is a sum, not the effective request's arithmetic.
 pub fn unseen_requests(scheduler: bool) -> String {
     let now = "[5m] offset 1ms";
-    let running = format!(
-        "max by (namespace, pod, uid) (last_over_time(kube_pod_status_phase{{phase=\"Running\"}}{now})) > 0"
-    );
-    let requested = |metric: &str| {
-        format!(
-            "max by (namespace, pod, uid) (last_over_time({metric}{{resource=~\"cpu|memory\"}}{now})) > 0"
-        )
-    };
-    let qos = block(
-        "label_replace(group by (namespace, pod) (",
-        &[
-            &running,
-            "and on (namespace, pod, uid)",
-            &format!(
-                "max by (namespace, pod, uid) (last_over_time(kube_pod_status_qos_class{{qos_class!=\"BestEffort\"}}{now})) > 0"
-            ),
-            "unless on (namespace, pod, uid)",
-            &requested("kube_pod_container_resource_requests"),
-            "unless on (namespace, pod, uid)",
-            &requested("kube_pod_init_container_resource_requests"),
-        ],
-        "), \"via\", \"qos\", \"\", \"\")",
-    );
-    if !scheduler {
-        return qos;
-    }
     let id = "namespace, pod";
-    // Every container's request, summed per pod and resource (replicas' copies taken once).
-    let containers = format!(
-        "max by ({id}, container, resource) (last_over_time({{__name__=~\"kube_pod_container_resource_requests|kube_pod_init_container_resource_requests\", resource=~\"cpu|memory\"}}{now}))"
+    let running = format!(
+        "max by ({id}) (last_over_time(kube_pod_status_phase{{phase=\"Running\"}}{now})) > 0"
     );
-    let overhead = |o: Overhead| {
+    let requests = |by: &str, resources: &str| {
         format!(
-            "label_replace(label_replace(max by ({id}) (last_over_time({}{now})), \"resource\", \"{}\", \"\", \"\"), \"part\", \"overhead\", \"\", \"\")",
-            o.metric, o.resource
+            "max by ({by}) (last_over_time({{__name__=~\"kube_pod_container_resource_requests|kube_pod_init_container_resource_requests\", resource=~\"{resources}\"}}{now}))"
         )
     };
-    let bound = block(
-        &format!("sum by ({id}, resource) ("),
-        &[
-            &containers,
-            "or",
-            &overhead(CPU_OVERHEAD),
-            "or",
-            &overhead(MEMORY_OVERHEAD),
-        ],
-        ")",
-    );
-    let scheduled = format!(
-        "max by ({id}, resource) (last_over_time({SCHEDULER_METRIC}{{resource=~\"cpu|memory\"}}{now}))"
-    );
-    // A pod without any container request compares with 0.
-    let above = block(
-        "label_replace(group by (namespace, pod) (",
-        &[
-            &scheduled,
-            &format!("> on ({id}, resource)"),
-            "(",
-            &bound,
-            "* 1.001 + 0.001",
-            "or",
-            &format!("{scheduled} * 0"),
+    let evidence = if scheduler {
+        let scheduled = format!(
+            "max by ({id}, resource) (last_over_time({SCHEDULER_METRIC}{{resource=\"cpu\"}}{now}))"
+        );
+        let overhead = format!(
+            "label_replace(max by ({id}) (last_over_time({}{now})), \"part\", \"overhead\", \"\", \"\")",
+            CPU_OVERHEAD.metric
+        );
+        // Every container's CPU request (replicas' copies taken once), summed per pod with
+        // the overhead, and 0 for every pod the scheduler counts (so a pod whose containers
+        // request nothing compares with 0).
+        let bound = block(
+            &format!("sum by ({id}) ("),
+            &[
+                &requests(&format!("{id}, container"), "cpu"),
+                "or",
+                &overhead,
+                "or",
+                &format!("{scheduled} * 0"),
+            ],
             ")",
-            &format!("and on ({id})"),
-            &format!("max by ({id}) ({running})"),
-        ],
-        "), \"via\", \"scheduler\", \"\", \"\")",
-    );
-    block("(", &[&qos, "or", &above], ")")
+        );
+        block(
+            "label_replace(",
+            &[
+                &scheduled,
+                &format!("> on ({id}) group_left ()"),
+                "(",
+                &bound,
+                "* 1.001 + 0.001",
+                ")",
+                &format!(", \"via\", \"scheduler\", \"\", \"\")"),
+            ],
+            "",
+        )
+    } else {
+        block(
+            "label_replace(",
+            &[
+                &format!(
+                    "max by ({id}) (last_over_time(kube_pod_status_qos_class{{qos_class!=\"BestEffort\"}}{now})) > 0"
+                ),
+                &format!("unless on ({id})"),
+                &format!("{} > 0", requests(id, "cpu|memory")),
+                &format!(", \"via\", \"qos\", \"\", \"\")"),
+            ],
+            "",
+        )
+    };
+    if scheduler {
+        // The scheduler counts no terminal pod; a pending one it counts holds its node's
+        // resources too, and the phase is not read again for it.
+        return block(&format!("group by ({id}, via) ("), &[&evidence], ")");
+    }
+    block(
+        &format!("group by ({id}, via) ("),
+        &[&evidence, &format!("and on ({id})"), &running],
+        ")",
+    )
 }
 
 /// Per hour, the pods kube-state-metrics shows Running with a request (a QoS class other than

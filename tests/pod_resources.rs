@@ -145,13 +145,12 @@ fn each_source_bills_what_it_sees_and_the_scheduler_sees_what_kubernetes_reserve
             .filter(|l| l.contains("reserve more than their containers request"))
             .collect::<Vec<_>>();
         assert_eq!(warning.len(), 1, "{engine}: {}", ksm.stderr);
-        // At 06:00, four pods of team-podlevel run: three with no container request of cpu
-        // or memory (told by their QoS class), one whose containers request less than the
-        // scheduler counts (told by the scheduler's number).
+        // At 06:00, four pods of team-podlevel run, each of which kube-scheduler counts above
+        // all its containers request (three request nothing at the container level).
         for pod in [
             "--request-source scheduler",
             "pods=4",
-            "above_scheduler=1",
+            "above_scheduler=4",
             "team-podlevel/pl-",
         ] {
             assert!(

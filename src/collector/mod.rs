@@ -414,7 +414,12 @@ impl<'a> Collector<'a> {
         // Which Running pods reserve more than kube-state-metrics shows (pod-level requests):
         // one instant read at the span's end, beside the hours' queries.
         let unseen = async {
-            if self.config.request_model != RequestModel::Scheduler && !complete.is_empty() {
+            // Only where the bill claims what Kubernetes reserves from kube-state-metrics (the
+            // pod model of the request basis or of memory): the containers model and the
+            // `max` basis bill containers by definition, and the usage basis no request.
+            let pod_model = self.config.request_model == RequestModel::Pod
+                && (self.config.cpu_basis == CpuBasis::Request || self.config.bill_memory);
+            if pod_model && !complete.is_empty() {
                 self.requests_unseen(complete, time.scheduler_seen).await
             } else {
                 Ok(BTreeMap::new())
@@ -1311,7 +1316,7 @@ impl<'a> Collector<'a> {
                 pods = pods.len(),
                 first = %shown.join(", "),
                 above_scheduler = pods.values().filter(|v| **v == "scheduler").count(),
-                "Running pods reserve more than their containers request: pod-level requests \
+                "pods reserve more than their containers request: pod-level requests \
                  (Kubernetes 1.34+, spec.resources), which kube-state-metrics does not export, or \
                  an in-place resize down not yet admitted. The kube-state-metrics source bills \
                  their containers' requests only. Bill what Kubernetes reserves with \
