@@ -1102,7 +1102,7 @@ pub fn unseen_requests(scheduler: bool) -> String {
                 &bound,
                 "* 1.001 + 0.001",
                 ")",
-                &format!(", \"via\", \"scheduler\", \"\", \"\")"),
+                ", \"via\", \"scheduler\", \"\", \"\")",
             ],
             "",
         )
@@ -1115,7 +1115,7 @@ pub fn unseen_requests(scheduler: bool) -> String {
                 ),
                 &format!("unless on ({id})"),
                 &format!("{} > 0", requests(id, "cpu|memory")),
-                &format!(", \"via\", \"qos\", \"\", \"\")"),
+                ", \"via\", \"qos\", \"\", \"\")",
             ],
             "",
         )
