@@ -213,6 +213,19 @@ pub fn import_victoria_metrics(url: &str, dir: &Path, openmetrics: &Path, from: 
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(flushed, "VictoriaMetrics force_flush failed");
+    // VictoriaMetrics caches range-query results for times older than
+    // `-search.cacheTimestampOffset` (5 minutes of wall time, so every synthetic hour), and
+    // backfilled samples do not invalidate them: its documentation ("Backfilling") says to
+    // reset the cache after importing old data. Without it a query the earlier run sent may
+    // answer from before the import (seen once under load: an hour billed without the
+    // namespace the import added).
+    let reset = Command::new("curl")
+        .args(["-sf", &format!("{url}/internal/resetRollupResultCache")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(reset, "VictoriaMetrics resetRollupResultCache failed");
     let _ = std::fs::remove_file(&import);
 }
 
