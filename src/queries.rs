@@ -1063,9 +1063,6 @@ fn effective_request(h: &str, matcher: &str, scope: &str, overhead: Option<Overh
 pub fn unseen_requests(scheduler: bool) -> String {
     let now = "[5m] offset 1ms";
     let id = "namespace, pod";
-    let running = format!(
-        "max by ({id}) (last_over_time(kube_pod_status_phase{{phase=\"Running\"}}{now})) > 0"
-    );
     let requests = |by: &str, resources: &str| {
         format!(
             "max by ({by}) (last_over_time({{__name__=~\"kube_pod_container_resource_requests|kube_pod_init_container_resource_requests\", resource=~\"{resources}\"}}{now}))"
@@ -1125,6 +1122,9 @@ pub fn unseen_requests(scheduler: bool) -> String {
         // resources too, and the phase is not read again for it.
         return block(&format!("group by ({id}, via) ("), &[&evidence], ")");
     }
+    let running = format!(
+        "max by ({id}) (last_over_time(kube_pod_status_phase{{phase=\"Running\"}}{now})) > 0"
+    );
     block(
         &format!("group by ({id}, via) ("),
         &[&evidence, &format!("and on ({id})"), &running],

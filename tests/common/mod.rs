@@ -206,27 +206,26 @@ pub fn import_victoria_metrics(url: &str, dir: &Path, openmetrics: &Path, from: 
         String::from_utf8_lossy(&imported.stderr),
         dir.display()
     );
-    let flushed = Command::new("curl")
-        .args(["-sf", &format!("{url}/internal/force_flush")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(flushed, "VictoriaMetrics force_flush failed");
+    victoria_metrics_internal(url, "force_flush");
     // VictoriaMetrics caches range-query results for times older than
     // `-search.cacheTimestampOffset` (5 minutes of wall time, so every synthetic hour), and
     // backfilled samples do not invalidate them: its documentation ("Backfilling") says to
     // reset the cache after importing old data. Without it a query the earlier run sent may
     // answer from before the import (seen once under load: an hour billed without the
     // namespace the import added).
-    let reset = Command::new("curl")
-        .args(["-sf", &format!("{url}/internal/resetRollupResultCache")])
+    victoria_metrics_internal(url, "resetRollupResultCache");
+    let _ = std::fs::remove_file(&import);
+}
+
+/// Call VictoriaMetrics' `/internal/<what>` endpoint; a failure fails the test.
+fn victoria_metrics_internal(url: &str, what: &str) {
+    let ok = Command::new("curl")
+        .args(["-sf", &format!("{url}/internal/{what}")])
         .stdout(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(reset, "VictoriaMetrics resetRollupResultCache failed");
-    let _ = std::fs::remove_file(&import);
+    assert!(ok, "VictoriaMetrics /internal/{what} failed");
 }
 
 /// Import `dataset`'s OpenMetrics file into a real VictoriaMetrics started in `dir`.
