@@ -329,6 +329,29 @@ pub fn newest_samples(
     block("max by (source) (", &parts, ")")
 }
 
+/// Per kube-state-metrics target (`instance`): the newest sample of its namespaces' phase
+/// (`source="data"`), and of its `up` (`source="up"`), at each step of a range query. A
+/// sharded kube-state-metrics (`--shard`/`--total-shards`) writes each object from one shard,
+/// and replicas or a restarted pod each are a target of their own: a target whose scrapes fail
+/// (a stalled shard: `up` 0, none of its series) or whose data lags in remote write would make
+/// its objects vanish from an hour the reference namespaces call complete. `up` tells a target
+/// that still exists (scraped, answered or not) from one that is gone (scaled down, replaced:
+/// its `up` ends with it). Every namespace's series of the target, one per namespace: a few
+/// thousand series at most, read at a coarse step.
+pub fn target_times(ksm_targets: &str) -> String {
+    block(
+        "max by (instance, source) (",
+        &[
+            "label_replace(timestamp(kube_namespace_status_phase{phase=\"Active\"}), \"source\", \"data\", \"\", \"\")",
+            "or",
+            &format!(
+                "label_replace(timestamp(up{{{ksm_targets}}}), \"source\", \"up\", \"\", \"\")"
+            ),
+        ],
+        ")",
+    )
+}
+
 /// The sources a run reads beside kube-state-metrics' namespaces, pods and requests
 /// ([`newest_samples`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1643,6 +1666,7 @@ mod tests {
                 r#"job="nvidia-dcgm-exporter""#
             )
         );
+        insta::assert_snapshot!("target_times", target_times(r#"job="kube-state-metrics""#));
     }
 
     /// An hour cut in three by a hole: before, the two samples beside it, after.
@@ -1790,6 +1814,10 @@ mod tests {
             all.push(("dra claims", dra_claims(w)));
             all.push(("dra claims (running)", running_pods(w, "a|b")));
         }
+        all.push((
+            "kube-state-metrics targets' times",
+            target_times(r#"job="kube-state-metrics""#),
+        ));
         all.push(("probe", probe().to_string()));
         all.push((
             "requests kube-state-metrics cannot see",

@@ -1,6 +1,6 @@
 //! Quirks in combination, not one at a time: every way the generator duplicates or adds
-//! exporters (replicas at distinct and at equal timestamps, a replica added inside an hour, a
-//! kube-state-metrics restart, tenants' look-alike series) composed with every time shape (a
+//! exporters (replicas at distinct and at equal timestamps, shards, a replica added inside an
+//! hour, a kube-state-metrics restart, tenants' look-alike series) composed with every time shape (a
 //! Prometheus outage inside an hour and one across an hour's edge, a retuned scrape interval,
 //! a store that lags) and every basis (CPU requested by the pod and by the containers, from
 //! kube-state-metrics and from kube-scheduler, used, the larger of both, memory, GPUs by
@@ -76,6 +76,16 @@ fn quirks() -> Vec<(&'static str, Options)> {
                 tenant_series: true,
                 cadvisor_offset: 0,
                 seed: 103,
+                ..base.clone()
+            },
+        ),
+        (
+            "three shards, two scraped at the same moments, a restart inside an hour",
+            Options {
+                ksm_offsets: vec![7, 7, 19],
+                ksm_sharded: true,
+                ksm_restarts: vec![1.5],
+                seed: 106,
                 ..base.clone()
             },
         ),
@@ -312,6 +322,7 @@ fn random_composition(seed: u64) -> Options {
     };
     let replicas = 1 + draw(2) as usize;
     let aligned = draw(2) == 0;
+    let sharded = replicas > 1 && draw(2) == 0;
     let offsets: Vec<i64> = (0..replicas)
         .map(|r| if aligned { 7 } else { 7 + 6 * r as i64 })
         .collect();
@@ -322,6 +333,7 @@ fn random_composition(seed: u64) -> Options {
         random_namespaces: 6,
         seed: seed % 1000,
         ksm_offsets: offsets,
+        ksm_sharded: sharded,
         ksm_restarts: if draw(2) == 0 {
             vec![1.0 + draw(40) as f64 / 10.0]
         } else {

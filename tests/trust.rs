@@ -12,6 +12,7 @@ use consumption_metrics::manager::Manager;
 use consumption_metrics::prometheus::Prometheus;
 use consumption_metrics_synth::scenario::Options;
 use rdkafka::mocking::MockCluster;
+use serde_json::Value;
 
 const H: i64 = 3600;
 
@@ -102,6 +103,78 @@ async fn a_stopped_exporter_pages_where_lag_waits() {
         "{message}"
     );
     assert_eq!(checkpoint, "2026-11-01T03:00:00Z");
+}
+
+/// kube-state-metrics in two shards (each object on the one its UID hashes to), shard 1's
+/// scrapes failing from 03:30 on while Prometheus goes on scraping it (`up` 0): the hour before
+/// bills every namespace of both shards, as a cluster of one replica does; the hour it stalls
+/// in waits naming the shard's target (a dry-run 7, a scheduled run 0 with the checkpoint
+/// kept), though the reference namespaces are current; past --max-source-silence every mode
+/// fails with exit 4 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_shard_holds_its_hour_and_then_pages() {
+    let sharded = Options {
+        hours: 9,
+        random_namespaces: 8,
+        ksm_offsets: vec![7, 19],
+        ksm_sharded: true,
+        ksm_target_gaps: vec![(1, 3.5, 9.0)],
+        ..Options::default()
+    };
+    let p = common::start_prometheus("ksm-shard-stalls", &sharded);
+    let t = |h: i64| sharded.start + h * H;
+    let out = dry_run(&p, t(2), t(3), &[]);
+    assert_eq!(out.code, 0, "the hour before the stall: {}", out.stderr);
+    let billed: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    let billed = common::by_namespace_hour(&billed, "synth-01");
+    let truth = common::truth(&p);
+    let rows: Vec<_> = truth
+        .iter()
+        .filter(|r| r.hour == t(2))
+        .filter(|r| !r.namespace.starts_with("kube-") && !r.namespace.starts_with("openshift-"))
+        .collect();
+    assert_eq!(billed.len(), rows.len(), "every namespace billed once");
+    let mut compared = 0;
+    for row in rows {
+        let got = billed
+            .get(&(t(2), row.namespace.clone()))
+            .and_then(|c| c["cpu"].as_f64())
+            .unwrap_or(f64::NAN);
+        assert!(
+            (got - row.cpu_request_spec).abs() <= row.tol_cpu_request + 1e-6,
+            "{}: billed {got}, truth {} ± {}",
+            row.namespace,
+            row.cpu_request_spec,
+            row.tol_cpu_request
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= 8,
+        "both shards' namespaces compared: {compared}"
+    );
+
+    let out = dry_run(&p, t(3), t(5), &[]);
+    assert_eq!(out.code, 7, "a shard behind holds its hour: {}", out.stderr);
+    for needle in [
+        "kube-state-metrics target 10.128.0.12:8080",
+        "2026-11-01T03:00:00Z",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
+    }
+    let (outcome, checkpoint) = scheduled(&p, "2026-11-01T03:00:00Z", "2026-11-01T05:20:00Z").await;
+    assert_eq!(outcome, Ok(()), "a scheduled run waits for the shard");
+    assert_eq!(checkpoint, "2026-11-01T03:00:00Z");
+
+    let out = dry_run(&p, t(3), t(8), &[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    for needle in [
+        "kube-state-metrics target 10.128.0.12:8080 has stopped",
+        "is 2026-11-01T03:29:",
+        "--max-source-silence 4h",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
+    }
 }
 
 /// dcgm-exporter uninstalled at 02:00 under --gpu-source devices: hours before are billed;

@@ -182,19 +182,70 @@ pub struct StoreTime {
     /// Whether kube-scheduler's `kube_pod_resource_request` is in the store around the span
     /// (whichever source the requests are read from).
     pub scheduler_seen: bool,
+    /// Per kube-state-metrics target (`instance`: a shard, a replica, a pod after a restart),
+    /// its data's and its `up`'s times from the hour before the span on.
+    pub targets: BTreeMap<String, timeline::TargetTime>,
 }
 
 impl StoreTime {
     /// The first hour of `span` some source has not reached.
     pub fn waiting(&self, span: &[HourWindow]) -> Option<Waiting> {
-        timeline::first_incomplete(span, &self.sources, self.timeline.tolerance_ms()).map(
+        let tolerance = self.timeline.tolerance_ms();
+        let source = timeline::first_incomplete(span, &self.sources, tolerance).map(
             |(hour, source, newest)| Waiting {
                 hour: *hour,
                 source,
                 newest,
             },
-        )
+        );
+        let target = timeline::first_target_behind(span, &self.targets, tolerance).map(
+            |(hour, instance, newest)| Waiting {
+                hour: *hour,
+                source: target_name(instance),
+                newest,
+            },
+        );
+        // A target behind while Prometheus scrapes it names the shard to look at; its
+        // families lag with it.
+        match (source, target) {
+            (Some(s), Some(t)) if t.hour <= s.hour => Some(t),
+            (s, t) => s.or(t),
+        }
     }
+}
+
+/// Per `instance`, [`queries::target_times`]' answer: the data's newest sample at each step,
+/// and the newest `up`.
+fn target_times(answer: &[crate::prometheus::Series]) -> BTreeMap<String, timeline::TargetTime> {
+    let mut targets: BTreeMap<String, timeline::TargetTime> = BTreeMap::new();
+    for s in answer {
+        let (Some(instance), Some(source)) = (s.labels.get("instance"), s.labels.get("source"))
+        else {
+            continue;
+        };
+        let times = s
+            .points
+            .iter()
+            .map(|(_, v)| *v)
+            .filter(|v| v.is_finite())
+            .map(|v| (v * 1000.0).round() as i64);
+        let target = targets.entry(instance.clone()).or_default();
+        match source.as_str() {
+            "data" => {
+                target.data.extend(times);
+                target.data.sort_unstable();
+                target.data.dedup();
+            }
+            _ => target.up = times.max().max(target.up),
+        }
+    }
+    targets
+}
+
+/// How a kube-state-metrics target is named where a source would be: in logs, refusals and
+/// the `source` label of `consumption_metrics_data_lag_seconds`.
+pub fn target_name(instance: &str) -> String {
+    format!("{} target {instance}", queries::KSM)
 }
 
 pub struct Collector<'a> {
@@ -468,8 +519,10 @@ impl<'a> Collector<'a> {
             &provenance.targets(crate::provenance::Source::KubeStateMetrics),
             &provenance.targets(crate::provenance::Source::DcgmExporter),
         );
+        let targets_q =
+            queries::target_times(&provenance.targets(crate::provenance::Source::KubeStateMetrics));
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
-        let (samples, newest) = tokio::try_join!(
+        let (samples, newest, targets) = tokio::try_join!(
             async {
                 Ok::<_, CollectError>(
                     self.prometheus
@@ -493,7 +546,20 @@ impl<'a> Collector<'a> {
                     })
                     .await?)
             },
+            async {
+                Ok(self
+                    .prometheus
+                    .query_range(&RangeQuery {
+                        what: "kube-state-metrics targets' times",
+                        expr: &targets_q,
+                        start: first.start() - chrono::TimeDelta::hours(1),
+                        end: at,
+                        step: NEWEST_STEP,
+                    })
+                    .await?)
+            },
         )?;
+        let targets = target_times(&targets);
         let timeline = timeline::Timeline::new(
             samples
                 .iter()
@@ -592,11 +658,13 @@ impl<'a> Collector<'a> {
                 to: rfc3339(at),
             });
         }
+        self.target_stopped(&targets, frontier)?;
         self.stopped(&sources, frontier, looked_from, false)?;
         Ok(StoreTime {
             timeline,
             sources,
             scheduler_seen,
+            targets,
         })
     }
 
@@ -642,6 +710,52 @@ impl<'a> Collector<'a> {
             newest: newest
                 .map(rfc3339_millis)
                 .unwrap_or_else(|| format!("none since {}", rfc3339_millis(looked_from))),
+            store: rfc3339_millis(frontier),
+            behind: humantime::format_duration(Duration::from_secs(
+                u64::try_from(behind / 1000).unwrap_or(0),
+            ))
+            .to_string(),
+            limit: humantime::format_duration(self.config.max_source_silence).to_string(),
+        })
+    }
+
+    /// A kube-state-metrics target that Prometheus still scrapes while its data stays behind
+    /// the store's time by more than `--max-source-silence`, and another target is current,
+    /// has stopped: a shard whose scrapes fail (a hung or crash-looping pod, a shard that lost
+    /// its API watch), never billed lag. When none is current, the exporter as a whole has
+    /// stopped, which [`Collector::stopped`] says.
+    fn target_stopped(
+        &self,
+        targets: &BTreeMap<String, timeline::TargetTime>,
+        frontier: Option<i64>,
+    ) -> Result<()> {
+        let Some(frontier) = frontier else {
+            return Ok(());
+        };
+        let limit = i64::try_from(self.config.max_source_silence.as_millis()).unwrap_or(i64::MAX);
+        if !targets
+            .values()
+            .any(|t| t.newest().is_some_and(|n| frontier - n <= limit))
+        {
+            return Ok(());
+        }
+        let behind = targets
+            .iter()
+            .filter_map(|(instance, t)| Some((instance, t.newest()?, t.up?)))
+            .filter(|(_, _, up)| frontier - up <= limit)
+            .map(|(instance, newest, _)| (instance, newest, frontier - newest))
+            .filter(|(_, _, behind)| *behind > limit)
+            .max_by_key(|(_, _, behind)| *behind);
+        let Some((instance, newest, behind)) = behind else {
+            return Ok(());
+        };
+        Err(CollectError::SourceStopped {
+            exporter: target_name(instance),
+            what: "the kube_namespace_status_phase series of this shard or replica (its up is \
+                   still written: Prometheus scrapes it, and the scrapes fail or its series \
+                   are lost on their way)"
+                .to_string(),
+            newest: rfc3339_millis(newest),
             store: rfc3339_millis(frontier),
             behind: humantime::format_duration(Duration::from_secs(
                 u64::try_from(behind / 1000).unwrap_or(0),

@@ -414,6 +414,58 @@ pub fn first_incomplete<'a>(
     })
 }
 
+/// One kube-state-metrics target's times ([`crate::queries::target_times`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetTime {
+    /// The newest sample of its namespaces' phase at each step of the read (Unix
+    /// milliseconds), sorted, without repeats.
+    pub data: Vec<i64>,
+    /// Its newest `up`, answered or not: whether Prometheus still scrapes the target.
+    pub up: Option<i64>,
+}
+
+impl TargetTime {
+    /// Its newest sample of data.
+    pub fn newest(&self) -> Option<i64> {
+        self.data.last().copied()
+    }
+
+    /// Whether it wrote data in `[from, to)`.
+    fn wrote(&self, from: i64, to: i64) -> bool {
+        let i = self.data.partition_point(|t| *t < from);
+        self.data.get(i).is_some_and(|t| *t < to)
+    }
+
+    /// Whether Prometheus scraped the target at or after `t`: it still exists (a shard scaled
+    /// away or a replaced pod is a target no more, and its `up` ends with it).
+    fn scraped_since(&self, t: i64) -> bool {
+        self.up.is_some_and(|u| u >= t)
+    }
+}
+
+/// The first hour of `hours` (consecutive, oldest first) that a kube-state-metrics target
+/// which wrote the hour before has not reached although Prometheus still scrapes it: a shard
+/// whose scrapes fail or whose series lag, whose objects would vanish from the hour. Gives
+/// the hour, the target's `instance` and its newest sample. A target that stopped together
+/// with its `up` is gone (kube-state-metrics scaled down, a pod replaced): its objects are
+/// written by the others from then on.
+pub fn first_target_behind<'a, 'b>(
+    hours: &'a [HourWindow],
+    targets: &'b BTreeMap<String, TargetTime>,
+    tolerance_ms: i64,
+) -> Option<(&'a HourWindow, &'b str, Option<i64>)> {
+    hours.iter().find_map(|h| {
+        let (s, e) = (h.start().timestamp_millis(), h.end().timestamp_millis());
+        targets
+            .iter()
+            .filter(|(_, t)| t.wrote(s - 3_600_000, s))
+            .filter(|(_, t)| t.newest().is_none_or(|n| n < e - tolerance_ms))
+            .filter(|(_, t)| t.scraped_since(e - tolerance_ms))
+            .min_by_key(|(_, t)| t.newest())
+            .map(|(instance, t)| (h, instance.as_str(), t.newest()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,5 +723,51 @@ mod tests {
         );
         let newest = BTreeMap::from([("kube-state-metrics".to_string(), None)]);
         assert_eq!(first_incomplete(&hours, &newest, tol).unwrap().2, None);
+    }
+
+    fn target(data: &[i64], up: Option<i64>) -> TargetTime {
+        TargetTime {
+            data: data.to_vec(),
+            up,
+        }
+    }
+
+    /// A shard that wrote the hour before and is still scraped holds the hour until its data
+    /// reaches the end; one gone with its `up`, or new in the hour, does not.
+    #[test]
+    fn every_target_that_wrote_the_hour_before_must_reach_the_hour() {
+        let hours = [hour(S), hour(S + 3_600_000)];
+        let tol = tolerance(30_000);
+        let end = S + 3_600_000;
+        let current = target(&[S - 1_800_000, S + 1_800_000, end - 10_000], Some(end));
+        let mut targets = BTreeMap::from([("10.0.0.1:8080".to_string(), current.clone())]);
+        assert_eq!(first_target_behind(&hours, &targets, tol), None);
+        // A shard whose scrapes fail from half past: up goes on (0), its data stops.
+        let stalled = target(&[S - 1_800_000, S + 1_800_000], Some(end + 3_600_000));
+        targets.insert("10.0.0.2:8080".into(), stalled.clone());
+        let (h, instance, newest) = first_target_behind(&hours, &targets, tol).unwrap();
+        assert_eq!(
+            (h.start().timestamp_millis(), instance),
+            (S, "10.0.0.2:8080")
+        );
+        assert_eq!(newest, Some(S + 1_800_000));
+        // The same shard gone with its up (scaled down): not waited for.
+        targets.insert(
+            "10.0.0.2:8080".into(),
+            target(&stalled.data, Some(S + 1_800_000)),
+        );
+        assert_eq!(first_target_behind(&hours, &targets, tol), None);
+        // A target that did not write the hour before (new in the hour) holds nothing of it,
+        // but the next hour, which it wrote the hour before.
+        targets.insert(
+            "10.0.0.3:8080".into(),
+            target(&[S + 1_800_000], Some(end + 3_600_000)),
+        );
+        assert_eq!(first_target_behind(&hours[..1], &targets, tol), None);
+        let (h, instance, _) = first_target_behind(&hours, &targets, tol).unwrap();
+        assert_eq!(
+            (h.start().timestamp_millis(), instance),
+            (end, "10.0.0.3:8080")
+        );
     }
 }

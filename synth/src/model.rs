@@ -384,6 +384,13 @@ pub struct Cluster {
     pub cadvisor_offset: i64,
     /// Periods `[from, to)` in which no kube-state-metrics replica was scraped.
     pub ksm_gaps: Vec<(i64, i64)>,
+    /// The entries of `ksm_offsets` are shards, not replicas (kube-state-metrics `--shard`,
+    /// `--total-shards`): each object is written by the one shard its key hashes to
+    /// ([`Cluster::shard_of`]).
+    pub ksm_sharded: bool,
+    /// `(target, from, to)`: periods in which one kube-state-metrics replica or shard fails its
+    /// scrapes (`up` 0, none of its series) while the others are scraped: a stalled shard.
+    pub ksm_target_gaps: Vec<(usize, i64, i64)>,
     /// Periods `[from, to)` in which Prometheus scraped nothing (a restart, an OOM kill, a
     /// long WAL replay): no job, kube-state-metrics nor cAdvisor, has a sample in them.
     pub outages: Vec<(i64, i64)>,
@@ -428,6 +435,23 @@ impl Cluster {
 
     /// Scrape times of a job with `offset` in the data range, minus `gaps` and the outages:
     /// the ticks of each interval in force, at the offset modulo it.
+    /// The kube-state-metrics target that writes an object: every replica writes every
+    /// object (`None`); with shards, the one shard the object's key hashes to. kube-state-metrics
+    /// keeps an object on a shard when the FNV-32a hash of its UID modulo `--total-shards` is
+    /// that shard's number (`pkg/sharding`, "Horizontal sharding" in its README), so a pod and
+    /// its namespace may be written by different shards.
+    pub fn shard_of(&self, key: &str) -> Option<usize> {
+        if !self.ksm_sharded || self.ksm_offsets.is_empty() {
+            return None;
+        }
+        let mut h: u32 = 0x811c_9dc5;
+        for b in key.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        Some(h as usize % self.ksm_offsets.len())
+    }
+
     pub fn scrape_times(&self, offset: i64, gaps: &[(i64, i64)]) -> Vec<i64> {
         let mut out = Vec::new();
         let mut t = self.data_start + offset % self.interval.max(1);

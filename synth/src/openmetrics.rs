@@ -13,16 +13,57 @@ fn ksm_instance(replica: usize, restarts: usize) -> String {
     format!("10.128.{restarts}.{}:8080", 11 + replica)
 }
 
-/// Per kube-state-metrics target (replica, and pod after each restart), its `instance` and
-/// the times Prometheus scraped it successfully (`answered`), or attempted to: a scrape
-/// attempt that fails (the target down, `ksm_gaps`) writes `up` 0 and no series; an outage of
-/// Prometheus writes nothing at all.
-pub fn ksm_targets(cluster: &Cluster, answered: bool) -> Vec<(String, Vec<i64>)> {
-    let gaps: &[(i64, i64)] = if answered { &cluster.ksm_gaps } else { &[] };
-    let mut ksm: Vec<(String, Vec<i64>)> = Vec::new();
+/// kube-state-metrics' scrape targets: per replica or shard, and pod after each restart, its
+/// `instance`, the times Prometheus scraped it successfully (`answered`), or attempted to,
+/// and which entry of `ksm_offsets` it is. A scrape attempt that fails (the target down,
+/// `ksm_gaps`, or this target alone, `ksm_target_gaps`) writes `up` 0 and no series; an outage
+/// of Prometheus writes nothing at all.
+pub struct Targets {
+    all: Vec<(String, Vec<i64>, usize)>,
+    cluster_sharded: bool,
+}
+
+impl Targets {
+    /// The targets that write the object keyed `key` (its UID, or a name where the model has
+    /// none): every replica, or the one shard it hashes to ([`Cluster::shard_of`]).
+    pub fn of<'a>(
+        &'a self,
+        cluster: &Cluster,
+        key: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a Vec<i64>)> + 'a {
+        let shard = if self.cluster_sharded {
+            cluster.shard_of(key)
+        } else {
+            None
+        };
+        self.all
+            .iter()
+            .filter(move |(_, _, r)| shard.is_none_or(|s| s == *r))
+            .map(|(instance, times, _)| (instance, times))
+    }
+
+    /// Every target, with the entry of `ksm_offsets` it is.
+    pub fn all(&self) -> impl Iterator<Item = &(String, Vec<i64>, usize)> {
+        self.all.iter()
+    }
+}
+
+pub fn ksm_targets(cluster: &Cluster, answered: bool) -> Targets {
+    let mut ksm: Vec<(String, Vec<i64>, usize)> = Vec::new();
     for (r, off) in cluster.ksm_offsets.iter().enumerate() {
+        let mut gaps: Vec<(i64, i64)> = Vec::new();
+        if answered {
+            gaps.extend(&cluster.ksm_gaps);
+            gaps.extend(
+                cluster
+                    .ksm_target_gaps
+                    .iter()
+                    .filter(|(target, _, _)| *target == r)
+                    .map(|(_, a, b)| (*a, *b)),
+            );
+        }
         let from = cluster.ksm_replica_from.get(r).copied().unwrap_or(i64::MIN);
-        let mut times = cluster.scrape_times(*off, gaps);
+        let mut times = cluster.scrape_times(*off, &gaps);
         times.retain(|t| *t >= from);
         let mut edges = cluster.ksm_restarts.clone();
         edges.sort_unstable();
@@ -34,12 +75,15 @@ pub fn ksm_targets(cluster: &Cluster, answered: bool) -> Vec<(String, Vec<i64>)>
                 .filter(|t| (from..to).contains(t))
                 .collect();
             if !part.is_empty() {
-                ksm.push((ksm_instance(r, i), part));
+                ksm.push((ksm_instance(r, i), part, r));
             }
             from = to;
         }
     }
-    ksm
+    Targets {
+        all: ksm,
+        cluster_sharded: cluster.ksm_sharded,
+    }
 }
 
 /// `up` of kube-state-metrics' targets, as Prometheus writes it at every scrape it attempts
@@ -47,14 +91,18 @@ pub fn ksm_targets(cluster: &Cluster, answered: bool) -> Vec<(String, Vec<i64>)>
 /// time for the cluster, which goes on while kube-state-metrics is down.
 pub fn ksm_up(cluster: &Cluster) -> Vec<(String, Vec<(i64, u8)>)> {
     ksm_targets(cluster, false)
-        .into_iter()
-        .map(|(instance, times)| {
+        .all()
+        .map(|(instance, times, r)| {
             let labels = format!("job=\"{KSM_JOB}\",instance=\"{instance}\"");
             let samples = times
-                .into_iter()
+                .iter()
                 .map(|t| {
-                    let down = cluster.ksm_gaps.iter().any(|(a, b)| (*a..*b).contains(&t));
-                    (t, u8::from(!down))
+                    let down = cluster.ksm_gaps.iter().any(|(a, b)| (*a..*b).contains(t))
+                        || cluster
+                            .ksm_target_gaps
+                            .iter()
+                            .any(|(target, a, b)| target == r && (*a..*b).contains(t));
+                    (*t, u8::from(!down))
                 })
                 .collect();
             (labels, samples)
@@ -72,7 +120,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "# TYPE kube_namespace_status_phase gauge")?;
     for ns in &cluster.namespaces {
         for phase in ["Active", "Terminating"] {
-            for (instance, times) in &ksm {
+            for (instance, times) in ksm.of(cluster, &ns.name) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",phase=\"{phase}\"",
                     ns.name
@@ -105,7 +153,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     for ns in &cluster.namespaces {
         for pod in &ns.pods {
             for phase in Phase::ALL {
-                for (instance, times) in &ksm {
+                for (instance, times) in ksm.of(cluster, &pod.uid) {
                     let labels = format!(
                         "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",phase=\"{}\"",
                         ns.name,
@@ -146,7 +194,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
                     resources.push((e.resource.as_str(), "integer", e.count));
                 }
                 for (resource, unit, value) in resources {
-                    for (instance, times) in &ksm {
+                    for (instance, times) in ksm.of(cluster, &pod.uid) {
                         let labels = format!(
                             "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\",node=\"{}\",resource=\"{resource}\",unit=\"{unit}\"",
                             ns.name, pod.name, pod.uid, c.name, pod.node
@@ -244,7 +292,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "# TYPE kube_persistentvolumeclaim_info gauge")?;
     for ns in &cluster.namespaces {
         for pvc in &ns.pvcs {
-            for (instance, times) in &ksm {
+            for (instance, times) in ksm.of(cluster, &format!("{}/{}", ns.name, pvc.name)) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",persistentvolumeclaim=\"{}\",storageclass=\"{}\",volumename=\"pvc-{}-{}\"",
                     ns.name, pvc.name, pvc.storage_class, ns.name, pvc.name
@@ -264,7 +312,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     )?;
     for ns in &cluster.namespaces {
         for pvc in &ns.pvcs {
-            for (instance, times) in &ksm {
+            for (instance, times) in ksm.of(cluster, &format!("{}/{}", ns.name, pvc.name)) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",persistentvolumeclaim=\"{}\"",
                     ns.name, pvc.name
@@ -286,7 +334,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
     for ns in &cluster.namespaces {
         for pvc in &ns.pvcs {
             for mode in &pvc.access_modes {
-                for (instance, times) in &ksm {
+                for (instance, times) in ksm.of(cluster, &format!("{}/{}", ns.name, pvc.name)) {
                     let labels = format!(
                         "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",persistentvolumeclaim=\"{}\",access_mode=\"{mode}\"",
                         ns.name, pvc.name
@@ -318,7 +366,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "# TYPE kube_pod_resourceclaim_info gauge")?;
         for (ns, pod) in claims {
             for (claim, resolved) in &pod.claims {
-                for (instance, times) in &ksm {
+                for (instance, times) in ksm.of(cluster, &pod.uid) {
                     let labels = format!(
                         "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{ns}\",pod=\"{}\",uid=\"{}\",claim_name=\"{claim}\",resourceclaim_name=\"{resolved}\",resourceclaim_template_name=\"gpu-template\"",
                         pod.name, pod.uid
@@ -340,7 +388,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "# TYPE kube_pod_info gauge")?;
         for ns in &cluster.namespaces {
             for pod in &ns.pods {
-                for (instance, times) in &ksm {
+                for (instance, times) in ksm.of(cluster, &pod.uid) {
                     let labels = format!(
                         "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",node=\"{}\",created_by_kind=\"ReplicaSet\"",
                         ns.name, pod.name, pod.uid, pod.node
@@ -356,7 +404,7 @@ pub fn write(cluster: &Cluster, out: &mut impl Write) -> io::Result<()> {
         }
         writeln!(out, "# TYPE kube_node_labels gauge")?;
         for (node, product) in &fleet.products {
-            for (instance, times) in &ksm {
+            for (instance, times) in ksm.of(cluster, node) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",node=\"{node}\",label_nvidia_com_gpu_product=\"{}\"",
                     product.replace(' ', "-")
@@ -511,11 +559,7 @@ pub fn without(text: &[u8], omit: &[String]) -> Vec<u8> {
 /// (1 while the container runs: a sidecar while the pod runs); `kube_pod_overhead_cpu_cores`
 /// with `namespace`, `pod`, `uid`. Written only when some pod has init containers or overhead,
 /// so that other clusters' data stays as it was.
-fn write_init_containers(
-    cluster: &Cluster,
-    ksm: &[(String, Vec<i64>)],
-    out: &mut impl Write,
-) -> io::Result<()> {
+fn write_init_containers(cluster: &Cluster, ksm: &Targets, out: &mut impl Write) -> io::Result<()> {
     let pods = || {
         cluster
             .namespaces
@@ -541,7 +585,7 @@ fn write_init_containers(
                 resources.push(("memory", "byte", c.memory_request));
             }
             for (resource, unit, value) in resources {
-                for (instance, times) in ksm {
+                for (instance, times) in ksm.of(cluster, &pod.uid) {
                     let labels = format!(
                         "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\",node=\"{}\",resource=\"{resource}\",unit=\"{unit}\"",
                         ns.name, pod.name, pod.uid, c.name, pod.node
@@ -564,7 +608,7 @@ fn write_init_containers(
                 (true, true) => ",restart_policy=\"Always\"",
                 _ => "",
             };
-            for (instance, times) in ksm {
+            for (instance, times) in ksm.of(cluster, &pod.uid) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\",image=\"registry.example/{}:1\",image_spec=\"registry.example/{}:1\",image_id=\"\",container_id=\"\"{policy}",
                     ns.name, pod.name, pod.uid, c.name, c.name, c.name
@@ -579,7 +623,7 @@ fn write_init_containers(
     for (ns, pod) in pods() {
         let running = pod.running();
         for ic in &pod.init_containers {
-            for (instance, times) in ksm {
+            for (instance, times) in ksm.of(cluster, &pod.uid) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",container=\"{}\"",
                     ns.name, pod.name, pod.uid, ic.container.name
@@ -604,7 +648,7 @@ fn write_init_containers(
     ] {
         writeln!(out, "# TYPE {family} gauge")?;
         for (ns, pod) in pods().filter(|(_, p)| of(p) > 0.0) {
-            for (instance, times) in ksm {
+            for (instance, times) in ksm.of(cluster, &pod.uid) {
                 let labels = format!(
                     "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\"",
                     ns.name, pod.name, pod.uid
@@ -621,17 +665,13 @@ fn write_init_containers(
 /// kube-state-metrics' `kube_pod_status_qos_class`: three series per pod (`qos_class`
 /// `BestEffort`, `Burstable`, `Guaranteed`), 1 for the pod's class and 0 for the others
 /// (internal/store/pod.go, `createPodStatusQosClassFamilyGenerator`).
-fn write_qos_class(
-    cluster: &Cluster,
-    ksm: &[(String, Vec<i64>)],
-    out: &mut impl Write,
-) -> io::Result<()> {
+fn write_qos_class(cluster: &Cluster, ksm: &Targets, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "# TYPE kube_pod_status_qos_class gauge")?;
     for ns in &cluster.namespaces {
         for pod in &ns.pods {
             let class = pod.qos_class();
             for qos in ["BestEffort", "Burstable", "Guaranteed"] {
-                for (instance, times) in ksm {
+                for (instance, times) in ksm.of(cluster, &pod.uid) {
                     let labels = format!(
                         "job=\"{KSM_JOB}\",instance=\"{instance}\",namespace=\"{}\",pod=\"{}\",uid=\"{}\",qos_class=\"{qos}\"",
                         ns.name, pod.name, pod.uid

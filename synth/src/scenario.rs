@@ -102,6 +102,13 @@ pub struct Options {
     /// `(from, to)` hours after `start` in which kube-state-metrics' scrapes fail (`up` 0, no
     /// series) while everything else is scraped: the exporter stopping and coming back.
     pub ksm_gaps: Vec<(f64, f64)>,
+    /// The entries of `ksm_offsets` are kube-state-metrics shards, not replicas: each object
+    /// is written by one of them ([`crate::model::Cluster::shard_of`]).
+    pub ksm_sharded: bool,
+    /// `(target, from, to)`: hours after `start` in which one kube-state-metrics replica or
+    /// shard (an index of `ksm_offsets`) fails its scrapes (`up` 0, none of its series) while
+    /// the others answer: a stalled shard, a replica that hangs.
+    pub ksm_target_gaps: Vec<(usize, f64, f64)>,
     /// With the GPU fleet: `(from, to)` hours after `start` in which every dcgm-exporter
     /// scrape fails (`up` 0, no device series), while Prometheus scrapes everything else.
     pub dcgm_gaps: Vec<(f64, f64)>,
@@ -152,6 +159,8 @@ impl Default for Options {
             dcgm_stops_at: None,
             dcgm_gaps: Vec::new(),
             ksm_gaps: Vec::new(),
+            ksm_sharded: false,
+            ksm_target_gaps: Vec::new(),
             pod_resources: false,
             scheduler_metric: false,
             scheduler_gaps: Vec::new(),
@@ -1280,6 +1289,12 @@ pub fn build(opts: &Options) -> Cluster {
         ksm_replica_from: opts.ksm_replica_from.iter().map(|h| at(*h)).collect(),
         cadvisor_offset: offset(opts.cadvisor_offset),
         ksm_gaps,
+        ksm_sharded: opts.ksm_sharded,
+        ksm_target_gaps: opts
+            .ksm_target_gaps
+            .iter()
+            .map(|(r, a, b)| (*r, at(*a), at(*b)))
+            .collect(),
         outages,
         interval_changes,
         ksm_restarts: opts
