@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, Plan};
-use crate::collector::{self, Collector};
+use crate::collector::{self, Collected, Collector};
 use crate::config::Config;
 use crate::exit;
 use crate::gpu::{GpuSource, Weight};
@@ -528,6 +528,9 @@ async fn prometheus_checks(
         None => collector.collect_span(span).await,
     };
     match collected {
+        Ok(Collected {
+            refused: Some(e), ..
+        }) => lines.fail("hour", e.to_string(), exit::COLLECT),
         Ok(collected) if collected.waiting.is_some() => {
             if let Some(w) = collected.waiting {
                 lines.warn(
@@ -1192,7 +1195,7 @@ async fn time_checks(
         .interval_ms()
         .map(|ms| format!("every {}s", ms as f64 / 1000.0))
         .unwrap_or_else(|| "interval unknown".into());
-    match collector::timeline::weigh(&time.timeline, hour, config.collect.max_scrape_gap) {
+    match time.weigh(hour, config.collect.max_scrape_gap) {
         Ok(collector::timeline::Weighing::Even) => lines.ok(
             "scrape timeline",
             format!("kube-state-metrics scraped evenly in {hour} ({interval}), no hole"),

@@ -117,6 +117,9 @@ pub struct DeviceSeries {
     pub node: String,
     /// The pod holding the device in these samples; `None`: nobody.
     pub holder: Option<Holder>,
+    /// The time-slicing replica the holder holds (`vgpu`, written by dcgm-exporter with
+    /// `KUBERNETES_VIRTUAL_GPUS`: one copy of the device's series per replica a pod holds).
+    pub vgpu: Option<String>,
     /// Attributed through a DRA ResourceClaim (`dra_claim_name`).
     pub dra: bool,
     /// The scrape target that wrote it (`instance`): its `up` says whether a stretch without
@@ -214,6 +217,7 @@ pub fn read(
             namespace: namespace.to_string(),
             pod: pod.to_string(),
         }),
+        vgpu: label(l, &["vgpu"]).map(str::to_string),
         dra: label(l, &["dra_claim_name"]).is_some(),
         target: l.get("instance").cloned().unwrap_or_default(),
         times: s.points.iter().map(|(t, _)| *t).collect(),

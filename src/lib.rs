@@ -114,7 +114,10 @@ impl Error {
             Error::Internal(_) => exit::INTERNAL,
             Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Checkpoint(_) => exit::CHECKPOINT,
-            Error::Collect(collector::CollectError::Incomplete { .. }) => exit::INCOMPLETE,
+            Error::Collect(
+                collector::CollectError::Incomplete { .. }
+                | collector::CollectError::AheadOfOthers { .. },
+            ) => exit::INCOMPLETE,
             Error::Prometheus(_) | Error::Collect(_) => exit::COLLECT,
             Error::Message(_) | Error::Stdout(_) | Error::Publish(_) | Error::Audit(_) => {
                 exit::OUTPUT

@@ -114,6 +114,9 @@ impl Manager {
                 self.deliver(&mut sink, &hour, &messages).await?;
                 self.advance(hour.window).await?;
             }
+            if let Some(refusal) = collected.refused {
+                return Err(refusal.into());
+            }
             if let Some(waiting) = collected.waiting {
                 self.wait(&hours, &waiting)?;
                 break;

@@ -1499,6 +1499,18 @@ pub fn gpu(w: Windows, model: RequestModel, weigh: Option<SampleWeight>, by_mode
 /// `label_`).
 pub const GPU_PRODUCT_LABEL: &str = "label_nvidia_com_gpu_product";
 
+/// Per node whose GPU model label took more than one value in the hour (GPU Feature Discovery
+/// relabels a node after a MIG reconfiguration or a GPU swap): how many, at each hour's end.
+/// [`pod_gpu_model`] joins one model per node and hour; such an hour cannot be billed per model
+/// by the requests source.
+pub fn gpu_model_changes(w: Windows) -> String {
+    let h = w.hour();
+    format!(
+        "count by (node) (max by (node, {GPU_PRODUCT_LABEL}) \
+         (last_over_time(kube_node_labels{{{GPU_PRODUCT_LABEL}=~\".+\"}}{h}))) > 1"
+    )
+}
+
 /// Per pod (`namespace, pod, uid`), the GPU model of its node as `model`: the node from
 /// `kube_pod_info{node}`, the model from the node's [`GPU_PRODUCT_LABEL`] on
 /// `kube_node_labels`. A pod whose node has no such label (or no `kube_node_labels`) keeps
@@ -1814,6 +1826,7 @@ mod tests {
             all.push(("dra claims", dra_claims(w)));
             all.push(("dra claims (running)", running_pods(w, "a|b")));
         }
+        all.push(("gpu model changes", gpu_model_changes(Windows::Closed)));
         all.push((
             "kube-state-metrics targets' times",
             target_times(r#"job="kube-state-metrics""#),

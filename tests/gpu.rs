@@ -233,6 +233,43 @@ fn the_old_label_names_name_the_pods_on_both_engines() {
     }
 }
 
+/// dcgm-exporter with `KUBERNETES_VIRTUAL_GPUS` writes one copy of a time-sliced device's
+/// series per replica a pod holds, labelled `vgpu` (`internal/pkg/transformation/
+/// kubernetes.go`, `toDeviceToSharingPods`): nb-0 holds two replicas of the shared T4 and
+/// lab-0 one, so from 02:10 they share it 2/3 and 1/3, with and without honor_labels, on both
+/// engines; every other device as without the label.
+#[test]
+fn time_slicing_replicas_are_billed_k_of_n() {
+    for honor_labels in [true, false] {
+        let opts = Options {
+            dcgm_virtual_gpus: true,
+            ..fleet(11, honor_labels)
+        };
+        let tag = if honor_labels { "honor" } else { "plain" };
+        for (engine, p) in [
+            (
+                "prometheus",
+                common::start_prometheus(&format!("gpu-vgpu-{tag}"), &opts),
+            ),
+            (
+                "victoria-metrics",
+                common::start_victoria_metrics(&format!("gpu-vgpu-{tag}-vm"), &opts),
+            ),
+        ] {
+            let got = billed(&dry_run(&p, DEVICES_BY_MODEL));
+            check_devices(&format!("{engine} {tag}"), &p, &got);
+            // 03:00–04:00: both hold it all hour.
+            let h3 = p.dataset.first_truth_hour + 2 * 3600;
+            let gpu = |ns: &str| got[&(h3, ns.to_string())]["gpu"].as_f64().unwrap();
+            assert!(
+                (gpu("team-notebook") - 2.0 / 3.0).abs() < 1e-6,
+                "{engine} {tag}"
+            );
+            assert!((gpu("team-lab") - 1.0 / 3.0).abs() < 1e-6, "{engine} {tag}");
+        }
+    }
+}
+
 /// A GPU of a model `--gpu-model` does not map refuses the hour (exit 4), naming the model and
 /// the flag; without `--gpu-model` no entry has a model key.
 #[test]
@@ -385,6 +422,67 @@ fn the_requests_source_bills_models_by_the_nodes_gpu_product() {
         "{}",
         out.stderr
     );
+}
+
+/// GPU Feature Discovery relabels node-3 at 02:20 (a MIG reconfiguration: its product label
+/// takes a second value inside the hour). With `--gpu-model` on the requests source, a
+/// scheduled run publishes 01:00, refuses 02:00 naming the node, the hour and the label (exit
+/// 4), and leaves the checkpoint at 02:00; `audit --recompute` and `check` refuse it alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gpu_model_change_inside_an_hour_is_refused_after_the_hours_before() {
+    let opts = fleet(12, true);
+    let dir = common::test_dir("gpu-fleet-node-relabelled");
+    let dataset = consumption_metrics_synth::write_dataset(&opts, &dir.join("data")).unwrap();
+    let cut = opts.start + 2 * 3600 + 20 * 60;
+    let text = std::fs::read_to_string(&dataset.openmetrics).unwrap();
+    let relabelled: String = text
+        .lines()
+        .map(|l| {
+            let late = l
+                .rsplit_once(' ')
+                .and_then(|(_, t)| t.parse::<i64>().ok())
+                .is_some_and(|t| t >= cut);
+            if l.starts_with("kube_node_labels{") && l.contains(r#"node="node-3""#) && late {
+                let at = l.find("label_nvidia_com_gpu_product=\"").unwrap();
+                let value_end = l[at + 30..].find('"').unwrap() + at + 30;
+                format!(
+                    "{}label_nvidia_com_gpu_product=\"Tesla-T4{}\n",
+                    &l[..at],
+                    &l[value_end..]
+                )
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&dataset.openmetrics, relabelled).unwrap();
+    let p = common::serve_prometheus(dir, dataset);
+    let flags = [
+        "--gpu-resource",
+        "nvidia.com/gpu.shared=1/2",
+        "--gpu-model",
+        H100,
+        "--gpu-model",
+        T4,
+        "--gpu-model",
+        "NVIDIA A100-SXM4-80GB=a100",
+    ];
+    let (outcome, checkpoint) =
+        common::scheduled_with(&p, "2026-11-01T01:00:00Z", "2026-11-01T05:20:00Z", &flags).await;
+    let (code, message) = outcome.expect_err("the relabelled hour is refused");
+    assert_eq!(code, 4, "{message}");
+    for needle in [
+        "[2026-11-01T02:00:00Z, 2026-11-01T03:00:00Z)",
+        "node node-3",
+        "nvidia.com/gpu.product",
+        "--gpu-source devices",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    assert_eq!(checkpoint, "2026-11-01T02:00:00Z", "01:00 published first");
+    let out = dry_run(&p, &flags);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("node node-3"), "{}", out.stderr);
 }
 
 /// dcgm-exporter failing its scrapes (`up` 0, no device series) while everything else is

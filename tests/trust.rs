@@ -6,12 +6,8 @@
 
 mod common;
 
-use common::{Outcome, TestPrometheus, bin, rfc3339, run};
-use consumption_metrics::checkpoint::{Checkpoint, FileCheckpoint};
-use consumption_metrics::manager::Manager;
-use consumption_metrics::prometheus::Prometheus;
+use common::{Outcome, TestPrometheus, bin, rfc3339, run, scheduled};
 use consumption_metrics_synth::scenario::Options;
-use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
 const H: i64 = 3600;
@@ -28,35 +24,6 @@ fn dry_run(p: &TestPrometheus, since: i64, until: i64, extra: &[&str]) -> Outcom
         .args(["--since", &rfc3339(since), "--until", &rfc3339(until)])
         .args(["--now", "2026-11-02T00:00:00Z"])
         .args(extra))
-}
-
-/// A scheduled run at `now` from the checkpoint `from`, publishing to a mock cluster: its
-/// outcome (exit code, message) and the checkpoint after it.
-async fn scheduled(
-    p: &TestPrometheus,
-    from: &str,
-    now: &str,
-) -> (Result<(), (u8, String)>, String) {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("mcmp", 1, 1).unwrap();
-    let settings = common::mock_kafka_settings(cluster.bootstrap_servers(), "mcmp");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("checkpoint");
-    std::fs::write(&path, format!("{from}\n")).unwrap();
-    let config = common::publishing_config(&p.url, now, settings);
-    let prometheus = Prometheus::new(&config.prometheus).unwrap();
-    let mut manager = Manager::with_checkpoint(
-        config,
-        prometheus,
-        Checkpoint::File(FileCheckpoint::new(&path)),
-    );
-    let outcome = manager
-        .run()
-        .await
-        .map(|_| ())
-        .map_err(|e| (e.exit_code(), e.to_string()));
-    let checkpoint = std::fs::read_to_string(&path).unwrap().trim().to_string();
-    (outcome, checkpoint)
 }
 
 /// kube-state-metrics stops answering at 03:00 (its `up` goes on at 0, as Prometheus writes
@@ -175,6 +142,41 @@ async fn a_stalled_shard_holds_its_hour_and_then_pages() {
     ] {
         assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
     }
+}
+
+/// A remote-write shard lags: the store holds the reference namespaces' series (and `up`) to
+/// the data's end, every other namespace's only to 04:30. The hour 04:00 is not held in full
+/// though the reference namespaces say it is: a dry-run bills 03:00 and refuses 04:00 with
+/// the waiting code (7), never exit 4 as a second exporter; a scheduled run publishes 03:00,
+/// keeps the checkpoint at 04:00 and ends well.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reference_namespace_ahead_of_the_others_waits() {
+    let opts = Options {
+        hours: 6,
+        random_namespaces: 8,
+        others_stored_until: Some(4.5),
+        ..Options::default()
+    };
+    let p = common::start_prometheus("reference-ahead", &opts);
+    let t = |h: i64| opts.start + h * H;
+    let out = dry_run(&p, t(3), t(5), &[]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    for needle in [
+        "[2026-11-01T04:00:00Z, 2026-11-01T05:00:00Z)",
+        "outside the reference namespaces",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle:?} in {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("second exporter"), "{}", out.stderr);
+    let out = dry_run(&p, t(3), t(4), &[]);
+    assert_eq!(out.code, 0, "the hour before is whole: {}", out.stderr);
+
+    let (outcome, checkpoint) = scheduled(&p, "2026-11-01T03:00:00Z", "2026-11-01T05:20:00Z").await;
+    assert_eq!(outcome, Ok(()), "a scheduled run waits");
+    assert_eq!(
+        checkpoint, "2026-11-01T04:00:00Z",
+        "03:00 billed, 04:00 waits"
+    );
 }
 
 /// dcgm-exporter uninstalled at 02:00 under --gpu-source devices: hours before are billed;

@@ -67,6 +67,10 @@ pub(super) async fn recompute_hours(
                 report.findings.extend(findings);
             }
         }
+        // The hours before are compared; the one a run would refuse now is refused here too.
+        if let Some(refusal) = collected.refused {
+            return Err(refusal.into());
+        }
     }
     Ok(())
 }

@@ -107,6 +107,10 @@ pub fn on_two_nodes(series: &[DeviceSeries], (start, end): (i64, i64)) -> Option
     None
 }
 
+/// A pod a device's sample names: who, the time-slicing replica it holds (`vgpu`), and
+/// whether through DRA.
+type Named<'a> = (&'a Holder, Option<&'a str>, bool);
+
 /// Integrate the series of one read around the hour `[start, end)`: the read covers the hour
 /// and `--max-scrape-gap` on either side, so a sample's neighbours outside the hour are known.
 /// `interval_ms` is the interval a device with a single sample is taken to be scraped at.
@@ -183,13 +187,14 @@ pub fn integrate(
                 }
             },
         };
-        // Sample time → the pods it names (empty: nobody), and whether through DRA.
-        let mut at: BTreeMap<i64, BTreeSet<(&Holder, bool)>> = BTreeMap::new();
+        // Sample time → the pods it names (empty: nobody), the time-slicing replica each
+        // holds (`vgpu`), and whether through DRA.
+        let mut at: BTreeMap<i64, BTreeSet<Named>> = BTreeMap::new();
         for s in &series {
             for t in &s.times {
                 let names = at.entry(*t).or_default();
                 if let Some(h) = &s.holder {
-                    names.insert((h, s.dra));
+                    names.insert((h, s.vgpu.as_deref(), s.dra));
                 }
             }
         }
@@ -230,7 +235,12 @@ pub fn integrate(
             }
             in_hour = true;
             let gpu_secs = secs * weight;
-            let pods: BTreeSet<&Holder> = names.iter().map(|(h, _)| *h).collect();
+            // Each pod's shares: the replicas it holds where dcgm-exporter names them, else
+            // one (exporter replicas and a pod's containers write the same names once).
+            let mut pods: BTreeMap<&Holder, BTreeSet<Option<&str>>> = BTreeMap::new();
+            for (h, vgpu, _) in names {
+                pods.entry(*h).or_default().insert(*vgpu);
+            }
             if pods.is_empty() {
                 *out.idle.entry(model.clone()).or_default() += gpu_secs;
                 continue;
@@ -243,13 +253,13 @@ pub fn integrate(
                 out.unmapped.insert(model.clone());
                 continue;
             };
-            let share = gpu_secs / pods.len() as f64;
-            for pod in pods {
+            let shares: usize = pods.values().map(BTreeSet::len).sum();
+            for (pod, held) in pods {
                 *out.held
                     .entry((pod.namespace.clone(), key.clone()))
-                    .or_default() += share;
+                    .or_default() += gpu_secs * held.len() as f64 / shares as f64;
             }
-            for (h, dra) in names {
+            for (h, _, dra) in names {
                 if *dra {
                     out.dra.insert((*h).clone());
                 }
@@ -335,6 +345,7 @@ mod tests {
             profile: None,
             node: "n1".into(),
             holder,
+            vgpu: None,
             dra: false,
             times,
         }
@@ -409,6 +420,30 @@ mod tests {
         let h = run(&series, &GpuModels::default());
         assert!((held(&h, "a") - 0.5).abs() < 1e-9, "{h:?}");
         assert!((held(&h, "b") - 0.5).abs() < 1e-9, "{h:?}");
+    }
+
+    /// dcgm-exporter with KUBERNETES_VIRTUAL_GPUS writes one series per time-slicing replica
+    /// a pod holds (`vgpu`): a pod holding two replicas and one holding one share the device
+    /// 2/3 and 1/3, with two exporter replicas and a pod's two containers counted once.
+    #[test]
+    fn time_slicing_replicas_are_shares() {
+        let mut series = Vec::new();
+        for off in [7_000, 19_000] {
+            for (ns, pod, vgpu) in [("a", "p", "0"), ("a", "p", "1"), ("b", "q", "2")] {
+                for _container in 0..2 {
+                    let mut s = device(
+                        "GPU-1",
+                        holder(ns, pod),
+                        ticks(S - GAP, E + GAP, 30_000, off),
+                    );
+                    s.vgpu = Some(vgpu.into());
+                    series.push(s);
+                }
+            }
+        }
+        let h = run(&series, &GpuModels::default());
+        assert!((held(&h, "a") - 2.0 / 3.0).abs() < 1e-9, "{h:?}");
+        assert!((held(&h, "b") - 1.0 / 3.0).abs() < 1e-9, "{h:?}");
     }
 
     #[test]

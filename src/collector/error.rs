@@ -131,6 +131,41 @@ pub enum CollectError {
         how: &'static str,
     },
     #[error(
+        "in the hour {hour}, node {node}'s GPU model changed ({models}: GPU Feature Discovery's \
+         nvidia.com/gpu.product, label_nvidia_com_gpu_product on kube_node_labels): a MIG \
+         reconfiguration or a GPU swap. The requests source reads one model per node and hour, \
+         so this hour cannot be billed per model; the hours before it were billed and the \
+         checkpoint stays at its start. Bill GPUs as the devices report them \
+         (--gpu-source devices: each device carries its own modelName), or without \
+         --gpu-model"
+    )]
+    GpuModelChanged {
+        hour: String,
+        node: String,
+        models: usize,
+    },
+    #[error(
+        "in the hour {hour}, the reference namespace {namespace} has {count} samples of \
+         kube_namespace_status_phase{{phase=\"Active\"}}, as in the hour before, while the \
+         typical namespace has {typical}, fewer than the {before} of the hour before: the store \
+         holds the reference namespaces' series further than the others' (remote write sends \
+         series on parallel shards, and one lags). The hour is not billed yet and the \
+         checkpoint stays before it; a scheduled run bills it once the others' samples are in. \
+         If this persists, check the remote write queue (prometheus_remote_storage_* metrics) \
+         and the store's ingestion"
+    )]
+    AheadOfOthers {
+        hour: String,
+        /// The hour's end, Unix seconds.
+        end: i64,
+        namespace: String,
+        count: f64,
+        typical: f64,
+        before: f64,
+        /// About how far the typical namespace's samples reach (Unix milliseconds).
+        reached: i64,
+    },
+    #[error(
         "the {what} query, which aggregates by ({grouped_by}), returned a series with the label \
          {label:?} as well: {labels:?}; nothing was billed for these hours, as series that \
          differ by such a label would be added up. A proxy, a federation or a query frontend \
@@ -339,7 +374,9 @@ impl CollectError {
         match self {
             CollectError::Prometheus(e) => e.is_retryable(),
             // Data may still arrive (a late scrape, a restarted kube-state-metrics).
-            CollectError::NoData { .. } | CollectError::NoReference { .. } => true,
+            CollectError::NoData { .. }
+            | CollectError::NoReference { .. }
+            | CollectError::AheadOfOthers { .. } => true,
             _ => false,
         }
     }

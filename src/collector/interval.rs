@@ -103,6 +103,7 @@ pub(super) fn read_counts(
     answer: Vec<Series>,
     span: &[HourWindow],
     configured: Option<Duration>,
+    reference: &str,
 ) -> Result<Counts> {
     // The two views: counts in one series (the answer's own), and summed over every series
     // of a namespace.
@@ -165,6 +166,12 @@ pub(super) fn read_counts(
                     Some(summed) => summed.get(t).map_or(0.0, |c| c.typical),
                 };
                 if *v > typical * 1.05 + 2.0 {
+                    if let Some(summed) = limit
+                        && let Some(ahead) =
+                            ahead_of_others(s, span, *t, summed, reference, interval)
+                    {
+                        return Err(ahead);
+                    }
                     return Err(CollectError::ExportersDisagree {
                         hour: hour_of(span, *t),
                         namespace: s.labels.get("namespace").cloned().unwrap_or_default(),
@@ -190,6 +197,51 @@ pub(super) fn read_counts(
         namespaces,
         interval,
         weights,
+    })
+}
+
+/// A reference namespace over the typical count in the hour ending at `t` (Unix seconds)
+/// because the others fell behind, not because it gained samples: its count is what it was
+/// the hour before, and the typical namespace's is lower than the hour before. Remote write
+/// sends series on parallel shards, and a central store may hold the reference namespaces'
+/// series further than the rest: the hour is not held in full, and waits
+/// ([`CollectError::AheadOfOthers`]) instead of being refused as a second exporter.
+fn ahead_of_others(
+    namespace: &Series,
+    span: &[HourWindow],
+    t: i64,
+    summed: &BTreeMap<i64, HourCounts>,
+    reference: &str,
+    interval: Duration,
+) -> Option<CollectError> {
+    let name = namespace.labels.get("namespace")?;
+    if !reference.split('|').any(|r| r == name) {
+        return None;
+    }
+    let at = |t: i64| {
+        namespace
+            .points
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map(|(_, v)| *v)
+    };
+    let (count, own_before) = (at(t)?, at(t - 3600)?);
+    let (typical, before) = (summed.get(&t)?.typical, summed.get(&(t - 3600))?.typical);
+    let steady = count <= own_before * 1.05 + 2.0;
+    let others_fell = typical * 1.05 + 2.0 < before;
+    if !(steady && others_fell) {
+        return None;
+    }
+    let start_ms = (t - 3600) * 1000;
+    let reached = start_ms + (typical * interval.as_secs_f64() * 1000.0).round() as i64;
+    Some(CollectError::AheadOfOthers {
+        hour: hour_of(span, t),
+        end: t,
+        namespace: name.clone(),
+        count,
+        typical,
+        before,
+        reached,
     })
 }
 
@@ -244,6 +296,7 @@ mod tests {
             ]),
             &span(),
             None,
+            "kube-system",
         )
         .unwrap();
         assert_eq!(counts.interval, Duration::from_secs(30));
@@ -266,7 +319,12 @@ mod tests {
             ("d", "ksm", 120.0, 120.0),
         ];
         let with = |extra: &[(&str, &str, f64, f64)]| {
-            read_counts(answer(&[&typical[..], extra].concat()), &span(), None)
+            read_counts(
+                answer(&[&typical[..], extra].concat()),
+                &span(),
+                None,
+                "kube-system",
+            )
         };
         let e = with(&[("a", "ksm", 360.0, 360.0)]).unwrap_err();
         assert!(
@@ -278,11 +336,60 @@ mod tests {
             matches!(&e, CollectError::ExportersDisagree { how, .. } if *how == "over all its series"),
             "{e}"
         );
-        let e = read_counts(answer(&[("b", "ksm", 0.0, 120.0)]), &span(), None).unwrap_err();
+        let e = read_counts(
+            answer(&[("b", "ksm", 0.0, 120.0)]),
+            &span(),
+            None,
+            "kube-system",
+        )
+        .unwrap_err();
         assert!(matches!(e, CollectError::NoData { .. }), "{e}");
         let mut nameless = answer(&[("b", "ksm", 120.0, 120.0)]);
         nameless[0].labels.remove("namespace");
-        let e = read_counts(nameless, &span(), None).unwrap_err();
+        let e = read_counts(nameless, &span(), None, "kube-system").unwrap_err();
         assert!(matches!(e, CollectError::MissingLabel { .. }), "{e}");
+    }
+
+    /// Remote write holds the other namespaces back: the reference namespace keeps its count
+    /// and the typical one falls below the hour before, so the hour waits; a reference
+    /// namespace that gains samples is a second exporter.
+    #[test]
+    fn a_reference_namespace_ahead_of_the_others_waits() {
+        let lagging = [
+            ("b", "ksm", 80.0, 120.0),
+            ("c", "ksm", 80.0, 120.0),
+            ("d", "ksm", 81.0, 120.0),
+        ];
+        let with = |reference: (&str, &str, f64, f64)| {
+            read_counts(
+                answer(&[&lagging[..], &[reference]].concat()),
+                &span(),
+                None,
+                "kube-system|openshift-monitoring",
+            )
+        };
+        let e = with(("kube-system", "ksm", 120.0, 120.0)).unwrap_err();
+        let CollectError::AheadOfOthers {
+            typical,
+            before,
+            reached,
+            end,
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!((*typical, *before, *end), (81.0, 120.0, END));
+        assert_eq!(*reached, (END - 3600) * 1000 + 81 * 30_000, "{e}");
+        let e = with(("kube-system", "ksm", 240.0, 120.0)).unwrap_err();
+        assert!(
+            matches!(e, CollectError::ExportersDisagree { .. }),
+            "gained samples: {e}"
+        );
+        let e = with(("team-a", "ksm", 120.0, 120.0)).unwrap_err();
+        assert!(
+            matches!(e, CollectError::ExportersDisagree { .. }),
+            "not a reference namespace: {e}"
+        );
     }
 }

@@ -128,6 +128,9 @@ pub struct Collected {
     /// With the kube-state-metrics source: the Running pods, at the span's end, that reserve
     /// more than their containers request ([`Collector::requests_unseen`]).
     pub requests_unseen: usize,
+    /// The refusal of the hour after the ones collected (a node's GPU model changed in it):
+    /// the hours before it are billed first, then the run stops with it.
+    pub refused: Option<CollectError>,
 }
 
 /// An hour the store does not hold in full yet.
@@ -185,9 +188,26 @@ pub struct StoreTime {
     /// Per kube-state-metrics target (`instance`: a shard, a replica, a pod after a restart),
     /// its data's and its `up`'s times from the hour before the span on.
     pub targets: BTreeMap<String, timeline::TargetTime>,
+    /// Where the targets' read began (Unix milliseconds).
+    pub targets_from: i64,
 }
 
 impl StoreTime {
+    /// Where kube-state-metrics targets' series end or begin ([`timeline::splits`]).
+    pub fn splits(&self) -> Vec<i64> {
+        let step = i64::try_from(NEWEST_STEP.as_millis()).unwrap_or(i64::MAX);
+        timeline::splits(&self.targets, self.targets_from, step)
+    }
+
+    /// How `hour` is weighed ([`timeline::weigh_split`]).
+    pub fn weigh(
+        &self,
+        hour: &HourWindow,
+        max_gap: Duration,
+    ) -> std::result::Result<timeline::Weighing, timeline::Unweighable> {
+        timeline::weigh_split(&self.timeline, hour, max_gap, &self.splits())
+    }
+
     /// The first hour of `span` some source has not reached.
     pub fn waiting(&self, span: &[HourWindow]) -> Option<Waiting> {
         let tolerance = self.timeline.tolerance_ms();
@@ -362,7 +382,12 @@ impl<'a> Collector<'a> {
             &self.config.cluster_label,
             self.prometheus.is_scoped(),
         )?;
-        let counts = interval::read_counts(answer, span, self.config.scrape_interval)?;
+        let counts = interval::read_counts(
+            answer,
+            span,
+            self.config.scrape_interval,
+            &self.config.reference_namespace,
+        )?;
         info!(scrape_interval = ?counts.interval, "integrating gauges");
         Ok(counts)
     }
@@ -384,6 +409,79 @@ impl<'a> Collector<'a> {
         span: &[HourWindow],
         time: &StoreTime,
     ) -> Result<Collected> {
+        // A node's GPU model changed in an hour (requests source with --gpu-model): the
+        // hours before it are billed, and that one is refused.
+        if let Some((at, refusal)) = self.gpu_model_changed(span).await? {
+            let mut collected = Box::pin(self.collect_span_at(&span[..at], time)).await?;
+            if collected.waiting.is_none() && collected.refused.is_none() {
+                collected.refused = Some(refusal);
+            }
+            return Ok(collected);
+        }
+        match self.collect_hours(span, time).await {
+            // The reference namespaces are held further than the others: the hours before
+            // are billed, and this one waits like an hour whose sources lag.
+            Err(CollectError::AheadOfOthers {
+                end,
+                namespace,
+                reached,
+                ..
+            }) if !self.config.bill_incomplete
+                && let Some(at) = span.iter().position(|h| h.end().timestamp() == end) =>
+            {
+                let mut collected = Box::pin(self.collect_hours(&span[..at], time)).await?;
+                collected.waiting = Some(Waiting {
+                    hour: span[at],
+                    source: format!(
+                        "{} outside the reference namespaces (which, like {namespace}, the store \
+                         holds further)",
+                        queries::KSM
+                    ),
+                    newest: Some(reached),
+                });
+                Ok(collected)
+            }
+            other => other,
+        }
+    }
+
+    /// The first hour of `span` in which a node's GPU model label changed, with its refusal
+    /// ([`queries::gpu_model_changes`]); read only with `--gpu-model` on the requests source.
+    async fn gpu_model_changed(
+        &self,
+        span: &[HourWindow],
+    ) -> Result<Option<(usize, CollectError)>> {
+        if span.is_empty()
+            || self.config.gpu_source != GpuSource::Requests
+            || self.config.gpu_models.is_empty()
+        {
+            return Ok(None);
+        }
+        let q = queries::gpu_model_changes(self.windows);
+        let answer = self.query("gpu model changes", &q, span).await?;
+        let first = answer
+            .iter()
+            .flat_map(|s| s.points.iter().map(move |(t, v)| (*t, v, s)))
+            .filter(|(_, v, _)| **v > 1.0)
+            .min_by_key(|(t, _, _)| *t);
+        let Some((t, v, s)) = first else {
+            return Ok(None);
+        };
+        let Some(at) = span.iter().position(|h| h.end().timestamp() == t) else {
+            return Ok(None);
+        };
+        Ok(Some((
+            at,
+            CollectError::GpuModelChanged {
+                hour: span[at].to_string(),
+                node: s.labels.get("node").cloned().unwrap_or_default(),
+                models: *v as usize,
+            },
+        )))
+    }
+
+    /// The hours of `span` the store holds in full, per [`Collector::collect_span_at`].    /// The hours of `span` the store holds in full, per [`Collector::collect_span_at`].
+    async fn collect_hours(&self, span: &[HourWindow], time: &StoreTime) -> Result<Collected> {
         let (complete, waiting) = match time.waiting(span) {
             Some(w) if self.config.bill_incomplete => {
                 warn!(
@@ -401,7 +499,7 @@ impl<'a> Collector<'a> {
         };
         let mut parts: Vec<(Vec<HourWindow>, Option<timeline::Weighing>)> = Vec::new();
         for hour in complete {
-            let weighing = match timeline::weigh(&time.timeline, hour, self.config.max_scrape_gap) {
+            let weighing = match time.weigh(hour, self.config.max_scrape_gap) {
                 Ok(w) => w,
                 Err(timeline::Unweighable::NoSamples) => {
                     return Err(CollectError::NoData {
@@ -487,6 +585,7 @@ impl<'a> Collector<'a> {
             waiting,
             dra_unseen,
             requests_unseen: requests_unseen.len(),
+            refused: None,
         })
     }
 
@@ -519,6 +618,7 @@ impl<'a> Collector<'a> {
             &provenance.targets(crate::provenance::Source::KubeStateMetrics),
             &provenance.targets(crate::provenance::Source::DcgmExporter),
         );
+        let targets_from = first.start() - chrono::TimeDelta::hours(1);
         let targets_q =
             queries::target_times(&provenance.targets(crate::provenance::Source::KubeStateMetrics));
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
@@ -552,7 +652,7 @@ impl<'a> Collector<'a> {
                     .query_range(&RangeQuery {
                         what: "kube-state-metrics targets' times",
                         expr: &targets_q,
-                        start: first.start() - chrono::TimeDelta::hours(1),
+                        start: targets_from,
                         end: at,
                         step: NEWEST_STEP,
                     })
@@ -665,6 +765,7 @@ impl<'a> Collector<'a> {
             sources,
             scheduler_seen,
             targets,
+            targets_from: targets_from.timestamp_millis(),
         })
     }
 

@@ -197,6 +197,21 @@ pub fn weigh(
     hour: &HourWindow,
     max_gap: Duration,
 ) -> Result<Weighing, Unweighable> {
+    weigh_split(timeline, hour, max_gap, &[])
+}
+
+/// [`weigh`], with `splits`: the times (Unix milliseconds) at which a kube-state-metrics
+/// target's series end or begin ([`TargetTime::splits`]: a restart, a replica added or
+/// removed, a shard's pod replaced). A request is averaged per series and reduced by `max`
+/// over its copies, which is right for copies side by side (replicas) but not for a series
+/// cut in two: the halves' averages are not the hour's if the value changed (an in-place
+/// resize). An hour with a split inside is cut into segments there, each averaging its part.
+pub fn weigh_split(
+    timeline: &Timeline,
+    hour: &HourWindow,
+    max_gap: Duration,
+    splits: &[i64],
+) -> Result<Weighing, Unweighable> {
     let (s, e) = (
         hour.start().timestamp_millis(),
         hour.end().timestamp_millis(),
@@ -279,10 +294,16 @@ pub fn weigh(
             .zip(&known)
             .filter(|(_, known)| **known)
             .all(|(w, _)| (w - typical).abs() <= typical * EVEN_SHARE + 1.0);
-    if even {
+    // A split at or before the first sample, or after the last, cuts nothing.
+    let cuts: Vec<i64> = splits
+        .iter()
+        .copied()
+        .filter(|t| first <= *t && *t < last)
+        .collect();
+    if even && cuts.is_empty() {
         return Ok(Weighing::Even);
     }
-    let segments = segments(inside, copies, &weights, s, e);
+    let segments = segments(inside, copies, &weights, (s, e), &cuts);
     // The times a sample stands for away from holes, each of at least three samples (the
     // sample where the interval changed stands for a mean of two): more than one when the
     // interval changed.
@@ -320,8 +341,15 @@ pub fn weigh(
 /// to a hole (their clipped weight differs only because the hour's edge falls between two
 /// scrapes). A segment's samples each stand for its mean weight, so the weights of a segment
 /// add up to its length exactly; its window reaches from the midpoint with the segment before
-/// to the midpoint with the one after.
-fn segments(times: &[i64], copies: &[u32], weights: &[i64], s: i64, e: i64) -> Vec<Segment> {
+/// to the midpoint with the one after. Each of `cuts` also opens a segment, at the first
+/// midpoint after it.
+fn segments(
+    times: &[i64],
+    copies: &[u32],
+    weights: &[i64],
+    (s, e): (i64, i64),
+    cuts: &[i64],
+) -> Vec<Segment> {
     let n = times.len();
     // What one sample at each time stands for: its time shared by the samples at it.
     let per_sample: Vec<f64> = weights
@@ -333,10 +361,24 @@ fn segments(times: &[i64], copies: &[u32], weights: &[i64], s: i64, e: i64) -> V
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut start = 0;
     for i in 1..=n {
-        let differs = i < n && {
-            let reference = per_sample[start];
-            (per_sample[i] - reference).abs() > reference * EVEN_SHARE + 1000.0
+        // A cut opens a segment at the first boundary after it (a boundary lies midway
+        // between two samples): a series' last sample at the cut stays before it.
+        let boundary = |k: usize| {
+            if k == 0 {
+                s
+            } else {
+                times[k - 1] + (times[k] - times[k - 1]) / 2
+            }
         };
+        let cut = i < n
+            && cuts
+                .iter()
+                .any(|c| boundary(i - 1) <= *c && *c < boundary(i));
+        let differs = cut
+            || i < n && {
+                let reference = per_sample[start];
+                (per_sample[i] - reference).abs() > reference * EVEN_SHARE + 1000.0
+            };
         if i == n || differs {
             groups.push((start, i));
             start = i;
@@ -441,6 +483,30 @@ impl TargetTime {
     fn scraped_since(&self, t: i64) -> bool {
         self.up.is_some_and(|u| u >= t)
     }
+}
+
+/// Where kube-state-metrics targets' series end or begin while others go on ([`weigh_split`]):
+/// a target's newest sample, when another target has samples more than one `step_ms` after it
+/// (it ended: a restart, a replica or shard removed; exact, `data` holds sample times); and
+/// its oldest seen, when that is more than one step after `read_from`, where the read began (it
+/// began then, within one step before).
+pub fn splits(targets: &BTreeMap<String, TargetTime>, read_from: i64, step_ms: i64) -> Vec<i64> {
+    let latest = targets.values().filter_map(TargetTime::newest).max();
+    let mut out = Vec::new();
+    for t in targets.values() {
+        let (Some(first), Some(newest), Some(latest)) = (t.data.first(), t.newest(), latest) else {
+            continue;
+        };
+        if newest + step_ms < latest {
+            out.push(newest);
+        }
+        if *first > read_from + step_ms {
+            out.push(*first);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The first hour of `hours` (consecutive, oldest first) that a kube-state-metrics target
@@ -768,6 +834,68 @@ mod tests {
         assert_eq!(
             (h.start().timestamp_millis(), instance),
             (end, "10.0.0.3:8080")
+        );
+    }
+
+    /// A kube-state-metrics restart at 00:30 in an evenly scraped hour: the old pod's series
+    /// ends, the new one's begins, and the hour is cut there into two segments of the same
+    /// weight, the old series' last sample before the cut.
+    #[test]
+    fn a_series_cut_in_two_cuts_the_hour() {
+        let old = scrapes(-60, 30, 30, 19);
+        let new = scrapes(30, 120, 30, 19);
+        let reference = one(vec![scrapes(-60, 120, 30, 7)]);
+        let step = 240_000;
+        let targets = BTreeMap::from([
+            (
+                "old".to_string(),
+                target(
+                    &old.iter()
+                        .step_by(8)
+                        .copied()
+                        .chain(old.last().copied())
+                        .collect::<Vec<_>>(),
+                    old.last().copied(),
+                ),
+            ),
+            (
+                "new".to_string(),
+                target(
+                    &new.iter().skip(3).step_by(8).copied().collect::<Vec<_>>(),
+                    new.last().copied(),
+                ),
+            ),
+        ]);
+        let splits = splits(&targets, S - 3_600_000, step);
+        let last_old = *old.last().unwrap();
+        assert_eq!(splits[0], last_old, "{splits:?}");
+        assert!(
+            splits[1] > last_old && splits[1] <= new[0] + step,
+            "{splits:?}"
+        );
+        assert_eq!(
+            weigh(&reference, &hour(S), Duration::from_secs(900)),
+            Ok(Weighing::Even)
+        );
+        let Weighing::Segments { segments, gaps, .. } =
+            weigh_split(&reference, &hour(S), Duration::from_secs(900), &splits).unwrap()
+        else {
+            panic!("cut")
+        };
+        assert!(gaps.is_empty());
+        assert!(segments.len() >= 2, "{segments:?}");
+        let total: u128 = segments.iter().map(|s| s.len_ms).sum();
+        assert_eq!(total, 3_600_000);
+        // Each sample stands for its interval, but for the hour's edges falling between two
+        // scrapes (a segment's mean weight carries them).
+        for seg in &segments {
+            assert!((seg.seconds - 30.0).abs() < 0.5, "{seg:?}");
+        }
+        // The first segment ends after the old series' last sample.
+        let first_end = S + 3_600_000 - segments[0].offset_ms as i64;
+        assert!(
+            first_end > last_old && first_end < last_old + 30_000,
+            "{segments:?}"
         );
     }
 }

@@ -50,8 +50,8 @@ impl Reading for Millis {
 
 /// Sample times in milliseconds, with the labels that tell a dcgm-exporter device and its
 /// holder apart ([`crate::dcgm::read`] reads no other): the device's, the pod's in both the
-/// `honor_labels` and the `exported_*` form (and dcgm-exporter's old names), the scrape
-/// target's, and DRA's claim.
+/// `honor_labels` and the `exported_*` form (and dcgm-exporter's old names), the time-slicing
+/// replica the pod holds (`vgpu`), the scrape target's, and DRA's claim.
 pub(super) struct DeviceMillis;
 impl Reading for DeviceMillis {
     fn of(ts: f64) -> Option<i64> {
@@ -78,6 +78,7 @@ impl Reading for DeviceMillis {
                 | "job"
                 | "instance"
                 | "dra_claim_name"
+                | "vgpu"
         )
     }
 }

@@ -44,6 +44,9 @@ pub struct Hold {
     pub to: i64,
     /// The ResourceClaim it holds the device through (DRA).
     pub claim: Option<String>,
+    /// The time-slicing replicas of the device it holds (the device plugin's `<UUID>::<i>`
+    /// device IDs); empty for a whole device.
+    pub replicas: Vec<u32>,
 }
 
 /// One dcgm-exporter pod (a scrape target) on a node in `[from, to)`.
@@ -72,6 +75,12 @@ pub struct Fleet {
     /// `pod`, `container`; the 1.x pod exporter's names too). No scrape target carries them,
     /// so with or without `honor_labels` they sit beside the target's own `namespace`/`pod`.
     pub old_names: bool,
+    /// dcgm-exporter run with `KUBERNETES_VIRTUAL_GPUS` (`--kubernetes-virtual-gpus`):
+    /// `internal/pkg/transformation/kubernetes.go` (`toDeviceToSharingPods`, `getSharedGPU`)
+    /// maps a device to every pod holding one of its time-slicing replicas, one entry per
+    /// replica ID a container holds, and writes each as a copy of the device's series with the
+    /// label `vgpu` (the replica ID after `::`). A pod holding k replicas has k series.
+    pub virtual_gpus: bool,
     /// Stretches `[from, to)` in which every dcgm-exporter's scrape fails (`up` 0, no device
     /// series): the exporter crashlooping, its nodes NotReady.
     pub gaps: Vec<(i64, i64)>,
@@ -188,6 +197,15 @@ impl Fleet {
                                 h.namespace, h.pod, h.container
                             )
                         };
+                        if self.virtual_gpus && !h.replicas.is_empty() {
+                            for r in &h.replicas {
+                                series
+                                    .entry(format!("{pod},vgpu=\"{r}\",{device}"))
+                                    .or_default()
+                                    .push((t, 4096));
+                            }
+                            continue;
+                        }
                         if let Some(claim) = &h.claim {
                             pod.push_str(&format!(
                                 ",dra_claim_name=\"{claim}\",dra_claim_namespace=\"{}\",\
@@ -225,8 +243,18 @@ impl Fleet {
         Ok(())
     }
 
-    /// Per namespace, the exact GPU-hours held in `[s, e)` (each device split equally
-    /// among the pods holding it at each moment), per model; and the allowed error: half an
+    /// How many shares of its device a hold has: the time-slicing replicas it holds where
+    /// dcgm-exporter reports them (`vgpu`), else one per pod.
+    fn shares(&self, h: &Hold) -> f64 {
+        if self.virtual_gpus && !h.replicas.is_empty() {
+            h.replicas.len() as f64
+        } else {
+            1.0
+        }
+    }
+
+    /// Per namespace, the exact GPU-hours held in `[s, e)` (each device split among the pods
+    /// holding it at each moment by their shares, [`Fleet::shares`]), per model; and the allowed error: half an
     /// interval of every device per pod that starts or stops near the hour, doubled for
     /// safety, plus the outages' length for a change inside one.
     pub fn truth(
@@ -245,9 +273,10 @@ impl Fleet {
             cuts.dedup();
             for w in cuts.windows(2) {
                 let holders = self.holders(d, w[0]);
+                let shares: f64 = holders.iter().map(|h| self.shares(h)).sum();
                 for h in &holders {
                     let gpu_hours =
-                        dev.weight * (w[1] - w[0]) as f64 / 3600.0 / holders.len() as f64;
+                        dev.weight * (w[1] - w[0]) as f64 / 3600.0 * self.shares(h) / shares;
                     *out.entry(h.namespace.clone())
                         .or_default()
                         .0

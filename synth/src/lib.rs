@@ -37,6 +37,7 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
         && opts.honor_labels
         && opts.omit_metrics.is_empty()
         && opts.stored_until.is_none()
+        && opts.others_stored_until.is_none()
         && !opts.tenant_series;
     if plain {
         openmetrics::write(&cluster, &mut out)?;
@@ -53,6 +54,13 @@ pub fn write_dataset(opts: &scenario::Options, dir: &Path) -> std::io::Result<Da
         let mut kept = openmetrics::without(&text, &opts.omit_metrics);
         if let Some(h) = opts.stored_until {
             kept = openmetrics::until(&kept, opts.start + (h * 3600.0) as i64);
+        }
+        if let Some(h) = opts.others_stored_until {
+            kept = openmetrics::until_outside(
+                &kept,
+                opts.start + (h * 3600.0) as i64,
+                &["kube-system", "openshift-monitoring"],
+            );
         }
         openmetrics::relabel(&kept, &opts.external_labels, opts.honor_labels, &mut out)?;
     }

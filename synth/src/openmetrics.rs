@@ -532,6 +532,31 @@ pub fn until(text: &[u8], end: i64) -> Vec<u8> {
     out
 }
 
+/// [`until`] for the series of namespaces other than `kept`: a remote-write shard that lags
+/// holds back some series while the others (series without a namespace, such as `up`, and
+/// the namespaces `kept`) reach the store.
+pub fn until_outside(text: &[u8], end: i64, kept: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let l = String::from_utf8_lossy(line);
+        let namespace = l.split_once("namespace=\"").and_then(|(before, rest)| {
+            // `namespace`, not `exported_namespace` or `pod_namespace`.
+            let whole = before.ends_with('{') || before.ends_with(',');
+            whole.then(|| rest.split('"').next().unwrap_or_default())
+        });
+        let keep = l.starts_with('#')
+            || namespace.is_none_or(|n| kept.contains(&n))
+            || l.rsplit_once(' ')
+                .and_then(|(_, t)| t.parse::<i64>().ok())
+                .is_none_or(|t| t < end);
+        if keep {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 pub fn without(text: &[u8], omit: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {

@@ -79,6 +79,11 @@ pub struct Options {
     /// Add the namespace `team-late`, created this many hours after `start` with a 4-core
     /// batch job: what a lagging store does not show yet.
     pub late_batch: Option<f64>,
+    /// The store holds the series of namespaces other than kube-system and
+    /// openshift-monitoring only up to this many hours after `start` (the rest, `up` and the
+    /// reference namespaces' series, go on): remote write sends series on parallel shards
+    /// (Prometheus `queue_config`, `max_shards`), and one shard can lag behind the others.
+    pub others_stored_until: Option<f64>,
     /// Add a GPU fleet as dcgm-exporter reports it ([`crate::fleet`]) and the namespaces
     /// using it: `team-train` (two whole H100s), `team-infer` (MIG 3g.40gb and 1g.10gb),
     /// `team-notebook` and `team-lab` (one time-sliced T4, `nvidia.com/gpu.shared` billed at
@@ -90,6 +95,9 @@ pub struct Options {
     pub dcgm_honor_labels: bool,
     /// dcgm-exporter with `--use-old-namespace` ([`crate::fleet::Fleet::old_names`]).
     pub dcgm_old_names: bool,
+    /// dcgm-exporter with `KUBERNETES_VIRTUAL_GPUS` ([`crate::fleet::Fleet::virtual_gpus`]):
+    /// the shared T4's holders carry `vgpu`, one series per time-slicing replica held.
+    pub dcgm_virtual_gpus: bool,
     /// Add what tenants write into the same store from their own scrape job
     /// ([`crate::tenant`]): look-alikes of kube-state-metrics' and dcgm-exporter's series.
     pub tenant_series: bool,
@@ -151,9 +159,11 @@ impl Default for Options {
             interval_change: None,
             stored_until: None,
             late_batch: None,
+            others_stored_until: None,
             gpu_fleet: false,
             dcgm_honor_labels: true,
             dcgm_old_names: false,
+            dcgm_virtual_gpus: false,
             tenant_series: false,
             ksm_stops_at: None,
             dcgm_stops_at: None,
@@ -1019,6 +1029,12 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         from,
         to,
         claim: claim.map(str::to_string),
+        replicas: Vec::new(),
+    };
+    // The shared T4's time-slicing replicas: nb-0 holds two, lab-0 one (of four).
+    let sliced = |mut h: Hold, replicas: &[u32]| {
+        h.replicas = replicas.to_vec();
+        h
     };
     let (batch_from, batch_to) = (at(1, 20, 10), at(3, 40, 50));
     let (lab_from, dra_from) = (at(2, 10, 0), at(0, 40, 20));
@@ -1028,8 +1044,11 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         hold(2, "team-infer", "infer-big-0", LONG_AGO, NEVER, None),
         hold(3, "team-infer", "infer-small-0", LONG_AGO, NEVER, None),
         hold(5, "team-batch", "batch-0", batch_from, batch_to, None),
-        hold(6, "team-notebook", "nb-0", LONG_AGO, NEVER, None),
-        hold(6, "team-lab", "lab-0", lab_from, NEVER, None),
+        sliced(
+            hold(6, "team-notebook", "nb-0", LONG_AGO, NEVER, None),
+            &[0, 1],
+        ),
+        sliced(hold(6, "team-lab", "lab-0", lab_from, NEVER, None), &[2]),
         hold(7, "team-dra", "dra-0", dra_from, NEVER, Some("gpu-claim")),
     ];
     let exporter = |node: &str, pod: &str, ip: &str, offset: i64, from: i64, to: i64| Exporter {
@@ -1183,6 +1202,7 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         interval: 15,
         honor_labels,
         old_names: false,
+        virtual_gpus: false,
         gaps: Vec::new(),
         // The nodes of the hand-made and random pods (`node-1` to `node-3`) have A100s.
         products: [
@@ -1216,6 +1236,7 @@ pub fn build(opts: &Options) -> Cluster {
     let fleet = opts.gpu_fleet.then(|| {
         let (mut fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
         fleet.old_names = opts.dcgm_old_names;
+        fleet.virtual_gpus = opts.dcgm_virtual_gpus;
         namespaces.extend(tenants);
         fleet.gaps = opts
             .dcgm_gaps

@@ -419,18 +419,32 @@ pub fn publishing_config(
 
 /// A dry-run's configuration against `prometheus_url` at `now`.
 pub fn dry_run_config(prometheus_url: &str, now: &str) -> consumption_metrics::config::Config {
+    dry_run_config_with(prometheus_url, now, &[])
+}
+
+/// [`dry_run_config`] with `extra` flags.
+pub fn dry_run_config_with(
+    prometheus_url: &str,
+    now: &str,
+    extra: &[&str],
+) -> consumption_metrics::config::Config {
     use clap::Parser;
-    let args = consumption_metrics::cli::Args::try_parse_from([
-        "consumption-metrics",
-        "--prometheus-url",
-        prometheus_url,
-        "--cluster-name",
-        "synth-01",
-        // Parsed as a dry-run so that no TLS files are required; the output is replaced below.
-        "--dry-run",
-        "--now",
-        now,
-    ])
+    let args = consumption_metrics::cli::Args::try_parse_from(
+        [
+            "consumption-metrics",
+            "--prometheus-url",
+            prometheus_url,
+            "--cluster-name",
+            "synth-01",
+            // Parsed as a dry-run so that no TLS files are required; the output is replaced
+            // below.
+            "--dry-run",
+            "--now",
+            now,
+        ]
+        .iter()
+        .chain(extra),
+    )
     .unwrap();
     consumption_metrics::config::Config::from_args(&args, chrono::Utc::now()).unwrap()
 }
@@ -473,4 +487,48 @@ pub fn by_namespace_hour(
         }
     }
     out
+}
+
+/// A scheduled run at `now` from the checkpoint `from`, publishing to a mock cluster: its
+/// outcome (exit code, message) and the checkpoint after it.
+#[cfg(feature = "test-hooks")]
+pub async fn scheduled(
+    p: &TestPrometheus,
+    from: &str,
+    now: &str,
+) -> (Result<(), (u8, String)>, String) {
+    scheduled_with(p, from, now, &[]).await
+}
+
+/// [`scheduled`] with `extra` flags.
+#[cfg(feature = "test-hooks")]
+pub async fn scheduled_with(
+    p: &TestPrometheus,
+    from: &str,
+    now: &str,
+    extra: &[&str],
+) -> (Result<(), (u8, String)>, String) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("mcmp", 1, 1).unwrap();
+    let settings = mock_kafka_settings(cluster.bootstrap_servers(), "mcmp");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint");
+    std::fs::write(&path, format!("{from}\n")).unwrap();
+    let mut config = dry_run_config_with(&p.url, now, extra);
+    config.output = consumption_metrics::sink::Output::Publish(settings);
+    let prometheus = consumption_metrics::prometheus::Prometheus::new(&config.prometheus).unwrap();
+    let mut manager = consumption_metrics::manager::Manager::with_checkpoint(
+        config,
+        prometheus,
+        consumption_metrics::checkpoint::Checkpoint::File(
+            consumption_metrics::checkpoint::FileCheckpoint::new(&path),
+        ),
+    );
+    let outcome = manager
+        .run()
+        .await
+        .map(|_| ())
+        .map_err(|e| (e.exit_code(), e.to_string()));
+    let checkpoint = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    (outcome, checkpoint)
 }
