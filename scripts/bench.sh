@@ -21,7 +21,10 @@
 # The scrape intervals keep the OpenMetrics text promtool holds in memory near 5 GB; the series
 # count, which drives query cost, does not depend on them. First run: about 10 minutes of data
 # generation; later runs: a few minutes. Progress goes to stderr, the table to stdout.
-# BENCH_PARTS (default "1h long publish") picks the parts to run.
+#   devices    BENCH_GPUS (1,000 and 10,000) GPUs as dcgm-exporter reports them: one billed
+#              hour with --gpu-source devices, measured as the one-hour part is.
+# BENCH_PARTS (default "1h long publish") picks the parts to run ("devices" is run on demand:
+# its data takes about 15 minutes to generate at 10,000 GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --publish-demo
@@ -90,9 +93,11 @@ wait_ready() { # pid, file, what
 # 4: the one-hour cluster also has kube-scheduler's kube_pod_resource_request and the QoS
 #    classes (--request-source scheduler); the others are unchanged.
 prometheus() { # namespaces, hours, interval[, synth flags...]; sets dir, url, prom_pid
-    local data=3
+    local data=3 tag=""
     [[ $# -gt 3 ]] && data=4
-    dir=target/bench-v$data-$1-$2h-$3s
+    # 5: a GPU fleet at scale (--gpus), in a directory of its own per size.
+    if [[ ${4:-} == --gpus ]]; then data=5 tag=-gpus$5; fi
+    dir=target/bench-v$data-$1-$2h-$3s$tag
     if [[ ! -d $dir/tsdb ]]; then
         echo "generating $1 namespaces x $2 h at $3 s into $dir (once)" >&2
         rm -rf "$dir"
@@ -166,15 +171,67 @@ echo "consumption-metrics benchmark, $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores
     "$(free -g | awk '/^Mem:/ { print $2 }') GiB, $(command prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3)"
 printf '%-9s %-52s %12s %12s %7s  %s\n' part measure job baseline ratio target
 
+common='kube_namespace_status_phase|kube_pod_status_phase|kube_persistentvolumeclaim_resource_requests_storage_bytes|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_access_mode'
+# The median of an awk expression of the fields of $tmp/rounds (one line per round).
+col() { awk "{ print $1 }" "$tmp/rounds" | median | awk '{ printf "%.2f", $1 }'; }
+# One billed hour, measured: the job's wall and CPU time against its requests replayed one
+# after another by curl, Prometheus's CPU time (/proc) and samples read (its query log)
+# against one query ($2, evaluated at $3) that reads every sample the hour needs once;
+# medians of $REPEAT interleaved rounds, each phase from an idle Prometheus to an idle one.
+# Rows are printed under part $1 with the label $4; the job's flags follow.
+hour_rounds() { # part, single-pass query, its time, label, job flags...
+    local part=$1 single=$2 single_at=$3 label=$4
+    shift 4
+    local qlog=$dir/queries.log
+    # Once unmeasured: the first reads of a freshly started Prometheus fault its blocks into
+    # memory, which would be charged to the job and not to the replay that follows it.
+    job "$@"
+    # Rounds of the three, interleaved, so that a slow moment of this shared machine falls on
+    # one round rather than on one side; each figure is the median of its rounds.
+    : >"$tmp/rounds"
+    for _ in $(seq "$REPEAT"); do
+        : >"$qlog"
+        settle "$prom_pid"
+        c0=$(cpu_of "$prom_pid")
+        job "$@"
+        settle "$prom_pid"
+        c1=$(cpu_of "$prom_pid")
+        read -r requests samples < <(requests_of "$qlog")
+        settle "$prom_pid"
+        c1b=$(cpu_of "$prom_pid")
+        replay
+        settle "$prom_pid"
+        c2=$(cpu_of "$prom_pid")
+        : >"$qlog"
+        curl -sf -o /dev/null --data-urlencode "query=$single" --data-urlencode "start=$single_at" \
+            --data-urlencode "end=$single_at" --data-urlencode step=3600 "$url/api/v1/query_range"
+        settle "$prom_pid"
+        c3=$(cpu_of "$prom_pid")
+        read -r _ single_samples < <(requests_of "$qlog")
+        echo "$wall $cpu $rss_mib $replay_wall $c0 $c1 $c1b $c2 $c3" >>"$tmp/rounds"
+    done
+    awk -v b="$label" '{ printf "  %s round %d: wall %.2f / %.2f s, Prometheus CPU job %.2f, replay %.2f, single pass %.2f s\n", b, NR, $1, $4, $6 - $5, $8 - $7, $9 - $8 }' "$tmp/rounds" >&2
+    wall=$(col '$1') cpu=$(col '$2') rss_mib=$(col '$3') replay_wall=$(col '$4')
+    prom_job=$(col '$6 - $5') prom_replay=$(col '$8 - $7') prom_single=$(col '$9 - $8')
+    row "$part" "$label: wall s, job / plain replay of its requests" "$wall" "$replay_wall" \
+        "$(ratio "$wall" "$replay_wall")" "<= 0.8"
+    row "$part" "$label: CPU s, job / Prometheus during the job" "$cpu" "$prom_job" \
+        "$(ratio "$cpu" "$prom_job")" "<= 0.05"
+    row "$part" "$label: Prometheus CPU s, job / replay" "$prom_job" "$prom_replay" \
+        "$(ratio "$prom_job" "$prom_replay")"
+    row "$part" "$label: Prometheus CPU s, job / single pass" "$prom_job" "$prom_single" \
+        "$(ratio "$prom_job" "$prom_single")" "<= 1.5"
+    row "$part" "$label: samples read, job / single pass" "$samples" "$single_samples" \
+        "$(ratio "$samples" "$single_samples")" "<= 1.5"
+    row "$part" "$label: Prometheus requests" "$requests" "" ""
+    row "$part" "$label: peak RSS MiB" "$rss_mib" "" ""
+}
+
 # --- One billed hour at $N namespaces --------------------------------------------------------
 if [[ $PARTS == *" 1h "* ]]; then
 prometheus "$N" 2 120 --scheduler-metric
-qlog=$dir/queries.log
 hour=(--dry-run --since "$(at 1)" --until "$(at 2)" --now "$(at 3)")
-common='kube_namespace_status_phase|kube_pod_status_phase|kube_persistentvolumeclaim_resource_requests_storage_bytes|kube_persistentvolumeclaim_info|kube_persistentvolumeclaim_access_mode'
 counter='container_cpu_usage_seconds_total{container!="", container!="POD"}'
-# The median of an awk expression of the fields of $tmp/rounds (one line per round).
-col() { awk "{ print $1 }" "$tmp/rounds" | median | awk '{ printf "%.2f", $1 }'; }
 # The three bases with kube-state-metrics' requests, and the request basis with
 # kube-scheduler's (`scheduler`).
 for basis in request usage max scheduler; do
@@ -188,56 +245,34 @@ for basis in request usage max scheduler; do
         flags=(--cpu-basis request --request-source scheduler)
         gauges="$common|kube_pod_resource_request|kube_pod_status_qos_class"
     fi
-    # Once unmeasured: the first reads of a freshly started Prometheus fault its blocks into
-    # memory, which would be charged to the job and not to the replay that follows it.
-    job "${hour[@]}" "${flags[@]}"
     # One pass over every sample the hour needs (the usage counters: this hour and the one
     # before, which the telescoping reads).
     single="sum(count_over_time({__name__=~\"$gauges\"}[3599999ms] offset 1ms))"
     if [[ $basis == usage || $basis == max ]]; then
         single="$single + sum(count_over_time($counter[7199999ms] offset 1ms))"
     fi
-    # Rounds of the three, interleaved, so that a slow moment of this shared machine falls on
-    # one round rather than on one side; each figure is the median of its rounds.
-    : >"$tmp/rounds"
-    for _ in $(seq "$REPEAT"); do
-        : >"$qlog"
-        settle "$prom_pid"
-        c0=$(cpu_of "$prom_pid")
-        job "${hour[@]}" "${flags[@]}"
-        settle "$prom_pid"
-        c1=$(cpu_of "$prom_pid")
-        read -r requests samples < <(requests_of "$qlog")
-        settle "$prom_pid"
-        c1b=$(cpu_of "$prom_pid")
-        replay
-        settle "$prom_pid"
-        c2=$(cpu_of "$prom_pid")
-        : >"$qlog"
-        curl -sf -o /dev/null --data-urlencode "query=$single" --data-urlencode "start=$(at 2)" \
-            --data-urlencode "end=$(at 2)" --data-urlencode step=3600 "$url/api/v1/query_range"
-        settle "$prom_pid"
-        c3=$(cpu_of "$prom_pid")
-        read -r _ single_samples < <(requests_of "$qlog")
-        echo "$wall $cpu $rss_mib $replay_wall $c0 $c1 $c1b $c2 $c3" >>"$tmp/rounds"
-    done
-    awk -v b="$basis" '{ printf "  %s round %d: wall %.2f / %.2f s, Prometheus CPU job %.2f, replay %.2f, single pass %.2f s\n", b, NR, $1, $4, $6 - $5, $8 - $7, $9 - $8 }' "$tmp/rounds" >&2
-    wall=$(col '$1') cpu=$(col '$2') rss_mib=$(col '$3') replay_wall=$(col '$4')
-    prom_job=$(col '$6 - $5') prom_replay=$(col '$8 - $7') prom_single=$(col '$9 - $8')
-    row 1h "$basis: wall s, job / plain replay of its requests" "$wall" "$replay_wall" \
-        "$(ratio "$wall" "$replay_wall")" "<= 0.8"
-    row 1h "$basis: CPU s, job / Prometheus during the job" "$cpu" "$prom_job" \
-        "$(ratio "$cpu" "$prom_job")" "<= 0.05"
-    row 1h "$basis: Prometheus CPU s, job / replay" "$prom_job" "$prom_replay" \
-        "$(ratio "$prom_job" "$prom_replay")"
-    row 1h "$basis: Prometheus CPU s, job / single pass" "$prom_job" "$prom_single" \
-        "$(ratio "$prom_job" "$prom_single")" "<= 1.5"
-    row 1h "$basis: samples read, job / single pass" "$samples" "$single_samples" \
-        "$(ratio "$samples" "$single_samples")" "<= 1.5"
-    row 1h "$basis: Prometheus requests" "$requests" "" ""
-    row 1h "$basis: peak RSS MiB" "$rss_mib" "" ""
+    hour_rounds 1h "$single" "$(at 2)" "$basis" "${hour[@]}" "${flags[@]}"
 done
 stop_servers
+fi
+
+# --- The devices source at AI-cluster scale --------------------------------------------------
+# BENCH_GPUS (default "1000 10000") GPUs as dcgm-exporter reports them, scraped every 15 s, on
+# nodes of eight (whole, MIG and time-sliced), held in 1,000 namespaces scraped every 60 s; one
+# billed hour with --gpu-source devices, measured as the one-hour part is. The single pass
+# reads the hour's gauges once and dcgm-exporter's samples over the device read's window (the
+# hour and --max-scrape-gap, 15 minutes, on either side, which the holes rule needs).
+if [[ $PARTS == *" devices "* ]]; then
+for gpus in ${BENCH_GPUS:-1000 10000}; do
+    prometheus 1000 2 60 --gpus "$gpus"
+    echo "devices, $gpus GPUs: $REPEAT rounds of job, replay and single pass" >&2
+    later=$(date -u -d "$start + 2 hours 15 minutes" +%Y-%m-%dT%H:%M:%SZ)
+    single="sum(count_over_time({__name__=~\"$common|kube_pod_container_resource_requests\"}[3599999ms] offset 900001ms))"
+    single="$single + sum(count_over_time(DCGM_FI_DEV_FB_USED[5399999ms] offset 1ms))"
+    hour_rounds devices "$single" "$later" "$gpus GPUs" --dry-run --since "$(at 1)" \
+        --until "$(at 2)" --now "$(at 3)" --cpu-basis request --gpu-source devices
+    stop_servers
+done
 fi
 
 # --- Long runs at $LONG_N namespaces: dry-run and publishing ---------------------------------

@@ -49,6 +49,72 @@ pub fn samples(w: Windows, len_ms: u128) -> String {
     format!("{METRIC}{}", w.select(len_ms, 0))
 }
 
+/// [`samples`] of one part of the devices ([`parts`]).
+pub fn samples_of(w: Windows, len_ms: u128, part: &str) -> String {
+    if part.is_empty() {
+        return samples(w, len_ms);
+    }
+    format!("{METRIC}{{{part}}}{}", w.select(len_ms, 0))
+}
+
+/// How many samples the devices' series hold in the 5 minutes before the evaluation time
+/// (`what="samples"`), and how many series (`what="series"`): the size of an hour's read,
+/// from a twelfth of it ([`parts_for`]).
+pub fn size() -> String {
+    format!(
+        "label_replace(sum(count_over_time({METRIC}[5m])), \"what\", \"samples\", \"\", \"\") \
+         or label_replace(count(count_over_time({METRIC}[5m])), \"what\", \"series\", \"\", \"\")"
+    )
+}
+
+/// The most parts an hour's read is cut into.
+pub const MAX_PARTS: usize = 16;
+
+/// The label matchers of `n` parts of the devices (`n` a power of two up to [`MAX_PARTS`]),
+/// by the last character of each series' `UUID`: NVIDIA's UUIDs end in a random hexadecimal
+/// digit, and every series of one device (its exporter replicas, the copies per pod, its MIG
+/// instances, which carry the parent's UUID) lands in the same part, which [`read`] and the
+/// integration need. One more part holds every series whose `UUID` does not end so (none, a
+/// lower-case `uuid` label, another vendor's scheme), so that no series is left out. One part
+/// (`n` = 1) is the empty matcher: every series.
+pub fn parts(n: usize) -> Vec<String> {
+    if n <= 1 {
+        return vec![String::new()];
+    }
+    let n = n.min(MAX_PARTS).next_power_of_two();
+    let digits: Vec<char> = "0123456789abcdef".chars().collect();
+    let per = digits.len() / n;
+    let mut out: Vec<String> = digits
+        .chunks(per)
+        .map(|chunk| {
+            let class: String = chunk
+                .iter()
+                .flat_map(|c| {
+                    let upper = c.to_ascii_uppercase();
+                    if upper == *c {
+                        vec![*c]
+                    } else {
+                        vec![*c, upper]
+                    }
+                })
+                .collect();
+            format!("UUID=~\".*[{class}]\"")
+        })
+        .collect();
+    out.push("UUID!~\".*[0-9a-fA-F]\"".to_string());
+    out
+}
+
+/// How many parts an hour's read of `samples_5m` samples in 5 minutes over `series` series
+/// needs so that each answer stays within `budget` bytes: an answer spends about 30 bytes on a
+/// sample (`[1793494807.123,"4096"],`) and about 700 on a series' labels.
+pub fn parts_for(samples_5m: f64, series: f64, len_ms: u128, budget: usize) -> usize {
+    let samples = samples_5m.max(0.0) * len_ms as f64 / 300_000.0;
+    let bytes = samples * 30.0 + series.max(0.0) * 700.0;
+    let needed = (bytes / budget.max(1) as f64).ceil() as usize;
+    needed.clamp(1, MAX_PARTS).next_power_of_two()
+}
+
 /// The labels of each scrape target (`job`, `instance`) that wrote device series in
 /// `[T - len, T)`: `namespace` and `pod` as the target has them.
 pub fn targets(w: Windows, len_ms: u128) -> String {
@@ -394,5 +460,22 @@ mod tests {
         let d = read(&series(&mig), &targets()).unwrap();
         assert_eq!(d.device.instance_id, "11");
         assert_eq!(d.profile.as_deref(), Some("3g.40gb"));
+    }
+
+    /// Parts cover every last character once, upper and lower case, and the rest.
+    #[test]
+    fn parts_cover_every_series_once() {
+        assert_eq!(parts(1), vec![String::new()]);
+        let four = parts(4);
+        assert_eq!(four.len(), 5);
+        assert_eq!(four[0], r#"UUID=~".*[0123]""#);
+        assert_eq!(four[3], r#"UUID=~".*[cCdDeEfF]""#);
+        assert_eq!(four[4], r#"UUID!~".*[0-9a-fA-F]""#);
+        assert_eq!(parts(64).len(), MAX_PARTS + 1);
+        // 10,000 GPUs at 15 s: 1.5 hours of about 3.6 million samples.
+        let n = parts_for(10_000.0 * 20.0, 10_000.0, 5_400_000, 16 << 20);
+        assert_eq!(n, 8);
+        assert_eq!(parts_for(0.0, 0.0, 5_400_000, 16 << 20), 1);
+        assert_eq!(parts_for(f64::NAN, 1.0, 5_400_000, 16 << 20), 1);
     }
 }

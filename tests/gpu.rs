@@ -270,6 +270,61 @@ fn time_slicing_replicas_are_billed_k_of_n() {
     }
 }
 
+/// A fleet of 200 GPUs on nodes of eight (whole, MIG, time-sliced with `vgpu`), read in one
+/// answer and, under a 1 MiB answer limit, in parts by the last character of each UUID: the
+/// same bill, equal to the truth per namespace and model, on both engines.
+#[test]
+fn a_large_fleet_is_read_in_parts_and_billed_the_same() {
+    let opts = Options {
+        hours: 3,
+        random_namespaces: 30,
+        only_random: true,
+        seed: 13,
+        gpu_scale: 200,
+        ..Options::default()
+    };
+    for (engine, p) in [
+        ("prometheus", common::start_prometheus("gpu-scaled", &opts)),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics("gpu-scaled-vm", &opts),
+        ),
+    ] {
+        let whole = dry_run(&p, DEVICES_BY_MODEL);
+        let parted = run(bin()
+            .env("RUST_LOG", "consumption_metrics=debug")
+            .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])
+            .args(["--dry-run", "--cpu-basis", "request"])
+            .args(["--since", &rfc3339(p.dataset.first_truth_hour)])
+            .args(["--until", &rfc3339(p.dataset.data_end)])
+            .args(["--now", "2026-11-02T00:00:00Z"])
+            .args(["--prometheus-max-response-mib", "1"])
+            .args(DEVICES_BY_MODEL));
+        assert!(
+            parted
+                .stderr
+                .contains("reading the GPU devices' samples in parts"),
+            "{engine}: {}",
+            parted.stderr
+        );
+        let (whole, parted) = (billed(&whole), billed(&parted));
+        assert_eq!(whole, parted, "{engine}: one answer and parts bill alike");
+        check_devices(engine, &p, &whole);
+        let gpus: f64 = whole
+            .iter()
+            .filter(|((h, _), _)| *h == p.dataset.first_truth_hour)
+            .map(|(_, c)| c["gpu"].as_f64().unwrap())
+            .sum();
+        // 25 nodes: 19 whole (7 of 8 held), 4 MIG (4/7 of each GPU held), 2 time-sliced.
+        let want = 19.0 * 7.0 + 4.0 * 8.0 * 4.0 / 7.0 + 2.0 * 8.0;
+        // Each entry is rounded to 6 decimals.
+        assert!(
+            (gpus - want).abs() < 5e-5,
+            "{engine}: {gpus} GPU-hours, {want} held"
+        );
+    }
+}
+
 /// A GPU of a model `--gpu-model` does not map refuses the hour (exit 4), naming the model and
 /// the flag; without `--gpu-model` no entry has a model key.
 #[test]

@@ -322,6 +322,11 @@ impl Prometheus {
             .await
     }
 
+    /// The largest answer read (`--prometheus-max-response-bytes`).
+    pub fn max_response_bytes(&self) -> usize {
+        self.config.max_response_bytes
+    }
+
     /// The provenance matchers of the job's sources.
     pub fn provenance(&self) -> &Provenance {
         &self.config.provenance

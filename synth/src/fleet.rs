@@ -143,6 +143,18 @@ impl Fleet {
         let mut series: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
         let mut up: BTreeMap<String, Vec<(i64, u8)>> = BTreeMap::new();
         let failed = |t: i64| self.gaps.iter().any(|(a, b)| (*a..*b).contains(&t));
+        // The holds of each device, and the devices of each node: a fleet of thousands of
+        // GPUs is written in one pass over its samples.
+        let mut holds_of: Vec<Vec<&Hold>> = vec![Vec::new(); self.devices.len()];
+        for h in &self.holds {
+            if let Some(v) = holds_of.get_mut(h.device) {
+                v.push(h);
+            }
+        }
+        let mut devices_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (d, dev) in self.devices.iter().enumerate() {
+            devices_of.entry(dev.node.as_str()).or_default().push(d);
+        }
         for e in &self.exporters {
             let target = format!(
                 "job=\"{JOB}\",instance=\"{}\",namespace=\"{NAMESPACE}\",pod=\"{}\",container=\"nvidia-dcgm-exporter\"",
@@ -157,10 +169,8 @@ impl Fleet {
                     .collect(),
             );
             let times: Vec<i64> = attempts.into_iter().filter(|t| !failed(*t)).collect();
-            for (d, dev) in self.devices.iter().enumerate() {
-                if dev.node != e.node {
-                    continue;
-                }
+            for &d in devices_of.get(e.node.as_str()).into_iter().flatten() {
+                let dev = &self.devices[d];
                 let mut device = format!(
                     "gpu=\"{i}\",UUID=\"{}\",pci_bus_id=\"00000000:{:02X}:00.0\",device=\"nvidia{i}\",modelName=\"{}\"",
                     dev.uuid,
@@ -173,7 +183,11 @@ impl Fleet {
                 }
                 device.push_str(&format!(",hostname=\"{}\"", dev.node));
                 for &t in &times {
-                    let holders = self.holders(d, t);
+                    let holders: Vec<&Hold> = holds_of[d]
+                        .iter()
+                        .copied()
+                        .filter(|h| (h.from..h.to).contains(&t))
+                        .collect();
                     if holders.is_empty() {
                         series
                             .entry(format!("{target},{device}"))
@@ -263,16 +277,26 @@ impl Fleet {
         outages: &[(i64, i64)],
     ) -> BTreeMap<String, (BTreeMap<String, f64>, f64)> {
         let mut out: BTreeMap<String, (BTreeMap<String, f64>, f64)> = BTreeMap::new();
+        let mut holds_of: Vec<Vec<&Hold>> = vec![Vec::new(); self.devices.len()];
+        for h in &self.holds {
+            if let Some(v) = holds_of.get_mut(h.device) {
+                v.push(h);
+            }
+        }
         for (d, dev) in self.devices.iter().enumerate() {
             // The moments the holders of this device change.
             let mut cuts: Vec<i64> = vec![s, e];
-            for h in self.holds.iter().filter(|h| h.device == d) {
+            for h in &holds_of[d] {
                 cuts.extend([h.from.clamp(s, e), h.to.clamp(s, e)]);
             }
             cuts.sort_unstable();
             cuts.dedup();
             for w in cuts.windows(2) {
-                let holders = self.holders(d, w[0]);
+                let holders: Vec<&Hold> = holds_of[d]
+                    .iter()
+                    .copied()
+                    .filter(|h| (h.from..h.to).contains(&w[0]))
+                    .collect();
                 let shares: f64 = holders.iter().map(|h| self.shares(h)).sum();
                 for h in &holders {
                     let gpu_hours =
@@ -285,7 +309,7 @@ impl Fleet {
                 }
             }
             let slack = self.interval;
-            for h in self.holds.iter().filter(|h| h.device == d) {
+            for h in &holds_of[d] {
                 for edge in [h.from, h.to] {
                     let hole: i64 = outages
                         .iter()
@@ -295,7 +319,7 @@ impl Fleet {
                         .sum();
                     if (s - slack - hole..e + slack + hole).contains(&edge) {
                         // Everyone sharing the device moves with the change.
-                        for other in self.holds.iter().filter(|o| o.device == d) {
+                        for other in &holds_of[d] {
                             out.entry(other.namespace.clone()).or_default().1 +=
                                 dev.weight * (slack + hole) as f64 / 3600.0;
                         }
@@ -304,5 +328,126 @@ impl Fleet {
             }
         }
         out
+    }
+}
+
+/// A fleet at AI-cluster scale (`Options::gpu_scale`): `gpus` GPUs on nodes of eight, each
+/// node's own dcgm-exporter at its own offset, scraped every 15 s. Seven nodes in ten have
+/// whole GPUs (seven held, one idle); two in ten are in MIG mode, each GPU cut into a 3g.40gb
+/// instance held and two 1g.10gb ones, one held; one in ten time-slices its GPUs, each shared
+/// by two pods holding three and one of its replicas (`vgpu`). Holders are spread over
+/// `namespaces`, every pod all hours. UUIDs are random hexadecimal, as NVML's are.
+pub fn scaled(gpus: usize, namespaces: &[String], seed: u64) -> Fleet {
+    const LONG_AGO: i64 = i64::MIN / 4;
+    const NEVER: i64 = i64::MAX / 4;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut hex = |n: usize| {
+        let mut out = String::with_capacity(n);
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.push(char::from_digit((x % 16) as u32, 16).unwrap_or('0'));
+        }
+        out
+    };
+    let (mut devices, mut holds, mut exporters) = (Vec::new(), Vec::new(), Vec::new());
+    let mut products = Vec::new();
+    let ns = |k: usize| {
+        namespaces
+            .get(k % namespaces.len().max(1))
+            .cloned()
+            .unwrap_or_else(|| "team-gpu".into())
+    };
+    let mut pods = 0usize;
+    for n in 0..gpus.div_ceil(8) {
+        let node = format!("gpu-{n:05}");
+        let kind = n % 10;
+        let model = if kind == 9 { T4 } else { H100 };
+        products.push((node.clone(), model.to_string()));
+        exporters.push(Exporter {
+            node: node.clone(),
+            pod: format!("nvidia-dcgm-exporter-{n:05}"),
+            instance: format!(
+                "10.{}.{}.{}:9400",
+                200 + n / 62_500,
+                (n / 250) % 250,
+                n % 250 + 1
+            ),
+            offset: (n % 15) as i64,
+            from: LONG_AGO,
+            to: NEVER,
+        });
+        for i in 0..8.min(gpus - n * 8) {
+            let uuid = format!(
+                "GPU-{}-{}-{}-{}-{}",
+                hex(8),
+                hex(4),
+                hex(4),
+                hex(4),
+                hex(12)
+            );
+            let mut hold = |device: usize, replicas: Vec<u32>| {
+                pods += 1;
+                holds.push(Hold {
+                    device,
+                    namespace: ns(pods),
+                    pod: format!("gpu-pod-{pods:06}"),
+                    container: "main".into(),
+                    from: LONG_AGO,
+                    to: NEVER,
+                    claim: None,
+                    replicas,
+                });
+            };
+            let whole = |uuid: &str| Device {
+                uuid: uuid.to_string(),
+                index: i,
+                model: model.into(),
+                node: node.clone(),
+                mig: None,
+                weight: 1.0,
+            };
+            match kind {
+                7 | 8 => {
+                    for (id, profile, weight, held) in [
+                        ("1", "3g.40gb", 3.0 / 7.0, true),
+                        ("2", "1g.10gb", 1.0 / 7.0, true),
+                        ("3", "1g.10gb", 1.0 / 7.0, false),
+                    ] {
+                        devices.push(Device {
+                            mig: Some((id.into(), profile.into())),
+                            weight,
+                            ..whole(&uuid)
+                        });
+                        if held {
+                            hold(devices.len() - 1, Vec::new());
+                        }
+                    }
+                }
+                9 => {
+                    devices.push(whole(&uuid));
+                    hold(devices.len() - 1, vec![0, 1, 2]);
+                    hold(devices.len() - 1, vec![3]);
+                }
+                _ => {
+                    devices.push(whole(&uuid));
+                    if i != 7 {
+                        hold(devices.len() - 1, Vec::new());
+                    }
+                }
+            }
+        }
+    }
+    Fleet {
+        devices,
+        holds,
+        exporters,
+        interval: 15,
+        honor_labels: true,
+        old_names: false,
+        virtual_gpus: true,
+        gaps: Vec::new(),
+        products,
     }
 }

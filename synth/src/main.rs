@@ -37,6 +37,10 @@ struct Args {
     /// kube-state-metrics' kube_pod_status_qos_class, for --request-source scheduler.
     #[arg(long)]
     scheduler_metric: bool,
+    /// Also write a GPU fleet of this many GPUs as dcgm-exporter reports them (nodes of eight:
+    /// whole, MIG and time-sliced), scraped every 15 s, for --gpu-source devices.
+    #[arg(long, default_value_t = 0)]
+    gpus: usize,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
         only_random: args.only_random,
         scheduler_metric: args.scheduler_metric,
+        gpu_scale: args.gpus,
         ..Options::default()
     };
     if let Some(start) = &args.start {

@@ -98,6 +98,9 @@ pub struct Options {
     /// dcgm-exporter with `KUBERNETES_VIRTUAL_GPUS` ([`crate::fleet::Fleet::virtual_gpus`]):
     /// the shared T4's holders carry `vgpu`, one series per time-slicing replica held.
     pub dcgm_virtual_gpus: bool,
+    /// A GPU fleet at AI-cluster scale of this many GPUs ([`crate::fleet::scaled`]) instead of
+    /// the hand-made one (0: none), held in the random namespaces.
+    pub gpu_scale: usize,
     /// Add what tenants write into the same store from their own scrape job
     /// ([`crate::tenant`]): look-alikes of kube-state-metrics' and dcgm-exporter's series.
     pub tenant_series: bool,
@@ -164,6 +167,7 @@ impl Default for Options {
             dcgm_honor_labels: true,
             dcgm_old_names: false,
             dcgm_virtual_gpus: false,
+            gpu_scale: 0,
             tenant_series: false,
             ksm_stops_at: None,
             dcgm_stops_at: None,
@@ -1252,6 +1256,17 @@ pub fn build(opts: &Options) -> Cluster {
         fleet
     });
     namespaces.extend(random(opts));
+    // A fleet at scale holds its GPUs in the namespaces there are (the benchmark's).
+    let fleet = fleet.or_else(|| {
+        (opts.gpu_scale > 0).then(|| {
+            let names: Vec<String> = namespaces
+                .iter()
+                .map(|n| n.name.clone())
+                .filter(|n| !n.starts_with("kube-") && !n.starts_with("openshift-"))
+                .collect();
+            fleet::scaled(opts.gpu_scale, &names, opts.seed)
+        })
+    });
     let at = |h: f64| t0 + (h * H as f64) as i64;
     let outages: Vec<(i64, i64)> = opts.outages.iter().map(|(a, b)| (at(*a), at(*b))).collect();
     if let Some((a, b)) = outages.first() {
