@@ -115,16 +115,6 @@ pub fn parts_for(samples_5m: f64, series: f64, len_ms: u128, budget: usize) -> u
     needed.clamp(1, MAX_PARTS).next_power_of_two()
 }
 
-/// The labels of each scrape target (`job`, `instance`) that wrote device series in
-/// `[T - len, T)`: `namespace` and `pod` as the target has them.
-pub fn targets(w: Windows, len_ms: u128) -> String {
-    let range = w.select(len_ms, 0);
-    format!(
-        "group by (job, instance, namespace, pod) (last_over_time(up{range}) \
-         and on (job, instance) last_over_time({METRIC}{range}))"
-    )
-}
-
 /// The raw samples of `up` of dcgm-exporter's targets (`matchers`: its provenance) in
 /// `[T - len, T)`: Prometheus writes `up` 0 at every scrape of a target that fails (the
 /// exporter crashed, its node NotReady) and nothing while the target is gone (its pod deleted,
@@ -217,7 +207,8 @@ fn label<'a>(labels: &'a BTreeMap<String, String>, names: &[&str]) -> Option<&'a
         .filter(|v| !v.is_empty())
 }
 
-/// `(job, instance)` → the target's `(namespace, pod)`, from a [`targets`] answer.
+/// `(job, instance)` → the target's `(namespace, pod)`, from a [`target_health`] answer (the
+/// labels Prometheus gives a target's `up`).
 pub fn target_labels(answer: &[Series]) -> BTreeMap<(String, String), (String, String)> {
     answer
         .iter()

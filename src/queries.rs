@@ -1822,7 +1822,6 @@ mod tests {
         ));
         for w in [Windows::Closed, Windows::LeftOpen] {
             all.push(("gpu devices", crate::dcgm::samples(w, HOUR_MS)));
-            all.push(("gpu device targets", crate::dcgm::targets(w, HOUR_MS)));
             all.push(("dra claims", dra_claims(w)));
             all.push(("dra claims (running)", running_pods(w, "a|b")));
         }

@@ -1391,8 +1391,7 @@ impl<'a> Collector<'a> {
         let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
         let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
         let len = 3_600_000 + 2 * pad.as_millis();
-        let (targets_q, health_q, size_q) = (
-            dcgm::targets(self.windows, len),
+        let (health_q, size_q) = (
             dcgm::target_health(
                 self.windows,
                 &self
@@ -1408,13 +1407,6 @@ impl<'a> Collector<'a> {
             expr: &health_q,
             at,
         };
-        let targets_read = RangeQuery {
-            what: "gpu device targets",
-            expr: &targets_q,
-            start: at,
-            end: at,
-            step: Duration::from_secs(3600),
-        };
         let size_read = RangeQuery {
             what: "gpu device samples' count",
             expr: &size_q,
@@ -1422,12 +1414,13 @@ impl<'a> Collector<'a> {
             end: hour.end(),
             step: Duration::from_secs(3600),
         };
-        let (targets, health, size) = tokio::try_join!(
-            self.prometheus.query_range(&targets_read),
+        let (health, size) = tokio::try_join!(
             self.prometheus.query_device_samples(&health_read),
             self.prometheus.query_range(&size_read),
         )?;
-        let targets = dcgm::target_labels(&targets);
+        // Each target's own `namespace` and `pod`, from its `up`: what a series that names
+        // them was scraped as.
+        let targets = dcgm::target_labels(&health);
         let down = dcgm::down_times(&health);
         // The samples in parts small enough for the answer limit and for memory: each part is
         // read into its devices' times and its answer dropped before the next pair is read.
