@@ -57,6 +57,79 @@ pub fn samples_of(w: Windows, len_ms: u128, part: &str) -> String {
     format!("{METRIC}{{{part}}}{}", w.select(len_ms, 0))
 }
 
+/// The labels [`read`] reads, which a summary keeps ([`summary`]): the device's, the pod's in
+/// every form, the replica held, the DRA claim and the scrape target.
+const READ_LABELS: &str = "UUID, uuid, GPU_I_ID, GPU_I_PROFILE, modelName, hostname, Hostname, \
+     namespace, pod, pod_namespace, pod_name, exported_namespace, exported_pod, \
+     exported_pod_namespace, exported_pod_name, vgpu, dra_claim_name, job, instance";
+
+/// Per device series of one part ([`parts`]), its samples in the hour `[E - 1h, E)`
+/// (`window="hour"`), in the `pad_ms` before it (`"before"`) and in the `pad_ms` after it
+/// (`"after"`), `E + pad` the evaluation time: one pass over the samples a raw read would
+/// return, answered with three numbers per series. A series with a sample at every scrape of
+/// its target in the hour and samples on both sides of it is steady: it was held (or idle) by
+/// the same pod all hour, which the collector bills without its samples. Series that differ
+/// only in labels [`read`] does not read (a pod's containers) are one (`max by`).
+pub fn summary(w: Windows, part: &str, pad_ms: u128) -> String {
+    let selector = if part.is_empty() {
+        METRIC.to_string()
+    } else {
+        format!("{METRIC}{{{part}}}")
+    };
+    let window = |name: &str, len: u128, offset: u128| {
+        format!(
+            "max by (window, {READ_LABELS}) (label_replace(count_over_time({selector}{}), \
+             \"window\", \"{name}\", \"\", \"\"))",
+            w.select(len, offset)
+        )
+    };
+    [
+        window("hour", 3_600_000, pad_ms),
+        window("before", pad_ms, 3_600_000 + pad_ms),
+        window("after", pad_ms, 0),
+    ]
+    .join("\nor\n")
+}
+
+/// Per dcgm-exporter target (`matchers`: its provenance), with its `namespace` and `pod`: the
+/// scrapes Prometheus attempted in the hour (`window="attempts"`, the samples a device held all
+/// hour has), and the ones that failed (`up` 0) in the whole read of `len_ms` before the
+/// evaluation time (`"failed"`).
+pub fn target_summary(w: Windows, matchers: &str, pad_ms: u128, len_ms: u128) -> String {
+    let read = w.select(len_ms, 0);
+    format!(
+        "label_replace(count_over_time(up{{{matchers}}}{}), \"window\", \"attempts\", \"\", \"\")\n\
+         or\n\
+         label_replace(count_over_time(up{{{matchers}}}{read}) - sum_over_time(up{{{matchers}}}{read}), \
+         \"window\", \"failed\", \"\", \"\")",
+        w.select(3_600_000, pad_ms)
+    )
+}
+
+/// The newest answered scrape of dcgm-exporter's targets in the `len_ms` before the evaluation
+/// time, Unix seconds: how far the store holds the devices (Prometheus stamps a scrape's `up`
+/// and its samples alike).
+pub fn newest_scrape(matchers: &str, len_ms: u128) -> String {
+    format!(
+        "max(max_over_time((timestamp(up{{{matchers}}}) and up{{{matchers}}} == 1)[{len_ms}ms:1m]))"
+    )
+}
+
+/// The raw samples of the devices `uuids` (plain UUIDs: letters, digits and dashes) in
+/// `[T - len, T)`.
+pub fn samples_of_devices(w: Windows, len_ms: u128, uuids: &[&str]) -> String {
+    format!(
+        "{METRIC}{{UUID=~\"{}\"}}{}",
+        uuids.join("|"),
+        w.select(len_ms, 0)
+    )
+}
+
+/// Whether `uuid` can go in [`samples_of_devices`]' alternation as it is.
+pub fn plain_uuid(uuid: &str) -> bool {
+    !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// How many samples the devices' series hold in the 5 minutes before the evaluation time
 /// (`what="samples"`), and how many series (`what="series"`): the size of an hour's read,
 /// from a twelfth of it ([`parts_for`]).

@@ -303,7 +303,7 @@ fn a_large_fleet_is_read_in_parts_and_billed_the_same() {
         assert!(
             parted
                 .stderr
-                .contains("reading the GPU devices' samples in parts"),
+                .contains("reading the GPU devices' summary in parts"),
             "{engine}: {}",
             parted.stderr
         );

@@ -128,6 +128,7 @@ pub fn integrate(
     weights: &GpuWeights,
     models: &GpuModels,
     down: &BTreeMap<String, Vec<i64>>,
+    frontier: Option<i64>,
 ) -> Result<DeviceHour, Hole> {
     // Every series of a device together; a GPU's own series dropped while it has instances.
     let with_instances: BTreeSet<&str> = series
@@ -170,7 +171,9 @@ pub fn integrate(
     // The newest sample of the read: how far the store holds the devices. A device seen in
     // the last round before it goes on (its next sample is not stored yet; the store's time
     // says whether the hour may be billed), one last seen earlier stopped (a node removed).
-    let frontier = series.iter().flat_map(|s| s.times.last()).copied().max();
+    // (`frontier`, when given: the newest answered scrape of the exporters, where some
+    // series are stood in for and their points say nothing of the store.)
+    let frontier = frontier.or_else(|| series.iter().flat_map(|s| s.times.last()).copied().max());
     let mut out = DeviceHour::default();
     for (device, series) in devices {
         let Some(first) = series.first() else {
@@ -369,6 +372,7 @@ mod tests {
             &GpuWeights::default(),
             models,
             &BTreeMap::new(),
+            None,
         )
         .unwrap()
     }
@@ -494,6 +498,7 @@ mod tests {
             &GpuWeights::default(),
             &GpuModels::default(),
             &BTreeMap::new(),
+            None,
         )
         .unwrap_err();
         assert_eq!(err.device.uuid, "GPU-1");
@@ -529,6 +534,7 @@ mod tests {
                 &GpuWeights::default(),
                 &GpuModels::default(),
                 &BTreeMap::from([(target.to_string(), down)]),
+                None,
             )
         };
         let m = 60_000;
@@ -560,6 +566,7 @@ mod tests {
             &GpuWeights::default(),
             &GpuModels::default(),
             &BTreeMap::from([(target.to_string(), Vec::new())]),
+            None,
         )
         .unwrap();
         assert!(

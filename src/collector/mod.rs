@@ -13,6 +13,7 @@
 //! [`SpanUsage::add`] with what its series add to.
 
 mod cpu;
+mod device_read;
 pub mod devices;
 mod error;
 mod interval;
@@ -24,7 +25,7 @@ mod validate;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tracing::{debug, info, instrument, warn};
+use tracing::{info, instrument, warn};
 
 pub use error::{CollectError, Result};
 pub use interval::interval_from_count;
@@ -232,47 +233,6 @@ impl StoreTime {
             (s, t) => s.or(t),
         }
     }
-}
-
-/// The most bytes one part of the devices' samples may take as an answer
-/// ([`dcgm::parts_for`]): with the answer's parsed copy beside it, what a part costs in memory
-/// at once.
-const DEVICE_PART_BYTES: usize = 16 << 20;
-
-/// One series of dcgm-exporter's samples, read ([`dcgm::read`]), or the refusal of `hour`.
-fn read_device(
-    s: &Series,
-    targets: &BTreeMap<(String, String), (String, String)>,
-    hour: &HourWindow,
-) -> Result<dcgm::DeviceSeries> {
-    dcgm::read(s, targets).map_err(|e| match e {
-        dcgm::Unreadable::NoUuid(labels) => CollectError::DeviceSeries {
-            hour: hour.to_string(),
-            reason: format!("it has no UUID label: {labels:?}"),
-            fix: "Check the relabelling of dcgm-exporter's series: each device is \
-                  told apart by its UUID",
-        },
-        dcgm::Unreadable::HalfHolder(labels) => CollectError::DeviceSeries {
-            hour: hour.to_string(),
-            reason: format!(
-                "it names half a pod (a pod without its namespace, or a namespace \
-                 without a pod): {labels:?}"
-            ),
-            fix: "Check the relabelling of dcgm-exporter's series (both the pod's \
-                  namespace and name must be kept, as exported_namespace and \
-                  exported_pod or as namespace and pod), or bill --gpu-source requests",
-        },
-        dcgm::Unreadable::NoTarget { job, instance } => CollectError::DeviceSeries {
-            hour: hour.to_string(),
-            reason: format!(
-                "it names a pod, but the store holds no `up` of its target (job \
-                 {job:?}, instance {instance:?}), so the pod cannot be told from the \
-                 exporter's own labels"
-            ),
-            fix: "Keep `up` in what reaches the store (remote write's \
-                  write_relabel_configs, a metric allowlist)",
-        },
-    })
 }
 
 /// Per `instance`, [`queries::target_times`]' answer: the data's newest sample at each step,
@@ -1381,137 +1341,6 @@ impl<'a> Collector<'a> {
                 points,
             })
             .collect())
-    }
-
-    /// The devices' hour ([`devices::integrate`]): dcgm-exporter's samples from
-    /// `--max-scrape-gap` before the hour to as long after it, and the labels of their scrape
-    /// targets, read side by side.
-    pub async fn device_hour(&self, hour: &HourWindow) -> Result<devices::DeviceHour> {
-        let pad = self.config.max_scrape_gap;
-        let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
-        let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
-        let len = 3_600_000 + 2 * pad.as_millis();
-        let (health_q, size_q) = (
-            dcgm::target_health(
-                self.windows,
-                &self
-                    .prometheus
-                    .provenance()
-                    .targets(crate::provenance::Source::DcgmExporter),
-                len,
-            ),
-            dcgm::size(),
-        );
-        let health_read = SampleQuery {
-            what: "gpu device targets' up",
-            expr: &health_q,
-            at,
-        };
-        let size_read = RangeQuery {
-            what: "gpu device samples' count",
-            expr: &size_q,
-            start: hour.end(),
-            end: hour.end(),
-            step: Duration::from_secs(3600),
-        };
-        let (health, size) = tokio::try_join!(
-            self.prometheus.query_device_samples(&health_read),
-            self.prometheus.query_range(&size_read),
-        )?;
-        // Each target's own `namespace` and `pod`, from its `up`: what a series that names
-        // them was scraped as.
-        let targets = dcgm::target_labels(&health);
-        let down = dcgm::down_times(&health);
-        // The samples in parts small enough for the answer limit and for memory: each part is
-        // read into its devices' times and its answer dropped before the next pair is read.
-        let sized = |what: &str| {
-            size.iter()
-                .find(|s| s.labels.get("what").is_some_and(|w| w == what))
-                .and_then(|s| s.points.last())
-                .map_or(0.0, |(_, v)| *v)
-        };
-        let budget = (self.prometheus.max_response_bytes() / 4).min(DEVICE_PART_BYTES);
-        let parts = dcgm::parts(dcgm::parts_for(
-            sized("samples"),
-            sized("series"),
-            len,
-            budget,
-        ));
-        if parts.len() > 1 {
-            debug!(
-                hour = %hour,
-                parts = parts.len(),
-                samples_5m = sized("samples"),
-                budget_bytes = budget,
-                "reading the GPU devices' samples in parts"
-            );
-        }
-        let exprs: Vec<String> = parts
-            .iter()
-            .map(|part| dcgm::samples_of(self.windows, len, part))
-            .collect();
-        let mut read = Vec::new();
-        let reads: Vec<SampleQuery> = exprs
-            .iter()
-            .map(|expr| SampleQuery {
-                what: "gpu devices",
-                expr,
-                at,
-            })
-            .collect();
-        for pair in reads.chunks(2) {
-            let (a, b) = tokio::try_join!(self.prometheus.query_device_samples(&pair[0]), async {
-                match pair.get(1) {
-                    Some(q) => self.prometheus.query_device_samples(q).await,
-                    None => Ok(Vec::new()),
-                }
-            })?;
-            for s in a.iter().chain(&b) {
-                read.push(read_device(s, &targets, hour)?);
-            }
-        }
-        let interval = self
-            .config
-            .scrape_interval
-            .map_or(30_000, |i| i64::try_from(i.as_millis()).unwrap_or(30_000));
-        let (start, end) = (
-            hour.start().timestamp_millis(),
-            hour.end().timestamp_millis(),
-        );
-        if let Some(twice) = devices::on_two_nodes(&read, (start, end)) {
-            return Err(CollectError::DeviceSeries {
-                hour: hour.to_string(),
-                reason: format!(
-                    "the device {} is reported by the nodes {:?} and {:?} at once (around {}): \
-                     a GPU's UUID is unique, so one of them is not that GPU",
-                    twice.device,
-                    twice.nodes.0,
-                    twice.nodes.1,
-                    crate::window::rfc3339_millis(twice.at)
-                ),
-                fix: "Check the nodes' dcgm-exporter and their `hostname` label (a cloned \
-                      node image, a relabelling that copies series), or bill --gpu-source \
-                      requests",
-            });
-        }
-        devices::integrate(
-            &read,
-            (start, end),
-            pad_ms,
-            interval,
-            &self.config.gpu_weights,
-            &self.config.gpu_models,
-            &down,
-        )
-        .map_err(|hole| CollectError::DeviceGap {
-            device: hole.device.to_string(),
-            node: hole.node,
-            hour: hour.to_string(),
-            from: rfc3339_millis(hole.from),
-            to: rfc3339_millis(hole.to),
-            minutes: (hole.to - hole.from) as f64 / 60_000.0,
-            limit: humantime::format_duration(pad).to_string(),
-        })
     }
 
     /// After another query failed: the clusters of `span` judged from a fresh namespaces'

@@ -1,0 +1,422 @@
+//! How the devices source reads an hour of dcgm-exporter's series without returning every
+//! sample: a fleet of 10,000 GPUs scraped every 15 s writes about 3.6 million samples in the
+//! hour and the `--max-scrape-gap` on either side that the rules need, and a store spends far
+//! more on writing them out as JSON than on reading them (measured: 14 times one pass of
+//! `count_over_time` over the same samples).
+//!
+//! So each hour is read as a summary first ([`dcgm::summary`]): per device series, its
+//! samples in the hour and whether it has samples just before and just after it; per target,
+//! the scrapes attempted in the hour and the failed ones in the whole read
+//! ([`dcgm::target_summary`]). A series is *steady* when its target never failed in the read,
+//! it has a sample at every scrape of its target in the hour, and samples on both sides: the
+//! same pod (or nobody) held the device all hour. A device all of whose series (every series
+//! with its UUID: exporter replicas, the copies per pod, its MIG instances) are steady is
+//! billed from the summary: its series are stood in for by points every minute across the
+//! hour, on which [`devices::integrate`] applies the same rules (weights, holders, shares,
+//! models) and gives the whole hour, as the samples would. Only the other devices (a pod
+//! that started or stopped, a hole, a target that failed, one UUID on two nodes) are read
+//! raw, by their UUIDs, with the `up` of their targets; a fleet at rest costs one pass.
+//!
+//! Where a device that is not steady cannot be named in a query (no `UUID` label, or one with
+//! other characters than letters, digits and dashes), the hour is read raw as a whole, in
+//! parts cut by the last character of the UUID ([`dcgm::parts`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::error::{CollectError, Result};
+use super::{Collector, devices};
+use crate::dcgm;
+use crate::prometheus::{RangeQuery, SampleQuery, Series};
+use crate::window::{HourWindow, rfc3339_millis};
+
+/// The most bytes one part of the devices' answers may take ([`dcgm::parts_for`]): with the
+/// answer's parsed copy beside it, what a part costs in memory at once.
+const DEVICE_PART_BYTES: usize = 16 << 20;
+
+/// UUIDs per raw read of devices that are not steady (about 40 characters each: the query
+/// stays a few kilobytes, under VictoriaMetrics' 16 KB limit).
+const UUIDS_PER_READ: usize = 64;
+
+/// The spacing of the points that stand in for a steady series' samples: well under any
+/// `--max-scrape-gap`, so that [`devices::integrate`] finds no hole between them.
+const STAND_IN_MS: i64 = 60_000;
+
+/// A device series' counts in the summary.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    hour: f64,
+    before: f64,
+    after: f64,
+}
+
+impl Collector<'_> {
+    /// The devices' hour ([`devices::integrate`]): dcgm-exporter's series from
+    /// `--max-scrape-gap` before the hour to as long after it, summarised, and the devices
+    /// that did not stay as they were read raw (module documentation).
+    pub async fn device_hour(&self, hour: &HourWindow) -> Result<devices::DeviceHour> {
+        let pad = self.config.max_scrape_gap;
+        let at = hour.end() + chrono::TimeDelta::from_std(pad).unwrap_or_default();
+        let len = 3_600_000 + 2 * pad.as_millis();
+        let matchers = self
+            .prometheus
+            .provenance()
+            .targets(crate::provenance::Source::DcgmExporter);
+        let (size_q, targets_q, newest_q) = (
+            dcgm::size(),
+            dcgm::target_summary(self.windows, &matchers, pad.as_millis(), len),
+            dcgm::newest_scrape(&matchers, len),
+        );
+        let instant = |what, expr, at| RangeQuery {
+            what,
+            expr,
+            start: at,
+            end: at,
+            step: Duration::from_secs(3600),
+        };
+        let (size_read, targets_read, newest_read) = (
+            instant("gpu device samples' count", &size_q, hour.end()),
+            instant("gpu device targets", &targets_q, at),
+            instant("gpu devices' newest scrape", &newest_q, at),
+        );
+        let (size, targets, newest) = tokio::try_join!(
+            self.prometheus.query_range(&size_read),
+            self.prometheus.query_range(&targets_read),
+            self.prometheus.query_range(&newest_read),
+        )?;
+        let sized = |what: &str| {
+            size.iter()
+                .find(|s| s.labels.get("what").is_some_and(|w| w == what))
+                .and_then(|s| s.points.last())
+                .map_or(0.0, |(_, v)| *v)
+        };
+        let budget = (self.prometheus.max_response_bytes() / 4).min(DEVICE_PART_BYTES);
+        // Each target's own `namespace` and `pod` (what a series naming them was scraped as),
+        // its attempts in the hour and its failures in the read.
+        let owners = dcgm::target_labels(&targets);
+        let per_target = |window: &str| -> BTreeMap<String, f64> {
+            targets
+                .iter()
+                .filter(|s| s.labels.get("window").is_some_and(|w| w == window))
+                .filter_map(|s| {
+                    let instance = s.labels.get("instance")?.clone();
+                    Some((instance, s.points.last().map_or(0.0, |(_, v)| *v)))
+                })
+                .collect()
+        };
+        let (attempts, failed) = (per_target("attempts"), per_target("failed"));
+        let frontier = newest
+            .iter()
+            .flat_map(|s| s.points.last())
+            .map(|(_, v)| *v)
+            .filter(|v| v.is_finite())
+            .map(|v| (v * 1000.0).round() as i64)
+            .max();
+
+        // The summary, in parts sized for three rows per series.
+        let parts = dcgm::parts(dcgm::parts_for(0.0, 3.0 * sized("series"), len, budget));
+        if parts.len() > 1 {
+            debug!(hour = %hour, parts = parts.len(), "reading the GPU devices' summary in parts");
+        }
+        let exprs: Vec<String> = parts
+            .iter()
+            .map(|part| dcgm::summary(self.windows, part, pad.as_millis()))
+            .collect();
+        let mut summarised: BTreeMap<BTreeMap<String, String>, Counts> = BTreeMap::new();
+        let reads: Vec<RangeQuery> = exprs
+            .iter()
+            .map(|expr| instant("gpu devices' summary", expr, at))
+            .collect();
+        for pair in reads.chunks(2) {
+            let (a, b) = tokio::try_join!(self.prometheus.query_range(&pair[0]), async {
+                match pair.get(1) {
+                    Some(q) => self.prometheus.query_range(q).await,
+                    None => Ok(Vec::new()),
+                }
+            })?;
+            for s in a.into_iter().chain(b) {
+                let mut labels = s.labels;
+                let window = labels.remove("window").unwrap_or_default();
+                let n = s.points.last().map_or(0.0, |(_, v)| *v);
+                let c = summarised.entry(labels).or_default();
+                match window.as_str() {
+                    "hour" => c.hour = n,
+                    "before" => c.before = n,
+                    _ => c.after = n,
+                }
+            }
+        }
+
+        // Steady devices, by UUID: every series of the UUID steady, on one node.
+        let (start, end) = (
+            hour.start().timestamp_millis(),
+            hour.end().timestamp_millis(),
+        );
+        let mut read: Vec<dcgm::DeviceSeries> = Vec::with_capacity(summarised.len());
+        let mut by_uuid: BTreeMap<String, (bool, BTreeSet<String>, Vec<dcgm::DeviceSeries>)> =
+            BTreeMap::new();
+        for (labels, c) in &summarised {
+            let s = Series {
+                labels: labels.clone(),
+                points: Vec::new(),
+            };
+            let device = read_device(&s, &owners, hour)?;
+            let target = device.target.clone();
+            let steady = failed.get(&target).is_some_and(|f| *f == 0.0)
+                && attempts
+                    .get(&target)
+                    .is_some_and(|a| *a > 0.0 && c.hour == *a)
+                && c.before > 0.0
+                && c.after > 0.0;
+            let entry = by_uuid
+                .entry(device.device.uuid.clone())
+                .or_insert_with(|| (true, BTreeSet::new(), Vec::new()));
+            entry.0 &= steady;
+            entry.1.insert(device.node.clone());
+            entry.2.push(device);
+        }
+        let stand_in: Vec<i64> = (start - STAND_IN_MS..=end + STAND_IN_MS)
+            .step_by(STAND_IN_MS as usize)
+            .collect();
+        let mut unsteady: Vec<String> = Vec::new();
+        for (uuid, (steady, nodes, series)) in by_uuid {
+            if steady && nodes.len() == 1 {
+                for mut s in series {
+                    s.times = stand_in.clone();
+                    read.push(s);
+                }
+            } else {
+                unsteady.push(uuid);
+            }
+        }
+        // Targets whose scrapes failed: their `up` tells holes from a device's end.
+        let mut raw_targets: BTreeSet<String> = failed
+            .iter()
+            .filter(|(_, f)| **f > 0.0)
+            .map(|(t, _)| t.clone())
+            .collect();
+        debug!(
+            hour = %hour,
+            series = summarised.len(),
+            steady = read.len(),
+            unsteady_devices = unsteady.len(),
+            failing_targets = raw_targets.len(),
+            "GPU devices summarised"
+        );
+        drop(summarised);
+
+        let (raw, down) = if unsteady.iter().all(|u| dcgm::plain_uuid(u)) {
+            let raw = self
+                .devices_by_uuid(hour, at, len, &unsteady, &owners)
+                .await?;
+            raw_targets.extend(raw.iter().map(|s| s.target.clone()));
+            let down = self.targets_up(at, len, &matchers, &raw_targets).await?;
+            (raw, down)
+        } else {
+            // A device that is not steady and cannot be named: the hour read raw, whole.
+            read.clear();
+            self.devices_raw(hour, at, len, &matchers, &owners, sized("samples"), budget)
+                .await?
+        };
+        read.extend(raw);
+        self.integrate_devices(hour, &read, &down, frontier)
+    }
+
+    /// The raw samples of the devices `uuids`, a few dozen per query.
+    async fn devices_by_uuid(
+        &self,
+        hour: &HourWindow,
+        at: chrono::DateTime<chrono::Utc>,
+        len: u128,
+        uuids: &[String],
+        labels: &BTreeMap<(String, String), (String, String)>,
+    ) -> Result<Vec<dcgm::DeviceSeries>> {
+        let mut out = Vec::new();
+        for chunk in uuids.chunks(UUIDS_PER_READ) {
+            let uuids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let expr = dcgm::samples_of_devices(self.windows, len, &uuids);
+            let answer = self
+                .prometheus
+                .query_device_samples(&SampleQuery {
+                    what: "gpu devices that changed",
+                    expr: &expr,
+                    at,
+                })
+                .await?;
+            for s in &answer {
+                out.push(read_device(s, labels, hour)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The times each of `targets` failed its scrapes (`up` 0) in the read.
+    async fn targets_up(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        len: u128,
+        matchers: &str,
+        targets: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Vec<i64>>> {
+        let mut down = BTreeMap::new();
+        let targets: Vec<&String> = targets.iter().collect();
+        for chunk in targets.chunks(UUIDS_PER_READ) {
+            let instances: Vec<String> = chunk.iter().map(|t| t.replace('.', "\\\\.")).collect();
+            let expr = dcgm::target_health(
+                self.windows,
+                &format!("{matchers}, instance=~\"{}\"", instances.join("|")),
+                len,
+            );
+            let answer = self
+                .prometheus
+                .query_device_samples(&SampleQuery {
+                    what: "gpu device targets' up",
+                    expr: &expr,
+                    at,
+                })
+                .await?;
+            down.extend(dcgm::down_times(&answer));
+        }
+        Ok(down)
+    }
+
+    /// Every device sample of the hour, raw, in parts by the last character of the UUID, and
+    /// the failures of every target.
+    #[allow(clippy::too_many_arguments)]
+    async fn devices_raw(
+        &self,
+        hour: &HourWindow,
+        at: chrono::DateTime<chrono::Utc>,
+        len: u128,
+        matchers: &str,
+        labels: &BTreeMap<(String, String), (String, String)>,
+        samples_5m: f64,
+        budget: usize,
+    ) -> Result<(Vec<dcgm::DeviceSeries>, BTreeMap<String, Vec<i64>>)> {
+        let parts = dcgm::parts(dcgm::parts_for(samples_5m, 0.0, len, budget));
+        debug!(hour = %hour, parts = parts.len(), "reading the GPU devices' samples in parts");
+        let exprs: Vec<String> = parts
+            .iter()
+            .map(|part| dcgm::samples_of(self.windows, len, part))
+            .chain([dcgm::target_health(self.windows, matchers, len)])
+            .collect();
+        let mut read = Vec::new();
+        let mut down = BTreeMap::new();
+        let last = exprs.len() - 1;
+        for (i, expr) in exprs.iter().enumerate() {
+            let answer = self
+                .prometheus
+                .query_device_samples(&SampleQuery {
+                    what: if i == last {
+                        "gpu device targets' up"
+                    } else {
+                        "gpu devices"
+                    },
+                    expr,
+                    at,
+                })
+                .await?;
+            if i == last {
+                down = dcgm::down_times(&answer);
+            } else {
+                for s in &answer {
+                    read.push(read_device(s, labels, hour)?);
+                }
+            }
+        }
+        Ok((read, down))
+    }
+
+    /// The devices' series of `hour` integrated ([`devices::integrate`]), or its refusal.
+    fn integrate_devices(
+        &self,
+        hour: &HourWindow,
+        read: &[dcgm::DeviceSeries],
+        down: &BTreeMap<String, Vec<i64>>,
+        frontier: Option<i64>,
+    ) -> Result<devices::DeviceHour> {
+        let pad = self.config.max_scrape_gap;
+        let pad_ms = i64::try_from(pad.as_millis()).unwrap_or(i64::MAX);
+        let interval = self
+            .config
+            .scrape_interval
+            .map_or(30_000, |i| i64::try_from(i.as_millis()).unwrap_or(30_000));
+        let (start, end) = (
+            hour.start().timestamp_millis(),
+            hour.end().timestamp_millis(),
+        );
+        if let Some(twice) = devices::on_two_nodes(read, (start, end)) {
+            return Err(CollectError::DeviceSeries {
+                hour: hour.to_string(),
+                reason: format!(
+                    "the device {} is reported by the nodes {:?} and {:?} at once (around {}): \
+                     a GPU's UUID is unique, so one of them is not that GPU",
+                    twice.device,
+                    twice.nodes.0,
+                    twice.nodes.1,
+                    rfc3339_millis(twice.at)
+                ),
+                fix: "Check the nodes' dcgm-exporter and their `hostname` label (a cloned \
+                      node image, a relabelling that copies series), or bill --gpu-source \
+                      requests",
+            });
+        }
+        devices::integrate(
+            read,
+            (start, end),
+            pad_ms,
+            interval,
+            &self.config.gpu_weights,
+            &self.config.gpu_models,
+            down,
+            frontier,
+        )
+        .map_err(|hole| CollectError::DeviceGap {
+            device: hole.device.to_string(),
+            node: hole.node,
+            hour: hour.to_string(),
+            from: rfc3339_millis(hole.from),
+            to: rfc3339_millis(hole.to),
+            minutes: (hole.to - hole.from) as f64 / 60_000.0,
+            limit: humantime::format_duration(pad).to_string(),
+        })
+    }
+}
+
+/// One series of dcgm-exporter's samples, read ([`dcgm::read`]), or the refusal of `hour`.
+fn read_device(
+    s: &Series,
+    targets: &BTreeMap<(String, String), (String, String)>,
+    hour: &HourWindow,
+) -> Result<dcgm::DeviceSeries> {
+    dcgm::read(s, targets).map_err(|e| match e {
+        dcgm::Unreadable::NoUuid(labels) => CollectError::DeviceSeries {
+            hour: hour.to_string(),
+            reason: format!("it has no UUID label: {labels:?}"),
+            fix: "Check the relabelling of dcgm-exporter's series: each device is \
+                  told apart by its UUID",
+        },
+        dcgm::Unreadable::HalfHolder(labels) => CollectError::DeviceSeries {
+            hour: hour.to_string(),
+            reason: format!(
+                "it names half a pod (a pod without its namespace, or a namespace \
+                 without a pod): {labels:?}"
+            ),
+            fix: "Check the relabelling of dcgm-exporter's series (both the pod's \
+                  namespace and name must be kept, as exported_namespace and \
+                  exported_pod or as namespace and pod), or bill --gpu-source requests",
+        },
+        dcgm::Unreadable::NoTarget { job, instance } => CollectError::DeviceSeries {
+            hour: hour.to_string(),
+            reason: format!(
+                "it names a pod, but the store holds no `up` of its target (job \
+                 {job:?}, instance {instance:?}), so the pod cannot be told from the \
+                 exporter's own labels"
+            ),
+            fix: "Keep `up` in what reaches the store (remote write's \
+                  write_relabel_configs, a metric allowlist)",
+        },
+    })
+}
