@@ -370,8 +370,7 @@ impl Collector<'_> {
             interval,
             &self.config.gpu_weights,
             &self.config.gpu_models,
-            down,
-            frontier,
+            devices::Exporters { down, frontier },
         )
         .map_err(|hole| CollectError::DeviceGap {
             device: hole.device.to_string(),

@@ -107,6 +107,15 @@ pub fn on_two_nodes(series: &[DeviceSeries], (start, end): (i64, i64)) -> Option
     None
 }
 
+/// What the store says of dcgm-exporter's targets around an hour: the times each failed its
+/// scrapes (`up` 0), and, where some series are stood in for rather than read, the newest
+/// answered scrape (else the newest sample read is taken).
+#[derive(Debug, Clone, Copy)]
+pub struct Exporters<'a> {
+    pub down: &'a BTreeMap<String, Vec<i64>>,
+    pub frontier: Option<i64>,
+}
+
 /// A pod a device's sample names: who, the time-slicing replica it holds (`vgpu`), and
 /// whether through DRA.
 type Named<'a> = (&'a Holder, Option<&'a str>, bool);
@@ -127,8 +136,7 @@ pub fn integrate(
     interval_ms: i64,
     weights: &GpuWeights,
     models: &GpuModels,
-    down: &BTreeMap<String, Vec<i64>>,
-    frontier: Option<i64>,
+    Exporters { down, frontier }: Exporters,
 ) -> Result<DeviceHour, Hole> {
     // Every series of a device together; a GPU's own series dropped while it has instances.
     let with_instances: BTreeSet<&str> = series
@@ -371,8 +379,10 @@ mod tests {
             30_000,
             &GpuWeights::default(),
             models,
-            &BTreeMap::new(),
-            None,
+            Exporters {
+                down: &BTreeMap::new(),
+                frontier: None,
+            },
         )
         .unwrap()
     }
@@ -497,8 +507,10 @@ mod tests {
             30_000,
             &GpuWeights::default(),
             &GpuModels::default(),
-            &BTreeMap::new(),
-            None,
+            Exporters {
+                down: &BTreeMap::new(),
+                frontier: None,
+            },
         )
         .unwrap_err();
         assert_eq!(err.device.uuid, "GPU-1");
@@ -533,8 +545,10 @@ mod tests {
                 30_000,
                 &GpuWeights::default(),
                 &GpuModels::default(),
-                &BTreeMap::from([(target.to_string(), down)]),
-                None,
+                Exporters {
+                    down: &BTreeMap::from([(target.to_string(), down)]),
+                    frontier: None,
+                },
             )
         };
         let m = 60_000;
@@ -565,8 +579,10 @@ mod tests {
             30_000,
             &GpuWeights::default(),
             &GpuModels::default(),
-            &BTreeMap::from([(target.to_string(), Vec::new())]),
-            None,
+            Exporters {
+                down: &BTreeMap::from([(target.to_string(), Vec::new())]),
+                frontier: None,
+            },
         )
         .unwrap();
         assert!(
