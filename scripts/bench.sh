@@ -258,19 +258,36 @@ fi
 
 # --- The devices source at AI-cluster scale --------------------------------------------------
 # BENCH_GPUS (default "1000 10000") GPUs as dcgm-exporter reports them, scraped every 15 s, on
-# nodes of eight (whole, MIG and time-sliced), held in 1,000 namespaces scraped every 60 s; one
-# billed hour with --gpu-source devices, measured as the one-hour part is. The single pass
-# reads the hour's gauges once and dcgm-exporter's samples over the device read's window (the
-# hour and --max-scrape-gap, 15 minutes, on either side, which the holes rule needs).
+# nodes of eight (whole, MIG and time-sliced), held in 1,000 namespaces scraped every 60 s, 3
+# hours of data; the middle hour billed with --gpu-source devices, as a scheduled run bills it
+# once the store holds a few minutes after it, measured as the one-hour part is. The single
+# pass reads the hour's gauges once and dcgm-exporter's samples over the device read's window
+# (the hour and --max-scrape-gap, 15 minutes, on either side, which the holes rule needs). The
+# bill is then compared with the generator's truth, namespace by namespace.
 if [[ $PARTS == *" devices "* ]]; then
 for gpus in ${BENCH_GPUS:-1000 10000}; do
-    prometheus 1000 2 60 --gpus "$gpus"
+    prometheus 1000 3 60 --gpus "$gpus"
     echo "devices, $gpus GPUs: $REPEAT rounds of job, replay and single pass" >&2
     later=$(date -u -d "$start + 2 hours 15 minutes" +%Y-%m-%dT%H:%M:%SZ)
     single="sum(count_over_time({__name__=~\"$common|kube_pod_container_resource_requests\"}[3599999ms] offset 900001ms))"
     single="$single + sum(count_over_time(DCGM_FI_DEV_FB_USED[5399999ms] offset 1ms))"
     hour_rounds devices "$single" "$later" "$gpus GPUs" --dry-run --since "$(at 1)" \
         --until "$(at 2)" --now "$(at 3)" --cpu-basis request --gpu-source devices
+    read -r billed truth worst < <(python3 - "$tmp/out" "$dir/data/truth.json" \
+        "$(date -u -d "$(at 1)" +%s)" <<'EOF'
+import json, sys
+billed = {}
+for m in json.load(open(sys.argv[1])):
+    for e in m["payload"]:
+        billed[e["external_id"].split("_", 1)[1]] = e["consumption"].get("gpu", 0.0)
+truth = {r["namespace"]: r["gpu_devices"] for r in json.load(open(sys.argv[2]))
+         if r["hour"] == int(sys.argv[3]) and r["gpu_devices"] > 0}
+worst = max(abs(billed.get(n, 0.0) - truth.get(n, 0.0)) for n in set(billed) | set(truth))
+print(f"{sum(billed.values()):.6f} {sum(truth.values()):.6f} {worst:.2g}")
+EOF
+    )
+    row devices "$gpus GPUs: GPU-hours billed / truth (worst namespace off by $worst)" \
+        "$billed" "$truth" "$(ratio "$billed" "$truth")" ""
     stop_servers
 done
 fi
