@@ -108,10 +108,11 @@ pub fn target_summary(w: Windows, matchers: &str, pad_ms: u128, len_ms: u128) ->
 
 /// The newest answered scrape of dcgm-exporter's targets in the `len_ms` before the evaluation
 /// time, Unix seconds: how far the store holds the devices (Prometheus stamps a scrape's `up`
-/// and its samples alike).
+/// and its samples alike). Steps of 4 minutes, under the default 5-minute lookback, see every
+/// sample.
 pub fn newest_scrape(matchers: &str, len_ms: u128) -> String {
     format!(
-        "max(max_over_time((timestamp(up{{{matchers}}}) and up{{{matchers}}} == 1)[{len_ms}ms:1m]))"
+        "max(max_over_time((timestamp(up{{{matchers}}}) and up{{{matchers}}} == 1)[{len_ms}ms:4m]))"
     )
 }
 
@@ -130,14 +131,10 @@ pub fn plain_uuid(uuid: &str) -> bool {
     !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// How many samples the devices' series hold in the 5 minutes before the evaluation time
-/// (`what="samples"`), and how many series (`what="series"`): the size of an hour's read,
-/// from a twelfth of it ([`parts_for`]).
+/// How many device series were written in the 5 minutes before the evaluation time: the size of
+/// an hour's summary, and (at a sample per 15 s) of its raw read ([`parts_for`]).
 pub fn size() -> String {
-    format!(
-        "label_replace(sum(count_over_time({METRIC}[5m])), \"what\", \"samples\", \"\", \"\") \
-         or label_replace(count(count_over_time({METRIC}[5m])), \"what\", \"series\", \"\", \"\")"
-    )
+    format!("count(count_over_time({METRIC}[5m]))")
 }
 
 /// The most parts an hour's read is cut into.

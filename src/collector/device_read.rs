@@ -86,12 +86,11 @@ impl Collector<'_> {
             self.prometheus.query_range(&targets_read),
             self.prometheus.query_range(&newest_read),
         )?;
-        let sized = |what: &str| {
-            size.iter()
-                .find(|s| s.labels.get("what").is_some_and(|w| w == what))
-                .and_then(|s| s.points.last())
-                .map_or(0.0, |(_, v)| *v)
-        };
+        let series = size
+            .iter()
+            .flat_map(|s| s.points.last())
+            .map(|(_, v)| *v)
+            .fold(0.0, f64::max);
         let budget = (self.prometheus.max_response_bytes() / 4).min(DEVICE_PART_BYTES);
         // Each target's own `namespace` and `pod` (what a series naming them was scraped as),
         // its attempts in the hour and its failures in the read.
@@ -116,7 +115,7 @@ impl Collector<'_> {
             .max();
 
         // The summary, in parts sized for three rows per series.
-        let parts = dcgm::parts(dcgm::parts_for(0.0, 3.0 * sized("series"), len, budget));
+        let parts = dcgm::parts(dcgm::parts_for(0.0, 3.0 * series, len, budget));
         if parts.len() > 1 {
             debug!(hour = %hour, parts = parts.len(), "reading the GPU devices' summary in parts");
         }
@@ -217,7 +216,8 @@ impl Collector<'_> {
         } else {
             // A device that is not steady and cannot be named: the hour read raw, whole.
             read.clear();
-            self.devices_raw(hour, at, len, &matchers, &owners, sized("samples"), budget)
+            // A sample per 15 s (the GPU Operator's interval) in each 5 minutes.
+            self.devices_raw(hour, at, len, &matchers, &owners, 20.0 * series, budget)
                 .await?
         };
         read.extend(raw);
