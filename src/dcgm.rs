@@ -93,16 +93,15 @@ pub fn summary(w: Windows, part: &str, pad_ms: u128) -> String {
 
 /// Per dcgm-exporter target (`matchers`: its provenance), with its `namespace` and `pod`: the
 /// scrapes Prometheus attempted in the hour (`window="attempts"`, the samples a device held all
-/// hour has), and the ones that failed (`up` 0) in the whole read of `len_ms` before the
-/// evaluation time (`"failed"`).
+/// hour has), and its lowest `up` in the whole read of `len_ms` before the evaluation time
+/// (`"lowest"`: 0 when a scrape failed).
 pub fn target_summary(w: Windows, matchers: &str, pad_ms: u128, len_ms: u128) -> String {
-    let read = w.select(len_ms, 0);
     format!(
         "label_replace(count_over_time(up{{{matchers}}}{}), \"window\", \"attempts\", \"\", \"\")\n\
          or\n\
-         label_replace(count_over_time(up{{{matchers}}}{read}) - sum_over_time(up{{{matchers}}}{read}), \
-         \"window\", \"failed\", \"\", \"\")",
-        w.select(3_600_000, pad_ms)
+         label_replace(min_over_time(up{{{matchers}}}{}), \"window\", \"lowest\", \"\", \"\")",
+        w.select(3_600_000, pad_ms),
+        w.select(len_ms, 0)
     )
 }
 
@@ -131,10 +130,11 @@ pub fn plain_uuid(uuid: &str) -> bool {
     !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// How many device series were written in the 5 minutes before the evaluation time: the size of
-/// an hour's summary, and (at a sample per 15 s) of its raw read ([`parts_for`]).
+/// How many device series hold a sample in the lookback (5 minutes) before the evaluation time:
+/// the size of an hour's summary, and (at a sample per 15 s) of its raw read ([`parts_for`]).
+/// An instant selector reads one sample per series.
 pub fn size() -> String {
-    format!("count(count_over_time({METRIC}[5m]))")
+    format!("count({METRIC})")
 }
 
 /// The most parts an hour's read is cut into.

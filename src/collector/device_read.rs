@@ -64,10 +64,9 @@ impl Collector<'_> {
             .prometheus
             .provenance()
             .targets(crate::provenance::Source::DcgmExporter);
-        let (size_q, targets_q, newest_q) = (
+        let (size_q, targets_q) = (
             dcgm::size(),
             dcgm::target_summary(self.windows, &matchers, pad.as_millis(), len),
-            dcgm::newest_scrape(&matchers, len),
         );
         let instant = |what, expr, at| RangeQuery {
             what,
@@ -76,15 +75,13 @@ impl Collector<'_> {
             end: at,
             step: Duration::from_secs(3600),
         };
-        let (size_read, targets_read, newest_read) = (
-            instant("gpu device samples' count", &size_q, hour.end()),
+        let (size_read, targets_read) = (
+            instant("gpu device series' count", &size_q, hour.end()),
             instant("gpu device targets", &targets_q, at),
-            instant("gpu devices' newest scrape", &newest_q, at),
         );
-        let (size, targets, newest) = tokio::try_join!(
+        let (size, targets) = tokio::try_join!(
             self.prometheus.query_range(&size_read),
             self.prometheus.query_range(&targets_read),
-            self.prometheus.query_range(&newest_read),
         )?;
         let series = size
             .iter()
@@ -105,14 +102,13 @@ impl Collector<'_> {
                 })
                 .collect()
         };
-        let (attempts, failed) = (per_target("attempts"), per_target("failed"));
-        let frontier = newest
-            .iter()
-            .flat_map(|s| s.points.last())
-            .map(|(_, v)| *v)
-            .filter(|v| v.is_finite())
-            .map(|v| (v * 1000.0).round() as i64)
-            .max();
+        let attempts = per_target("attempts");
+        // A target that failed a scrape in the read (its lowest `up` 0), or whose `up` is not
+        // there.
+        let failed: BTreeMap<String, f64> = per_target("lowest")
+            .into_iter()
+            .map(|(t, lowest)| (t, if lowest >= 1.0 { 0.0 } else { 1.0 }))
+            .collect();
 
         // The summary, in parts sized for three rows per series.
         let parts = dcgm::parts(dcgm::parts_for(0.0, 3.0 * series, len, budget));
@@ -206,6 +202,22 @@ impl Collector<'_> {
         );
         drop(summarised);
 
+        // How far the store holds the devices: only a device read raw may need it (one whose
+        // last sample is near the hour's end).
+        let frontier = if unsteady.is_empty() && raw_targets.is_empty() {
+            None
+        } else {
+            let newest_q = dcgm::newest_scrape(&matchers, len);
+            self.prometheus
+                .query_range(&instant("gpu devices' newest scrape", &newest_q, at))
+                .await?
+                .iter()
+                .flat_map(|s| s.points.last())
+                .map(|(_, v)| *v)
+                .filter(|v| v.is_finite())
+                .map(|v| (v * 1000.0).round() as i64)
+                .max()
+        };
         let (raw, down) = if unsteady.iter().all(|u| dcgm::plain_uuid(u)) {
             let raw = self
                 .devices_by_uuid(hour, at, len, &unsteady, &owners)
