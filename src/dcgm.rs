@@ -64,29 +64,32 @@ const READ_LABELS: &str = "UUID, uuid, GPU_I_ID, GPU_I_PROFILE, modelName, hostn
      exported_pod_namespace, exported_pod_name, vgpu, dra_claim_name, job, instance";
 
 /// Per device series of one part ([`parts`]), its samples in the hour `[E - 1h, E)`
-/// (`window="hour"`), in the `pad_ms` before it (`"before"`) and in the `pad_ms` after it
-/// (`"after"`), `E + pad` the evaluation time: one pass over the samples a raw read would
-/// return, answered with three numbers per series. A series with a sample at every scrape of
-/// its target in the hour and samples on both sides of it is steady: it was held (or idle) by
-/// the same pod all hour, which the collector bills without its samples. Series that differ
-/// only in labels [`read`] does not read (a pod's containers) are one (`max by`).
+/// (`window="hour"`), and per device (`UUID`, `GPU_I_ID`) its samples in the `pad_ms` before
+/// the hour (`"before"`) and in the `pad_ms` after it (`"after"`), `E + pad` the evaluation
+/// time: one pass over the samples a raw read would return, answered with a number per series
+/// and two per device. A device whose every series has a sample at every scrape of its target
+/// in the hour, and which has samples on both sides of the hour, is steady: the same pods (or
+/// nobody) held it all hour, and each sample's time reaches its neighbours, so the collector
+/// bills it without its samples. Series that differ only in labels [`read`] does not read (a
+/// pod's containers) are one (`max by`); the sides need no pod, so their rows are small.
 pub fn summary(w: Windows, part: &str, pad_ms: u128) -> String {
     let selector = if part.is_empty() {
         METRIC.to_string()
     } else {
         format!("{METRIC}{{{part}}}")
     };
-    let window = |name: &str, len: u128, offset: u128| {
+    let window = |name: &str, by: &str, len: u128, offset: u128| {
         format!(
-            "max by (window, {READ_LABELS}) (label_replace(count_over_time({selector}{}), \
+            "max by (window, {by}) (label_replace(count_over_time({selector}{}), \
              \"window\", \"{name}\", \"\", \"\"))",
             w.select(len, offset)
         )
     };
+    let device = "UUID, uuid, GPU_I_ID";
     [
-        window("hour", 3_600_000, pad_ms),
-        window("before", pad_ms, 3_600_000 + pad_ms),
-        window("after", pad_ms, 0),
+        window("hour", READ_LABELS, 3_600_000, pad_ms),
+        window("before", device, pad_ms, 3_600_000 + pad_ms),
+        window("after", device, pad_ms, 0),
     ]
     .join("\nor\n")
 }

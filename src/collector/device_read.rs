@@ -5,12 +5,12 @@
 //! `count_over_time` over the same samples).
 //!
 //! So each hour is read as a summary first ([`dcgm::summary`]): per device series, its
-//! samples in the hour and whether it has samples just before and just after it; per target,
-//! the scrapes attempted in the hour and the failed ones in the whole read
+//! samples in the hour; per device, whether it has samples just before and just after it; per
+//! target, the scrapes attempted in the hour and whether one failed in the whole read
 //! ([`dcgm::target_summary`]). A series is *steady* when its target never failed in the read,
-//! it has a sample at every scrape of its target in the hour, and samples on both sides: the
-//! same pod (or nobody) held the device all hour. A device all of whose series (every series
-//! with its UUID: exporter replicas, the copies per pod, its MIG instances) are steady is
+//! it has a sample at every scrape of its target in the hour, and its device has samples on
+//! both sides: the same pod (or nobody) held it all hour. A device all of whose series (every
+//! series with its UUID: exporter replicas, the copies per pod, its MIG instances) are steady is
 //! billed from the summary: its series are stood in for by points every minute across the
 //! hour, on which [`devices::integrate`] applies the same rules (weights, holders, shares,
 //! models) and gives the whole hour, as the samples would. Only the other devices (a pod
@@ -43,14 +43,6 @@ const UUIDS_PER_READ: usize = 64;
 /// The spacing of the points that stand in for a steady series' samples: well under any
 /// `--max-scrape-gap`, so that [`devices::integrate`] finds no hole between them.
 const STAND_IN_MS: i64 = 60_000;
-
-/// A device series' counts in the summary.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    hour: f64,
-    before: f64,
-    after: f64,
-}
 
 impl Collector<'_> {
     /// The devices' hour ([`devices::integrate`]): dcgm-exporter's series from
@@ -119,7 +111,10 @@ impl Collector<'_> {
             .iter()
             .map(|part| dcgm::summary(self.windows, part, pad.as_millis()))
             .collect();
-        let mut summarised: BTreeMap<BTreeMap<String, String>, Counts> = BTreeMap::new();
+        // Per series (its labels), its samples in the hour; per device (UUID, instance), whether
+        // it has samples before and after the hour.
+        let mut summarised: BTreeMap<BTreeMap<String, String>, f64> = BTreeMap::new();
+        let (mut before, mut after) = (BTreeSet::new(), BTreeSet::new());
         let reads: Vec<RangeQuery> = exprs
             .iter()
             .map(|expr| instant("gpu devices' summary", expr, at))
@@ -135,11 +130,18 @@ impl Collector<'_> {
                 let mut labels = s.labels;
                 let window = labels.remove("window").unwrap_or_default();
                 let n = s.points.last().map_or(0.0, |(_, v)| *v);
-                let c = summarised.entry(labels).or_default();
                 match window.as_str() {
-                    "hour" => c.hour = n,
-                    "before" => c.before = n,
-                    _ => c.after = n,
+                    "hour" => {
+                        summarised.insert(labels, n);
+                    }
+                    side => {
+                        let key = device_key(&labels);
+                        if side == "before" {
+                            before.insert(key);
+                        } else {
+                            after.insert(key);
+                        }
+                    }
                 }
             }
         }
@@ -152,19 +154,18 @@ impl Collector<'_> {
         let mut read: Vec<dcgm::DeviceSeries> = Vec::with_capacity(summarised.len());
         let mut by_uuid: BTreeMap<String, (bool, BTreeSet<String>, Vec<dcgm::DeviceSeries>)> =
             BTreeMap::new();
-        for (labels, c) in &summarised {
+        for (labels, n) in &summarised {
             let s = Series {
                 labels: labels.clone(),
                 points: Vec::new(),
             };
             let device = read_device(&s, &owners, hour)?;
             let target = device.target.clone();
+            let key = device_key(labels);
             let steady = failed.get(&target).is_some_and(|f| *f == 0.0)
-                && attempts
-                    .get(&target)
-                    .is_some_and(|a| *a > 0.0 && c.hour == *a)
-                && c.before > 0.0
-                && c.after > 0.0;
+                && attempts.get(&target).is_some_and(|a| *a > 0.0 && n == a)
+                && before.contains(&key)
+                && after.contains(&key);
             let entry = by_uuid
                 .entry(device.device.uuid.clone())
                 .or_insert_with(|| (true, BTreeSet::new(), Vec::new()));
@@ -430,4 +431,15 @@ fn read_device(
                   write_relabel_configs, a metric allowlist)",
         },
     })
+}
+
+/// A device's identity in the summary's rows: its `UUID` (or `uuid`) and MIG instance.
+fn device_key(labels: &BTreeMap<String, String>) -> (String, String) {
+    let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+    let uuid = labels
+        .get("UUID")
+        .or_else(|| labels.get("uuid"))
+        .cloned()
+        .unwrap_or_default();
+    (uuid, get("GPU_I_ID"))
 }
