@@ -333,19 +333,38 @@ pub fn newest_samples(
 /// (a stalled shard: `up` 0, none of its series) or whose data lags in remote write would make
 /// its objects vanish from an hour the reference namespaces call complete. `up` tells a target
 /// that still exists (scraped, answered or not) from one that is gone (scaled down, replaced:
-/// its `up` ends with it). Every namespace's series of the target, one per namespace: a few
-/// thousand series at most, read at a coarse step.
-pub fn target_times(ksm_targets: &str) -> String {
-    block(
-        "max by (instance, source) (",
-        &[
-            "label_replace(timestamp(kube_namespace_status_phase{phase=\"Active\"}), \"source\", \"data\", \"\", \"\")",
-            "or",
-            &format!(
-                "label_replace(timestamp(up{{{ksm_targets}}}), \"source\", \"up\", \"\", \"\")"
-            ),
-        ],
-        ")",
+/// its `up` ends with it). `instances` (a regular expression; empty: every target) narrows it
+/// to the targets whose whole history the collector needs: a `timestamp()` of every
+/// namespace's series at every step costs Prometheus about 2 s at 10,000 namespaces over a
+/// one-hour run's range, so the run reads it over the span's last minutes only
+/// ([`targets_before`] says which targets wrote before the span).
+pub fn target_times(ksm_targets: &str, instances: &str) -> String {
+    let only = if instances.is_empty() {
+        String::new()
+    } else {
+        format!(", instance=~\"{instances}\"")
+    };
+    // Aggregated per instance before the label is added: `label_replace` on every namespace's
+    // series at every step would allocate a label set each.
+    [
+        format!(
+            "label_replace(max by (instance) (timestamp(kube_namespace_status_phase{{phase=\"Active\"{only}}})), \
+             \"source\", \"data\", \"\", \"\")"
+        ),
+        format!(
+            "label_replace(max by (instance) (timestamp(up{{{ksm_targets}{only}}})), \"source\", \"up\", \
+             \"\", \"\")"
+        ),
+    ]
+    .join("\nor\n")
+}
+
+/// The kube-state-metrics targets (`instance`) that wrote namespaces' phases in the hour before
+/// the evaluation time: one count per series, in one pass over an hour of them.
+pub fn targets_before(w: Windows) -> String {
+    format!(
+        "count by (instance) (count_over_time(kube_namespace_status_phase{{phase=\"Active\"}}{}))",
+        w.hour()
     )
 }
 
@@ -1675,7 +1694,7 @@ mod tests {
                 r#"job="nvidia-dcgm-exporter""#
             )
         );
-        insta::assert_snapshot!("target_times", target_times(r#"job="kube-state-metrics""#));
+        insta::assert_snapshot!("target_times", target_times(r#"job="kube-state-metrics""#, ""));
     }
 
     /// An hour cut in three by a hole: before, the two samples beside it, after.
@@ -1825,7 +1844,11 @@ mod tests {
         all.push(("gpu model changes", gpu_model_changes(Windows::Closed)));
         all.push((
             "kube-state-metrics targets' times",
-            target_times(r#"job="kube-state-metrics""#),
+            target_times(r#"job="kube-state-metrics""#, "10\\.0\\.0\\.1:8080"),
+        ));
+        all.push((
+            "kube-state-metrics targets before",
+            targets_before(Windows::Closed),
         ));
         all.push(("probe", probe().to_string()));
         all.push((

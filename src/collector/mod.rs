@@ -620,8 +620,6 @@ impl<'a> Collector<'a> {
             &provenance.targets(crate::provenance::Source::DcgmExporter),
         );
         let targets_from = first.start() - chrono::TimeDelta::hours(1);
-        let targets_q =
-            queries::target_times(&provenance.targets(crate::provenance::Source::KubeStateMetrics));
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
         let (samples, newest, targets) = tokio::try_join!(
             async {
@@ -647,20 +645,8 @@ impl<'a> Collector<'a> {
                     })
                     .await?)
             },
-            async {
-                Ok(self
-                    .prometheus
-                    .query_range(&RangeQuery {
-                        what: "kube-state-metrics targets' times",
-                        expr: &targets_q,
-                        start: targets_from,
-                        end: at,
-                        step: NEWEST_STEP,
-                    })
-                    .await?)
-            },
+            self.targets_of(span, at),
         )?;
-        let targets = target_times(&targets);
         let timeline = timeline::Timeline::new(
             samples
                 .iter()
@@ -768,6 +754,102 @@ impl<'a> Collector<'a> {
             targets,
             targets_from: targets_from.timestamp_millis(),
         })
+    }
+
+    /// Per kube-state-metrics target, its data's and its `up`'s times around `span`
+    /// ([`queries::target_times`]), read where they say something: over the span's last
+    /// minutes for every target (is it current?), which targets wrote in the hour before the
+    /// span ([`queries::targets_before`]), and the whole range, from the hour before the span,
+    /// only for a target that started or stopped around it (a restart, a shard added or
+    /// removed, a stall). A target that wrote before the span and is current at its end is
+    /// taken to have written through it.
+    async fn targets_of(
+        &self,
+        span: &[HourWindow],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BTreeMap<String, timeline::TargetTime>> {
+        let (Some(first), Some(last)) = (span.first(), span.last()) else {
+            return Ok(BTreeMap::new());
+        };
+        let ksm = self
+            .prometheus
+            .provenance()
+            .targets(crate::provenance::Source::KubeStateMetrics);
+        let from = first.start() - chrono::TimeDelta::hours(1);
+        // The last minutes: longer than the completeness tolerance (an interval and jitter).
+        let tail_from = last.end() - chrono::TimeDelta::minutes(10);
+        let (tail_q, before_q) = (
+            queries::target_times(&ksm, ""),
+            queries::targets_before(self.windows),
+        );
+        let (tail_read, before_read) = (
+            RangeQuery {
+                what: "kube-state-metrics targets' times",
+                expr: &tail_q,
+                start: tail_from,
+                end: at,
+                step: NEWEST_STEP,
+            },
+            RangeQuery {
+                what: "kube-state-metrics targets before the span",
+                expr: &before_q,
+                start: first.start(),
+                end: first.start(),
+                step: Duration::from_secs(3600),
+            },
+        );
+        let (tail, before) = tokio::try_join!(
+            self.prometheus.query_range(&tail_read),
+            self.prometheus.query_range(&before_read),
+        )?;
+        let mut targets = target_times(&tail);
+        let wrote_before: BTreeSet<String> = before
+            .iter()
+            .filter(|s| s.points.iter().any(|(_, v)| *v > 0.0))
+            .filter_map(|s| s.labels.get("instance").cloned())
+            .collect();
+        let tail_ms = tail_from.timestamp_millis();
+        let current = |t: &timeline::TargetTime| t.newest().is_some_and(|n| n >= tail_ms);
+        let changed: Vec<String> = wrote_before
+            .iter()
+            .filter(|i| !targets.get(*i).is_some_and(current))
+            .chain(
+                targets
+                    .iter()
+                    .filter(|(i, t)| current(t) && !wrote_before.contains(*i))
+                    .map(|(i, _)| i),
+            )
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !changed.is_empty() {
+            let instances: Vec<String> = changed.iter().map(|i| regex::escape(i)).collect();
+            let whole_q = queries::target_times(&ksm, &instances.join("|").replace('\\', "\\\\"));
+            let whole = self
+                .prometheus
+                .query_range(&RangeQuery {
+                    what: "kube-state-metrics targets that started or stopped",
+                    expr: &whole_q,
+                    start: from,
+                    end: at,
+                    step: NEWEST_STEP,
+                })
+                .await?;
+            for (instance, t) in target_times(&whole) {
+                targets.insert(instance, t);
+            }
+        }
+        // Those that wrote before and are current: written through the span.
+        let from_ms = from.timestamp_millis();
+        for instance in &wrote_before {
+            if let Some(t) = targets.get_mut(instance)
+                && t.data.first().is_some_and(|f| *f >= tail_ms)
+            {
+                t.data.insert(0, from_ms);
+            }
+        }
+        Ok(targets)
     }
 
     /// A source that stays behind the store's time by more than `--max-source-silence` has
