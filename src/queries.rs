@@ -1694,7 +1694,10 @@ mod tests {
                 r#"job="nvidia-dcgm-exporter""#
             )
         );
-        insta::assert_snapshot!("target_times", target_times(r#"job="kube-state-metrics""#, ""));
+        insta::assert_snapshot!(
+            "target_times",
+            target_times(r#"job="kube-state-metrics""#, "")
+        );
     }
 
     /// An hour cut in three by a hole: before, the two samples beside it, after.

@@ -840,12 +840,11 @@ impl<'a> Collector<'a> {
                 targets.insert(instance, t);
             }
         }
-        // Those that wrote before and are current: written through the span.
+        // Those that wrote before and are current: written through the span (a sample at the
+        // read's start stands for that; their first in the tail is no start).
         let from_ms = from.timestamp_millis();
-        for instance in &wrote_before {
-            if let Some(t) = targets.get_mut(instance)
-                && t.data.first().is_some_and(|f| *f >= tail_ms)
-            {
+        for instance in wrote_before.iter().filter(|i| !changed.contains(i)) {
+            if let Some(t) = targets.get_mut(instance) {
                 t.data.insert(0, from_ms);
             }
         }
