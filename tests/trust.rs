@@ -179,6 +179,31 @@ async fn a_reference_namespace_ahead_of_the_others_waits() {
     );
 }
 
+/// Reading the targets' currency changes nothing of an hour scraped evenly: two replicas, no
+/// hole, no restart, at 30 s and at 120 s (where a replica's newest sample at the first step of
+/// the span's last minutes lies before them): every hour is weighed as one (`3600 / n`), never
+/// cut into segments, which would bill the same at several times the cost.
+#[test]
+fn an_evenly_scraped_hour_stays_one_piece() {
+    for interval in [30, 120] {
+        let opts = Options {
+            hours: 4,
+            interval,
+            random_namespaces: 3,
+            ..Options::default()
+        };
+        let p = common::start_prometheus(&format!("even-{interval}"), &opts);
+        let t = |h: i64| opts.start + h * H;
+        let out = dry_run(&p, t(1), t(4), &[]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("scraped unevenly"),
+            "{interval} s: {}",
+            out.stderr
+        );
+    }
+}
+
 /// dcgm-exporter uninstalled at 02:00 under --gpu-source devices: hours before are billed;
 /// from 4 hours later every run fails naming dcgm-exporter, instead of waiting forever.
 #[test]

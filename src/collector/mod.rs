@@ -776,8 +776,10 @@ impl<'a> Collector<'a> {
             .provenance()
             .targets(crate::provenance::Source::KubeStateMetrics);
         let from = first.start() - chrono::TimeDelta::hours(1);
-        // The last minutes: longer than the completeness tolerance (an interval and jitter).
-        let tail_from = last.end() - chrono::TimeDelta::minutes(10);
+        // The last minutes: longer than the completeness tolerance (an interval and jitter)
+        // before the span's end, and a step after it (a sample on the hour's edge).
+        let tail_from = last.end() - chrono::TimeDelta::minutes(8);
+        let tail_to = last.end() + chrono::TimeDelta::from_std(NEWEST_STEP).unwrap_or_default();
         let (tail_q, before_q) = (
             queries::target_times(&ksm, ""),
             queries::targets_before(self.windows),
@@ -787,7 +789,7 @@ impl<'a> Collector<'a> {
                 what: "kube-state-metrics targets' times",
                 expr: &tail_q,
                 start: tail_from,
-                end: at,
+                end: tail_to.min(at),
                 step: NEWEST_STEP,
             },
             RangeQuery {
