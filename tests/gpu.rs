@@ -27,6 +27,18 @@ const DEVICES_BY_MODEL: &[&str] = &[
     T4,
 ];
 
+/// The requests source with the fleet's three models as keys (the time-sliced T4 at 1/2).
+const REQUESTS_BY_MODEL: &[&str] = &[
+    "--gpu-resource",
+    "nvidia.com/gpu.shared=1/2",
+    "--gpu-model",
+    H100,
+    "--gpu-model",
+    T4,
+    "--gpu-model",
+    "NVIDIA A100-SXM4-80GB=a100",
+];
+
 fn fleet(seed: u64, honor_labels: bool) -> Options {
     Options {
         hours: 5,
@@ -107,6 +119,17 @@ fn check_devices(engine: &str, p: &TestPrometheus, got: &BTreeMap<(i64, String),
     assert!(failures.is_empty(), "{engine}:\n{}", failures.join("\n"));
 }
 
+/// `opts` served by Prometheus and by VictoriaMetrics.
+fn both_engines(name: &str, opts: &Options) -> [(&'static str, TestPrometheus); 2] {
+    [
+        ("prometheus", common::start_prometheus(name, opts)),
+        (
+            "victoria-metrics",
+            common::start_victoria_metrics(&format!("{name}-vm"), opts),
+        ),
+    ]
+}
+
 fn row<'a>(rows: &'a [TruthRow], hour: i64, ns: &str) -> &'a TruthRow {
     rows.iter()
         .find(|r| r.hour == hour && r.namespace == ns)
@@ -118,16 +141,7 @@ fn row<'a>(rows: &'a [TruthRow], hour: i64, ns: &str) -> &'a TruthRow {
 /// their slices, the batch pod from its start to its stop, idle GPUs to nobody.
 #[test]
 fn devices_bill_every_gpu_as_the_gpus_report_it() {
-    for (engine, p) in [
-        (
-            "prometheus",
-            common::start_prometheus("gpu-fleet", &fleet(5, true)),
-        ),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics("gpu-fleet-vm", &fleet(5, true)),
-        ),
-    ] {
+    for (engine, p) in both_engines("gpu-fleet", &fleet(5, true)) {
         let out = dry_run(&p, DEVICES_BY_MODEL);
         let got = billed(&out);
         check_devices(engine, &p, &got);
@@ -217,16 +231,7 @@ fn the_old_label_names_name_the_pods_on_both_engines() {
             ..fleet(9, honor_labels)
         };
         let tag = if honor_labels { "honor" } else { "plain" };
-        for (engine, p) in [
-            (
-                "prometheus",
-                common::start_prometheus(&format!("gpu-old-names-{tag}"), &opts),
-            ),
-            (
-                "victoria-metrics",
-                common::start_victoria_metrics(&format!("gpu-old-names-{tag}-vm"), &opts),
-            ),
-        ] {
+        for (engine, p) in both_engines(&format!("gpu-old-names-{tag}"), &opts) {
             let out = dry_run(&p, DEVICES_BY_MODEL);
             check_devices(&format!("{engine} {tag}"), &p, &billed(&out));
         }
@@ -246,16 +251,7 @@ fn time_slicing_replicas_are_billed_k_of_n() {
             ..fleet(11, honor_labels)
         };
         let tag = if honor_labels { "honor" } else { "plain" };
-        for (engine, p) in [
-            (
-                "prometheus",
-                common::start_prometheus(&format!("gpu-vgpu-{tag}"), &opts),
-            ),
-            (
-                "victoria-metrics",
-                common::start_victoria_metrics(&format!("gpu-vgpu-{tag}-vm"), &opts),
-            ),
-        ] {
+        for (engine, p) in both_engines(&format!("gpu-vgpu-{tag}"), &opts) {
             let got = billed(&dry_run(&p, DEVICES_BY_MODEL));
             check_devices(&format!("{engine} {tag}"), &p, &got);
             // 03:00–04:00: both hold it all hour.
@@ -283,13 +279,7 @@ fn a_large_fleet_is_read_in_parts_and_billed_the_same() {
         gpu_scale: 200,
         ..Options::default()
     };
-    for (engine, p) in [
-        ("prometheus", common::start_prometheus("gpu-scaled", &opts)),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics("gpu-scaled-vm", &opts),
-        ),
-    ] {
+    for (engine, p) in both_engines("gpu-scaled", &opts) {
         let whole = dry_run(&p, DEVICES_BY_MODEL);
         let parted = run(bin()
             .env("RUST_LOG", "consumption_metrics=debug")
@@ -422,17 +412,8 @@ fn the_requests_source_bills_models_by_the_nodes_gpu_product() {
         })
         .collect();
     let p = common::serve_prometheus(dir, dataset);
-    let models = [
-        "--gpu-resource",
-        "nvidia.com/gpu.shared=1/2",
-        "--gpu-model",
-        H100,
-        "--gpu-model",
-        T4,
-        "--gpu-model",
-        "NVIDIA A100-SXM4-80GB=a100",
-    ];
-    let got = billed(&dry_run(&p, &models));
+    let models = REQUESTS_BY_MODEL;
+    let got = billed(&dry_run(&p, models));
     let mut failures = Vec::new();
     for r in truth_rows
         .iter()
@@ -468,7 +449,7 @@ fn the_requests_source_bills_models_by_the_nodes_gpu_product() {
     let dataset = consumption_metrics_synth::write_dataset(&opts, &dir.join("data")).unwrap();
     std::fs::write(&dataset.openmetrics, unlabelled).unwrap();
     let p = common::serve_prometheus(dir, dataset);
-    let out = dry_run(&p, &models);
+    let out = dry_run(&p, models);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(
         out.stderr
@@ -512,18 +493,9 @@ async fn a_gpu_model_change_inside_an_hour_is_refused_after_the_hours_before() {
         .collect();
     std::fs::write(&dataset.openmetrics, relabelled).unwrap();
     let p = common::serve_prometheus(dir, dataset);
-    let flags = [
-        "--gpu-resource",
-        "nvidia.com/gpu.shared=1/2",
-        "--gpu-model",
-        H100,
-        "--gpu-model",
-        T4,
-        "--gpu-model",
-        "NVIDIA A100-SXM4-80GB=a100",
-    ];
+    let flags = REQUESTS_BY_MODEL;
     let (outcome, checkpoint) =
-        common::scheduled_with(&p, "2026-11-01T01:00:00Z", "2026-11-01T05:20:00Z", &flags).await;
+        common::scheduled_with(&p, "2026-11-01T01:00:00Z", "2026-11-01T05:20:00Z", flags).await;
     let (code, message) = outcome.expect_err("the relabelled hour is refused");
     assert_eq!(code, 4, "{message}");
     for needle in [
@@ -535,7 +507,7 @@ async fn a_gpu_model_change_inside_an_hour_is_refused_after_the_hours_before() {
         assert!(message.contains(needle), "{needle:?} in {message}");
     }
     assert_eq!(checkpoint, "2026-11-01T02:00:00Z", "01:00 published first");
-    let out = dry_run(&p, &flags);
+    let out = dry_run(&p, flags);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(out.stderr.contains("node node-3"), "{}", out.stderr);
 }
@@ -561,13 +533,7 @@ fn dcgm_exporter_holes_across_hours_are_refused_or_bridged() {
         ..Options::default()
     };
     let t = |hour: i64| opts.start + hour * 3600;
-    for (engine, p) in [
-        ("prometheus", common::start_prometheus("dcgm-holes", &opts)),
-        (
-            "victoria-metrics",
-            common::start_victoria_metrics("dcgm-holes-vm", &opts),
-        ),
-    ] {
+    for (engine, p) in both_engines("dcgm-holes", &opts) {
         let hour = |from: i64| {
             run(bin()
                 .args(["--prometheus-url", &p.url, "--cluster-name", CLUSTER])

@@ -516,40 +516,31 @@ pub fn merge(texts: &[Vec<u8>], out: &mut impl Write) -> io::Result<()> {
 /// remote-write pipeline delivers samples in time order, so what it has not delivered yet is
 /// everything after some time.
 pub fn until(text: &[u8], end: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let keep = line.starts_with(b"#")
-            || std::str::from_utf8(line)
-                .ok()
-                .and_then(|l| l.rsplit_once(' '))
-                .and_then(|(_, t)| t.parse::<i64>().ok())
-                .is_none_or(|t| t < end);
-        if keep {
-            out.extend_from_slice(line);
-            out.push(b'\n');
-        }
-    }
-    out
+    retain(text, |_, t| t.is_none_or(|t| t < end))
 }
 
 /// [`until`] for the series of namespaces other than `kept`: a remote-write shard that lags
 /// holds back some series while the others (series without a namespace, such as `up`, and
 /// the namespaces `kept`) reach the store.
 pub fn until_outside(text: &[u8], end: i64, kept: &[&str]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let l = String::from_utf8_lossy(line);
+    retain(text, |l, t| {
         let namespace = l.split_once("namespace=\"").and_then(|(before, rest)| {
             // `namespace`, not `exported_namespace` or `pod_namespace`.
             let whole = before.ends_with('{') || before.ends_with(',');
             whole.then(|| rest.split('"').next().unwrap_or_default())
         });
-        let keep = l.starts_with('#')
-            || namespace.is_none_or(|n| kept.contains(&n))
-            || l.rsplit_once(' ')
-                .and_then(|(_, t)| t.parse::<i64>().ok())
-                .is_none_or(|t| t < end);
-        if keep {
+        namespace.is_none_or(|n| kept.contains(&n)) || t.is_none_or(|t| t < end)
+    })
+}
+
+/// The comment lines of `text`, and the sample lines `keep` keeps, given the line and its
+/// timestamp.
+fn retain(text: &[u8], keep: impl Fn(&str, Option<i64>) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let l = String::from_utf8_lossy(line);
+        let time = l.rsplit_once(' ').and_then(|(_, t)| t.parse::<i64>().ok());
+        if l.starts_with('#') || keep(&l, time) {
             out.extend_from_slice(line);
             out.push(b'\n');
         }
