@@ -94,13 +94,9 @@ impl Collector<'_> {
                 })
                 .collect()
         };
-        let attempts = per_target("attempts");
-        // A target that failed a scrape in the read (its lowest `up` 0), or whose `up` is not
-        // there.
-        let failed: BTreeMap<String, f64> = per_target("lowest")
-            .into_iter()
-            .map(|(t, lowest)| (t, if lowest >= 1.0 { 0.0 } else { 1.0 }))
-            .collect();
+        let (attempts, lowest) = (per_target("attempts"), per_target("lowest"));
+        // A target that answered every scrape of the read (its lowest `up` 1).
+        let healthy = |t: &str| lowest.get(t).is_some_and(|l| *l >= 1.0);
 
         // The summary, in parts sized for three rows per series.
         let parts = dcgm::parts(dcgm::parts_for(0.0, 3.0 * series, len, budget));
@@ -162,7 +158,7 @@ impl Collector<'_> {
             let device = read_device(&s, &owners, hour)?;
             let target = device.target.clone();
             let key = device_key(labels);
-            let steady = failed.get(&target).is_some_and(|f| *f == 0.0)
+            let steady = healthy(&target)
                 && attempts.get(&target).is_some_and(|a| *a > 0.0 && n == a)
                 && before.contains(&key)
                 && after.contains(&key);
@@ -188,11 +184,8 @@ impl Collector<'_> {
             }
         }
         // Targets whose scrapes failed: their `up` tells holes from a device's end.
-        let mut raw_targets: BTreeSet<String> = failed
-            .iter()
-            .filter(|(_, f)| **f > 0.0)
-            .map(|(t, _)| t.clone())
-            .collect();
+        let mut raw_targets: BTreeSet<String> =
+            lowest.keys().filter(|t| !healthy(t)).cloned().collect();
         debug!(
             hour = %hour,
             series = summarised.len(),

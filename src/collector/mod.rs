@@ -812,7 +812,7 @@ impl<'a> Collector<'a> {
             .collect();
         let tail_ms = tail_from.timestamp_millis();
         let current = |t: &timeline::TargetTime| t.newest().is_some_and(|n| n >= tail_ms);
-        let changed: Vec<String> = wrote_before
+        let changed: BTreeSet<String> = wrote_before
             .iter()
             .filter(|i| !targets.get(*i).is_some_and(current))
             .chain(
@@ -822,8 +822,6 @@ impl<'a> Collector<'a> {
                     .map(|(i, _)| i),
             )
             .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
         if !changed.is_empty() {
             let instances: Vec<String> = changed.iter().map(|i| regex::escape(i)).collect();
@@ -845,7 +843,7 @@ impl<'a> Collector<'a> {
         // Those that wrote before and are current: written through the span (a sample at the
         // read's start stands for that; their first in the tail is no start).
         let from_ms = from.timestamp_millis();
-        for instance in wrote_before.iter().filter(|i| !changed.contains(i)) {
+        for instance in wrote_before.iter().filter(|i| !changed.contains(*i)) {
             if let Some(t) = targets.get_mut(instance) {
                 t.data.insert(0, from_ms);
             }
