@@ -63,49 +63,46 @@ const READ_LABELS: &str = "UUID, uuid, GPU_I_ID, GPU_I_PROFILE, modelName, hostn
      namespace, pod, pod_namespace, pod_name, exported_namespace, exported_pod, \
      exported_pod_namespace, exported_pod_name, vgpu, dra_claim_name, job, instance";
 
-/// Per device series of one part ([`parts`]), its samples in the hour `[E - 1h, E)`
-/// (`window="hour"`), and per device (`UUID`, `GPU_I_ID`) its samples in the `pad_ms` before
-/// the hour (`"before"`) and in the `pad_ms` after it (`"after"`), `E + pad` the evaluation
-/// time: one pass over the samples a raw read would return, answered with a number per series
-/// and two per device. A device whose every series has a sample at every scrape of its target
-/// in the hour, and which has samples on both sides of the hour, is steady: the same pods (or
-/// nobody) held it all hour, and each sample's time reaches its neighbours, so the collector
-/// bills it without its samples. Series that differ only in labels [`read`] does not read (a
-/// pod's containers) are one (`max by`); the sides need no pod, so their rows are small.
-pub fn summary(w: Windows, part: &str, pad_ms: u128) -> String {
+/// Per device series of one part ([`parts`]), its samples in the read `[E - len, E)` (the hour
+/// and `--max-scrape-gap` on either side): one pass over the samples a raw read would return,
+/// answered with a number per series. A series with a sample at every scrape its target was
+/// attempted in the read, of a target scraped on both sides of the hour, is steady: the same
+/// pod (or nobody) held its device all hour, and each sample's time reaches its neighbours, so
+/// the collector bills it without its samples. Series that differ only in labels [`read`] does
+/// not read (a pod's containers) are one (`max by`). One window, not the hour and each side
+/// apart: a store spends as much on finding a series' chunks as on reading an hour of them.
+pub fn summary(w: Windows, part: &str, len_ms: u128) -> String {
     let selector = if part.is_empty() {
         METRIC.to_string()
     } else {
         format!("{METRIC}{{{part}}}")
     };
-    let window = |name: &str, by: &str, len: u128, offset: u128| {
-        format!(
-            "max by (window, {by}) (label_replace(count_over_time({selector}{}), \
-             \"window\", \"{name}\", \"\", \"\"))",
-            w.select(len, offset)
-        )
-    };
-    let device = "UUID, uuid, GPU_I_ID";
-    [
-        window("hour", READ_LABELS, 3_600_000, pad_ms),
-        window("before", device, pad_ms, 3_600_000 + pad_ms),
-        window("after", device, pad_ms, 0),
-    ]
-    .join("\nor\n")
+    format!(
+        "max by ({READ_LABELS}) (count_over_time({selector}{}))",
+        w.select(len_ms, 0)
+    )
 }
 
 /// Per dcgm-exporter target (`matchers`: its provenance), with its `namespace` and `pod`: the
-/// scrapes Prometheus attempted in the hour (`window="attempts"`, the samples a device held all
-/// hour has), and its lowest `up` in the whole read of `len_ms` before the evaluation time
-/// (`"lowest"`: 0 when a scrape failed).
+/// scrapes Prometheus attempted in the whole read of `len_ms` before the evaluation time
+/// (`window="attempts"`: the samples a device held all the read has), in the `pad_ms` before
+/// the hour (`"before"`) and in the `pad_ms` after it (`"after"`), and its lowest `up` in the
+/// read (`"lowest"`: 0 when a scrape failed). `up` is one series per target: these rows are
+/// cheap beside the devices'.
 pub fn target_summary(w: Windows, matchers: &str, pad_ms: u128, len_ms: u128) -> String {
-    format!(
-        "label_replace(count_over_time(up{{{matchers}}}{}), \"window\", \"attempts\", \"\", \"\")\n\
-         or\n\
-         label_replace(min_over_time(up{{{matchers}}}{}), \"window\", \"lowest\", \"\", \"\")",
-        w.select(3_600_000, pad_ms),
-        w.select(len_ms, 0)
-    )
+    let window = |name: &str, func: &str, len: u128, offset: u128| {
+        format!(
+            "label_replace({func}_over_time(up{{{matchers}}}{}), \"window\", \"{name}\", \"\", \"\")",
+            w.select(len, offset)
+        )
+    };
+    [
+        window("attempts", "count", len_ms, 0),
+        window("before", "count", pad_ms, len_ms - pad_ms),
+        window("after", "count", pad_ms, 0),
+        window("lowest", "min", len_ms, 0),
+    ]
+    .join("\nor\n")
 }
 
 /// The newest answered scrape of dcgm-exporter's targets in the `len_ms` before the evaluation
@@ -131,13 +128,6 @@ pub fn samples_of_devices(w: Windows, len_ms: u128, uuids: &[&str]) -> String {
 /// Whether `uuid` can go in [`samples_of_devices`]' alternation as it is.
 pub fn plain_uuid(uuid: &str) -> bool {
     !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-/// How many device series hold a sample in the lookback (5 minutes) before the evaluation time:
-/// the size of an hour's summary, and (at a sample per 15 s) of its raw read ([`parts_for`]).
-/// An instant selector reads one sample per series.
-pub fn size() -> String {
-    format!("count({METRIC})")
 }
 
 /// The most parts an hour's read is cut into.
@@ -178,15 +168,20 @@ pub fn parts(n: usize) -> Vec<String> {
     out
 }
 
-/// How many parts an hour's read of `samples_5m` samples in 5 minutes over `series` series
-/// needs so that each answer stays within `budget` bytes: an answer spends about 30 bytes on a
-/// sample (`[1793494807.123,"4096"],`) and about 700 on a series' labels.
-pub fn parts_for(samples_5m: f64, series: f64, len_ms: u128, budget: usize) -> usize {
-    let samples = samples_5m.max(0.0) * len_ms as f64 / 300_000.0;
-    let bytes = samples * 30.0 + series.max(0.0) * 700.0;
-    let needed = (bytes / budget.max(1) as f64).ceil() as usize;
+/// How many parts an answer of about `bytes` bytes needs so that each part stays within
+/// `budget` bytes ([`SAMPLE_BYTES`], [`SUMMARY_ROW_BYTES`]).
+pub fn parts_for(bytes: f64, budget: usize) -> usize {
+    let needed = (bytes.max(0.0) / budget.max(1) as f64).ceil() as usize;
     needed.clamp(1, MAX_PARTS).next_power_of_two()
 }
+
+/// What a raw answer spends on a sample (`[1793494807.123,"4096"],`); a series' labels, about
+/// 700 bytes, are small beside its 360 samples of 1.5 hours at 15 s.
+pub const SAMPLE_BYTES: f64 = 30.0;
+
+/// What a [`summary`] spends on a row: the labels it keeps and one number (measured: 275 bytes
+/// on the benchmark's fleet, dcgm-exporter 3.x labels).
+pub const SUMMARY_ROW_BYTES: f64 = 300.0;
 
 /// The raw samples of `up` of dcgm-exporter's targets (`matchers`: its provenance) in
 /// `[T - len, T)`: Prometheus writes `up` 0 at every scrape of a target that fails (the
@@ -536,10 +531,11 @@ mod tests {
         assert_eq!(four[3], r#"UUID=~".*[cCdDeEfF]""#);
         assert_eq!(four[4], r#"UUID!~".*[0-9a-fA-F]""#);
         assert_eq!(parts(64).len(), MAX_PARTS + 1);
-        // 10,000 GPUs at 15 s: 1.5 hours of about 3.6 million samples.
-        let n = parts_for(10_000.0 * 20.0, 10_000.0, 5_400_000, 16 << 20);
+        // 10,000 GPUs at 15 s: 1.5 hours of 3.6 million samples.
+        let n = parts_for(10_000.0 * 360.0 * SAMPLE_BYTES, 16 << 20);
         assert_eq!(n, 8);
-        assert_eq!(parts_for(0.0, 0.0, 5_400_000, 16 << 20), 1);
-        assert_eq!(parts_for(f64::NAN, 1.0, 5_400_000, 16 << 20), 1);
+        assert_eq!(parts_for(0.0, 16 << 20), 1);
+        assert_eq!(parts_for(f64::NAN, 16 << 20), 1);
+        assert_eq!(parts_for(f64::INFINITY, 16 << 20), MAX_PARTS);
     }
 }
