@@ -85,22 +85,20 @@ pub fn summary(w: Windows, part: &str, len_ms: u128) -> String {
 
 /// Per dcgm-exporter target (`matchers`: its provenance), with its `namespace` and `pod`: the
 /// scrapes Prometheus attempted in the whole read of `len_ms` before the evaluation time
-/// (`window="attempts"`: the samples a device held all the read has), in the `pad_ms` before
-/// the hour (`"before"`) and in the `pad_ms` after it (`"after"`), and its lowest `up` in the
-/// read (`"lowest"`: 0 when a scrape failed). `up` is one series per target: these rows are
-/// cheap beside the devices'.
+/// (`window="attempts"`: the samples a device held all the read has, failed scrapes included),
+/// in the `pad_ms` before the hour (`"before"`) and in the `pad_ms` after it (`"after"`). `up`
+/// is one series per target: these rows are cheap beside the devices'.
 pub fn target_summary(w: Windows, matchers: &str, pad_ms: u128, len_ms: u128) -> String {
-    let window = |name: &str, func: &str, len: u128, offset: u128| {
+    let window = |name: &str, len: u128, offset: u128| {
         format!(
-            "label_replace({func}_over_time(up{{{matchers}}}{}), \"window\", \"{name}\", \"\", \"\")",
+            "label_replace(count_over_time(up{{{matchers}}}{}), \"window\", \"{name}\", \"\", \"\")",
             w.select(len, offset)
         )
     };
     [
-        window("attempts", "count", len_ms, 0),
-        window("before", "count", pad_ms, len_ms - pad_ms),
-        window("after", "count", pad_ms, 0),
-        window("lowest", "min", len_ms, 0),
+        window("attempts", len_ms, 0),
+        window("before", pad_ms, len_ms - pad_ms),
+        window("after", pad_ms, 0),
     ]
     .join("\nor\n")
 }

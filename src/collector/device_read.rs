@@ -6,10 +6,10 @@
 //!
 //! So each hour is read as a summary first ([`dcgm::summary`]): per device series, its
 //! samples in the read (the hour and `--max-scrape-gap` on either side); per target, the
-//! scrapes attempted in the read and on each side of the hour, and whether one failed
-//! ([`dcgm::target_summary`]). A series is *steady* when its target never failed in the read
-//! and was scraped on both sides of the hour, and the series has a sample at every scrape of
-//! its target in the read: the same pod (or nobody) held its device all hour. A device all of
+//! scrapes attempted in the read and on each side of the hour ([`dcgm::target_summary`]). A
+//! series is *steady* when its target was scraped on both sides of the hour and the series has
+//! a sample at every scrape of its target attempted in the read (a failed scrape writes `up` 0
+//! and no sample): the same pod (or nobody) held its device all hour. A device all of
 //! whose series (every series with its UUID: exporter replicas, the copies per pod, its MIG
 //! instances) are steady is billed from the summary: its series are stood in for by points
 //! every minute across the hour, on which [`devices::integrate`] applies the same rules
@@ -89,20 +89,18 @@ impl Collector<'_> {
                 })
                 .collect()
         };
-        let (attempts, lowest) = (per_target("attempts"), per_target("lowest"));
+        let attempts = per_target("attempts");
         let (before, after) = (per_target("before"), per_target("after"));
-        // A target that answered every scrape of the read (its lowest `up` 1), scraped on both
-        // sides of the hour.
-        let healthy = |t: &str| lowest.get(t).is_some_and(|l| *l >= 1.0);
+        // A target scraped on both sides of the hour. Whether its scrapes all answered needs
+        // no row of its own: a failed scrape writes `up` 0 and no device sample, so each of
+        // its series falls short of its attempts.
         let across = |t: &str| {
-            healthy(t)
-                && before.get(t).is_some_and(|n| *n > 0.0)
-                && after.get(t).is_some_and(|n| *n > 0.0)
+            before.get(t).is_some_and(|n| *n > 0.0) && after.get(t).is_some_and(|n| *n > 0.0)
         };
 
         // The summary, in parts sized for its rows: up to a row per device series of each
         // target, which counting them would cost half the summary's own read.
-        let rows = SERIES_PER_TARGET * lowest.len() as f64;
+        let rows = SERIES_PER_TARGET * attempts.len() as f64;
         let parts = dcgm::parts(dcgm::parts_for(rows * dcgm::SUMMARY_ROW_BYTES, budget));
         if parts.len() > 1 {
             debug!(hour = %hour, parts = parts.len(), "reading the GPU devices' summary in parts");
@@ -167,23 +165,21 @@ impl Collector<'_> {
                 unsteady.push(uuid);
             }
         }
-        // Targets whose scrapes failed: their `up` tells holes from a device's end.
-        let mut raw_targets: BTreeSet<String> =
-            lowest.keys().filter(|t| !healthy(t)).cloned().collect();
+        // The targets of the devices read raw: their `up` tells holes from a device's end.
+        let mut raw_targets: BTreeSet<String> = BTreeSet::new();
         let series = summarised.len() as f64;
         debug!(
             hour = %hour,
             series = summarised.len(),
             steady = read.len(),
             unsteady_devices = unsteady.len(),
-            failing_targets = raw_targets.len(),
             "GPU devices summarised"
         );
         drop(summarised);
 
         // How far the store holds the devices: only a device read raw may need it (one whose
         // last sample is near the hour's end).
-        let frontier = if unsteady.is_empty() && raw_targets.is_empty() {
+        let frontier = if unsteady.is_empty() {
             None
         } else {
             let newest_q = dcgm::newest_scrape(&matchers, len);
