@@ -629,7 +629,7 @@ async fn provenance_checks(
         ));
     }
     if config.collect.gpu_source == GpuSource::Devices {
-        sources.push((Source::DcgmExporter, crate::dcgm::METRIC.to_string()));
+        sources.push((Source::DcgmExporter, crate::gpu::dcgm::METRIC.to_string()));
     }
     for (source, metrics) in sources {
         let check = format!("provenance {source}");
@@ -777,7 +777,7 @@ async fn gpu_checks(
             format!(
                 "no dcgm-exporter series ({}) in this hour, and --gpu-source devices bills from \
                  them: check that dcgm-exporter is scraped, or bill --gpu-source requests",
-                crate::dcgm::METRIC
+                crate::gpu::dcgm::METRIC
             ),
             exit::COLLECT,
         ),

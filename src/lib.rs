@@ -21,7 +21,6 @@ pub mod cli;
 pub mod collector;
 pub mod config;
 pub(crate) mod counters;
-pub mod dcgm;
 pub mod gpu;
 pub mod kafka;
 pub mod manager;

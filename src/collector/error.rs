@@ -91,7 +91,7 @@ pub enum CollectError {
     #[error(
         "a dcgm-exporter series ({metric}) cannot be read for the hour {hour}: {reason}; nothing \
          was billed for it. {fix}",
-        metric = crate::dcgm::METRIC
+        metric = crate::gpu::dcgm::METRIC
     )]
     DeviceSeries {
         hour: String,

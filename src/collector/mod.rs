@@ -13,8 +13,7 @@
 //! [`SpanUsage::add`] with what its series add to.
 
 mod cpu;
-mod device_read;
-pub mod devices;
+mod devices;
 mod error;
 mod interval;
 mod labels;
@@ -50,7 +49,7 @@ pub fn check_clusters(
     (clusters.into_values().flatten().collect(), judged)
 }
 
-use crate::dcgm;
+use crate::gpu::dcgm;
 use crate::gpu::{GpuSource, Weight};
 use crate::prometheus::{Prometheus, RangeQuery, SampleQuery, Series};
 use crate::queries::{self, CpuBasis, RequestModel, SampleWeight, Windows};

@@ -49,7 +49,7 @@ impl Reading for Millis {
 }
 
 /// Sample times in milliseconds, with the labels that tell a dcgm-exporter device and its
-/// holder apart ([`crate::dcgm::read`] reads no other): the device's, the pod's in both the
+/// holder apart ([`crate::gpu::dcgm::read`] reads no other): the device's, the pod's in both the
 /// `honor_labels` and the `exported_*` form (and dcgm-exporter's old names), the time-slicing
 /// replica the pod holds (`vgpu`), the scrape target's, and DRA's claim.
 pub(super) struct DeviceMillis;

@@ -301,7 +301,7 @@ impl Prometheus {
     }
 
     /// [`Prometheus::query_samples`] keeping the labels of dcgm-exporter's device series
-    /// ([`crate::dcgm`]) instead of a container's.
+    /// ([`crate::gpu::dcgm`]) instead of a container's.
     pub async fn query_device_samples(&self, q: &SampleQuery<'_>) -> Result<Vec<Series>> {
         self.send::<DeviceMillis>(&self.samples_request(q)).await
     }
