@@ -2,9 +2,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use consumption_metrics::audit::AuditConfig;
 use consumption_metrics::audit::AuditFormat;
 use consumption_metrics::cli::{AuditArgs, CheckpointAction, Cli, Command};
-use consumption_metrics::config::{AuditConfig, Config};
+use consumption_metrics::config::Config;
 use consumption_metrics::{exit, telemetry};
 
 fn main() -> ExitCode {
@@ -244,11 +245,11 @@ fn parse_error(e: clap::Error) -> ExitCode {
 fn checkpoint(action: &CheckpointAction) -> ExitCode {
     let (CheckpointAction::Show { run } | CheckpointAction::Set { run, .. }) = action;
     let ((config, target), runtime, json) = match prepare(run.log_format, |now| {
-        let config = consumption_metrics::config::CheckpointCommandConfig::from_args(run, now)?;
+        let config = consumption_metrics::operator::CheckpointCommandConfig::from_args(run, now)?;
         let target = match action {
-            CheckpointAction::Set { to, .. } => {
-                Some(consumption_metrics::config::checkpoint_target(to, &config)?)
-            }
+            CheckpointAction::Set { to, .. } => Some(
+                consumption_metrics::operator::checkpoint_target(to, &config)?,
+            ),
             CheckpointAction::Show { .. } => None,
         };
         Ok((config, target))

@@ -42,6 +42,7 @@
 //! what we would produce), `judge` (what an hour holds, bounded, and its verdict), `recompute`
 //! and `report`.
 
+mod config;
 mod judge;
 mod read;
 mod recompute;
@@ -66,6 +67,7 @@ use judge::judge;
 use read::read_topic;
 use recompute::recompute_hours;
 
+pub use config::AuditConfig;
 pub use judge::KEEP;
 pub use report::{AuditReport, HourReport, Status};
 

@@ -2,11 +2,14 @@
 //! it lives, its value, the lag and what the next scheduled run would bill; `checkpoint set`
 //! moves it deliberately, never backwards unless forced, and logs the old and new values.
 
+mod config;
+
+pub use config::{CheckpointCommandConfig, checkpoint_target};
+
 use tracing::warn;
 
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::CheckpointError;
-use crate::config::CheckpointCommandConfig;
 use crate::window::{self, HourWindow, rfc3339};
 
 type Result<T> = std::result::Result<T, CheckpointError>;
@@ -49,7 +52,7 @@ pub async fn show(config: &CheckpointCommandConfig, store: &mut Checkpoint) -> R
     Ok(out)
 }
 
-/// `checkpoint set --to HOUR` (validated by [`crate::config::checkpoint_target`]): returns the
+/// `checkpoint set --to HOUR` (validated by [`checkpoint_target`]): returns the
 /// line to print.
 pub async fn set(
     config: &CheckpointCommandConfig,
