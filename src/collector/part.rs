@@ -5,17 +5,74 @@ use super::*;
 
 impl Collector<'_> {
     /// Collect every hour of `span` (consecutive hours), one query per dimension; `segments`
-    /// weighs the gauges of a one-hour span scraped unevenly. What needs nothing from the
-    /// sample counts goes beside them: GPU, storage, and the CPU the bases can ask for without
-    /// them. With 2 cores, this saves the counts' time from every run's wall time.
+    /// weighs the gauges of a one-hour span scraped unevenly.
     pub(super) async fn collect_part(
         &self,
         span: &[HourWindow],
         segments: Option<&[queries::Segment]>,
     ) -> Result<SpanUsage> {
+        let PartAnswers {
+            counts,
+            cpu,
+            gpu,
+            storage,
+            memory,
+        } = self.read_part(span, segments).await?;
+        let models = self.config.gpu_models.keys();
+        let weights = Some(&counts.weights);
+        // Counters (usage) are not samples; the max basis weighs in its query.
+        let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&counts.weights);
+        let (cpu_what, exact_what) = match self.config.cpu_basis {
+            CpuBasis::Request => ("cpu (request)", ""),
+            CpuBasis::Usage => ("cpu (usage)", "cpu (usage, fallen counters)"),
+            CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
+        };
+        let excluded = |namespace: &str| self.excluded(namespace);
+        let by_namespace = |what, series, weights| Answer {
+            what,
+            grouped_by: BY_NAMESPACE,
+            series,
+            weights,
+        };
+        let to = |d: Dimension| move |_: &Series| Ok(Adds::To(d, 1.0));
+
+        let mut usage = SpanUsage::new(span, self.config.bill_memory, models.clone());
+        usage.add(
+            by_namespace("namespaces", counts.namespaces, None),
+            excluded,
+            |_| Ok(Adds::Nothing),
+        )?;
+        usage.add(
+            by_namespace(cpu_what, cpu.steady, cpu_weights),
+            excluded,
+            to(Dimension::Cpu),
+        )?;
+        usage.add(
+            by_namespace(exact_what, cpu.exact, cpu_weights),
+            excluded,
+            to(Dimension::Cpu),
+        )?;
+        usage.add(
+            by_namespace("memory", memory, weights),
+            excluded,
+            to(Dimension::Ram),
+        )?;
+        self.add_gpu(&mut usage, span, gpu, weights)?;
+        self.add_storage(&mut usage, storage, weights)?;
+        Ok(usage)
+    }
+
+    /// Every answer of a part: what needs nothing from the sample counts goes beside them
+    /// (GPU, storage, and the CPU the bases can ask for without them): with 2 cores, this
+    /// saves the counts' time from every run's wall time. The data's labels are judged
+    /// first, and several clusters are the news whatever else failed.
+    async fn read_part(
+        &self,
+        span: &[HourWindow],
+        segments: Option<&[queries::Segment]>,
+    ) -> Result<PartAnswers> {
         let weigh = segments.map(SampleWeight::Segments);
         let devices = self.config.gpu_source == GpuSource::Devices;
-        let models = self.config.gpu_models.keys();
         // Requests in parts of a many-segment hour ([`queries::segment_parts`]).
         let parts = queries::segment_parts(weigh);
         let (gpu_q, storage_q): (Vec<String>, String) = (
@@ -26,7 +83,7 @@ impl Collector<'_> {
                         self.windows,
                         self.config.request_model,
                         *weigh,
-                        !devices && !models.is_empty(),
+                        !devices && !self.config.gpu_models.keys().is_empty(),
                     )
                 })
                 .collect(),
@@ -92,44 +149,27 @@ impl Collector<'_> {
             }
         };
         scheduler_saw_every_pod(&unseen, span, |ns| self.excluded(ns))?;
-        let weights = Some(&counts.weights);
-        // Counters (usage) are not samples; the max basis weighs in its query.
-        let cpu_weights = (self.config.cpu_basis == CpuBasis::Request).then_some(&counts.weights);
-        let (cpu_what, exact_what) = match self.config.cpu_basis {
-            CpuBasis::Request => ("cpu (request)", ""),
-            CpuBasis::Usage => ("cpu (usage)", "cpu (usage, fallen counters)"),
-            CpuBasis::Max => ("cpu (max)", "cpu (max, fallen counters)"),
-        };
-        let excluded = |namespace: &str| self.excluded(namespace);
-        let by_namespace = |what, series, weights| Answer {
-            what,
-            grouped_by: BY_NAMESPACE,
-            series,
-            weights,
-        };
-        let to = |d: Dimension| move |_: &Series| Ok(Adds::To(d, 1.0));
+        Ok(PartAnswers {
+            counts,
+            cpu,
+            gpu,
+            storage,
+            memory,
+        })
+    }
 
-        let mut usage = SpanUsage::new(span, self.config.bill_memory, models.clone());
-        usage.add(
-            by_namespace("namespaces", counts.namespaces, None),
-            excluded,
-            |_| Ok(Adds::Nothing),
-        )?;
-        usage.add(
-            by_namespace(cpu_what, cpu.steady, cpu_weights),
-            excluded,
-            to(Dimension::Cpu),
-        )?;
-        usage.add(
-            by_namespace(exact_what, cpu.exact, cpu_weights),
-            excluded,
-            to(Dimension::Cpu),
-        )?;
-        usage.add(
-            by_namespace("memory", memory, weights),
-            excluded,
-            to(Dimension::Ram),
-        )?;
+    /// The GPU answer added to `usage`: GPU-hours per namespace and model from the devices
+    /// source, or requests weighed per resource (and keyed by the node's model).
+    fn add_gpu(
+        &self,
+        usage: &mut SpanUsage,
+        span: &[HourWindow],
+        gpu: Vec<Series>,
+        weights: Option<&BTreeMap<i64, f64>>,
+    ) -> Result<()> {
+        let devices = self.config.gpu_source == GpuSource::Devices;
+        let models = self.config.gpu_models.keys();
+        let excluded = |namespace: &str| self.excluded(namespace);
         let mut unknown = BTreeSet::new();
         if devices {
             // GPU-hours already, per namespace and model key.
@@ -216,6 +256,17 @@ impl Collector<'_> {
                  --gpu-resource <name>=<GPUs per unit>"
             );
         }
+        Ok(())
+    }
+
+    /// The storage answer added to `usage`: RWO as standard, RWX by its class's tier.
+    fn add_storage(
+        &self,
+        usage: &mut SpanUsage,
+        storage: Vec<Series>,
+        weights: Option<&BTreeMap<i64, f64>>,
+    ) -> Result<()> {
+        let excluded = |namespace: &str| self.excluded(namespace);
         let mut unmapped = BTreeSet::new();
         let storage_answer = Answer {
             what: "storage",
@@ -247,8 +298,17 @@ impl Collector<'_> {
                 "RWX StorageClass has no tier (--storage-tier); billing it as standard"
             );
         }
-        Ok(usage)
+        Ok(())
     }
+}
+
+/// A part's answers, read side by side.
+struct PartAnswers {
+    counts: interval::Counts,
+    cpu: cpu::CpuAnswer,
+    gpu: Vec<Series>,
+    storage: Vec<Series>,
+    memory: Vec<Series>,
 }
 
 /// The answers of queries that each give a part of the same sums (the segments of one hour,
