@@ -269,3 +269,196 @@ pub(crate) fn kafka_settings(args: &Args, audit: bool) -> Result<KafkaSettings> 
         cloudevents: args.kafka_cloudevents,
     })
 }
+
+/// `--since`/`--until` (a backfill) or neither (a scheduled run, from `--start-from` on a
+/// first run), validated whatever the plan: a wrong value in the CronJob's settings shows on
+/// a manual backfill too.
+pub(crate) fn plan(args: &Args, now: DateTime<Utc>, settle_delay: Duration) -> Result<Plan> {
+    let start_from = match &args.start_from {
+        None => None,
+        Some(raw) => {
+            let t = parse_time("--start-from", raw)?;
+            Some(HourWindow::starting_at(t, "--start-from")?)
+        }
+    };
+    let plan = match (&args.since, &args.until) {
+        (Some(since), Some(until)) => Plan::Backfill {
+            hours: window::plan_backfill(
+                parse_time("--since", since)?,
+                parse_time("--until", until)?,
+                now,
+                settle_delay,
+                args.max_hours_per_run,
+            )?,
+            advance_checkpoint: args.advance_checkpoint,
+        },
+        (None, None) => Plan::Scheduled { start_from },
+        _ => {
+            return Err(ConfigError::Usage(
+                "--since and --until go together; give both for a backfill, or neither for \
+                     a scheduled run"
+                    .into(),
+            ));
+        }
+    };
+    Ok(plan)
+}
+
+/// The store's settings: its URL, credentials, headers, parameters, limits, selector and the
+/// jobs believed per source.
+pub(crate) fn prometheus_settings(args: &Args) -> Result<PrometheusSettings> {
+    let timeout = parse_duration("--prometheus-timeout", &args.prometheus_timeout)?;
+    let mut headers = parse_headers(&args.prometheus_headers)?;
+    headers.extend(parse_header_files(&args.prometheus_header_files)?);
+    if timeout.is_zero() {
+        return Err(invalid(
+            "--prometheus-timeout",
+            &args.prometheus_timeout,
+            "must be > 0",
+        ));
+    }
+
+    Ok(PrometheusSettings {
+        url: parse_http_url(
+            "--prometheus-url",
+            args.prometheus_url
+                .as_deref()
+                .ok_or_else(|| {
+                    ConfigError::Usage(
+                        "--prometheus-url (or PROMETHEUS_URL) is required: the base URL of the \
+                 Prometheus HTTP API, for example http://prometheus:9090"
+                            .into(),
+                    )
+                })?
+                .trim(),
+            "http://prometheus:9090",
+        )?,
+        bearer_token_file: args.prometheus_bearer_token_file.clone(),
+        ca_file: args.prometheus_ca.clone(),
+        client_cert: args
+            .prometheus_cert
+            .clone()
+            .zip(args.prometheus_key.clone()),
+        extra_params: flavor_params(args, &headers)?,
+        headers,
+        timeout,
+        retries: args.prometheus_retries,
+        allow_partial_data: args.allow_partial_data,
+        max_response_bytes: max_response_bytes(args)?,
+        scope: match args.prometheus_selector.as_deref().map(str::trim) {
+            None | Some("") => Scope::default(),
+            Some(raw) => Scope::parse(raw).map_err(|reason| {
+                ConfigError::Usage(format!(
+                    "invalid --prometheus-selector: {reason}; give label matchers in \
+                     PromQL syntax, e.g. cluster=\"east\" or \
+                     cluster=\"east\",prometheus_replica=~\".+\""
+                ))
+            })?,
+        },
+        provenance: crate::provenance::Provenance::parse(
+            Some(&args.kube_state_metrics_selector),
+            Some(&args.cadvisor_selector),
+            Some(&args.dcgm_exporter_selector),
+            Some(&args.scheduler_selector),
+        )
+        .map_err(ConfigError::Usage)?,
+    })
+}
+
+/// The collector's settings: what is billed and how, and the rules of the data it believes.
+pub(crate) fn collect_settings(args: &Args, now: DateTime<Utc>) -> Result<CollectSettings> {
+    if !(1..=24).contains(&args.hours_per_query) {
+        return Err(invalid(
+            "--hours-per-query",
+            &args.hours_per_query.to_string(),
+            "must be between 1 and 24",
+        ));
+    }
+
+    let scrape_interval = match args.scrape_interval.trim() {
+        "auto" => None,
+        raw => {
+            let d = parse_duration("--scrape-interval", raw)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                return Err(invalid(
+                    "--scrape-interval",
+                    raw,
+                    "must be between 1s and 1h, or auto",
+                ));
+            }
+            Some(d)
+        }
+    };
+    // An empty list would bill kube-* and openshift-* without a word: "exclude nothing"
+    // must be said with `none`.
+    let patterns: Vec<&String> = args
+        .exclude_namespaces
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    if patterns.is_empty() {
+        return Err(invalid(
+            "--exclude-namespaces",
+            &args.exclude_namespaces.join(","),
+            "is empty, which would bill the system namespaces; give glob patterns (default \
+                 kube-*,openshift-*), or `none` to bill every namespace",
+        ));
+    }
+    let exclude_namespaces = patterns
+        .into_iter()
+        .filter(|p| p.trim() != "none")
+        .map(|p| {
+            glob::Pattern::new(p.trim())
+                .map_err(|e| invalid("--exclude-namespaces", p, e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    Ok(CollectSettings {
+        cluster_label: cluster_label(&args.cluster_label)?,
+        cpu_basis: args.cpu_basis,
+        bill_memory: args.bill_memory,
+        request_model: request_model(args)?,
+        fallen_counters: args.fallen_counters,
+        windows: match args.window_semantics {
+            WindowSemantics::Auto => None,
+            WindowSemantics::Closed => Some(crate::queries::Windows::Closed),
+            WindowSemantics::LeftOpen => Some(crate::queries::Windows::LeftOpen),
+        },
+        scrape_interval,
+        hours_per_query: args.hours_per_query as usize,
+        storage_tiers: parse_tiers(&args.storage_tiers)?,
+        exclude_namespaces,
+        gpu_weights: crate::gpu::GpuWeights::parse(&args.gpu_resources)
+            .map_err(|reason| ConfigError::Usage(format!("invalid --gpu-resource {reason}")))?,
+        gpu_source: args.gpu_source,
+        gpu_models: crate::gpu::GpuModels::parse(&args.gpu_models)
+            .map_err(|reason| ConfigError::Usage(format!("invalid --gpu-model {reason}")))?,
+        max_scrape_gap: max_scrape_gap(&args.max_scrape_gap)?,
+        max_source_silence: max_source_silence(&args.max_source_silence)?,
+        bill_incomplete: args.bill_incomplete,
+        reference_namespace: reference_namespace(&args.reference_namespace)?,
+        now,
+    })
+}
+
+/// `--pushgateway-url`: where the run's own metrics go, under the dry-run's job for a dry-run.
+pub(crate) fn pushgateway_settings(
+    args: &Args,
+    cluster_name: &str,
+) -> Result<Option<crate::pushgateway::PushSettings>> {
+    Ok(match args.pushgateway_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(crate::pushgateway::PushSettings {
+            url: parse_http_url("--pushgateway-url", raw, "http://host:9091")?,
+            // A dry-run publishes nothing: under the CronJob's key it would set
+            // last_run_success 1 and silence the alerts on the runs that bill.
+            job: if args.dry_run {
+                crate::pushgateway::DRY_RUN_JOB
+            } else {
+                crate::pushgateway::JOB
+            },
+            cluster: cluster_name.to_string(),
+            timeout: Duration::from_secs(10),
+        }),
+    })
+}

@@ -14,60 +14,8 @@ impl Config {
 
     /// A human-readable account of what this configuration makes a run do (`--check-config`).
     pub fn summary(&self) -> String {
-        let plan = match &self.plan {
-            Plan::Scheduled { .. } => format!(
-                "scheduled: every hour after the checkpoint, settled {:?} after its end, at most \
-                 {} per run",
-                self.settle_delay, self.max_hours_per_run
-            ),
-            Plan::Backfill {
-                hours,
-                advance_checkpoint,
-            } => format!(
-                "backfill of {} hours from {}{}",
-                hours.len(),
-                hours.first().map(|h| h.to_string()).unwrap_or_default(),
-                if *advance_checkpoint {
-                    ", advancing the checkpoint"
-                } else {
-                    ""
-                }
-            ),
-        };
-        let output = match &self.output {
-            Output::DryRun => "dry-run: messages printed on stdout".to_string(),
-            Output::Publish(k) => format!(
-                "publish to Kafka topic {} at {} over mutual TLS (CA {}, cert {})",
-                k.topic,
-                k.brokers,
-                k.transport
-                    .tls()
-                    .map(|t| t.ca.display().to_string())
-                    .unwrap_or_default(),
-                k.transport
-                    .tls()
-                    .map(|t| t.cert.display().to_string())
-                    .unwrap_or_default(),
-            ),
-        };
-        let checkpoint = match &self.checkpoint {
-            CheckpointSettings::File(p) => format!("file {}", p.display()),
-            CheckpointSettings::ConfigMap { name, namespace } => format!(
-                "ConfigMap {}/{name}",
-                namespace.as_deref().unwrap_or("(pod namespace)")
-            ),
-        };
-        let store_time = format!(
-            "timeline and newest samples from namespace {}; an hour waits until every source \
-             reaches its end ({}); holes up to {} bridged",
-            self.collect.reference_namespace,
-            if self.collect.bill_incomplete {
-                "--bill-incomplete: billed anyway, with a warning"
-            } else {
-                "a dry-run or backfill refuses it, exit 7"
-            },
-            humantime::format_duration(self.collect.max_scrape_gap)
-        );
+        let (plan, output) = (self.plan_text(), self.output_text());
+        let (checkpoint, store_time) = (self.checkpoint_text(), self.store_time_text());
         let tiers: Vec<String> = self
             .collect
             .storage_tiers
@@ -169,6 +117,76 @@ impl Config {
                 ),
                 None => "not pushed (no --pushgateway-url)".to_string(),
             },
+        )
+    }
+
+    /// The plan: scheduled, or a backfill of which hours.
+    fn plan_text(&self) -> String {
+        match &self.plan {
+            Plan::Scheduled { .. } => format!(
+                "scheduled: every hour after the checkpoint, settled {:?} after its end, at most \
+                 {} per run",
+                self.settle_delay, self.max_hours_per_run
+            ),
+            Plan::Backfill {
+                hours,
+                advance_checkpoint,
+            } => format!(
+                "backfill of {} hours from {}{}",
+                hours.len(),
+                hours.first().map(|h| h.to_string()).unwrap_or_default(),
+                if *advance_checkpoint {
+                    ", advancing the checkpoint"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
+    /// Where the messages go.
+    fn output_text(&self) -> String {
+        match &self.output {
+            Output::DryRun => "dry-run: messages printed on stdout".to_string(),
+            Output::Publish(k) => format!(
+                "publish to Kafka topic {} at {} over mutual TLS (CA {}, cert {})",
+                k.topic,
+                k.brokers,
+                k.transport
+                    .tls()
+                    .map(|t| t.ca.display().to_string())
+                    .unwrap_or_default(),
+                k.transport
+                    .tls()
+                    .map(|t| t.cert.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Where the checkpoint lives.
+    fn checkpoint_text(&self) -> String {
+        match &self.checkpoint {
+            CheckpointSettings::File(p) => format!("file {}", p.display()),
+            CheckpointSettings::ConfigMap { name, namespace } => format!(
+                "ConfigMap {}/{name}",
+                namespace.as_deref().unwrap_or("(pod namespace)")
+            ),
+        }
+    }
+
+    /// How the store's time holds an hour, and the holes bridged.
+    fn store_time_text(&self) -> String {
+        format!(
+            "timeline and newest samples from namespace {}; an hour waits until every source \
+             reaches its end ({}); holes up to {} bridged",
+            self.collect.reference_namespace,
+            if self.collect.bill_incomplete {
+                "--bill-incomplete: billed anyway, with a warning"
+            } else {
+                "a dry-run or backfill refuses it, exit 7"
+            },
+            humantime::format_duration(self.collect.max_scrape_gap)
         )
     }
 }
