@@ -67,22 +67,39 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The text exposition being written: `# HELP`, `# TYPE` and the samples of each gauge.
+struct Exposition(String);
+
+impl Exposition {
+    fn gauge(&mut self, name: &str, help: &str, samples: &[(String, f64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(self.0, "{name}{labels} {value}");
+        }
+    }
+}
+
+/// One sample without labels.
+fn plain(v: f64) -> Vec<(String, f64)> {
+    vec![(String::new(), v)]
+}
+
 /// The metrics of one run, in the Prometheus text exposition format.
 pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) -> String {
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let plain = |v: f64| vec![(String::new(), v)];
-    let now_s = now.timestamp() as f64;
+    let mut g = Exposition(String::new());
     let default = RunReport::default();
     let r = report.unwrap_or(&default);
+    outcome_gauges(&mut g, outcome, now);
+    state_gauges(&mut g, r, now);
+    run_gauges(&mut g, r);
+    g.0
+}
 
-    gauge(
+/// The build and how the last run ended.
+fn outcome_gauges(g: &mut Exposition, outcome: Outcome, now: DateTime<Utc>) {
+    let now_s = now.timestamp() as f64;
+    g.gauge(
         "consumption_metrics_build_info",
         "Version of the consumption-metrics binary that ran last.",
         &[(
@@ -90,24 +107,24 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
             1.0,
         )],
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_attempt_timestamp_seconds",
         "When the last run ended, successful or not.",
         &plain(now_s),
     );
     if outcome.exit_code == crate::exit::OK {
-        gauge(
+        g.gauge(
             "consumption_metrics_last_success_timestamp_seconds",
             "When the last successful run ended.",
             &plain(now_s),
         );
     }
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_success",
         "1 if the last run succeeded, 0 otherwise.",
         &plain(f64::from(u8::from(outcome.exit_code == crate::exit::OK))),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_exit_code",
         "Exit code of the last run (README, Exit codes).",
         &plain(f64::from(outcome.exit_code)),
@@ -121,23 +138,28 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
             )
         })
         .collect();
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_outcome",
         "1 for the exit class of the last run, 0 for the others.",
         &classes,
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_no_data",
         "1 if the last run stopped at an hour Prometheus holds no data for.",
         &plain(f64::from(u8::from(outcome.no_data))),
     );
+}
+
+/// Where the run left things: the checkpoint, the hours waiting for their data, and what the
+/// configured sources cannot see.
+fn state_gauges(g: &mut Exposition, r: &RunReport, now: DateTime<Utc>) {
     if let Some(cp) = r.checkpoint_end {
-        gauge(
+        g.gauge(
             "consumption_metrics_checkpoint_timestamp_seconds",
             "The checkpoint after the last run: end of the last hour fully published.",
             &plain(cp.timestamp() as f64),
         );
-        gauge(
+        g.gauge(
             "consumption_metrics_checkpoint_lag_seconds",
             "How far the checkpoint is behind the end of the last run.",
             &plain((now - cp).num_seconds().max(0) as f64),
@@ -146,20 +168,20 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
     // Always pushed (0 when nothing waits): a POST keeps metrics it does not name, so a value
     // from an earlier run would otherwise stay.
     let waiting = r.waiting.as_ref();
-    gauge(
+    g.gauge(
         "consumption_metrics_hours_waiting",
         "Settled hours the last run left unbilled because the store does not hold them in \
          full yet (remote write lags); the next run bills them.",
         &plain(waiting.map_or(0.0, |w| w.hours as f64)),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_gpu_dra_pods",
         "Pods that held devices through Dynamic Resource Allocation in the hours the last run \
          billed by GPU requests (--gpu-source requests), which bills them 0 GPU-hours; \
          --gpu-source devices sees them.",
         &plain(r.gpu_dra_pods as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_pods_requests_unseen",
         "Running pods, at the end of the last run's hours, that reserve more than their \
          containers request (pod-level requests of Kubernetes 1.34+, a pending resize down), \
@@ -167,12 +189,12 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
          --request-source scheduler sees them.",
         &plain(r.pods_requests_unseen as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_oldest_hour_waiting_seconds",
         "How long ago the oldest hour waiting for its data ended (0 when none waits).",
         &plain(waiting.map_or(0.0, |w| (now - w.hour_end).num_seconds().max(0) as f64)),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_data_lag_seconds",
         "How far the lagging source's newest sample was behind the end of the hour waiting for \
          it (0 when none waits).",
@@ -190,27 +212,31 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
             },
         ),
     );
-    gauge(
+}
+
+/// What the last run did: hours, messages, bytes, time per step, Prometheus requests.
+fn run_gauges(g: &mut Exposition, r: &RunReport) {
+    g.gauge(
         "consumption_metrics_last_run_hours_planned",
         "Hours the last run planned to bill.",
         &plain(r.planned as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_hours_published",
         "Hours the last run published and had acknowledged by Kafka.",
         &plain(r.published as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_messages",
         "Messages (parts included) the last run delivered.",
         &plain(r.messages as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_payload_bytes",
         "Bytes of JSON payload the last run delivered.",
         &plain(r.bytes as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_step_duration_seconds",
         "Time the last run spent in each step.",
         &[
@@ -222,24 +248,23 @@ pub fn render(report: Option<&RunReport>, outcome: Outcome, now: DateTime<Utc>) 
             ),
         ],
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_prometheus_requests",
         "Prometheus requests the last run sent, retries included.",
         &plain(r.prometheus_requests as f64),
     );
-    gauge(
+    g.gauge(
         "consumption_metrics_last_run_prometheus_request_duration_seconds",
         "Time the last run waited for Prometheus, all requests together.",
         &plain(r.prometheus_time.as_secs_f64()),
     );
     if let Some(w) = r.windows {
-        gauge(
+        g.gauge(
             "consumption_metrics_query_windows_info",
             "Range-window semantics the last run measured on its query engine.",
             &[(format!("{{windows=\"{w}\"}}"), 1.0)],
         );
     }
-    out
 }
 
 /// Push the metrics of one run. Never fails the run: a problem is logged at WARN.

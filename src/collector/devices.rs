@@ -103,34 +103,7 @@ impl Collector<'_> {
         // The summary, in parts sized for its rows: up to a row per device series of each
         // target, which counting them would cost half the summary's own read.
         let rows = SERIES_PER_TARGET * attempts.len() as f64;
-        let parts = device_queries::parts(device_queries::parts_for(
-            rows * device_queries::SUMMARY_ROW_BYTES,
-            budget,
-        ));
-        if parts.len() > 1 {
-            debug!(hour = %hour, parts = parts.len(), "reading the GPU devices' summary in parts");
-        }
-        let exprs: Vec<String> = parts
-            .iter()
-            .map(|part| device_queries::summary(self.windows, part, len))
-            .collect();
-        let reads: Vec<RangeQuery> = exprs
-            .iter()
-            .map(|expr| instant("gpu devices' summary", expr, at))
-            .collect();
-        // Per series (its labels), its samples in the read.
-        let mut summarised: BTreeMap<BTreeMap<String, String>, f64> = BTreeMap::new();
-        for pair in reads.chunks(2) {
-            let (a, b) = tokio::try_join!(self.prometheus.query_range(&pair[0]), async {
-                match pair.get(1) {
-                    Some(q) => self.prometheus.query_range(q).await,
-                    None => Ok(Vec::new()),
-                }
-            })?;
-            for s in a.into_iter().chain(b) {
-                summarised.insert(s.labels, s.points.last().map_or(0.0, |(_, v)| *v));
-            }
-        }
+        let summarised = self.summary(hour, at, len, rows, budget).await?;
 
         // Steady devices, by UUID: every series of the UUID steady, on one node.
         let (start, end) = (
@@ -215,6 +188,51 @@ impl Collector<'_> {
         };
         read.extend(raw);
         self.integrate_devices(hour, &read, &down, frontier)
+    }
+
+    /// Per device series (its labels), its samples in the read ([`device_queries::summary`]),
+    /// in parts sized for about `rows` rows, two at a time.
+    async fn summary(
+        &self,
+        hour: &HourWindow,
+        at: chrono::DateTime<chrono::Utc>,
+        len: u128,
+        rows: f64,
+        budget: usize,
+    ) -> Result<BTreeMap<BTreeMap<String, String>, f64>> {
+        let instant = |expr| RangeQuery {
+            what: "gpu devices' summary",
+            expr,
+            start: at,
+            end: at,
+            step: Duration::from_secs(3600),
+        };
+        let parts = device_queries::parts(device_queries::parts_for(
+            rows * device_queries::SUMMARY_ROW_BYTES,
+            budget,
+        ));
+        if parts.len() > 1 {
+            debug!(hour = %hour, parts = parts.len(), "reading the GPU devices' summary in parts");
+        }
+        let exprs: Vec<String> = parts
+            .iter()
+            .map(|part| device_queries::summary(self.windows, part, len))
+            .collect();
+        let reads: Vec<RangeQuery> = exprs.iter().map(|expr| instant(expr)).collect();
+        // Per series (its labels), its samples in the read.
+        let mut summarised: BTreeMap<BTreeMap<String, String>, f64> = BTreeMap::new();
+        for pair in reads.chunks(2) {
+            let (a, b) = tokio::try_join!(self.prometheus.query_range(&pair[0]), async {
+                match pair.get(1) {
+                    Some(q) => self.prometheus.query_range(q).await,
+                    None => Ok(Vec::new()),
+                }
+            })?;
+            for s in a.into_iter().chain(b) {
+                summarised.insert(s.labels, s.points.last().map_or(0.0, |(_, v)| *v));
+            }
+        }
+        Ok(summarised)
     }
 
     /// The raw samples of the devices `uuids`, a few dozen per query.

@@ -70,53 +70,8 @@ impl Collector<'_> {
                 })
                 .collect(),
         );
-        let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
-        for source in [
-            queries::KSM,
-            "kube_pod_status_phase",
-            "kube_pod_container_resource_requests",
-        ] {
-            sources.insert(source.to_string(), None);
-        }
-        if usage {
-            sources.insert(queries::CADVISOR.to_string(), None);
-        }
-        if devices {
-            sources.insert(queries::DCGM.to_string(), None);
-        }
-        if scheduler {
-            for source in [queries::SCHEDULER_METRIC, "kube_pod_status_qos_class"] {
-                sources.insert(source.to_string(), None);
-            }
-        }
-        if gpu_models {
-            for source in ["kube_pod_info", "kube_node_labels"] {
-                sources.insert(source.to_string(), None);
-            }
-        }
-        let mut store = None;
-        let mut scheduler_seen = false;
-        for s in &newest {
-            let Some(source) = s.labels.get("source") else {
-                continue;
-            };
-            scheduler_seen |= source == queries::SCHEDULER_METRIC && !s.points.is_empty();
-            let newest = s
-                .points
-                .iter()
-                .map(|(_, v)| *v)
-                .filter(|v| v.is_finite())
-                .fold(f64::NEG_INFINITY, f64::max);
-            if !newest.is_finite() {
-                continue;
-            }
-            let newest = (newest * 1000.0).round() as i64;
-            if source == queries::STORE {
-                store = Some(newest);
-            } else if let Some(slot) = sources.get_mut(source) {
-                *slot = Some(newest);
-            }
-        }
+        let mut sources = self.sources_read();
+        let (store, scheduler_seen) = newest_per_source(&newest, &mut sources);
         // The store's time for this cluster: kube-state-metrics' targets' `up`, else the
         // newest of the sources themselves.
         let frontier = store.max(sources.values().flatten().copied().max());
@@ -168,6 +123,41 @@ impl Collector<'_> {
             targets,
             targets_from: targets_from.timestamp_millis(),
         })
+    }
+
+    /// The sources a run of this configuration reads, each with no newest sample yet:
+    /// kube-state-metrics' families always, cAdvisor for usage, dcgm-exporter for devices,
+    /// kube-scheduler's requests, the nodes' GPU products for models.
+    fn sources_read(&self) -> BTreeMap<String, Option<i64>> {
+        let usage = self.config.cpu_basis != CpuBasis::Request;
+        let devices = self.config.gpu_source == GpuSource::Devices;
+        let gpu_models = !devices && !self.config.gpu_models.is_empty();
+        let scheduler = self.config.request_model == RequestModel::Scheduler;
+        let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        for source in [
+            queries::KSM,
+            "kube_pod_status_phase",
+            "kube_pod_container_resource_requests",
+        ] {
+            sources.insert(source.to_string(), None);
+        }
+        if usage {
+            sources.insert(queries::CADVISOR.to_string(), None);
+        }
+        if devices {
+            sources.insert(queries::DCGM.to_string(), None);
+        }
+        if scheduler {
+            for source in [queries::SCHEDULER_METRIC, "kube_pod_status_qos_class"] {
+                sources.insert(source.to_string(), None);
+            }
+        }
+        if gpu_models {
+            for source in ["kube_pod_info", "kube_node_labels"] {
+                sources.insert(source.to_string(), None);
+            }
+        }
+        sources
     }
 
     /// When a source's believed series are missing: whether other jobs write its metric.
@@ -432,4 +422,37 @@ pub(super) fn missing_source(source: &str, reference: &str) -> (String, String) 
             ),
         ),
     }
+}
+
+/// Each source's newest sample (Unix milliseconds) from the newest-samples answer, into
+/// `sources`; the store's own newest (`up` of kube-state-metrics' targets), and whether
+/// kube-scheduler's requests were seen at all.
+fn newest_per_source(
+    newest: &[Series],
+    sources: &mut BTreeMap<String, Option<i64>>,
+) -> (Option<i64>, bool) {
+    let mut store = None;
+    let mut scheduler_seen = false;
+    for s in newest {
+        let Some(source) = s.labels.get("source") else {
+            continue;
+        };
+        scheduler_seen |= source == queries::SCHEDULER_METRIC && !s.points.is_empty();
+        let newest = s
+            .points
+            .iter()
+            .map(|(_, v)| *v)
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !newest.is_finite() {
+            continue;
+        }
+        let newest = (newest * 1000.0).round() as i64;
+        if source == queries::STORE {
+            store = Some(newest);
+        } else if let Some(slot) = sources.get_mut(source) {
+            *slot = Some(newest);
+        }
+    }
+    (store, scheduler_seen)
 }
