@@ -44,7 +44,7 @@
 
 use std::fmt;
 
-use crate::scope::Scope;
+use crate::scope::{MetricMatchers, Scope};
 
 /// A source a bill is read from, by the exporter that writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,6 +134,15 @@ pub struct Provenance {
     cadvisor: Scope,
     dcgm_exporter: Scope,
     scheduler: Scope,
+}
+
+impl MetricMatchers for Provenance {
+    fn for_metric(&self, metric: &str) -> Option<&Scope> {
+        Provenance::for_metric(self, metric)
+    }
+    fn is_any(&self) -> bool {
+        Provenance::is_any(self)
+    }
 }
 
 impl Default for Provenance {

@@ -10,8 +10,6 @@
 
 use std::fmt;
 
-use crate::provenance::Provenance;
-
 /// One label matcher, as PromQL writes it: `name op "value"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Matcher {
@@ -106,6 +104,27 @@ fn unquote(quoted: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Matchers that belong to some metrics only: each source's provenance
+/// ([`crate::provenance::Provenance`] implements it; this module needs no more of it).
+pub trait MetricMatchers {
+    /// The matchers of `metric`'s source, if it has any.
+    fn for_metric(&self, metric: &str) -> Option<&Scope>;
+    /// Whether no metric has matchers of its own.
+    fn is_any(&self) -> bool;
+}
+
+/// No metric has matchers of its own.
+pub struct NoMetricMatchers;
+
+impl MetricMatchers for NoMetricMatchers {
+    fn for_metric(&self, _: &str) -> Option<&Scope> {
+        None
+    }
+    fn is_any(&self) -> bool {
+        true
+    }
 }
 
 impl Scope {
@@ -212,14 +231,14 @@ impl Scope {
 
     /// `expr` with the scope's matchers in every selector (module documentation).
     pub fn apply(&self, expr: &str) -> String {
-        self.apply_with(expr, &Provenance::any())
+        self.apply_with(expr, &NoMetricMatchers)
     }
 
     /// `expr` with the scope's matchers in every selector, and in each selector of a source's
     /// metric that source's matchers too ([`crate::provenance`]). A selector names its metric
     /// before its braces (`kube_pod_info{…}`, `kube_pod_info[…]`) or, in braces alone, as
     /// `__name__="…"`/`__name__=~"…"` whose literal start names one source (`"kube_.+"`).
-    pub fn apply_with(&self, expr: &str, provenance: &Provenance) -> String {
+    pub fn apply_with(&self, expr: &str, provenance: &impl MetricMatchers) -> String {
         if self.is_empty() && provenance.is_any() {
             return expr.to_string();
         }
@@ -336,6 +355,7 @@ impl fmt::Display for Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provenance::Provenance;
 
     fn scope(s: &str) -> Scope {
         Scope::parse(s).unwrap()

@@ -72,7 +72,10 @@ impl AuditConfig {
                 kafka,
                 from_earliest: args.from_earliest,
             },
-            format: args.output,
+            format: match args.output {
+                crate::cli::AuditOutput::Text => AuditFormat::Text,
+                crate::cli::AuditOutput::Json => AuditFormat::Json,
+            },
             recompute,
         })
     }

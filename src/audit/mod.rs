@@ -71,8 +71,8 @@ pub use config::AuditConfig;
 pub use judge::KEEP;
 pub use report::{AuditReport, HourReport, Status};
 
-/// Report format on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Report format on stdout (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditFormat {
     /// A table for people.
     Text,
