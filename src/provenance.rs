@@ -183,7 +183,7 @@ impl Provenance {
             Scope::parse(raw).map_err(|reason| {
                 format!(
                     "invalid {} ({}): {reason}; give label matchers in PromQL syntax that pick \
-                     the platform's own {}, e.g. {} (README, Trust)",
+                     the platform's own {}, e.g. {} (docs/trust.md)",
                     source.flag(),
                     source.env(),
                     source.name(),

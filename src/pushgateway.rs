@@ -39,7 +39,7 @@ pub struct PushSettings {
     pub timeout: Duration,
 }
 
-/// How a run ended, by exit class (the README's exit codes).
+/// How a run ended, by exit class (docs/operating.md, Exit codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub exit_code: u8,
@@ -126,7 +126,7 @@ fn outcome_gauges(g: &mut Exposition, outcome: Outcome, now: DateTime<Utc>) {
     );
     g.gauge(
         "consumption_metrics_last_run_exit_code",
-        "Exit code of the last run (README, Exit codes).",
+        "Exit code of the last run (docs/operating.md, Exit codes).",
         &plain(f64::from(outcome.exit_code)),
     );
     let classes: Vec<(String, f64)> = CLASSES

@@ -1040,7 +1040,7 @@ fn pods_are_billed_what_kubernetes_reserves() {
                     "{engine} {tag} {model}: {mesh}"
                 );
             }
-            // The usage and max bases are unchanged by the model (README, "What is billed").
+            // The usage and max bases are unchanged by the model (docs/billing.md).
             for basis in ["usage", "max"] {
                 let messages = dry_run_on(&p, basis, &[]);
                 let worst = check_truth(truth.clone(), basis, &messages);

@@ -71,14 +71,14 @@ fn audit_help_snapshot() {
     insta::assert_snapshot!(out.stdout);
 }
 
-/// The README's configuration reference names every flag and environment variable of `--help`
+/// The configuration reference (docs/configuration.md) names every flag and environment variable of `--help`
 /// and of `audit --help`.
 #[test]
-fn every_flag_and_variable_is_in_the_readme() {
+fn every_flag_and_variable_is_in_the_configuration_reference() {
     let help = run(bin().arg("--help")).stdout
         + &run(bin().args(["audit", "--help"])).stdout
         + &run(bin().args(["check", "--help"])).stdout;
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../docs/configuration.md");
     let mut names = Vec::new();
     for line in help.lines() {
         let line = line.trim_start();
@@ -98,7 +98,10 @@ fn every_flag_and_variable_is_in_the_readme() {
         .iter()
         .filter(|n| !readme.contains(n.as_str()))
         .collect();
-    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn render(overlay: &str) -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("kustomize/overlays")
         .join(overlay);
-    let out = Command::new("kubectl")
+    let out = common::kubectl()
         .arg("kustomize")
         .arg(&dir)
         .output()
@@ -574,4 +574,33 @@ fn the_dockerfile_copies_nothing_the_dockerignore_excludes() {
     assert!(excluded("target/release/consumption-metrics"));
     assert!(excluded("scripts/demo.sh"));
     assert!(!excluded("scripts/install-deps.sh"));
+}
+
+/// Each overlay deploys the tag it names: an `images` entry that matches no image (the base
+/// renames it) would silently leave the base's tag, and a roll-out would not roll out.
+#[test]
+fn every_overlay_deploys_the_tag_it_names() {
+    for overlay in OVERLAYS {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("kustomize/overlays")
+            .join(overlay)
+            .join("kustomization.yaml");
+        let k: Value = serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let tag = k["images"][0]["newTag"]
+            .as_str()
+            .expect("the overlay names a tag");
+        let cronjob = render(overlay)
+            .into_iter()
+            .find(|o| o["kind"] == "CronJob")
+            .unwrap();
+        let image =
+            cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        assert!(
+            image.ends_with(&format!(":{tag}")),
+            "{overlay}: names {tag}, deploys {image}"
+        );
+    }
 }

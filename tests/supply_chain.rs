@@ -126,6 +126,7 @@ fn the_pipeline_scopes_credentials_and_signs_the_digest() {
     );
     for (stage, binding) in [
         ("Push", "usernamePassword(credentialsId: 'registry'"),
+        ("Chart", "usernamePassword(credentialsId: 'registry'"),
         ("Sign", "file(credentialsId: 'cosign-key'"),
         ("Tag", "sshagent(credentials: ['git-push'])"),
     ] {
@@ -149,6 +150,9 @@ fn the_pipeline_scopes_credentials_and_signs_the_digest() {
         "cosign sign --yes --key \"$COSIGN_KEY\" \"$ref\"",
         "ref=\"$REPO@$(cat target/image-digest)\"",
         "cosign attest --yes --key \"$COSIGN_KEY\" --type cyclonedx",
+        // The Helm chart, pushed beside the image and signed by its digest.
+        "scripts/chart.py package",
+        "cosign sign --yes --key \"$COSIGN_KEY\" \"$chart_ref\"",
         "--predicate target/sbom/consumption-metrics.cdx.json",
         "bash scripts/sbom.sh target/sbom",
         "cargo deny --locked check",
@@ -180,7 +184,12 @@ fn the_kyverno_example_verifies_signature_and_sbom() {
             &read(&format!("kustomize/overlays/{overlay}/kustomization.yaml")),
             overlay,
         );
-        let image = k["images"][0]["newName"].as_str().unwrap();
+        // The overlay's image: renamed by it, or the base's name it retags.
+        let entry = &k["images"][0];
+        let image = entry["newName"]
+            .as_str()
+            .or(entry["name"].as_str())
+            .unwrap();
         assert!(
             image.starts_with(prefix),
             "{overlay} deploys {image}, which the policy ({reference}) does not check"

@@ -44,7 +44,7 @@ pub(super) async fn read_checkpoint(
                 "{}: no value yet, writable (proven without writing; check created nothing). A \
                  run takes this for a first run and bills from the newest settled hour only. If \
                  the checkpoint was deleted, restore the last lastPublishedTime from the logs \
-                 first (README, Runbook)",
+                 first (docs/operating.md, Runbook)",
                 store.describe()
             ),
         ),

@@ -8,7 +8,7 @@
 //! file's directory; a real create would turn a deleted checkpoint into a first run);
 //! the Kafka side is connected and its topic's metadata read, and nothing is produced. Every
 //! failure is a line, not an error: the report is the whole answer, and the exit code is the
-//! class of the first failure (the run's own exit codes, README "Exit codes").
+//! class of the first failure (the run's own exit codes, docs/operating.md, "Exit codes").
 
 mod checkpoint;
 mod config;

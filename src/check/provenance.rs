@@ -75,7 +75,7 @@ pub(super) async fn provenance_checks(
                     "no series of the platform's {source} ({believed_text}) in {hour}, but \
                      other jobs write its metrics: {}. A run refuses (exit 4): if one of them is \
                      the platform's {source}, set {} to matchers that pick it and that tenants \
-                     cannot write (README, Trust)",
+                     cannot write (docs/trust.md)",
                     others.join(", "),
                     source.flag()
                 ),

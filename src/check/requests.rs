@@ -76,7 +76,7 @@ pub(super) async fn request_checks(
                      pod-level requests (Kubernetes 1.34+) or a resize down not yet admitted, \
                      billed at their containers' requests by --request-source \
                      kube-state-metrics. Bill what Kubernetes reserves with --request-source \
-                     scheduler (README, Pod-level resources)",
+                     scheduler (docs/billing.md, Pod-level resources)",
                     pods.len(),
                     pods.keys()
                         .take(3)
@@ -133,7 +133,7 @@ pub(super) async fn request_checks(
         format!(
             "core-hours of {hour} differ in {} namespaces between kube-state-metrics and \
              kube-scheduler (pod-level requests, pending resizes); largest: {}. {billed} \
-             (README, Pod-level resources)",
+             (docs/billing.md, Pod-level resources)",
             differences.len(),
             differences
                 .iter()

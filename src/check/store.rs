@@ -29,7 +29,7 @@ pub(super) async fn prometheus_checks(
                      dry-run or backfill) and bills it when the data is in. The checks below \
                      are of {held}, the newest hour it holds in full. If the lag persists past \
                      --max-source-silence, check the cluster's remote write and the store's \
-                     ingestion (README, Runbook, ConsumptionMetricsHourWaitingForData)",
+                     ingestion (docs/operating.md, Runbook, ConsumptionMetricsHourWaitingForData)",
                     rfc3339(newest),
                     humantime::format_duration(Duration::from_secs(lag.as_secs())),
                 ),

@@ -35,7 +35,7 @@ pub(super) async fn retention_check(
             format!(
                 "the store holds no data for {first}, {why}: a run stops there (exit 4). If the \
                  data is gone for good, move the checkpoint past it with `consumption-metrics \
-                 checkpoint set --to <a later hour>` (README, Runbook)"
+                 checkpoint set --to <a later hour>` (docs/operating.md, Runbook)"
             ),
             exit::COLLECT,
         ),
@@ -90,7 +90,7 @@ pub(super) async fn time_checks(
                     "{detail}: the store does not hold {hour} in full yet, so a run waits for \
                      it (exit 0 when scheduled, 7 for a dry-run or backfill). If the lag \
                      persists, check the cluster's remote write and the store's ingestion \
-                     (README, Runbook, ConsumptionMetricsHourWaitingForData)"
+                     (docs/operating.md, Runbook, ConsumptionMetricsHourWaitingForData)"
                 ),
             ),
             _ => lines.ok(&check, detail),

@@ -356,7 +356,7 @@ pub struct Args {
     /// Where GPU-hours are read from: `requests` (kube-state-metrics' container requests; blind
     /// to GPUs allocated through DRA, which it warns about) or `devices` (dcgm-exporter's
     /// per-device series attributed to pods: whole GPUs, MIG instances, shared GPUs split
-    /// equally between their pods, DRA allocations). README, "GPUs".
+    /// equally between their pods, DRA allocations). docs/gpus.md.
     #[arg(long, env = "GPU_SOURCE", value_enum, default_value_t = GpuSource::Requests)]
     pub gpu_source: GpuSource,
 
@@ -407,7 +407,7 @@ pub struct Args {
     /// Shape of message_id: uuid (a v5 UUID), or legacy, the Go CronJob's
     /// `2026-11-22-10:00:<digits>` for a billing side that parses it. Both are derived from
     /// cluster, hour and part, so a re-publish keeps its id. Changing it makes re-published
-    /// hours look new to the billing side: see README, "Migrating from the Go CronJob".
+    /// hours look new to the billing side: see docs/migrating.md.
     #[arg(
         long,
         env = "MESSAGE_ID_FORMAT",

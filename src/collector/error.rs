@@ -16,7 +16,7 @@ pub enum CollectError {
          {hour}; nothing can be billed for it. Check --prometheus-url, that kube-state-metrics \
          is scraped, and that the hour is within Prometheus's retention. Every later run stops \
          here too: if the data is gone for good, move the checkpoint past the hour with \
-         `consumption-metrics checkpoint set --to {end}` (README, Runbook)"
+         `consumption-metrics checkpoint set --to {end}` (docs/operating.md, Runbook)"
     )]
     NoData { hour: String, end: String },
     #[error(
@@ -340,7 +340,7 @@ pub enum CollectError {
          other jobs write it: {jobs}. Nothing was billed: series of a job that is not the \
          platform's exporter are never believed, since anyone (a tenant) can write them. If \
          one of these jobs is the platform's {exporter}, set {flag} ({env}) to label matchers \
-         that pick it and that tenants cannot write (README, Trust)"
+         that pick it and that tenants cannot write (docs/trust.md)"
     )]
     NotBelieved {
         exporter: &'static str,
@@ -360,7 +360,7 @@ pub enum CollectError {
          them, or it is scraped without honor_labels (the pods' namespace and pod then stored \
          as exported_namespace and exported_pod: set honorLabels on its ServiceMonitor). \
          Check the scheduler's `up`; bill the hour from the containers' requests \
-         with --request-source kube-state-metrics (README, Pod-level resources)"
+         with --request-source kube-state-metrics (docs/billing.md, Pod-level resources)"
     )]
     SchedulerMissedPods {
         hour: String,

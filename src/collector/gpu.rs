@@ -103,7 +103,7 @@ impl Collector<'_> {
                 "pods hold devices through Dynamic Resource Allocation (ResourceClaims), which \
                  request no extended resource: --gpu-source requests bills their GPUs 0. Bill \
                  GPUs as the devices report them with --gpu-source devices (dcgm-exporter; \
-                 README, GPUs)"
+                 docs/gpus.md)"
             );
         }
         Ok(pods)

@@ -176,8 +176,7 @@ impl<'a> Collector<'a> {
                 source = %source,
                 setting = source.flag(),
                 "{source}'s series are believed from every job that writes them ({} is empty): a \
-                 tenant's series of the same names can change bills or stop billing (README, \
-                 Trust)",
+                 tenant's series of the same names can change bills or stop billing (docs/trust.md)",
                 source.flag()
             );
         }

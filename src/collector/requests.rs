@@ -57,7 +57,7 @@ impl Collector<'_> {
                  an in-place resize down not yet admitted. The kube-state-metrics source bills \
                  their containers' requests only. Bill what Kubernetes reserves with \
                  --request-source scheduler (REQUEST_SOURCE; kube-scheduler's \
-                 /metrics/resources scraped; README, Pod-level resources)"
+                 /metrics/resources scraped; docs/billing.md, Pod-level resources)"
             );
         }
         Ok(pods)

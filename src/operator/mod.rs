@@ -1,4 +1,4 @@
-//! The operator's commands on the checkpoint (README, "Runbook"): `checkpoint show` says where
+//! The operator's commands on the checkpoint (docs/operating.md, "Runbook"): `checkpoint show` says where
 //! it lives, its value, the lag and what the next scheduled run would bill; `checkpoint set`
 //! moves it deliberately, never backwards unless forced, and logs the old and new values.
 

@@ -35,7 +35,7 @@
 //! every series' starting value `X` (`used_seconds_steady`). The steady query covers every
 //! namespace and the collector drops its answer for the listed ones: excluding them in the
 //! query (`namespace!~"a|b|…"`) costs Prometheus more regular-expression matching per
-//! selector than reading their few series (README, Performance). So each
+//! selector than reading their few series (docs/performance.md). So each
 //! namespace is billed from exactly one part, and the split does not rely on what an engine's
 //! `resets` counts: on VictoriaMetrics, whose `resets` also counts a fall at the window's
 //! start, such a namespace simply takes the exact part. The exact part itself is usually not
@@ -100,7 +100,7 @@ pub enum Namespaces<'a> {
 ///
 /// Why halves: Prometheus evaluates one query on about one core, so the largest CPU query is
 /// the run's critical path; its two halves, sent side by side, take about two thirds of its
-/// wall time for about the same CPU (README, Performance). Every operation
+/// wall time for about the same CPU (docs/performance.md). Every operation
 /// of a CPU query stays within a namespace (joins on pods, sums by namespace), so a half's
 /// answer is its namespaces' part of the whole one. Matching the expression costs little: it
 /// runs once per label value, not per series.
@@ -156,7 +156,7 @@ pub fn fallen_counters(w: Windows) -> String {
 ///
 /// Prometheus's cost is about one pass per selector mention (whatever the window's length),
 /// and about as much per operation between two per-series vectors and per `label_replace` of
-/// one (README, Performance). The per-series form (`L − (Lp·[m ≥ Lp] or m·[2m > L])`)
+/// one (docs/performance.md). The per-series form (`L − (Lp·[m ≥ Lp] or m·[2m > L])`)
 /// takes 7 mentions and 6 operations; this one 5 and 3. The two sums meet in one `sum by`, so
 /// they must stay apart under `or`: the first is labelled `part`, the second keeps the
 /// series' `id`. Each is deduplicated (a series scraped by two jobs) with `max` after the

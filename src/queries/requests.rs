@@ -337,7 +337,7 @@ pub fn scheduler_requested(
 /// ordinary init container, KEP-753's motivating order (a mesh proxy that the init containers
 /// after it can use): exact then, and otherwise an overstatement only for a pod whose ordinary
 /// init container, started before some sidecar, requests more than its app containers
-/// (README, "What is billed"). Names are unique across a pod's containers and init
+/// (docs/billing.md). Names are unique across a pod's containers and init
 /// containers, so the union of app containers and sidecars adds no request twice.
 pub(super) fn effective_requested(
     w: Windows,
@@ -459,7 +459,7 @@ pub(super) fn effective_request(
 ///   is the pod's own.
 ///
 /// Reading a family costs Prometheus about the same per series whether the window is 5
-/// minutes or an hour (README, Performance), so each form reads each family once and the
+/// minutes or an hour (docs/performance.md), so each form reads each family once and the
 /// bound is a sum, not the effective request's arithmetic.
 pub fn unseen_requests(scheduler: bool) -> String {
     let now = "[5m] offset 1ms";

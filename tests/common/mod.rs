@@ -532,3 +532,39 @@ pub async fn scheduled_with(
     let checkpoint = std::fs::read_to_string(&path).unwrap().trim().to_string();
     (outcome, checkpoint)
 }
+
+/// The chart and manifest tests' tools (scripts/chart-tools.txt: helm-python-sdk and a pinned
+/// kubectl), in the virtual environment scripts/install-deps.sh makes: $CHART_TOOLS, else
+/// /opt/consumption-metrics-tools (as root), else ~/.cache/consumption-metrics/tools.
+pub fn chart_tools() -> Option<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::var_os("CHART_TOOLS")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    roots.push("/opt/consumption-metrics-tools".into());
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(home).join(".cache/consumption-metrics/tools"));
+    }
+    roots.into_iter().find(|r| r.join("bin/python").exists())
+}
+
+/// `kubectl`: the pinned one of the tools when installed, else whichever is on PATH.
+pub fn kubectl() -> Command {
+    match chart_tools().map(|t| t.join("bin/kubectl")) {
+        Some(k) if k.exists() => Command::new(k),
+        _ => Command::new("kubectl"),
+    }
+}
+
+/// The tools' Python running scripts/chart.py (helm-python-sdk).
+pub fn chart_py() -> Command {
+    let tools = chart_tools().unwrap_or_else(|| {
+        panic!(
+            "the chart tools are not installed (helm-python-sdk, scripts/chart-tools.txt); run \
+             `bash scripts/install-deps.sh`"
+        )
+    });
+    let mut c = Command::new(tools.join("bin/python"));
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chart.py"));
+    c
+}
