@@ -26,16 +26,14 @@ impl Collector<'_> {
             reference,
             queries::Sources {
                 usage,
-                devices,
                 gpu_models,
                 scheduler,
             },
             &provenance.targets(crate::provenance::Source::KubeStateMetrics),
-            &provenance.targets(crate::provenance::Source::DcgmExporter),
         );
         let targets_from = first.start() - chrono::TimeDelta::hours(1);
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
-        let (samples, newest, targets) = tokio::try_join!(
+        let (samples, mut newest, targets, dcgm) = tokio::try_join!(
             async {
                 Ok::<_, CollectError>(
                     self.prometheus
@@ -60,7 +58,15 @@ impl Collector<'_> {
                     .await?)
             },
             self.targets_of(span, at),
+            async {
+                if devices {
+                    self.newest_dcgm(first.start() - lookback, at).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
         )?;
+        newest.extend(dcgm);
         let timeline = timeline::Timeline::new(
             samples
                 .iter()
@@ -123,6 +129,40 @@ impl Collector<'_> {
             targets,
             targets_from: targets_from.timestamp_millis(),
         })
+    }
+
+    /// dcgm-exporter's newest `up` ([`queries::newest_dcgm`]) at each step from `from` to
+    /// `at`: the last half hour first, and the whole range only when that holds none (the
+    /// exporter stopped or lags), so that a fleet scraped as usual is looked up at 8 steps, not
+    /// at every step of hours.
+    async fn newest_dcgm(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Series>> {
+        let expr = queries::newest_dcgm(
+            &self
+                .prometheus
+                .provenance()
+                .targets(crate::provenance::Source::DcgmExporter),
+        );
+        let recent = (at - chrono::TimeDelta::minutes(32)).max(from);
+        for start in [recent, from] {
+            let answer = self
+                .prometheus
+                .query_range(&RangeQuery {
+                    what: "dcgm-exporter's newest scrape",
+                    expr: &expr,
+                    start,
+                    end: at,
+                    step: NEWEST_STEP,
+                })
+                .await?;
+            if answer.iter().any(|s| !s.points.is_empty()) || start == from {
+                return Ok(answer);
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// The sources a run of this configuration reads, each with no newest sample yet:

@@ -63,8 +63,7 @@ fn queries_snapshot() {
                 usage: true,
                 ..Sources::default()
             },
-            r#"job="kube-state-metrics""#,
-            r#"job="nvidia-dcgm-exporter""#
+            r#"job="kube-state-metrics""#
         )
     );
     insta::assert_snapshot!(
@@ -204,13 +203,15 @@ fn every_query() -> Vec<(&'static str, String)> {
             "kube-system",
             Sources {
                 usage: true,
-                devices: true,
                 gpu_models: true,
                 scheduler: true,
             },
             r#"job="kube-state-metrics""#,
-            r#"job="nvidia-dcgm-exporter""#,
         ),
+    ));
+    all.push((
+        "newest dcgm-exporter",
+        newest_dcgm(r#"job="nvidia-dcgm-exporter""#),
     ));
     for w in [Windows::Closed, Windows::LeftOpen] {
         all.push(("gpu devices", devices::samples(w, HOUR_MS)));

@@ -80,18 +80,10 @@ pub fn scrape_times(w: Windows, reference: &str, len_ms: u128) -> String {
 /// kube-state-metrics is down or a reference namespace was deleted: a source that stays behind
 /// it has stopped, it does not lag. A few series (one per replica or shard).
 ///
-/// dcgm-exporter's time is also its targets' `up` (`dcgm_targets`, its provenance matchers):
-/// an exporter whose scrapes fail writes `up` 0 and no device series, which is not lag but a
-/// hole of every device, judged by the devices' rules (refused past `--max-scrape-gap`).
-pub fn newest_samples(
-    reference: &str,
-    sources: Sources,
-    ksm_targets: &str,
-    dcgm_targets: &str,
-) -> String {
+/// dcgm-exporter's time is read apart ([`newest_dcgm`]).
+pub fn newest_samples(reference: &str, sources: Sources, ksm_targets: &str) -> String {
     let Sources {
         usage,
-        devices,
         gpu_models,
         scheduler,
     } = sources;
@@ -160,17 +152,23 @@ pub fn newest_samples(
             "kube_node_labels",
         ));
     }
-    if devices {
-        // dcgm-exporter's time is its targets' `up`: Prometheus stamps a scrape's `up` and its
-        // samples alike, so the newest `up` is at least the newest device sample, and reading
-        // `up` (a series per target) costs a small part of reading every device series.
-        parts.push("or".to_string());
-        parts.push(format!(
-            "label_replace(max(timestamp(up{{{dcgm_targets}}})), \"source\", \"{DCGM}\", \"\", \"\")"
-        ));
-    }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     block("max by (source) (", &parts, ")")
+}
+
+/// dcgm-exporter's time (`source="dcgm-exporter"`, with `--gpu-source devices`): the newest
+/// `up` of its targets (`dcgm_targets`, its provenance matchers), over every device: a cluster
+/// billed by its devices has GPUs. Prometheus stamps a scrape's `up` and its samples alike, so
+/// the newest `up` is at least the newest device sample; an exporter whose scrapes fail writes
+/// `up` 0 and no device series, which is not lag but a hole of every device, judged by the
+/// devices' rules (refused past `--max-scrape-gap`). Apart from [`newest_samples`]: a target
+/// per GPU node (1,250 at 10,000 GPUs) looked up at every step of hours is a third of one pass
+/// over the devices' samples, so the collector reads the last minutes first and the whole
+/// lookback only when dcgm-exporter is not there.
+pub fn newest_dcgm(dcgm_targets: &str) -> String {
+    format!(
+        "label_replace(max(timestamp(up{{{dcgm_targets}}})), \"source\", \"{DCGM}\", \"\", \"\")"
+    )
 }
 
 /// Per kube-state-metrics target (`instance`): the newest sample of its namespaces' phase
@@ -221,8 +219,6 @@ pub fn targets_before(w: Windows) -> String {
 pub struct Sources {
     /// cAdvisor's usage counters (the `usage` and `max` bases).
     pub usage: bool,
-    /// dcgm-exporter's devices (`--gpu-source devices`).
-    pub devices: bool,
     /// The pods' nodes and the nodes' GPU models (`--gpu-model` with `--gpu-source requests`).
     pub gpu_models: bool,
     /// kube-scheduler's requests and the pods' QoS classes (`--request-source scheduler`).
