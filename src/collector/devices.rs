@@ -5,20 +5,20 @@
 //! `count_over_time` over the same samples).
 //!
 //! So each hour is read as a summary first ([`device_queries::summary`]): per device series, its
-//! samples in the read (the hour and `--max-scrape-gap` on either side); per target, the
-//! scrapes attempted in the read and on each side of the hour ([`device_queries::target_summary`]). A
-//! series is *steady* when its target was scraped on both sides of the hour and the series has
-//! a sample at every scrape of its target attempted in the read (a failed scrape writes `up` 0
-//! and no sample): the same pod (or nobody) held its device all hour. A device all of
-//! whose series (every series with its UUID: exporter replicas, the copies per pod, its MIG
-//! instances) are steady is billed from the summary: its series are stood in for by points
-//! every minute across the hour, on which [`holders::integrate`] applies the same rules
-//! (weights, holders, shares, models) and gives the whole hour, as the samples would. Only the
-//! other devices (a pod that started or stopped near the hour, a hole, a target that failed,
-//! one UUID on two nodes) are read raw, by their UUIDs, with the `up` of their targets; a
-//! fleet at rest costs one pass. The summary is one window over the read, not the hour and
-//! each side apart: a store spends about as much on finding a series' chunks as on reading an
-//! hour of them (measured at 10,000 GPUs: three windows cost 2.4 times one).
+//! samples in the read (the hour and `--max-scrape-gap` on either side); per target, the scrapes
+//! attempted in the read and on each side of the hour ([`device_queries::target_summary`]). A
+//! series is *steady* when its target was scraped on both sides of the hour and the series has a
+//! sample at every scrape of its target attempted in the read (a failed scrape writes `up` 0 and no
+//! sample): the same pod (or nobody) held its device all hour. A device all of whose series (every
+//! series with its UUID: exporter replicas, the copies per pod, its MIG instances) are steady is
+//! billed from the summary: its series are stood in for by points across the hour (every half
+//! `--max-scrape-gap`), on which [`holders::integrate`] applies the same rules (weights, holders,
+//! shares, models) and gives the whole hour, as the samples would. Only the other devices (a pod
+//! that started or stopped near the hour, a hole, a target that failed, one UUID on two nodes) are
+//! read raw, by their UUIDs, with the `up` of their targets; a fleet at rest costs one pass. The
+//! summary is one window over the read, not the hour and each side apart: a store spends about as
+//! much on finding a series' chunks as on reading an hour of them (measured at 10,000 GPUs: three
+//! windows cost 2.4 times one).
 //!
 //! Where a device that is not steady cannot be named in a query (no `UUID` label, or one with
 //! other characters than letters, digits and dashes), the hour is read raw as a whole, in
@@ -36,8 +36,8 @@ use crate::prometheus::{RangeQuery, SampleQuery, Series};
 use crate::queries::devices as device_queries;
 use crate::window::{HourWindow, rfc3339_millis};
 
-/// The most bytes one part of the devices' answers may take ([`device_queries::parts_for`]): with the
-/// answer's parsed copy beside it, what a part costs in memory at once.
+/// The most bytes one part of the devices' answers may take ([`device_queries::parts_for`]): with
+/// the answer's parsed copy beside it, what a part costs in memory at once.
 const DEVICE_PART_BYTES: usize = 16 << 20;
 
 /// The device series a dcgm-exporter target is taken to write, to size the summary's parts: a
@@ -48,9 +48,13 @@ const SERIES_PER_TARGET: f64 = 64.0;
 /// stays a few kilobytes, under VictoriaMetrics' 16 KB limit).
 const UUIDS_PER_READ: usize = 64;
 
-/// The spacing of the points that stand in for a steady series' samples: well under any
-/// `--max-scrape-gap`, so that [`holders::integrate`] finds no hole between them.
-const STAND_IN_MS: i64 = 60_000;
+/// The spacing of the points that stand in for a steady series' samples: half of
+/// `--max-scrape-gap` (`pad_ms`), so that [`holders::integrate`] finds no hole between them, and
+/// few: the integration's work is per point. At least 30 s (the shortest gap allowed is a
+/// minute).
+fn stand_in_spacing(pad_ms: u128) -> i64 {
+    i64::try_from(pad_ms / 2).unwrap_or(i64::MAX).max(30_000)
+}
 
 impl Collector<'_> {
     /// The devices' hour ([`holders::integrate`]): dcgm-exporter's series from
@@ -129,8 +133,9 @@ impl Collector<'_> {
             entry.1.insert(device.node.clone());
             entry.2.push(device);
         }
-        let stand_in: Vec<i64> = (start - STAND_IN_MS..=end + STAND_IN_MS)
-            .step_by(STAND_IN_MS as usize)
+        let spacing = stand_in_spacing(pad.as_millis());
+        let stand_in: Vec<i64> = (start - spacing..=end + spacing)
+            .step_by(usize::try_from(spacing).unwrap_or(usize::MAX))
             .collect();
         let mut unsteady: Vec<String> = Vec::new();
         for (uuid, (steady, nodes, series)) in by_uuid {
