@@ -23,8 +23,10 @@
 # generation; later runs: a few minutes. Progress goes to stderr, the table to stdout.
 #   devices    BENCH_GPUS (1,000 and 10,000) GPUs as dcgm-exporter reports them: one billed
 #              hour with --gpu-source devices, measured as the one-hour part is.
-# BENCH_PARTS (default "1h long publish") picks the parts to run ("devices" is run on demand:
-# its data takes about 15 minutes to generate at 10,000 GPUs).
+#   devices-span  BENCH_SPAN_GPUS (1,000) GPUs in 100 namespaces for 26 hours: a 24-hour
+#              span's peak RSS against one hour's.
+# BENCH_PARTS (default "1h long publish") picks the parts to run ("devices" and "devices-span"
+# are run on demand: their data takes about 15 minutes to generate at 10,000 GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --publish-demo
@@ -290,6 +292,27 @@ EOF
         "$billed" "$truth" "$(ratio "$billed" "$truth")" ""
     stop_servers
 done
+fi
+
+# --- A day of the devices source -------------------------------------------------------------
+# BENCH_SPAN_GPUS (default 1000) GPUs as the devices part has them, in 100 namespaces, for 26
+# hours: the 24 middle hours billed in one dry-run (one span; the devices read hour by hour),
+# its peak RSS against one hour's of the same data (target: at most 1.25 times). 100
+# namespaces, not 1,000: a day of 1,000 namespaces at 60 s is 17 GB of OpenMetrics text.
+if [[ $PARTS == *" devices-span "* ]]; then
+    gpus=${BENCH_SPAN_GPUS:-1000}
+    prometheus 100 26 60 --gpus "$gpus"
+    echo "devices over a day, $gpus GPUs: one run of 24 hours, one of 1 hour" >&2
+    flags=(--dry-run --now "$(at 26)" --cpu-basis request --gpu-source devices)
+    job "${flags[@]}" --since "$(at 1)" --until "$(at 2)" # once unmeasured (blocks into memory)
+    job "${flags[@]}" --since "$(at 1)" --until "$(at 25)"
+    day_rss=$rss_mib day_wall=$wall
+    job "${flags[@]}" --since "$(at 1)" --until "$(at 2)"
+    row devices-span "$gpus GPUs: peak RSS MiB, 24-hour span / 1 hour" "$day_rss" "$rss_mib" \
+        "$(ratio "$day_rss" "$rss_mib")" "<= 1.25"
+    row devices-span "$gpus GPUs: wall s, 24-hour span / 1 hour" "$day_wall" "$wall" \
+        "$(ratio "$day_wall" "$wall")" ""
+    stop_servers
 fi
 
 # --- Long runs at $LONG_N namespaces: dry-run and publishing ---------------------------------
