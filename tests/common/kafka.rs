@@ -176,14 +176,7 @@ pub fn tansu_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TANSU_BIN") {
         return p.into();
     }
-    let mut roots: Vec<PathBuf> = std::env::var_os("TANSU_ROOT")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    roots.push("/opt/tansu".into());
-    if let Some(home) = std::env::var_os("HOME") {
-        roots.push(PathBuf::from(home).join(".cache/consumption-metrics/tansu"));
-    }
+    let roots = super::tool_roots("TANSU_ROOT", "/opt/tansu", "tansu");
     roots
         .iter()
         .map(|r| r.join("bin/tansu"))

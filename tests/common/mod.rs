@@ -537,15 +537,27 @@ pub async fn scheduled_with(
 /// kubectl), in the virtual environment scripts/install-deps.sh makes: $CHART_TOOLS, else
 /// /opt/consumption-metrics-tools (as root), else ~/.cache/consumption-metrics/tools.
 pub fn chart_tools() -> Option<PathBuf> {
-    let mut roots: Vec<PathBuf> = std::env::var_os("CHART_TOOLS")
+    tool_roots("CHART_TOOLS", "/opt/consumption-metrics-tools", "tools")
+        .into_iter()
+        .find(|r| r.join("bin/python").exists())
+}
+
+/// Where scripts/install-deps.sh may have put a tool, in the order it decides: `$env`, `opt`
+/// (as root), `~/.cache/consumption-metrics/<cache>` (as another user).
+pub fn tool_roots(env: &str, opt: &str, cache: &str) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::var_os(env)
         .map(PathBuf::from)
         .into_iter()
         .collect();
-    roots.push("/opt/consumption-metrics-tools".into());
+    roots.push(opt.into());
     if let Some(home) = std::env::var_os("HOME") {
-        roots.push(PathBuf::from(home).join(".cache/consumption-metrics/tools"));
+        roots.push(
+            PathBuf::from(home)
+                .join(".cache/consumption-metrics")
+                .join(cache),
+        );
     }
-    roots.into_iter().find(|r| r.join("bin/python").exists())
+    roots
 }
 
 /// `kubectl`: the pinned one of the tools when installed, else whichever is on PATH.
