@@ -25,6 +25,7 @@
 #                         own resets/increase);
 #   prometheus-pushgateway  receives the job's own metrics in the self-metrics test;
 #   curl                  readiness probes of the demo's and tests' servers;
+#   python3               the scripts' free ports and summaries (scripts/prometheus.sh, demo.sh);
 #   stunnel4              the mutual-TLS listener in front of the test broker (tansu's own TLS
 #                         does not verify client certificates);
 #   tansu                 an Apache-Kafka-compatible broker, built once with cargo into
@@ -45,13 +46,13 @@ want_tools=0
 want_chart=0
 case $mode in
     --build-only) pkgs=("${build_pkgs[@]}"); want_tansu=0 ;;
-    --manifests) pkgs=("${build_pkgs[@]}" python3-venv); want_tansu=0; want_chart=1 ;;
-    --demo) pkgs=("${build_pkgs[@]}" prometheus curl); want_tansu=0 ;;
-    --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl stunnel4); want_tansu=1 ;;
+    --manifests) pkgs=("${build_pkgs[@]}" python3 python3-venv); want_tansu=0; want_chart=1 ;;
+    --demo) pkgs=("${build_pkgs[@]}" prometheus curl python3); want_tansu=0 ;;
+    --publish-demo) pkgs=("${build_pkgs[@]}" prometheus curl python3 stunnel4); want_tansu=1 ;;
     --supply-chain) pkgs=("${build_pkgs[@]}"); want_tansu=0; want_tools=1 ;;
     --all)
         pkgs=("${build_pkgs[@]}" prometheus victoria-metrics prometheus-pushgateway curl stunnel4
-            python3-venv)
+            python3 python3-venv)
         want_tansu=1
         want_chart=1
         want_tools=1
