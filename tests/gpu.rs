@@ -595,3 +595,18 @@ fn no_dcgm_exporter_at_all_is_refused_naming_it_and_the_way_out() {
     }
     assert!(!out.stderr.contains("cAdvisor"), "{}", out.stderr);
 }
+
+/// A device whose UUID reaches the store only as a lower-case `uuid` label (a relabelling that
+/// lower-cases names): the raw read of the devices that changed cannot name it by `UUID`, so
+/// such an hour is read raw as a whole; every namespace still gets its truth, on both engines.
+#[test]
+fn a_lower_case_uuid_label_is_billed_the_truth() {
+    let opts = Options {
+        dcgm_lowercase_uuid: true,
+        ..fleet(17, true)
+    };
+    for (engine, p) in both_engines("gpu-lowercase-uuid", &opts) {
+        let got = billed(&dry_run(&p, DEVICES_BY_MODEL));
+        check_devices(engine, &p, &got);
+    }
+}

@@ -20,9 +20,9 @@
 //! much on finding a series' chunks as on reading an hour of them (measured at 10,000 GPUs: three
 //! windows cost 2.4 times one).
 //!
-//! Where a device that is not steady cannot be named in a query (no `UUID` label, or one with
-//! other characters than letters, digits and dashes), the hour is read raw as a whole, in
-//! parts cut by the last character of the UUID ([`device_queries::parts`]).
+//! Where a device that is not steady cannot be named in a query (a series with its UUID only as
+//! `uuid`, or one with other characters than letters, digits and dashes), the hour is read raw as a
+//! whole, in parts cut by the last character of the UUID ([`device_queries::parts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -117,6 +117,9 @@ impl Collector<'_> {
         let mut read: Vec<dcgm::DeviceSeries> = Vec::with_capacity(summarised.len());
         let mut by_uuid: BTreeMap<String, (bool, BTreeSet<String>, Vec<dcgm::DeviceSeries>)> =
             BTreeMap::new();
+        // Devices a series of which names its UUID only as `uuid`: a raw read by `UUID` would
+        // not find it.
+        let mut unnamed: BTreeSet<String> = BTreeSet::new();
         for (labels, n) in &summarised {
             let s = Series {
                 labels: labels.clone(),
@@ -126,6 +129,9 @@ impl Collector<'_> {
             let target = device.target.clone();
             let steady =
                 across(&target) && attempts.get(&target).is_some_and(|a| *a > 0.0 && n == a);
+            if !labels.contains_key("UUID") {
+                unnamed.insert(device.device.uuid.clone());
+            }
             let entry = by_uuid
                 .entry(device.device.uuid.clone())
                 .or_insert_with(|| (true, BTreeSet::new(), Vec::new()));
@@ -176,7 +182,8 @@ impl Collector<'_> {
                 .map(|v| (v * 1000.0).round() as i64)
                 .max()
         };
-        let (raw, down) = if unsteady.iter().all(|u| device_queries::plain_uuid(u)) {
+        let nameable = |u: &String| device_queries::plain_uuid(u) && !unnamed.contains(u);
+        let (raw, down) = if unsteady.iter().all(nameable) {
             let raw = self
                 .devices_by_uuid(hour, at, len, &unsteady, &owners)
                 .await?;
@@ -184,7 +191,8 @@ impl Collector<'_> {
             let down = self.targets_up(at, len, &matchers, &raw_targets).await?;
             (raw, down)
         } else {
-            // A device that is not steady and cannot be named: the hour read raw, whole.
+            // A device that is not steady and cannot be named by `UUID`: the hour read raw,
+            // whole (its parts hold every series, with a `UUID` or without).
             read.clear();
             // A sample per 15 s (the GPU Operator's interval) of each series summarised.
             let bytes = series * (len as f64 / 15_000.0) * device_queries::SAMPLE_BYTES;

@@ -81,6 +81,9 @@ pub struct Fleet {
     /// replica ID a container holds, and writes each as a copy of the device's series with the
     /// label `vgpu` (the replica ID after `::`). A pod holding k replicas has k series.
     pub virtual_gpus: bool,
+    /// The device's UUID as the label `uuid` instead of `UUID`, which consumption-metrics reads
+    /// too: a relabelling that lower-cases label names.
+    pub lowercase_uuid: bool,
     /// Stretches `[from, to)` in which every dcgm-exporter's scrape fails (`up` 0, no device
     /// series): the exporter crashlooping, its nodes NotReady.
     pub gaps: Vec<(i64, i64)>,
@@ -172,7 +175,8 @@ impl Fleet {
             for &d in devices_of.get(e.node.as_str()).into_iter().flatten() {
                 let dev = &self.devices[d];
                 let mut device = format!(
-                    "gpu=\"{i}\",UUID=\"{}\",pci_bus_id=\"00000000:{:02X}:00.0\",device=\"nvidia{i}\",modelName=\"{}\"",
+                    "gpu=\"{i}\",{}=\"{}\",pci_bus_id=\"00000000:{:02X}:00.0\",device=\"nvidia{i}\",modelName=\"{}\"",
+                    if self.lowercase_uuid { "uuid" } else { "UUID" },
                     dev.uuid,
                     0x1b + dev.index * 0x10,
                     dev.model,
@@ -447,6 +451,7 @@ pub fn scaled(gpus: usize, namespaces: &[String], seed: u64) -> Fleet {
         honor_labels: true,
         old_names: false,
         virtual_gpus: true,
+        lowercase_uuid: false,
         gaps: Vec::new(),
         products,
     }

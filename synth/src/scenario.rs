@@ -98,6 +98,8 @@ pub struct Options {
     /// dcgm-exporter with `KUBERNETES_VIRTUAL_GPUS` ([`crate::fleet::Fleet::virtual_gpus`]):
     /// the shared T4's holders carry `vgpu`, one series per time-slicing replica held.
     pub dcgm_virtual_gpus: bool,
+    /// dcgm-exporter's UUID as the label `uuid` ([`crate::fleet::Fleet::lowercase_uuid`]).
+    pub dcgm_lowercase_uuid: bool,
     /// A GPU fleet at AI-cluster scale of this many GPUs ([`crate::fleet::scaled`]) instead of
     /// the hand-made one (0: none), held in the random namespaces.
     pub gpu_scale: usize,
@@ -167,6 +169,7 @@ impl Default for Options {
             dcgm_honor_labels: true,
             dcgm_old_names: false,
             dcgm_virtual_gpus: false,
+            dcgm_lowercase_uuid: false,
             gpu_scale: 0,
             tenant_series: false,
             ksm_stops_at: None,
@@ -1207,6 +1210,7 @@ fn gpu_fleet(t0: i64, honor_labels: bool) -> (Fleet, Vec<Namespace>) {
         honor_labels,
         old_names: false,
         virtual_gpus: false,
+        lowercase_uuid: false,
         gaps: Vec::new(),
         // The nodes of the hand-made and random pods (`node-1` to `node-3`) have A100s.
         products: [
@@ -1241,6 +1245,7 @@ pub fn build(opts: &Options) -> Cluster {
         let (mut fleet, tenants) = gpu_fleet(t0, opts.dcgm_honor_labels);
         fleet.old_names = opts.dcgm_old_names;
         fleet.virtual_gpus = opts.dcgm_virtual_gpus;
+        fleet.lowercase_uuid = opts.dcgm_lowercase_uuid;
         namespaces.extend(tenants);
         fleet.gaps = opts
             .dcgm_gaps
