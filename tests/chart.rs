@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use serde::Deserialize;
 use serde_json::Value;
 
 const OVERLAYS: [&str; 4] = ["dev", "np", "stage", "prd"];
@@ -26,13 +25,6 @@ fn values_of(overlay: &str) -> PathBuf {
     chart().join(format!("ci/{overlay}-values.yaml"))
 }
 
-fn documents(yaml: &[u8]) -> Vec<Value> {
-    serde_yaml::Deserializer::from_slice(yaml)
-        .map(|doc| Value::deserialize(doc).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
 /// The chart rendered into `namespace` with `values` files over its own; `Err` is Helm's
 /// refusal.
 fn helm_render(namespace: &str, values: &[&Path]) -> Result<Vec<Value>, String> {
@@ -44,24 +36,10 @@ fn helm_render(namespace: &str, values: &[&Path]) -> Result<Vec<Value>, String> 
         .output()
         .expect("running scripts/chart.py");
     if out.status.success() {
-        Ok(documents(&out.stdout))
+        Ok(common::yaml_documents(&out.stdout))
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
-}
-
-fn kustomize(overlay: &str) -> Vec<Value> {
-    let out = common::kubectl()
-        .arg("kustomize")
-        .arg(root().join("kustomize/overlays").join(overlay))
-        .output()
-        .expect("kubectl is needed (scripts/install-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{overlay}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    documents(&out.stdout)
 }
 
 /// The settings ConfigMap's generated name (kustomize adds a hash of its content, the chart
@@ -122,7 +100,7 @@ fn the_chart_lints_clean_and_renders_what_each_overlay_renders() {
             helm_render(&namespace, &[&values_of(overlay)])
                 .unwrap_or_else(|e| panic!("{overlay}: {e}")),
         );
-        let kustomized = by_identity(kustomize(overlay));
+        let kustomized = by_identity(common::kustomize(overlay));
         let names = |m: &BTreeMap<(String, String), Value>| m.keys().cloned().collect::<Vec<_>>();
         assert_eq!(names(&helm), names(&kustomized), "{overlay}: the objects");
         for (id, want) in &kustomized {
@@ -135,34 +113,6 @@ fn the_chart_lints_clean_and_renders_what_each_overlay_renders() {
             );
         }
     }
-}
-
-/// The environment the rendered CronJob's container gets (its settings ConfigMap, then its
-/// own `env`), as the kubelet resolves it.
-fn container_env(objects: &[Value], namespace: &str) -> BTreeMap<String, String> {
-    let find = |kind: &str, name: &str| {
-        objects
-            .iter()
-            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} {name}"))
-    };
-    let container = &find("CronJob", "consumption-metrics")["spec"]["jobTemplate"]["spec"]["template"]
-        ["spec"]["containers"][0];
-    let mut env = BTreeMap::new();
-    for from in container["envFrom"].as_array().unwrap() {
-        let name = from["configMapRef"]["name"].as_str().unwrap();
-        for (k, v) in find("ConfigMap", name)["data"].as_object().unwrap() {
-            env.insert(k.clone(), v.as_str().unwrap().to_string());
-        }
-    }
-    for e in container["env"].as_array().unwrap() {
-        let value = match e["value"].as_str() {
-            Some(v) => v.to_string(),
-            None => namespace.to_string(), // fieldRef metadata.namespace
-        };
-        env.insert(e["name"].as_str().unwrap().to_string(), value);
-    }
-    env
 }
 
 /// `--check-config` with `env`: the binary's own verdict on a configuration.
@@ -272,7 +222,8 @@ const REFUSED: &[(&str, &str, &str, &str)] = &[
 fn the_values_schema_refuses_what_the_binary_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let prd = values_of("prd");
-    let base = container_env(&helm_render("billing-prd", &[&prd]).unwrap(), "billing-prd");
+    let (base, _) =
+        common::container_env(&helm_render("billing-prd", &[&prd]).unwrap(), "billing-prd");
     assert!(binary_accepts(&base).0, "the prd values are accepted");
     for (i, (values, field, var, value)) in REFUSED.iter().enumerate() {
         let file = dir.path().join(format!("case-{i}.yaml"));

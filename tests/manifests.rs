@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -12,7 +11,6 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -20,23 +18,7 @@ const OVERLAYS: [&str; 4] = ["dev", "np", "stage", "prd"];
 const CHECKPOINT: &str = "consumption-metrics-checkpoint";
 
 fn render(overlay: &str) -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("kustomize/overlays")
-        .join(overlay);
-    let out = common::kubectl()
-        .arg("kustomize")
-        .arg(&dir)
-        .output()
-        .expect("kubectl is needed for the manifest tests (scripts/install-deps.sh says how)");
-    assert!(
-        out.status.success(),
-        "{overlay}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_yaml::Deserializer::from_slice(&out.stdout)
-        .map(|doc| Value::deserialize(doc).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
+    common::kustomize(overlay)
 }
 
 /// Drop nulls and empty objects/arrays, which the typed round trip may omit.
@@ -325,57 +307,13 @@ fn the_network_policy_allows_only_what_the_job_needs() {
     }
 }
 
-/// The environment the CronJob's container gets, resolved like the kubelet would.
-fn container_env(r: &Rendered, namespace: &str) -> (BTreeMap<String, String>, Vec<String>) {
-    let cj = r.cronjob.clone().unwrap();
-    let pod = cj
-        .spec
-        .unwrap()
-        .job_template
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
-    let c = &pod.containers[0];
-    let mut env = BTreeMap::new();
-    for from in c.env_from.clone().unwrap_or_default() {
-        let name = from
-            .config_map_ref
-            .expect("only ConfigMaps feed the environment")
-            .name;
-        let cm = r
-            .configmaps
-            .iter()
-            .find(|cm| cm.metadata.name.as_deref() == Some(name.as_str()))
-            .unwrap_or_else(|| panic!("envFrom refers to {name}, which is not rendered"));
-        env.extend(cm.data.clone().unwrap_or_default());
-    }
-    for e in c.env.clone().unwrap_or_default() {
-        let value = match (e.value, e.value_from) {
-            (Some(v), _) => v,
-            (None, Some(from)) => {
-                let field = from.field_ref.expect("only fieldRef is used").field_path;
-                assert_eq!(field, "metadata.namespace");
-                namespace.to_string()
-            }
-            _ => String::new(),
-        };
-        env.insert(e.name, value);
-    }
-    let mut args = c.command.clone().unwrap_or_default();
-    args.extend(c.args.clone().unwrap_or_default());
-    (env, args)
-}
-
 /// A renamed flag, a missing setting or a bad value in any overlay fails here, before it
 /// reaches a cluster.
 #[test]
 fn the_binary_accepts_every_overlays_settings() {
     for overlay in OVERLAYS {
-        let r = parse(overlay);
         let ns = namespace_of(overlay);
-        let (env, args) = container_env(&r, &ns);
+        let (env, args) = common::container_env(&render(overlay), &ns);
         let mut cmd = common::bin();
         cmd.env_remove("LOG_FORMAT")
             .envs(&env)

@@ -168,13 +168,7 @@ async fn at_end(
     hour: &HourWindow,
 ) -> Result<Vec<Series>, String> {
     prometheus
-        .query_range(&RangeQuery {
-            what,
-            expr,
-            start: hour.end(),
-            end: hour.end(),
-            step: Duration::from_secs(3600),
-        })
+        .query_range(&RangeQuery::at(what, expr, hour.end()))
         .await
         .map_err(|e| e.to_string())
 }

@@ -34,13 +34,11 @@ pub(super) async fn provenance_checks(
         let check = format!("provenance {source}");
         let q = queries::jobs_writing(w, &metrics);
         let every = prometheus
-            .query_range_every_job(&RangeQuery {
-                what: "jobs writing a source's metrics",
-                expr: &q,
-                start: hour.end(),
-                end: hour.end(),
-                step: Duration::from_secs(3600),
-            })
+            .query_range_every_job(&RangeQuery::at(
+                "jobs writing a source's metrics",
+                &q,
+                hour.end(),
+            ))
             .await;
         let believed = at_end(prometheus, "believed jobs", &q, hour).await;
         let (every, believed) = match (every, believed) {

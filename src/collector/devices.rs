@@ -25,7 +25,6 @@
 //! whole, in parts cut by the last character of the UUID ([`device_queries::parts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use tracing::debug;
 
@@ -70,16 +69,9 @@ impl Collector<'_> {
             .targets(crate::provenance::Source::DcgmExporter);
         let targets_q =
             device_queries::target_summary(self.windows, &matchers, pad.as_millis(), len);
-        let instant = |what, expr, at| RangeQuery {
-            what,
-            expr,
-            start: at,
-            end: at,
-            step: Duration::from_secs(3600),
-        };
         let targets = self
             .prometheus
-            .query_range(&instant("gpu device targets", &targets_q, at))
+            .query_range(&RangeQuery::at("gpu device targets", &targets_q, at))
             .await?;
         let budget = (self.prometheus.max_response_bytes() / 4).min(DEVICE_PART_BYTES);
         // Each target's own `namespace` and `pod` (what a series naming them was scraped as),
@@ -173,7 +165,7 @@ impl Collector<'_> {
         } else {
             let newest_q = device_queries::newest_scrape(&matchers, len);
             self.prometheus
-                .query_range(&instant("gpu devices' newest scrape", &newest_q, at))
+                .query_range(&RangeQuery::at("gpu devices' newest scrape", &newest_q, at))
                 .await?
                 .iter()
                 .flat_map(|s| s.points.last())
@@ -213,13 +205,6 @@ impl Collector<'_> {
         rows: f64,
         budget: usize,
     ) -> Result<BTreeMap<BTreeMap<String, String>, f64>> {
-        let instant = |expr| RangeQuery {
-            what: "gpu devices' summary",
-            expr,
-            start: at,
-            end: at,
-            step: Duration::from_secs(3600),
-        };
         let parts = device_queries::parts(device_queries::parts_for(
             rows * device_queries::SUMMARY_ROW_BYTES,
             budget,
@@ -231,7 +216,10 @@ impl Collector<'_> {
             .iter()
             .map(|part| device_queries::summary(self.windows, part, len))
             .collect();
-        let reads: Vec<RangeQuery> = exprs.iter().map(|expr| instant(expr)).collect();
+        let reads: Vec<RangeQuery> = exprs
+            .iter()
+            .map(|expr| RangeQuery::at("gpu devices' summary", expr, at))
+            .collect();
         // Per series (its labels), its samples in the read.
         let mut summarised: BTreeMap<BTreeMap<String, String>, f64> = BTreeMap::new();
         for pair in reads.chunks(2) {

@@ -2,8 +2,6 @@
 //! VictoriaMetrics): every query is written for one, and the wrong one bills a sample twice or
 //! never at an hour's edge ([`queries::probe`]).
 
-use std::time::Duration;
-
 use super::error::{CollectError, Result};
 use crate::prometheus::{Prometheus, RangeQuery};
 use crate::queries::{self, Windows};
@@ -14,13 +12,7 @@ pub async fn probe_windows(
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Windows> {
     let series = prometheus
-        .query_range(&RangeQuery {
-            what: "window probe",
-            expr: queries::probe(),
-            start: at,
-            end: at,
-            step: Duration::from_secs(3600),
-        })
+        .query_range(&RangeQuery::at("window probe", queries::probe(), at))
         .await?;
     let points: Vec<f64> = series
         .iter()

@@ -20,13 +20,11 @@ impl Collector<'_> {
         let q = queries::unseen_requests(scheduler);
         let answer = self
             .prometheus
-            .query_range(&RangeQuery {
-                what: "requests kube-state-metrics cannot see",
-                expr: &q,
-                start: last.end(),
-                end: last.end(),
-                step: Duration::from_secs(3600),
-            })
+            .query_range(&RangeQuery::at(
+                "requests kube-state-metrics cannot see",
+                &q,
+                last.end(),
+            ))
             .await?;
         let mut pods = BTreeMap::new();
         for s in &answer {

@@ -17,19 +17,14 @@ impl Collector<'_> {
         let reference = &self.config.reference_namespace;
         let at = last.end() + chrono::TimeDelta::from_std(margin).unwrap_or_default();
         let times_q = queries::scrape_times(self.windows, reference, span_ms + 2 * margin_ms);
-        let usage = self.config.cpu_basis != CpuBasis::Request;
-        let devices = self.config.gpu_source == GpuSource::Devices;
-        let gpu_models = !devices && !self.config.gpu_models.is_empty();
-        let scheduler = self.config.request_model == RequestModel::Scheduler;
-        let provenance = self.prometheus.provenance();
+        let (read, devices) = self.sources();
         let newest_q = queries::newest_samples(
             reference,
-            queries::Sources {
-                usage,
-                gpu_models,
-                scheduler,
-            },
-            &provenance.targets(crate::provenance::Source::KubeStateMetrics),
+            read,
+            &self
+                .prometheus
+                .provenance()
+                .targets(crate::provenance::Source::KubeStateMetrics),
         );
         let targets_from = first.start() - chrono::TimeDelta::hours(1);
         let lookback = chrono::TimeDelta::hours(NEWEST_LOOKBACK_HOURS);
@@ -76,7 +71,7 @@ impl Collector<'_> {
                 })
                 .collect(),
         );
-        let mut sources = self.sources_read();
+        let mut sources = sources_read(read, devices);
         let (store, scheduler_seen) = newest_per_source(&newest, &mut sources);
         // The store's time for this cluster: kube-state-metrics' targets' `up`, else the
         // newest of the sources themselves.
@@ -165,39 +160,16 @@ impl Collector<'_> {
         Ok(Vec::new())
     }
 
-    /// The sources a run of this configuration reads, each with no newest sample yet:
-    /// kube-state-metrics' families always, cAdvisor for usage, dcgm-exporter for devices,
-    /// kube-scheduler's requests, the nodes' GPU products for models.
-    fn sources_read(&self) -> BTreeMap<String, Option<i64>> {
-        let usage = self.config.cpu_basis != CpuBasis::Request;
+    /// What a run of this configuration reads beside kube-state-metrics' families
+    /// ([`queries::Sources`]), and whether dcgm-exporter's devices are a source.
+    fn sources(&self) -> (queries::Sources, bool) {
         let devices = self.config.gpu_source == GpuSource::Devices;
-        let gpu_models = !devices && !self.config.gpu_models.is_empty();
-        let scheduler = self.config.request_model == RequestModel::Scheduler;
-        let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
-        for source in [
-            queries::KSM,
-            "kube_pod_status_phase",
-            "kube_pod_container_resource_requests",
-        ] {
-            sources.insert(source.to_string(), None);
-        }
-        if usage {
-            sources.insert(queries::CADVISOR.to_string(), None);
-        }
-        if devices {
-            sources.insert(queries::DCGM.to_string(), None);
-        }
-        if scheduler {
-            for source in [queries::SCHEDULER_METRIC, "kube_pod_status_qos_class"] {
-                sources.insert(source.to_string(), None);
-            }
-        }
-        if gpu_models {
-            for source in ["kube_pod_info", "kube_node_labels"] {
-                sources.insert(source.to_string(), None);
-            }
-        }
-        sources
+        let read = queries::Sources {
+            usage: self.config.cpu_basis != CpuBasis::Request,
+            gpu_models: !devices && !self.config.gpu_models.is_empty(),
+            scheduler: self.config.request_model == RequestModel::Scheduler,
+        };
+        (read, devices)
     }
 
     /// When a source's believed series are missing: whether other jobs write its metric.
@@ -219,13 +191,11 @@ impl Collector<'_> {
         let q = queries::jobs_writing_recently(metric, NEWEST_LOOKBACK_HOURS);
         let answer = self
             .prometheus
-            .query_range_every_job(&RangeQuery {
-                what: "jobs writing a source's metric (outside its provenance)",
-                expr: &q,
-                start: at,
-                end: at,
-                step: Duration::from_secs(3600),
-            })
+            .query_range_every_job(&RangeQuery::at(
+                "jobs writing a source's metric (outside its provenance)",
+                &q,
+                at,
+            ))
             .await?;
         if answer.is_empty() {
             return Ok(());
@@ -264,13 +234,11 @@ impl Collector<'_> {
         );
         let answer = self
             .prometheus
-            .query_range_unscoped(&RangeQuery {
-                what: "cluster label values (outside the selector)",
-                expr: &q,
-                start: at,
-                end: at,
-                step: Duration::from_secs(3600),
-            })
+            .query_range_unscoped(&RangeQuery::at(
+                "cluster label values (outside the selector)",
+                &q,
+                at,
+            ))
             .await?;
         if answer.is_empty() {
             return Ok(());
@@ -303,13 +271,7 @@ impl Collector<'_> {
         let q = queries::samples_since(self.windows, &self.config.reference_namespace, len);
         let answer = self
             .prometheus
-            .query_range(&RangeQuery {
-                what: "samples after the hours",
-                expr: &q,
-                start: now,
-                end: now,
-                step: Duration::from_secs(3600),
-            })
+            .query_range(&RangeQuery::at("samples after the hours", &q, now))
             .await?;
         Ok(answer.iter().flat_map(|s| &s.points).any(|(_, v)| *v > 0.0))
     }
@@ -495,4 +457,40 @@ fn newest_per_source(
         }
     }
     (store, scheduler_seen)
+}
+
+/// The sources a run of this configuration reads, each with no newest sample yet:
+/// kube-state-metrics' families always, cAdvisor for usage, dcgm-exporter for devices,
+/// kube-scheduler's requests, the nodes' GPU products for models.
+fn sources_read(read: queries::Sources, devices: bool) -> BTreeMap<String, Option<i64>> {
+    let queries::Sources {
+        usage,
+        gpu_models,
+        scheduler,
+    } = read;
+    let mut sources: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    for source in [
+        queries::KSM,
+        "kube_pod_status_phase",
+        "kube_pod_container_resource_requests",
+    ] {
+        sources.insert(source.to_string(), None);
+    }
+    if usage {
+        sources.insert(queries::CADVISOR.to_string(), None);
+    }
+    if devices {
+        sources.insert(queries::DCGM.to_string(), None);
+    }
+    if scheduler {
+        for source in [queries::SCHEDULER_METRIC, "kube_pod_status_qos_class"] {
+            sources.insert(source.to_string(), None);
+        }
+    }
+    if gpu_models {
+        for source in ["kube_pod_info", "kube_node_labels"] {
+            sources.insert(source.to_string(), None);
+        }
+    }
+    sources
 }

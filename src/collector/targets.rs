@@ -41,13 +41,11 @@ impl Collector<'_> {
                 end: tail_to.min(at),
                 step: NEWEST_STEP,
             },
-            RangeQuery {
-                what: "kube-state-metrics targets before the span",
-                expr: &before_q,
-                start: first.start(),
-                end: first.start(),
-                step: Duration::from_secs(3600),
-            },
+            RangeQuery::at(
+                "kube-state-metrics targets before the span",
+                &before_q,
+                first.start(),
+            ),
         );
         let (tail, before) = tokio::try_join!(
             self.prometheus.query_range(&tail_read),

@@ -83,7 +83,20 @@ pub struct RangeQuery<'a> {
     pub step: Duration,
 }
 
-impl RangeQuery<'_> {
+impl<'a> RangeQuery<'a> {
+    /// One evaluation, at `at`: an instant query sent as a range query (its answer has the
+    /// same shape as every other range answer, and the engines' range path applies the same
+    /// limits).
+    pub fn at(what: &'a str, expr: &'a str, at: DateTime<Utc>) -> Self {
+        RangeQuery {
+            what,
+            expr,
+            start: at,
+            end: at,
+            step: Duration::from_secs(3600),
+        }
+    }
+
     fn range(&self) -> String {
         format!(
             "evaluation times {}..={} step {}s",

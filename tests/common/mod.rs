@@ -580,3 +580,79 @@ pub fn chart_py() -> Command {
     c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chart.py"));
     c
 }
+
+/// A YAML stream (a render's output) as JSON values, empty documents dropped.
+pub fn yaml_documents(yaml: &[u8]) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_slice(yaml)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("rendered YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `kubectl kustomize` of `kustomize/overlays/<overlay>`.
+pub fn kustomize(overlay: &str) -> Vec<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kustomize/overlays")
+        .join(overlay);
+    let out =
+        kubectl().arg("kustomize").arg(&dir).output().expect(
+            "kubectl is needed for the manifest tests (scripts/install-deps.sh installs it)",
+        );
+    assert!(
+        out.status.success(),
+        "{overlay}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    yaml_documents(&out.stdout)
+}
+
+/// The environment and arguments the rendered CronJob's container gets (its ConfigMaps' data,
+/// then its own `env`), resolved as the kubelet resolves them: a `fieldRef` is the namespace.
+pub fn container_env(
+    objects: &[serde_json::Value],
+    namespace: &str,
+) -> (std::collections::BTreeMap<String, String>, Vec<String>) {
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} is rendered"))
+    };
+    let container = &find("CronJob", "consumption-metrics")["spec"]["jobTemplate"]["spec"]["template"]
+        ["spec"]["containers"][0];
+    let mut env = std::collections::BTreeMap::new();
+    for from in container["envFrom"].as_array().into_iter().flatten() {
+        let name = from["configMapRef"]["name"]
+            .as_str()
+            .expect("only ConfigMaps feed the environment");
+        for (k, v) in find("ConfigMap", name)["data"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            env.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+        }
+    }
+    for e in container["env"].as_array().into_iter().flatten() {
+        let value = match (e["value"].as_str(), e["valueFrom"].is_object()) {
+            (Some(v), _) => v.to_string(),
+            (None, true) => {
+                let field = &e["valueFrom"]["fieldRef"]["fieldPath"];
+                assert_eq!(
+                    field, "metadata.namespace",
+                    "only the namespace is a fieldRef"
+                );
+                namespace.to_string()
+            }
+            _ => String::new(),
+        };
+        env.insert(e["name"].as_str().unwrap_or_default().to_string(), value);
+    }
+    let args = ["command", "args"]
+        .iter()
+        .flat_map(|k| container[*k].as_array().cloned().unwrap_or_default())
+        .map(|a| a.as_str().unwrap_or_default().to_string())
+        .collect();
+    (env, args)
+}
